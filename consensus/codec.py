@@ -1,0 +1,318 @@
+"""The one canonical encoder of Provenet, SHA-256 digests and Ed25519 signing.
+
+Theory of operation
+-------------------
+Everything that is hashed or signed anywhere in Provenet (consensus
+messages, blocks, transactions, state) goes through :func:`encode`, so two
+machines that hold equal values always produce equal bytes.  The encoding is
+msgpack restricted to one form:
+
+* values are ``None``, ``bool``, ``int`` (-2**63 .. 2**64-1), ``str``,
+  ``bytes``, lists (tuples encode as lists) and maps whose keys are ``str``;
+* map keys are written in sorted order (code-point order, which is the
+  order of their UTF-8 bytes) and never repeat;
+* every integer and length uses msgpack's shortest form (the packer does
+  this on its own);
+* no floats, no extension types.
+
+:func:`decode` accepts exactly the bytes :func:`encode` would produce: it
+decodes with hard limits on size, depth and collection length, and then
+re-encodes the value and compares, which rejects every non-canonical form
+(unsorted or repeated keys, long-form integers, ``bin`` used for text...)
+with one test instead of a list of special cases.  Whatever the input,
+the only exception that leaves :func:`decode` is :class:`DecodeError`.
+
+Signatures never cover bare payloads: :func:`signing_bytes` prefixes a
+domain tag (what kind of object this is) and the chain id (which network),
+so no signed object can be replayed as another kind or on another network.
+Ed25519 keys and signatures are the same bytes whatever library makes
+them; this module is the only place that touches the signing library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgpack
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+# A value the codec can carry.  (Recursive aliases are spelled out loosely
+# because mypy's support for them is limited; `encode` checks at run time.)
+Value = None | bool | int | str | bytes | list["Value"] | tuple["Value", ...] | dict[str, "Value"]
+
+DIGEST_SIZE = 32
+PUBLIC_KEY_SIZE = 32
+SIGNATURE_SIZE = 64
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+
+class DecodeError(ValueError):
+    """Input bytes are malformed, non-canonical or over a limit."""
+
+
+class EncodeError(TypeError):
+    """The caller asked to encode a value outside the canonical subset."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds enforced by :func:`decode`.  Defaults suit consensus frames."""
+
+    max_size_bytes: int = 16 * 1024 * 1024
+    max_depth: int = 32
+    max_collection_len: int = 100_000
+    max_str_len: int = 1024 * 1024
+    max_bytes_len: int = 8 * 1024 * 1024
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def encode(value: object) -> bytes:
+    """Return the canonical msgpack bytes of ``value``.
+
+    Raises :class:`EncodeError` for floats, non-string map keys, integers
+    out of range or any other type: that is a programming error of the
+    caller, never a property of peer input.
+    """
+    return msgpack.packb(_canonical(value, 0), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _canonical(value: object, depth: int) -> object:
+    """Check ``value`` and return it with every map's keys sorted."""
+    if depth > DEFAULT_LIMITS.max_depth:
+        raise EncodeError("value nests deeper than the codec allows")
+    if value is None or isinstance(value, bool | str | bytes):
+        return value
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise EncodeError(f"integer {value} is outside the msgpack range")
+        return value
+    if isinstance(value, list | tuple):
+        return [_canonical(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise EncodeError(f"map key {key!r} is not a string")
+        return {key: _canonical(value[key], depth + 1) for key in sorted(value)}
+    raise EncodeError(f"type {type(value).__name__} is not in the canonical subset")
+
+
+def _reject_ext(code: int, data: bytes) -> object:
+    raise DecodeError(f"extension type {code} is not allowed")
+
+
+def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> object:
+    """Decode canonical bytes; raise :class:`DecodeError` for anything else."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError("input is not bytes")
+    if len(data) > limits.max_size_bytes:
+        raise DecodeError(f"input of {len(data)} bytes exceeds {limits.max_size_bytes}")
+    try:
+        value = msgpack.unpackb(
+            bytes(data),
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            ext_hook=_reject_ext,
+            max_str_len=limits.max_str_len,
+            max_bin_len=limits.max_bytes_len,
+            max_array_len=limits.max_collection_len,
+            max_map_len=limits.max_collection_len,
+            max_ext_len=0,
+        )
+    except DecodeError:
+        raise
+    except Exception as exc:  # msgpack raises many types; all mean "malformed".
+        raise DecodeError(f"malformed msgpack: {type(exc).__name__}") from None
+    _check_tree(value, limits)
+    try:
+        canonical = encode(value)
+    except EncodeError as exc:
+        raise DecodeError(str(exc)) from None
+    if canonical != bytes(data):
+        raise DecodeError("input is not in canonical form")
+    return value
+
+
+def _check_tree(value: object, limits: Limits) -> None:
+    """Reject floats, non-string keys and excess depth, without recursion."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limits.max_depth:
+            raise DecodeError(f"nesting deeper than {limits.max_depth}")
+        if isinstance(item, float):
+            raise DecodeError("floats are not allowed")
+        if isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise DecodeError("map keys must be strings")
+                stack.append((child, depth + 1))
+
+
+def digest(data: bytes) -> bytes:
+    """SHA-256 of ``data``: the only hash function of the project."""
+    return hashlib.sha256(data).digest()
+
+
+def digest_of(value: object) -> bytes:
+    """SHA-256 of the canonical encoding of ``value``."""
+    return hashlib.sha256(encode(value)).digest()
+
+
+def signing_bytes(domain: str, chain_id: str, body: object) -> bytes:
+    """The exact bytes a signature covers: domain tag, chain id, body."""
+    return encode(["provenet-sig-v1", domain, chain_id, body])
+
+
+class Signer(Protocol):
+    """Something that signs with one validator's or participant's key."""
+
+    @property
+    def public_key(self) -> bytes: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+class Verifier(Protocol):
+    """Checks a signature; must be a pure function of its arguments."""
+
+    def __call__(self, public_key: bytes, message: bytes, signature: bytes) -> bool: ...
+
+
+class Ed25519Signer:
+    """An Ed25519 private key.  Raw 32-byte seeds are the on-disk form."""
+
+    __slots__ = ("_key", "_public")
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._key = private_key
+        self._public = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> Ed25519Signer:
+        """Build a key from a 32-byte seed (deterministic: tests, the simulator)."""
+        if len(seed) != 32:
+            raise ValueError("an Ed25519 seed is 32 bytes")
+        return cls(Ed25519PrivateKey.from_private_bytes(seed))
+
+    @classmethod
+    def generate(cls) -> Ed25519Signer:
+        """A fresh key from the operating system's randomness (node/ only)."""
+        return cls(Ed25519PrivateKey.generate())
+
+    @property
+    def public_key(self) -> bytes:
+        return self._public
+
+    def seed(self) -> bytes:
+        """The 32-byte private seed, for writing a key file."""
+        return self._key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
+
+def ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """True when ``signature`` is ``public_key``'s signature of ``message``.
+
+    Malformed keys or signatures are simply invalid: this never raises.
+    """
+    if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+class CachingVerifier:
+    """Memoises another verifier's answers in a bounded table.
+
+    Verification is a pure function of (key, message, signature), so an
+    answer can be reused: a prepared certificate inside a view change holds
+    prepares the replica already checked, and the simulator delivers one
+    message object to every replica.  The table holds at most
+    ``max_entries`` answers and forgets the oldest first.
+    """
+
+    __slots__ = ("_answers", "_inner", "_max_entries", "hits", "misses")
+
+    def __init__(self, inner: Verifier = ed25519_verify, max_entries: int = 65_536) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be positive")
+        self._inner = inner
+        self._max_entries = max_entries
+        self._answers: dict[tuple[bytes, bytes, bytes], bool] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __call__(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        key = (public_key, signature, message)
+        answer = self._answers.get(key)
+        if answer is not None:
+            self.hits += 1
+            return answer
+        self.misses += 1
+        answer = self._inner(public_key, message, signature)
+        if len(self._answers) >= self._max_entries:
+            del self._answers[next(iter(self._answers))]
+        self._answers[key] = answer
+        return answer
+
+
+class FakeSigner:
+    """A keyed-hash stand-in for Ed25519, for long simulator soaks only.
+
+    The "signature" is SHA-256(seed || message) twice over, and the public
+    key is derived from the seed, so :func:`fake_verify` can check it only
+    through the registry of seeds the simulator keeps.  It is fast and
+    forgery-resistant inside the simulator, and worthless anywhere else.
+    """
+
+    __slots__ = ("_public", "_seed")
+
+    def __init__(self, seed: bytes) -> None:
+        self._seed = seed
+        self._public = digest(b"fake-public" + seed)
+
+    @property
+    def public_key(self) -> bytes:
+        return self._public
+
+    def sign(self, message: bytes) -> bytes:
+        first = digest(self._seed + message)
+        return first + digest(first)
+
+
+class FakeVerifier:
+    """Verifies :class:`FakeSigner` signatures from a table of known seeds."""
+
+    __slots__ = ("_seeds",)
+
+    def __init__(self, signers: list[FakeSigner]) -> None:
+        self._seeds = {signer.public_key: signer._seed for signer in signers}
+
+    def __call__(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        seed = self._seeds.get(public_key)
+        if seed is None:
+            return False
+        first = digest(seed + message)
+        return signature == first + digest(first)

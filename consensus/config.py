@@ -1,0 +1,62 @@
+"""Every limit and timeout of a replica, named, with units last."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consensus.quorum import ValidatorSet
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    chain_id: str
+    validators: ValidatorSet
+    replica_id: int
+    # Checkpoint every K heights; the window admits heights h+1 .. h+L where
+    # h is the last stable checkpoint.  L is a whole number of intervals.
+    checkpoint_interval: int = 8
+    window_size: int = 32
+    # Batching at the primary.
+    max_batch_size: int = 64
+    batch_timeout_ms: int = 5
+    # A request not committed this long after a backup saw it starts a view change.
+    request_timeout_ms: int = 2_000
+    # A view change not completed in this long moves to the next view, with
+    # the timeout doubled each consecutive time, up to the maximum.
+    view_change_timeout_ms: int = 2_000
+    max_view_change_timeout_ms: int = 32_000
+    # How far a proposer's clock may be from ours.
+    max_clock_skew_ms: int = 10_000
+    # Requests held while waiting to be ordered (the node's mempool is the
+    # real back-pressure; this bound keeps the core's memory finite).
+    max_pending_requests: int = 100_000
+    # Digests of requests delivered in this many recent heights are refused
+    # if proposed again; older replays are the execution layer's to refuse.
+    dedup_horizon_heights: int = 1_024
+    # State transfer: blocks per request, and how long to wait for an answer.
+    max_blocks_per_transfer: int = 64
+    state_transfer_timeout_ms: int = 1_000
+    # Heartbeat period; also paces re-sending a new view to a lagging peer.
+    status_interval_ms: int = 500
+    # Messages for views or heights beyond what we can use now are buffered
+    # up to this many per sender.
+    max_buffered_per_sender: int = 256
+
+    def __post_init__(self) -> None:
+        if not self.validators.contains(self.replica_id):
+            raise ValueError(f"replica id {self.replica_id} is not in the validator set")
+        if self.checkpoint_interval < 1 or self.window_size < self.checkpoint_interval:
+            raise ValueError("window_size must be at least one checkpoint_interval")
+        if self.window_size % self.checkpoint_interval:
+            raise ValueError("window_size must be a multiple of checkpoint_interval")
+        if self.max_batch_size < 1 or self.max_blocks_per_transfer < 1:
+            raise ValueError("batch and transfer sizes must be positive")
+        for name in (
+            "batch_timeout_ms",
+            "request_timeout_ms",
+            "view_change_timeout_ms",
+            "state_transfer_timeout_ms",
+            "status_interval_ms",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")

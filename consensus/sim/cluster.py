@@ -1,0 +1,466 @@
+"""A whole cluster in one process: hosts, a client, faults and the checks.
+
+Theory of operation
+-------------------
+Each :class:`SimHost` plays the node's part for one replica: it carries out
+effects in order, keeps the persisted records (its "disk") and the delivered
+blocks (its block store), executes each delivered block (the state root is a
+hash chain of block hashes, which is deterministic and sensitive to any
+divergence) and serves state-transfer requests.  A crash throws away the
+replica object and keeps only the disk; a restart rebuilds the replica from
+it with ``Replica.restore``.
+
+:func:`run` drives one seed: a client submits requests at random times and
+re-sends those not yet delivered by f+1 honest replicas (as the SDK's retry
+would), the fault plan acts until ``heal_ms``, and the run ends when every
+honest replica has delivered every request or the liveness bound passes.
+The checker then reports agreement violations (two honest replicas with
+different blocks at one height), validity violations (a delivered request
+nobody submitted) and liveness failures (a request some honest replica never
+delivered).  A hash of every delivery event is the run's trace digest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from random import Random
+
+from consensus.blocks import ChainTip, CommittedBlock, batch_of
+from consensus.codec import (
+    CachingVerifier,
+    Ed25519Signer,
+    FakeSigner,
+    FakeVerifier,
+    Signer,
+    Verifier,
+    digest,
+    ed25519_verify,
+)
+from consensus.config import ReplicaConfig
+from consensus.events import (
+    Broadcast,
+    ClientRequest,
+    Deliver,
+    Effect,
+    Event,
+    Executed,
+    Persist,
+    Received,
+    Record,
+    RequestDropped,
+    Send,
+    ServeBlocks,
+    StableCheckpointRecord,
+    Tick,
+    compact,
+)
+from consensus.messages import (
+    CertifiedBatch,
+    Message,
+    NewView,
+    Request,
+    StateResponse,
+)
+from consensus.quorum import ValidatorSet
+from consensus.replica import Replica
+from consensus.sim.byzantine import BEHAVIOUR_TABLE, BEHAVIOURS, Adversary
+from consensus.sim.network import FaultPlan, Scheduler, draw_fault_plan
+
+CHAIN_ID = "provenet-sim"
+GENESIS_ROOT = digest(b"provenet-sim-genesis")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    validators: int = 4
+    faults: frozenset[str] = frozenset()
+    requests: int = 24
+    heal_ms: int = 6_000
+    liveness_bound_ms: int = 60_000
+    tick_ms: int = 20
+    client_retry_ms: int = 1_500
+    fake_signatures: bool = False
+    broken: str | None = None
+    byzantine_behaviours: tuple[str, ...] = BEHAVIOURS
+    checkpoint_interval: int = 4
+    window_size: int = 16
+    max_batch_size: int = 8
+
+
+@dataclass
+class SimResult:
+    seed: int
+    safety_violations: list[str]
+    liveness_failures: list[str]
+    trace_digest: str
+    end_ms: int
+    heights: dict[int, int]
+    byzantine: dict[int, str]
+    dropped: dict[str, int]
+
+    @property
+    def ok(self) -> bool:
+        return not self.safety_violations and not self.liveness_failures
+
+
+class BrokenQuorumReplica(Replica):
+    """Deliberately unsafe: prepares and commits on 2f votes instead of 2f+1."""
+
+    @property
+    def vote_quorum(self) -> int:
+        return 2 * self.validators.f
+
+
+class NoNewViewCheckReplica(Replica):
+    """Deliberately unsafe: accepts any NEW-VIEW without checking V or O."""
+
+    def _new_view_problem(self, new_view: NewView) -> str | None:
+        return None
+
+
+REPLICA_CLASSES: dict[str | None, type[Replica]] = {
+    None: Replica,
+    "quorum": BrokenQuorumReplica,
+    "new_view_check": NoNewViewCheckReplica,
+}
+
+
+@dataclass
+class SimHost:
+    """One replica's node: disk, block store, execution, and its replica."""
+
+    replica_id: int
+    config: ReplicaConfig
+    signer: Signer
+    verify: Verifier
+    request_valid: Callable[[bytes], bool]
+    replica_class: type[Replica]
+    records: list[Record] = field(default_factory=list)
+    blocks: list[CommittedBlock] = field(default_factory=list)
+    roots: list[bytes] = field(default_factory=lambda: [GENESIS_ROOT])
+    replica: Replica | None = None
+    crash_after_effects: int | None = None
+    delivered_digests: set[bytes] = field(default_factory=set)
+
+    def tip(self) -> ChainTip:
+        if not self.blocks:
+            return ChainTip.genesis(GENESIS_ROOT)
+        header = self.blocks[-1].header
+        return ChainTip(header.height, header.hash, header.time_ms, self.roots[-1])
+
+    def start(self, now_ms: int) -> list[Effect]:
+        self.replica, effects = self.replica_class.restore(
+            self.config,
+            self.signer,
+            self.verify,
+            self.request_valid,
+            self.tip(),
+            self.records,
+            now_ms,
+        )
+        return effects
+
+    def crash(self) -> None:
+        self.replica = None
+        self.crash_after_effects = None
+
+    @property
+    def up(self) -> bool:
+        return self.replica is not None
+
+    def execute(self, block: CommittedBlock) -> bytes:
+        self.blocks.append(block)
+        self.delivered_digests.update(r.digest for r in block.requests)
+        root = digest(self.roots[-1] + block.header.hash)
+        self.roots.append(root)
+        return root
+
+    def persist(self, record: Record) -> None:
+        self.records.append(record)
+        if isinstance(record, StableCheckpointRecord):
+            self.records = compact(self.records)
+
+    def serve(self, from_height: int, to_height: int) -> StateResponse:
+        chosen = self.blocks[from_height - 1 : to_height]
+        return StateResponse(
+            tuple(CertifiedBatch(batch_of(b), b.certificate) for b in chosen), self.replica_id
+        )
+
+
+class Cluster:
+    """n hosts on one scheduler.  See the module docstring."""
+
+    def __init__(self, seed: int, config: SimConfig) -> None:
+        self.seed = seed
+        self.config = config
+        self.scheduler = Scheduler()
+        self.plan: FaultPlan = draw_fault_plan(
+            seed, config.validators, config.faults, config.heal_ms, config.byzantine_behaviours
+        )
+        self.rng = Random(seed ^ 0x5EED)
+        self._trace = digest(b"trace" + seed.to_bytes(8, "big"))
+        self._trace_parts: list[bytes] = []
+        signers, verify = self._keys(seed)
+        validators = ValidatorSet(tuple(s.public_key for s in signers))
+        self.validators = validators
+        self.submitted: dict[bytes, Request] = {}
+        self.first_delivery: dict[int, bytes] = {}
+        self.safety_violations: list[str] = []
+        self.hosts = [self._host(i, signers[i], verify) for i in range(config.validators)]
+        self.adversaries = {
+            r: Adversary(r, config.validators, signers[r], CHAIN_ID, Random(seed * 1_000 + r))
+            for r in self.plan.byzantine
+        }
+        self.crash_log: list[str] = []
+
+    def _keys(self, seed: int) -> tuple[list[Signer], Verifier]:
+        seeds = [digest(b"sim-key" + bytes([i])) for i in range(self.config.validators)]
+        if self.config.fake_signatures:
+            fakes = [FakeSigner(s) for s in seeds]
+            return list(fakes), FakeVerifier(fakes)
+        # Keys do not depend on the seed: building them is the costly part.
+        return [_ed25519_signer(s) for s in seeds], CachingVerifier(ed25519_verify, 200_000)
+
+    def _host(self, i: int, signer: Signer, verify: Verifier) -> SimHost:
+        config = ReplicaConfig(
+            chain_id=CHAIN_ID,
+            validators=self.validators,
+            replica_id=i,
+            checkpoint_interval=self.config.checkpoint_interval,
+            window_size=self.config.window_size,
+            max_batch_size=self.config.max_batch_size,
+            batch_timeout_ms=5,
+            request_timeout_ms=1_000,
+            view_change_timeout_ms=1_000,
+            max_view_change_timeout_ms=8_000,
+            max_clock_skew_ms=5_000,
+            state_transfer_timeout_ms=300,
+            status_interval_ms=500,
+        )
+        honest_class = REPLICA_CLASSES[self.config.broken]
+        return SimHost(i, config, signer, verify, self._request_valid, honest_class)
+
+    def _request_valid(self, payload: bytes) -> bool:
+        return digest(payload) in self.submitted
+
+    # ------------------------------------------------------------ driving
+
+    def honest(self) -> list[int]:
+        return [h.replica_id for h in self.hosts if h.replica_id not in self.plan.byzantine]
+
+    def feed(self, host: SimHost, event: Event) -> None:
+        if host.replica is None:
+            return
+        self._run_effects(host, host.replica.step(event))
+
+    def _run_effects(self, host: SimHost, effects: list[Effect]) -> None:
+        queue = list(effects)
+        index = 0
+        while index < len(queue):
+            if host.crash_after_effects is not None:
+                if host.crash_after_effects == 0:
+                    self.crash_log.append(
+                        f"{self.scheduler.now_ms}: crash {host.replica_id} mid-step"
+                    )
+                    host.crash()
+                    return
+                host.crash_after_effects -= 1
+            effect = queue[index]
+            index += 1
+            queue.extend(self._apply(host, effect))
+            if host.replica is None:
+                return
+
+    def _apply(self, host: SimHost, effect: Effect) -> list[Effect]:
+        match effect:
+            case Persist(record=record):
+                host.persist(record)
+            case Send(to=to, message=message):
+                self._send(host.replica_id, to, message)
+            case Broadcast(message=message):
+                self._send(host.replica_id, None, message)
+            case Deliver(block=block):
+                self._record_delivery(host.replica_id, block)
+                root = host.execute(block)
+                assert host.replica is not None
+                return host.replica.step(Executed(block.header.height, root))
+            case ServeBlocks(to=to, from_height=first, to_height=last):
+                self._send(host.replica_id, to, host.serve(first, last))
+            case RequestDropped():
+                pass
+        return []
+
+    def _send(self, sender: int, to: int | None, message: Message) -> None:
+        outgoing: list[tuple[int | None, Message]] = [(to, message)]
+        adversary = self.adversaries.get(sender)
+        if adversary is not None:
+            behaviour = BEHAVIOUR_TABLE[self.plan.byzantine[sender]]
+            outgoing = behaviour(adversary, to, message)
+        now = self.scheduler.now_ms
+        for destination, item in outgoing:
+            targets = (
+                [destination]
+                if destination is not None
+                else [r for r in range(self.config.validators) if r != sender]
+            )
+            for target in targets:
+                if self.plan.link_cut(now, sender, target):
+                    continue
+                for delay in self.plan.delays_ms(now):
+                    self.scheduler.at(now + delay, ("msg", sender, target, item))
+
+    def _record_delivery(self, replica_id: int, block: CommittedBlock) -> None:
+        header = block.header
+        self._trace_parts.append(
+            replica_id.to_bytes(2, "big") + header.height.to_bytes(8, "big") + header.hash
+        )
+        if replica_id in self.plan.byzantine:
+            return
+        for request in block.requests:
+            if request.digest not in self.submitted:
+                self.safety_violations.append(
+                    f"validity: replica {replica_id} delivered an unsubmitted request at height {header.height}"
+                )
+        known = self.first_delivery.setdefault(header.height, header.hash)
+        if known != header.hash:
+            self.safety_violations.append(
+                f"agreement: replica {replica_id} delivered a different block at height {header.height}"
+            )
+
+    # ------------------------------------------------------------ the run
+
+    def schedule(self) -> None:
+        for host in self.hosts:
+            self._run_effects(host, host.start(0))
+            self.scheduler.at(0, ("tick", host.replica_id))
+        for i in range(self.config.requests):
+            payload = f"seed {self.seed} request {i}".encode()
+            request = Request.of(payload)
+            self.submitted[request.digest] = request
+            self.scheduler.at(self.rng.randint(0, self.config.heal_ms - 1), ("submit", request))
+        for crash in self.plan.crashes:
+            self.scheduler.at(crash.start_ms, ("crash", crash.replica))
+            self.scheduler.at(crash.end_ms, ("restart", crash.replica))
+
+    def delivered_everywhere(self) -> bool:
+        for replica_id in self.honest():
+            host = self.hosts[replica_id]
+            if not host.up:
+                return False
+            if len(host.delivered_digests) < len(self.submitted):
+                return False
+        return True
+
+    def run(self) -> SimResult:
+        self.schedule()
+        deadline = self.config.heal_ms + self.config.liveness_bound_ms
+        next_check = self.config.heal_ms
+        while True:
+            popped = self.scheduler.pop()
+            if popped is None or popped[0] > deadline:
+                break
+            now, item = popped
+            self._trace_parts.append(repr((now, _describe(item))).encode())
+            self._handle(now, item)
+            if now >= next_check:
+                next_check = now + 100
+                if self.delivered_everywhere():
+                    break
+        return self._result()
+
+    def _handle(self, now: int, item: object) -> None:
+        match item:
+            case ("tick", int(replica_id)):
+                host = self.hosts[replica_id]
+                self.feed(host, Tick(now))
+                self.scheduler.at(now + self.config.tick_ms, ("tick", replica_id))
+            case ("msg", int(sender), int(target), message):
+                self.feed(self.hosts[target], Received(sender, message))  # type: ignore[arg-type]
+            case ("submit", Request() as request):
+                self._submit(now, request)
+            case ("crash", int(replica_id)):
+                if self.hosts[replica_id].up:
+                    self.crash_log.append(f"{now}: crash {replica_id}")
+                    self.hosts[replica_id].crash()
+            case ("restart", int(replica_id)):
+                self._restart(now, replica_id)
+
+    def _submit(self, now: int, request: Request) -> None:
+        delivered_by = sum(
+            1 for r in self.honest() if request.digest in self.hosts[r].delivered_digests
+        )
+        if delivered_by >= self.validators.weak:
+            return
+        for host in self.hosts:
+            if not self.plan.link_cut(now, -1, host.replica_id):
+                self.feed(host, ClientRequest(request))
+        self.scheduler.at(now + self.config.client_retry_ms, ("submit", request))
+
+    def _restart(self, now: int, replica_id: int) -> None:
+        host = self.hosts[replica_id]
+        if host.up:
+            return
+        self.crash_log.append(f"{now}: restart {replica_id}")
+        self._run_effects(host, host.start(now))
+
+    def _result(self) -> SimResult:
+        liveness: list[str] = []
+        for replica_id in self.honest():
+            host = self.hosts[replica_id]
+            missing = len(self.submitted.keys() - host.delivered_digests)
+            if missing or not host.up:
+                liveness.append(f"liveness: replica {replica_id} is missing {missing} requests")
+        dropped: dict[str, int] = {}
+        for host in self.hosts:
+            if host.replica is not None:
+                for reason, count in host.replica.dropped.items():
+                    dropped[reason] = dropped.get(reason, 0) + count
+        trace = digest(self._trace + b"".join(self._trace_parts)).hex()[:16]
+        return SimResult(
+            seed=self.seed,
+            safety_violations=self.safety_violations,
+            liveness_failures=liveness,
+            trace_digest=trace,
+            end_ms=self.scheduler.now_ms,
+            heights={h.replica_id: len(h.blocks) for h in self.hosts},
+            byzantine=dict(self.plan.byzantine),
+            dropped=dropped,
+        )
+
+
+def _describe(item: object) -> object:
+    match item:
+        case ("msg", sender, target, message):
+            return (
+                "msg",
+                sender,
+                target,
+                type(message).__name__,
+                getattr(message, "height", None),
+                getattr(message, "view", None),
+            )
+        case ("submit", Request() as request):
+            return ("submit", request.digest.hex()[:8])
+    return item
+
+
+_SIGNER_CACHE: dict[bytes, Ed25519Signer] = {}
+
+
+def _ed25519_signer(seed: bytes) -> Ed25519Signer:
+    signer = _SIGNER_CACHE.get(seed)
+    if signer is None:
+        signer = _SIGNER_CACHE[seed] = Ed25519Signer.from_seed(seed)
+    return signer
+
+
+def run(seed: int, config: SimConfig) -> SimResult:
+    """Run one seed; any exception escaping a replica is a safety violation."""
+    cluster = Cluster(seed, config)
+    try:
+        return cluster.run()
+    except AssertionError as error:  # InvariantViolation included.
+        result = cluster._result()
+        result.safety_violations.append(f"invariant: {error}")
+        return result
