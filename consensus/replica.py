@@ -704,7 +704,8 @@ class Replica:
         running off to ever higher views that nobody else will join."""
         if self.active or self.view_change_deadline_ms is not None:
             return
-        voters = sum(1 for vc in self.view_changes.values() if vc.new_view == self.view)
+        # A peer asking for a later view has given up on this one too.
+        voters = sum(1 for vc in self.view_changes.values() if vc.new_view >= self.view)
         if voters >= self.validators.quorum:
             self.view_change_deadline_ms = self.now_ms + self.view_change_timeout_ms
 

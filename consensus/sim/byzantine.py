@@ -21,6 +21,7 @@ from consensus.messages import (
     Checkpoint,
     Commit,
     Message,
+    NewView,
     Prepare,
     PrePrepare,
     StateResponse,
@@ -30,7 +31,14 @@ from consensus.messages import (
 
 Outgoing = list[tuple[int | None, Message]]
 
-BEHAVIOURS = ("silent", "equivocate", "conflicting_votes", "forge", "bogus_state")
+BEHAVIOURS = (
+    "silent",
+    "equivocate",
+    "conflicting_votes",
+    "forge",
+    "bogus_state",
+    "rewrite_new_view",
+)
 
 
 @dataclass
@@ -77,7 +85,7 @@ def _split_send(adversary: Adversary, honest: Message, other: Message) -> Outgoi
     first, second = adversary.halves()
     outgoing: Outgoing = [(r, honest) for r in first]
     outgoing.extend((r, other) for r in second)
-    if adversary.rng.random() < 0.5:
+    if adversary.rng.randrange(2):
         outgoing.append((adversary.rng.choice(first), other))
     return outgoing
 
@@ -103,7 +111,7 @@ def conflicting_votes(adversary: Adversary, to: int | None, message: Message) ->
 def forge(adversary: Adversary, to: int | None, message: Message) -> Outgoing:
     """Send its messages with broken signatures, or in another replica's name."""
     if isinstance(message, PrePrepare | Prepare | Commit | Checkpoint | ViewChange):
-        if adversary.rng.random() < 0.5:
+        if adversary.rng.randrange(2):
             impostor = adversary.rng.choice(adversary.others())
             return [(to, replace(message, sender=impostor))]
         broken = bytearray(message.signature)
@@ -130,6 +138,25 @@ def bogus_state(adversary: Adversary, to: int | None, message: Message) -> Outgo
     return [(to, StateResponse(tuple(tampered), message.sender))]
 
 
+def rewrite_new_view(adversary: Adversary, to: int | None, message: Message) -> Outgoing:
+    """As a new primary, replace every batch of O by a null batch (validly
+    signed): erasing what an earlier view prepared, perhaps committed."""
+    if not isinstance(message, NewView) or message.sender != adversary.me:
+        return [(to, message)]
+    nulls = tuple(
+        sign(
+            replace(pp, batch=Batch.null(pp.height), signature=b""),
+            adversary.signer,
+            adversary.chain_id,
+        )
+        for pp in message.pre_prepares
+    )
+    if not nulls or all(pp.batch.is_null for pp in message.pre_prepares):
+        return [(to, message)]
+    forged = replace(message, pre_prepares=nulls, signature=b"")
+    return [(to, sign(forged, adversary.signer, adversary.chain_id))]
+
+
 Behaviour = Callable[[Adversary, int | None, Message], Outgoing]
 
 BEHAVIOUR_TABLE: dict[str, Behaviour] = {
@@ -138,4 +165,5 @@ BEHAVIOUR_TABLE: dict[str, Behaviour] = {
     "conflicting_votes": conflicting_votes,
     "forge": forge,
     "bogus_state": bogus_state,
+    "rewrite_new_view": rewrite_new_view,
 }

@@ -47,8 +47,8 @@ class FaultPlan:
 
     rng: Random
     heal_ms: int
-    drop_probability: float = 0.0
-    dup_probability: float = 0.0
+    drop_per_mille: int = 0
+    dup_per_mille: int = 0
     max_extra_delay_ms: int = 0
     partitions: list[Partition] = field(default_factory=list)
     crashes: list[Crash] = field(default_factory=list)
@@ -61,9 +61,9 @@ class FaultPlan:
         """Delivery delays of the copies of one message (empty: lost)."""
         if at_ms >= self.heal_ms:
             return [self.rng.randint(1, 5)]
-        if self.rng.random() < self.drop_probability:
+        if self.rng.randrange(1_000) < self.drop_per_mille:
             return []
-        copies = 2 if self.rng.random() < self.dup_probability else 1
+        copies = 2 if self.rng.randrange(1_000) < self.dup_per_mille else 1
         return [
             self.rng.randint(1, 5) + self.rng.randint(0, self.max_extra_delay_ms)
             for _ in range(copies)
@@ -78,9 +78,9 @@ def draw_fault_plan(
     f = (n - 1) // 3
     plan = FaultPlan(rng=Random(rng.getrandbits(64)), heal_ms=heal_ms)
     if "drop" in faults:
-        plan.drop_probability = rng.uniform(0.01, 0.2)
+        plan.drop_per_mille = rng.randint(10, 200)
     if "dup" in faults:
-        plan.dup_probability = rng.uniform(0.02, 0.3)
+        plan.dup_per_mille = rng.randint(20, 300)
     if "reorder" in faults:
         plan.max_extra_delay_ms = rng.randint(20, 400)
     if "byzantine" in faults and f > 0:

@@ -1,0 +1,154 @@
+"""The canonical codec: round trips, canonical-only decoding, limits, signing."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consensus.codec import (
+    DecodeError,
+    Ed25519Signer,
+    EncodeError,
+    Limits,
+    decode,
+    digest,
+    ed25519_verify,
+    encode,
+    signing_bytes,
+)
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.text(max_size=40)
+    | st.binary(max_size=40)
+)
+values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=6)
+    | st.dictionaries(st.text(max_size=10), children, max_size=6),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(values)
+def test_round_trip_returns_the_value(value: object) -> None:
+    assert decode(encode(value)) == value
+
+
+@settings(max_examples=400, deadline=None)
+@given(values)
+def test_encoding_is_a_function_of_the_value_not_of_key_order(value: object) -> None:
+    def reversed_maps(item: object) -> object:
+        if isinstance(item, dict):
+            return {k: reversed_maps(item[k]) for k in reversed(list(item))}
+        if isinstance(item, list):
+            return [reversed_maps(x) for x in item]
+        return item
+
+    assert encode(reversed_maps(value)) == encode(value)
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(st.binary(max_size=200))
+def test_only_decode_error_escapes_whatever_the_bytes(data: bytes) -> None:
+    try:
+        value = decode(data)
+    except DecodeError:
+        return
+    # Whatever decodes must be canonical: it re-encodes to the same bytes.
+    assert encode(value) == data
+
+
+@settings(max_examples=400, deadline=None)
+@given(values, st.integers(min_value=0, max_value=10_000), st.integers(min_value=0, max_value=255))
+def test_any_single_byte_change_decodes_to_another_value_or_fails(
+    value: object, position: int, new_byte: int
+) -> None:
+    data = bytearray(encode(value))
+    position %= len(data)
+    if data[position] == new_byte:
+        return
+    data[position] = new_byte
+    try:
+        mutated = decode(bytes(data))
+    except DecodeError:
+        return
+    # Canonical encoding is injective: other canonical bytes are another value.
+    assert mutated != value
+
+
+@pytest.mark.parametrize(
+    ("label", "data"),
+    [
+        ("uint8 for a fixint", b"\xcc\x05"),
+        ("int16 for a small int", b"\xd1\x00\x01"),
+        ("unsorted map keys", b"\x82\xa1b\x01\xa1a\x01"),
+        ("repeated map key", b"\x82\xa1a\x01\xa1a\x02"),
+        ("str8 for a short string", b"\xd9\x01a"),
+        ("array16 for a short list", b"\xdc\x00\x01\x01"),
+        ("float32", b"\xca\x00\x00\x00\x00"),
+        ("float64", b"\xcb" + b"\x00" * 8),
+        ("extension type", b"\xd4\x01\x00"),
+        ("integer map key", b"\x81\x01\x01"),
+        ("bytes map key", b"\x81\xc4\x01a\x01"),
+        ("trailing bytes", b"\x01\x02"),
+        ("truncated", b"\x92\x01"),
+        ("never-used byte", b"\xc1"),
+        ("invalid utf-8", b"\xa1\xff"),
+        ("empty input", b""),
+    ],
+)
+def test_decode_rejects_non_canonical_or_malformed_input(label: str, data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode(data)
+
+
+def test_decode_enforces_size_depth_and_length_limits() -> None:
+    limits = Limits(max_size_bytes=64, max_depth=3, max_collection_len=4, max_str_len=8, max_bytes_len=8)
+    with pytest.raises(DecodeError):
+        decode(encode(b"x" * 100), limits)
+    with pytest.raises(DecodeError):
+        decode(encode([[[[1]]]]), limits)
+    with pytest.raises(DecodeError):
+        decode(encode([1, 2, 3, 4, 5]), limits)
+    with pytest.raises(DecodeError):
+        decode(encode("a" * 9), limits)
+    with pytest.raises(DecodeError):
+        decode(encode(b"a" * 9), limits)
+    assert decode(encode([[[1]]]), limits) == [[[1]]]
+
+
+def test_deep_nesting_is_a_decode_error_not_a_crash() -> None:
+    with pytest.raises(DecodeError):
+        decode(b"\x91" * 100_000 + b"\x01")
+
+
+@pytest.mark.parametrize("bad", [1.5, {1: "x"}, 2**64, -(2**63) - 1, object(), {"a": {1, 2}}])
+def test_encode_refuses_values_outside_the_canonical_subset(bad: object) -> None:
+    with pytest.raises(EncodeError):
+        encode(bad)
+
+
+def test_encode_matches_msgpack_for_canonical_values() -> None:
+    value = {"a": [1, -1, 2**40, "s", b"b", None, True], "b": {}}
+    assert encode(value) == msgpack.packb(value, use_bin_type=True)
+
+
+def test_signatures_are_bound_to_domain_and_chain() -> None:
+    signer = Ed25519Signer.from_seed(b"\x01" * 32)
+    message = signing_bytes("prepare", "chain-a", [1, 2])
+    signature = signer.sign(message)
+    assert ed25519_verify(signer.public_key, message, signature)
+    assert not ed25519_verify(signer.public_key, signing_bytes("commit", "chain-a", [1, 2]), signature)
+    assert not ed25519_verify(signer.public_key, signing_bytes("prepare", "chain-b", [1, 2]), signature)
+    assert not ed25519_verify(signer.public_key, message, signature[:-1] + b"\x00")
+    assert not ed25519_verify(b"short", message, signature)
+
+
+def test_digest_is_sha256() -> None:
+    assert digest(b"abc").hex() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
