@@ -141,6 +141,7 @@ class SimHost:
     roots: list[bytes] = field(default_factory=lambda: [GENESIS_ROOT])
     replica: Replica | None = None
     crash_after_effects: int | None = None
+    restart_after_ms: int = 0
     delivered_digests: set[bytes] = field(default_factory=set)
 
     def tip(self) -> ChainTip:
@@ -246,6 +247,13 @@ class Cluster:
 
     # ------------------------------------------------------------ driving
 
+    def arm_crash(self, replica_id: int, after_effects: int, restart_after_ms: int) -> None:
+        """Crash ``replica_id`` once it has carried out ``after_effects`` more
+        effects (mid-step, between two effects), and restart it later."""
+        host = self.hosts[replica_id]
+        host.crash_after_effects = after_effects
+        host.restart_after_ms = restart_after_ms
+
     def honest(self) -> list[int]:
         return [h.replica_id for h in self.hosts if h.replica_id not in self.plan.byzantine]
 
@@ -260,10 +268,10 @@ class Cluster:
         while index < len(queue):
             if host.crash_after_effects is not None:
                 if host.crash_after_effects == 0:
-                    self.crash_log.append(
-                        f"{self.scheduler.now_ms}: crash {host.replica_id} mid-step"
-                    )
+                    now = self.scheduler.now_ms
+                    self.crash_log.append(f"{now}: crash {host.replica_id} mid-step")
                     host.crash()
+                    self.scheduler.at(now + host.restart_after_ms, ("restart", host.replica_id))
                     return
                 host.crash_after_effects -= 1
             effect = queue[index]

@@ -1,0 +1,131 @@
+"""Whole-cluster simulation: many seeds under every fault, and a checker that
+is shown to fail when the protocol is broken."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from consensus.sim.__main__ import main as sim_main
+from consensus.sim.cluster import SimConfig, run
+from consensus.sim.network import FAULT_KINDS
+
+ALL_FAULTS = frozenset(FAULT_KINDS)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def failures(validators: int, seeds: range, **overrides: object) -> list[str]:
+    config = SimConfig(validators=validators, faults=ALL_FAULTS, **overrides)  # type: ignore[arg-type]
+    lines = []
+    for seed in seeds:
+        result = run(seed, config)
+        if not result.ok:
+            problems = "; ".join(result.safety_violations + result.liveness_failures)
+            lines.append(
+                f"seed {seed}: {problems[:200]} -- replay: python -m consensus.sim --seed {seed} "
+                f"--validators {validators} --faults all"
+                + (" --fake-signatures" if overrides.get("fake_signatures") else "")
+            )
+    return lines
+
+
+# 320 seeds in the default suite: 200 with four validators, 120 with seven,
+# every fault kind enabled in each (the plan draws which ones bite).
+@pytest.mark.parametrize("first", range(0, 200, 50))
+def test_four_validators_stay_safe_and_live_under_all_faults(first: int) -> None:
+    assert failures(4, range(first, first + 50)) == []
+
+
+@pytest.mark.parametrize("first", range(0, 120, 40))
+def test_seven_validators_stay_safe_and_live_under_all_faults(first: int) -> None:
+    assert failures(7, range(first, first + 40)) == []
+
+
+def test_checker_reports_violations_of_a_replica_with_a_2f_quorum() -> None:
+    config = SimConfig(
+        validators=4,
+        faults=frozenset({"byzantine"}),
+        broken="quorum",
+        byzantine_behaviours=("equivocate",),
+    )
+    results = [run(seed, config) for seed in range(40)]
+    assert sum(len(r.safety_violations) for r in results) > 0
+    assert any("agreement" in v for r in results for v in r.safety_violations)
+
+
+def test_checker_reports_violations_of_a_replica_that_skips_the_new_view_check() -> None:
+    config = SimConfig(
+        validators=4,
+        faults=ALL_FAULTS,
+        broken="new_view_check",
+        byzantine_behaviours=("rewrite_new_view",),
+    )
+    results = [run(seed, config) for seed in range(60)]
+    assert any("agreement" in v for r in results for v in r.safety_violations)
+
+
+def test_the_same_seed_replays_the_same_run() -> None:
+    config = SimConfig(validators=4, faults=ALL_FAULTS)
+    first, second = run(11, config), run(11, config)
+    assert first.trace_digest == second.trace_digest
+    assert first.heights == second.heights and first.end_ms == second.end_ms
+    assert run(12, config).trace_digest != first.trace_digest
+
+
+def test_the_trace_does_not_depend_on_the_interpreter_hash_seed() -> None:
+    def trace(hash_seed: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "consensus.sim", "--seed", "5", "--faults", "all"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+        return out.splitlines()[0].split(" trace ")[1].split()[0]
+
+    assert trace("1") == trace("2")
+
+
+def test_cli_prints_replay_lines_and_exits_nonzero_on_violations(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = sim_main(["--seeds", "40", "--faults", "byzantine", "--broken", "quorum"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 1
+    fail_lines = [line for line in lines if line.startswith("FAIL seed")]
+    assert fail_lines and all(
+        "replay: python -m consensus.sim --seed" in line for line in fail_lines
+    )
+    assert lines[-1].startswith("40 seeds, ") and "safety violations" in lines[-1]
+    assert not lines[-1].startswith("40 seeds, 0 safety violations, 0 liveness")
+
+
+def test_cli_exits_zero_and_prints_the_summary_on_clean_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert sim_main(["--seeds", "5", "--validators", "4", "--faults", "drop,dup"]) == 0
+    assert (
+        capsys.readouterr().out.strip().splitlines()[-1]
+        == "5 seeds, 0 safety violations, 0 liveness failures"
+    )
+
+
+def test_cli_rejects_unknown_fault_kinds() -> None:
+    with pytest.raises(SystemExit):
+        sim_main(["--faults", "meteor"])
+
+
+@pytest.mark.soak
+@pytest.mark.skipif(
+    not os.environ.get("PROVENET_SOAK"), reason="set PROVENET_SOAK=1 for the long soak"
+)
+def test_soak_thousands_of_seeds_with_fast_signatures() -> None:
+    seeds = int(os.environ.get("PROVENET_SOAK_SEEDS", "5000"))
+    assert failures(4, range(10_000, 10_000 + seeds), fake_signatures=True) == []
+    assert failures(7, range(20_000, 20_000 + seeds // 5), fake_signatures=True) == []
