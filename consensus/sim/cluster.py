@@ -66,6 +66,7 @@ from consensus.quorum import ValidatorSet
 from consensus.replica import Replica
 from consensus.sim.byzantine import BEHAVIOUR_TABLE, BEHAVIOURS, Adversary
 from consensus.sim.network import FaultPlan, Scheduler, draw_fault_plan
+from consensus.wire import message_from_wire, message_to_wire
 
 CHAIN_ID = "provenet-sim"
 GENESIS_ROOT = digest(b"provenet-sim-genesis")
@@ -86,6 +87,8 @@ class SimConfig:
     checkpoint_interval: int = 4
     window_size: int = 16
     max_batch_size: int = 8
+    # Send every message through its wire form, as the node will.
+    wire_round_trip: bool = True
 
 
 @dataclass
@@ -307,6 +310,8 @@ class Cluster:
             outgoing = behaviour(adversary, to, message)
         now = self.scheduler.now_ms
         for destination, item in outgoing:
+            if self.config.wire_round_trip:
+                item = message_from_wire(message_to_wire(item))
             targets = (
                 [destination]
                 if destination is not None

@@ -1,0 +1,213 @@
+"""The state a replica keeps, and the helpers every part of it shares.
+
+``ReplicaBase`` holds the fields (documented where they are set) and the
+small operations several parts use: buffering messages for later views or
+heights, the log's slots, and the guard that refuses to sign a vote
+contradicting one already sent.  The protocol itself lives in the mixins
+that ``consensus.replica.Replica`` combines: normal_case, checkpointing,
+view_change and restore.  Calls from one mixin into another go through the
+stubs at the end of this class, so each mixin type-checks on its own.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from consensus.blocks import ChainTip
+from consensus.codec import Signer, Verifier
+from consensus.config import ReplicaConfig
+from consensus.events import (
+    Effect,
+)
+from consensus.messages import (
+    CertifiedBatch,
+    Checkpoint,
+    CheckpointProof,
+    Commit,
+    Message,
+    NewView,
+    Prepare,
+    PreparedCertificate,
+    PrePrepare,
+    Request,
+    ViewChange,
+)
+from consensus.proofs import (
+    Checker,
+)
+
+RequestValidator = Callable[[bytes], bool]
+V = TypeVar("V", Prepare, Commit)
+
+
+class InvariantViolation(AssertionError):
+    """The replica's own state is inconsistent: the host must stop it."""
+
+
+@dataclass
+class Slot:
+    """Everything the current view knows about one height."""
+
+    pre_prepare: PrePrepare | None = None
+    prepares: dict[int, Prepare] = field(default_factory=dict)
+    commits: dict[int, Commit] = field(default_factory=dict)
+    sent_prepare: bool = False
+    sent_commit: bool = False
+    committed: bool = False
+
+
+GENESIS_PROOF_ROOT = b""
+
+
+class ReplicaBase:
+    """Fields and shared helpers of a replica; see consensus.replica."""
+
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        signer: Signer,
+        verify: Verifier,
+        request_valid: RequestValidator,
+        tip: ChainTip,
+        now_ms: int = 0,
+    ) -> None:
+        if config.validators.key_of(config.replica_id) != signer.public_key:
+            raise ValueError("the signer's key is not this replica's validator key")
+        self.config = config
+        self.validators = config.validators
+        self.me = config.replica_id
+        self._signer = signer
+        self._request_valid = request_valid
+        self._checker = Checker(config.validators, config.chain_id, verify)
+        self.now_ms = now_ms
+        self.dropped: Counter[str] = Counter()
+        # View state.
+        self.view = 0
+        self.active = True
+        self.view_change_attempts = 0
+        self.view_change_timeout_ms = config.view_change_timeout_ms
+        self.view_change_deadline_ms: int | None = None
+        self.view_changes: dict[int, ViewChange] = {}
+        self.last_new_view: NewView | None = None
+        self._new_view_sent_ms: dict[int, int] = {}
+        # The log of the current view and what survives views.
+        self.log: dict[int, Slot] = {}
+        self.next_height = tip.height + 1
+        self.prepared_certs: dict[int, PreparedCertificate] = {}
+        self.committed: dict[int, CertifiedBatch] = {}
+        self._sent: dict[tuple[str, int, int], bytes] = {}
+        # Checkpoints.
+        self.stable = CheckpointProof(0, GENESIS_PROOF_ROOT, ())
+        self.checkpoint_votes: dict[int, dict[int, Checkpoint]] = {}
+        # Chain: what has been delivered and what has been executed.
+        self.delivered = tip
+        self.executed_height = tip.height
+        self.executed_roots: dict[int, bytes] = {tip.height: tip.state_root}
+        self._recent: deque[tuple[int, tuple[bytes, ...]]] = deque()
+        self._recent_digests: dict[bytes, int] = {}
+        # Requests: waiting (not yet delivered, with the time we saw them,
+        # oldest first), those not yet in any pre-prepare of this view, and
+        # those in flight (digest -> height in this view's log).
+        self.waiting: dict[bytes, tuple[Request, int]] = {}
+        self.unproposed: dict[bytes, Request] = {}
+        self.in_flight: dict[bytes, int] = {}
+        # State transfer and peer heights.
+        self.peer_heights: dict[int, int] = {}
+        self.transfer_target = tip.height
+        self.transfer_deadline_ms: int | None = None
+        self._transfer_round = 0
+        self._status_due_ms = now_ms
+        self._buffer: dict[int, deque[tuple[int, Message]]] = {}
+
+    @property
+    def primary(self) -> int:
+        return self.validators.primary(self.view)
+
+    @property
+    def is_primary(self) -> bool:
+        return self.primary == self.me
+
+    @property
+    def vote_quorum(self) -> int:
+        """Votes that make a height prepared and committed (a hook for the
+        simulator's deliberately broken replica; never override it otherwise)."""
+        return self.validators.quorum
+
+    @property
+    def low_watermark(self) -> int:
+        return self.stable.height
+
+    def _buffer_message(self, sender: int, message: Message) -> None:
+        queue = self._buffer.setdefault(sender, deque())
+        if len(queue) >= self.config.max_buffered_per_sender:
+            queue.popleft()
+            self.dropped["buffer_full"] += 1
+        queue.append((sender, message))
+
+    def _replay_buffer(self, effects: list[Effect]) -> None:
+        buffered = self._buffer
+        self._buffer = {}
+        for queue in buffered.values():
+            for sender, message in queue:
+                self._on_message(sender, message, effects)
+
+    def _slot(self, height: int) -> Slot:
+        slot = self.log.get(height)
+        if slot is None:
+            slot = self.log[height] = Slot()
+        return slot
+
+    def _prune_sent(self) -> None:
+        """Forget own votes that can never be contradicted any more."""
+        low = self.low_watermark
+        self._sent = {
+            key: value
+            for key, value in self._sent.items()
+            if (key[0] == "checkpoint" and key[2] > low)
+            or (key[0] in {"view-change", "new-view"} and key[1] >= self.view)
+            or (key[1] >= self.view and key[2] > low)
+        }
+
+    def _guard(self, kind: str, view: int, height: int, value: bytes) -> None:
+        key = (kind, view, height)
+        known = self._sent.get(key)
+        if known is not None and known != value:
+            raise InvariantViolation(
+                f"replica {self.me} about to send a {kind} for view {view} height {height} "
+                "that contradicts one it sent before"
+            )
+        self._sent[key] = value
+
+    # ------------------------------------------------------------ provided by the mixins
+
+    def _accept_pre_prepare(self, pre_prepare: PrePrepare, effects: list[Effect]) -> None:
+        raise NotImplementedError
+
+    def _add_checkpoint(self, checkpoint: Checkpoint, effects: list[Effect]) -> None:
+        raise NotImplementedError
+
+    def _check_against_stable(self) -> None:
+        raise NotImplementedError
+
+    def _deliver_ready(self, effects: list[Effect]) -> None:
+        raise NotImplementedError
+
+    def _on_message(self, sender: int, message: Message, effects: list[Effect]) -> None:
+        raise NotImplementedError
+
+    def _raise_transfer_target(self, height: int) -> None:
+        raise NotImplementedError
+
+    def _resend_new_view(self, peer: int, effects: list[Effect]) -> None:
+        raise NotImplementedError
+
+    def _stabilize(
+        self, proof: CheckpointProof, effects: list[Effect], replay: bool = True
+    ) -> None:
+        raise NotImplementedError
+
+    def _start_view_change(self, new_view: int, effects: list[Effect]) -> None:
+        raise NotImplementedError

@@ -1,0 +1,415 @@
+"""The wire and disk form of consensus messages and persisted records.
+
+Theory of operation
+-------------------
+``message_to_wire`` turns any message into canonical codec bytes (a map with
+a short type tag ``"t"``); ``message_from_wire`` turns bytes back into the
+typed message or raises :class:`~consensus.codec.DecodeError`, and nothing
+else, whatever the input.  Decoding is strict: canonical bytes only, every
+field of the right type and size, no unknown or missing fields, and every
+list under its :class:`WireLimits` bound, so a peer cannot make a replica
+allocate more than a frame's worth.  Signatures are *not* checked here: that
+is the replica's job, and the only one that knows the validator set.
+
+A request travels as its payload alone; the decoder recomputes its digest,
+so a frame can never carry a request whose digest does not match.
+
+Records (what a replica persists) use the same encoders under the tag
+``"r"``, so the node's storage and its network share one format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from consensus.codec import (
+    DEFAULT_LIMITS,
+    DIGEST_SIZE,
+    SIGNATURE_SIZE,
+    DecodeError,
+    Limits,
+    decode,
+    encode,
+)
+from consensus.events import (
+    PreparedRecord,
+    PrePrepareRecord,
+    Record,
+    StableCheckpointRecord,
+    ViewRecord,
+    VoteRecord,
+)
+from consensus.messages import (
+    Batch,
+    CertifiedBatch,
+    Checkpoint,
+    CheckpointProof,
+    Commit,
+    ForwardedRequest,
+    Message,
+    NewView,
+    Prepare,
+    PreparedCertificate,
+    PrePrepare,
+    Request,
+    StateRequest,
+    StateResponse,
+    Status,
+    ViewChange,
+)
+
+T = TypeVar("T")
+Fields = dict[str, object]
+MAX_INT = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class WireLimits:
+    """Bounds on what one frame may hold.  Defaults suit up to 64 validators."""
+
+    codec: Limits = DEFAULT_LIMITS
+    max_validators: int = 64
+    max_requests_per_batch: int = 4_096
+    max_payload_bytes: int = 64 * 1024
+    max_prepared_per_view_change: int = 1_024
+    max_blocks_per_response: int = 256
+
+
+DEFAULT_WIRE_LIMITS = WireLimits()
+
+# ---------------------------------------------------------------- encoding
+
+
+def _request(request: Request) -> bytes:
+    return request.payload
+
+
+def _batch(batch: Batch) -> Fields:
+    return {
+        "height": batch.height,
+        "requests": [_request(r) for r in batch.requests],
+        "proposer_time_ms": batch.proposer_time_ms,
+        "executed_height": batch.executed_height,
+        "executed_state_root": batch.executed_state_root,
+    }
+
+
+def _certificate(certificate: PreparedCertificate) -> Fields:
+    return {
+        "pre_prepare": _message(certificate.pre_prepare),
+        "prepares": [_message(p) for p in certificate.prepares],
+    }
+
+
+def _proof(proof: CheckpointProof) -> Fields:
+    return {
+        "height": proof.height,
+        "state_root": proof.state_root,
+        "checkpoints": [_message(c) for c in proof.checkpoints],
+    }
+
+
+def _message(message: Message) -> Fields:
+    match message:
+        case PrePrepare():
+            fields: Fields = {"t": "pp", "view": message.view, "height": message.height}
+            fields["batch"] = _batch(message.batch)
+        case Prepare() | Commit():
+            fields = {"t": "p" if isinstance(message, Prepare) else "c"}
+            fields |= {"view": message.view, "height": message.height, "digest": message.digest}
+        case Checkpoint():
+            fields = {"t": "cp", "height": message.height, "state_root": message.state_root}
+        case ViewChange():
+            fields = {"t": "vc", "new_view": message.new_view, "stable": _proof(message.stable)}
+            fields["prepared"] = [_certificate(c) for c in message.prepared]
+        case NewView():
+            fields = {"t": "nv", "view": message.view}
+            fields["view_changes"] = [_message(vc) for vc in message.view_changes]
+            fields["pre_prepares"] = [_message(pp) for pp in message.pre_prepares]
+        case Status():
+            fields = {"t": "st", "view": message.view, "view_active": message.view_active}
+            fields |= {
+                "delivered_height": message.delivered_height,
+                "stable_height": message.stable_height,
+            }
+        case StateRequest():
+            fields = {"t": "sq", "from_height": message.from_height, "to_height": message.to_height}
+        case StateResponse():
+            blocks = [
+                {"batch": _batch(b.batch), "certificate": [_message(c) for c in b.certificate]}
+                for b in message.blocks
+            ]
+            return {"t": "sr", "blocks": blocks, "sender": message.sender}
+        case ForwardedRequest():
+            return {"t": "fw", "request": _request(message.request), "sender": message.sender}
+    fields["sender"] = message.sender
+    fields["signature"] = message.signature
+    return fields
+
+
+def message_to_wire(message: Message) -> bytes:
+    """Canonical bytes of ``message``."""
+    return encode(_message(message))
+
+
+def record_to_wire(record: Record) -> bytes:
+    """Canonical bytes of a persisted record."""
+    match record:
+        case ViewRecord(view=view, active=active):
+            fields: Fields = {"r": "view", "view": view, "active": active}
+        case PrePrepareRecord(pre_prepare=pre_prepare):
+            fields = {"r": "pre_prepare", "message": _message(pre_prepare)}
+        case VoteRecord(vote=vote):
+            fields = {"r": "vote", "message": _message(vote)}
+        case PreparedRecord(certificate=certificate):
+            fields = {"r": "prepared", "certificate": _certificate(certificate)}
+        case StableCheckpointRecord(proof=proof):
+            fields = {"r": "stable", "proof": _proof(proof)}
+    return encode(fields)
+
+
+# ---------------------------------------------------------------- decoding
+
+
+class _Reader:
+    """Typed access to one decoded map; every problem is a DecodeError."""
+
+    def __init__(self, value: object, expected: set[str], limits: WireLimits) -> None:
+        if not isinstance(value, dict):
+            raise DecodeError("expected a map")
+        if set(value) != expected:
+            raise DecodeError(f"fields {sorted(value)} are not {sorted(expected)}")
+        self.fields = value
+        self.limits = limits
+
+    def integer(self, name: str, upper: int = MAX_INT) -> int:
+        value = self.fields[name]
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= upper:
+            raise DecodeError(f"{name} must be an integer in 0..{upper}")
+        return value
+
+    def flag(self, name: str) -> bool:
+        value = self.fields[name]
+        if not isinstance(value, bool):
+            raise DecodeError(f"{name} must be a boolean")
+        return value
+
+    def blob(self, name: str, size: int | None = None, max_size: int | None = None) -> bytes:
+        value = self.fields[name]
+        if not isinstance(value, bytes):
+            raise DecodeError(f"{name} must be bytes")
+        if size is not None and len(value) != size:
+            raise DecodeError(f"{name} must be {size} bytes")
+        if max_size is not None and len(value) > max_size:
+            raise DecodeError(f"{name} exceeds {max_size} bytes")
+        return value
+
+    def digest(self, name: str) -> bytes:
+        """A digest or state root: 32 bytes, or empty where nothing was executed."""
+        value = self.blob(name)
+        if len(value) not in {0, DIGEST_SIZE}:
+            raise DecodeError(f"{name} must be a 32-byte digest")
+        return value
+
+    def sender(self) -> int:
+        return self.integer("sender", self.limits.max_validators - 1)
+
+    def signature(self) -> bytes:
+        return self.blob("signature", SIGNATURE_SIZE)
+
+    def items(self, name: str, limit: int, item: Callable[[object], T]) -> tuple[T, ...]:
+        value = self.fields[name]
+        if not isinstance(value, list):
+            raise DecodeError(f"{name} must be a list")
+        if len(value) > limit:
+            raise DecodeError(f"{name} holds more than {limit} items")
+        return tuple(item(element) for element in value)
+
+
+_COMMON = {"t", "sender", "signature"}
+_EXPECTED: dict[str, set[str]] = {
+    "pp": _COMMON | {"view", "height", "batch"},
+    "p": _COMMON | {"view", "height", "digest"},
+    "c": _COMMON | {"view", "height", "digest"},
+    "cp": _COMMON | {"height", "state_root"},
+    "vc": _COMMON | {"new_view", "stable", "prepared"},
+    "nv": _COMMON | {"view", "view_changes", "pre_prepares"},
+    "st": _COMMON | {"view", "view_active", "delivered_height", "stable_height"},
+    "sq": _COMMON | {"from_height", "to_height"},
+    "sr": {"t", "blocks", "sender"},
+    "fw": {"t", "request", "sender"},
+}
+
+
+def _payload(value: object, limits: WireLimits) -> Request:
+    if not isinstance(value, bytes) or len(value) > limits.max_payload_bytes:
+        raise DecodeError("a request is a payload of bounded bytes")
+    return Request.of(value)
+
+
+def _read_batch(value: object, limits: WireLimits) -> Batch:
+    fields = {"height", "requests", "proposer_time_ms", "executed_height", "executed_state_root"}
+    reader = _Reader(value, fields, limits)
+    return Batch(
+        height=reader.integer("height"),
+        requests=reader.items(
+            "requests", limits.max_requests_per_batch, lambda v: _payload(v, limits)
+        ),
+        proposer_time_ms=reader.integer("proposer_time_ms"),
+        executed_height=reader.integer("executed_height"),
+        executed_state_root=reader.digest("executed_state_root"),
+    )
+
+
+def _typed(value: object, limits: WireLimits, kind: type[T]) -> T:
+    message = _read_message(value, limits)
+    if not isinstance(message, kind):
+        raise DecodeError(f"expected a {kind.__name__}")
+    return message
+
+
+def _read_proof(value: object, limits: WireLimits) -> CheckpointProof:
+    reader = _Reader(value, {"height", "state_root", "checkpoints"}, limits)
+    return CheckpointProof(
+        reader.integer("height"),
+        reader.digest("state_root"),
+        reader.items("checkpoints", limits.max_validators, lambda v: _typed(v, limits, Checkpoint)),
+    )
+
+
+def _read_certificate(value: object, limits: WireLimits) -> PreparedCertificate:
+    reader = _Reader(value, {"pre_prepare", "prepares"}, limits)
+    return PreparedCertificate(
+        _typed(reader.fields["pre_prepare"], limits, PrePrepare),
+        reader.items("prepares", limits.max_validators, lambda v: _typed(v, limits, Prepare)),
+    )
+
+
+def _read_certified(value: object, limits: WireLimits) -> CertifiedBatch:
+    reader = _Reader(value, {"batch", "certificate"}, limits)
+    return CertifiedBatch(
+        _read_batch(reader.fields["batch"], limits),
+        reader.items("certificate", limits.max_validators, lambda v: _typed(v, limits, Commit)),
+    )
+
+
+def _read_message(value: object, limits: WireLimits) -> Message:
+    tag = value.get("t") if isinstance(value, dict) else None
+    if not isinstance(tag, str) or tag not in _EXPECTED:
+        raise DecodeError("unknown message type")
+    reader = _Reader(value, _EXPECTED[tag], limits)
+    match tag:
+        case "pp":
+            batch = _read_batch(reader.fields["batch"], limits)
+            return PrePrepare(
+                reader.integer("view"),
+                reader.integer("height"),
+                batch,
+                reader.sender(),
+                reader.signature(),
+            )
+        case "p":
+            return Prepare(
+                reader.integer("view"),
+                reader.integer("height"),
+                reader.blob("digest", DIGEST_SIZE),
+                reader.sender(),
+                reader.signature(),
+            )
+        case "c":
+            return Commit(
+                reader.integer("view"),
+                reader.integer("height"),
+                reader.blob("digest", DIGEST_SIZE),
+                reader.sender(),
+                reader.signature(),
+            )
+        case "cp":
+            return Checkpoint(
+                reader.integer("height"),
+                reader.digest("state_root"),
+                reader.sender(),
+                reader.signature(),
+            )
+        case "vc":
+            stable = _read_proof(reader.fields["stable"], limits)
+            prepared = reader.items(
+                "prepared",
+                limits.max_prepared_per_view_change,
+                lambda v: _read_certificate(v, limits),
+            )
+            return ViewChange(
+                reader.integer("new_view"), stable, prepared, reader.sender(), reader.signature()
+            )
+        case "nv":
+            view_changes = reader.items(
+                "view_changes", limits.max_validators, lambda v: _typed(v, limits, ViewChange)
+            )
+            pre_prepares = reader.items(
+                "pre_prepares",
+                limits.max_prepared_per_view_change,
+                lambda v: _typed(v, limits, PrePrepare),
+            )
+            return NewView(
+                reader.integer("view"),
+                view_changes,
+                pre_prepares,
+                reader.sender(),
+                reader.signature(),
+            )
+        case "st":
+            return Status(
+                reader.integer("view"),
+                reader.flag("view_active"),
+                reader.integer("delivered_height"),
+                reader.integer("stable_height"),
+                reader.sender(),
+                reader.signature(),
+            )
+        case "sq":
+            return StateRequest(
+                reader.integer("from_height"),
+                reader.integer("to_height"),
+                reader.sender(),
+                reader.signature(),
+            )
+        case "sr":
+            blocks = reader.items(
+                "blocks", limits.max_blocks_per_response, lambda v: _read_certified(v, limits)
+            )
+            return StateResponse(blocks, reader.sender())
+        case _:
+            return ForwardedRequest(_payload(reader.fields["request"], limits), reader.sender())
+
+
+def message_from_wire(data: bytes, limits: WireLimits = DEFAULT_WIRE_LIMITS) -> Message:
+    """The message in ``data``; :class:`DecodeError` for anything malformed."""
+    return _read_message(decode(data, limits.codec), limits)
+
+
+def record_from_wire(data: bytes, limits: WireLimits = DEFAULT_WIRE_LIMITS) -> Record:
+    """The persisted record in ``data``; :class:`DecodeError` if it is corrupt."""
+    value = decode(data, limits.codec)
+    tag = value.get("r") if isinstance(value, dict) else None
+    match tag:
+        case "view":
+            reader = _Reader(value, {"r", "view", "active"}, limits)
+            return ViewRecord(reader.integer("view"), reader.flag("active"))
+        case "pre_prepare":
+            reader = _Reader(value, {"r", "message"}, limits)
+            return PrePrepareRecord(_typed(reader.fields["message"], limits, PrePrepare))
+        case "vote":
+            reader = _Reader(value, {"r", "message"}, limits)
+            vote = _read_message(reader.fields["message"], limits)
+            if not isinstance(vote, Prepare | Commit | Checkpoint | ViewChange | NewView):
+                raise DecodeError("a vote record holds a vote")
+            return VoteRecord(vote)
+        case "prepared":
+            reader = _Reader(value, {"r", "certificate"}, limits)
+            return PreparedRecord(_read_certificate(reader.fields["certificate"], limits))
+        case "stable":
+            reader = _Reader(value, {"r", "proof"}, limits)
+            return StableCheckpointRecord(_read_proof(reader.fields["proof"], limits))
+    raise DecodeError("unknown record type")
