@@ -94,11 +94,11 @@ class Checkpointing(ReplicaBase):
             )
 
     def _on_status(self, status: Status, effects: list[Effect]) -> None:
+        # One peer's claim is enough to ask it: every block it sends must
+        # carry a commit certificate, so a liar costs one request per timeout
+        # and cannot make us deliver anything uncommitted.
         self.peer_heights[status.sender] = status.delivered_height
-        heights = sorted(self.peer_heights.values(), reverse=True)
-        if len(heights) >= self.validators.weak:
-            # f+1 peers claim at least this much, so one honest peer has it.
-            self._raise_transfer_target(heights[self.validators.weak - 1])
+        self._raise_transfer_target(status.delivered_height)
         if status.view < self.view or (status.view == self.view and not status.view_active):
             self._resend_new_view(status.sender, effects)
 
@@ -164,3 +164,6 @@ class Checkpointing(ReplicaBase):
             progressed = True
         if progressed:
             self.transfer_deadline_ms = None
+        else:
+            # It had nothing we lack after all: stop asking it until its next STATUS.
+            self.peer_heights[sender] = min(self.peer_heights.get(sender, 0), self.delivered.height)

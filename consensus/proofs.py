@@ -126,10 +126,15 @@ class NewViewPlan:
         return self.stable.height + 1
 
 
+def highest_stable(view_changes: tuple[ViewChange, ...] | list[ViewChange]) -> CheckpointProof:
+    """min-s of PBFT: the highest stable checkpoint any view change in V proves."""
+    return max((vc.stable for vc in view_changes), key=lambda proof: proof.height)
+
+
 def new_view_batches(view_changes: tuple[ViewChange, ...] | list[ViewChange]) -> NewViewPlan:
     """PBFT's O: for each height above the highest stable checkpoint in V, the
     batch of the prepared certificate with the highest view, or the null batch."""
-    stable = max((vc.stable for vc in view_changes), key=lambda proof: proof.height)
+    stable = highest_stable(view_changes)
     best: dict[int, PreparedCertificate] = {}
     for view_change in view_changes:
         for certificate in view_change.prepared:

@@ -97,8 +97,10 @@ class Replica(NormalCase, Checkpointing, ViewChanging, Restoring):
                 self.now_ms = max(self.now_ms, now_ms)
                 self._on_tick(effects)
             case Received(sender=sender, message=message):
-                if not self.validators.contains(sender) or sender == self.me:
+                if not self.validators.contains(sender):
                     self.dropped["not_a_validator"] += 1
+                elif sender == self.me:
+                    self.dropped["from_self"] += 1
                 else:
                     self._on_message(sender, message, effects)
             case ClientRequest(request=request):

@@ -211,3 +211,8 @@ class ReplicaBase:
 
     def _start_view_change(self, new_view: int, effects: list[Effect]) -> None:
         raise NotImplementedError
+
+    def _enter_view(
+        self, new_view: NewView, stable: CheckpointProof, effects: list[Effect]
+    ) -> None:
+        raise NotImplementedError

@@ -26,6 +26,7 @@ from consensus.messages import (
     Prepare,
     ViewChange,
 )
+from consensus.proofs import highest_stable
 from consensus.replica_base import ReplicaBase
 
 
@@ -95,7 +96,17 @@ class Restoring(ReplicaBase):
                     self.in_flight[request.digest] = height
         self._raise_transfer_target(low)
         effects: list[Effect] = []
-        if not self.active and my_view_change is not None and my_view_change.new_view == self.view:
+        new_view = self.last_new_view
+        if not self.active and new_view is not None and new_view.view == self.view:
+            # The crash fell between persisting a NEW-VIEW and entering its
+            # view: finish entering it (a new primary re-sends it too) rather
+            # than build a second, different NEW-VIEW for the same view.
+            if new_view.sender == self.me:
+                effects.append(Broadcast(new_view))
+            self._enter_view(new_view, highest_stable(new_view.view_changes), effects)
+        elif (
+            not self.active and my_view_change is not None and my_view_change.new_view == self.view
+        ):
             self.view_changes[self.me] = my_view_change
             effects.append(Broadcast(my_view_change))
         elif self.active and self.is_primary:

@@ -30,6 +30,7 @@ from consensus.messages import (
     sign,
 )
 from consensus.proofs import (
+    highest_stable,
     new_view_batches,
     view_change_problem,
 )
@@ -126,7 +127,7 @@ class ViewChanging(ReplicaBase):
         if problem is not None:
             self.dropped[f"bad_new_view:{problem}"] += 1
             return
-        stable = max((vc.stable for vc in new_view.view_changes), key=lambda p: p.height)
+        stable = highest_stable(new_view.view_changes)
         if new_view.view > self.view:
             self.view = new_view.view
         effects.append(Persist(VoteRecord(new_view)))

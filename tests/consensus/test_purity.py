@@ -16,10 +16,31 @@ ROOT = Path(__file__).resolve().parents[2]
 CONSENSUS = ROOT / "consensus"
 
 BANNED_MODULES = {
-    "asyncio", "socket", "selectors", "ssl", "time", "datetime", "os", "sys", "io",
-    "pathlib", "shutil", "tempfile", "threading", "multiprocessing", "subprocess",
-    "concurrent", "sqlite3", "secrets", "uuid", "signal", "aiohttp", "http", "urllib",
-    "node", "logging",
+    "asyncio",
+    "socket",
+    "selectors",
+    "ssl",
+    "time",
+    "datetime",
+    "os",
+    "sys",
+    "io",
+    "pathlib",
+    "shutil",
+    "tempfile",
+    "threading",
+    "multiprocessing",
+    "subprocess",
+    "concurrent",
+    "sqlite3",
+    "secrets",
+    "uuid",
+    "signal",
+    "aiohttp",
+    "http",
+    "urllib",
+    "node",
+    "logging",
 }
 ENTRY_POINT = CONSENSUS / "sim" / "__main__.py"
 
@@ -51,7 +72,11 @@ def impurities(path: Path) -> list[str]:
         if top == "random" and not (in_sim and module == "random" and names == ["Random"]):
             problems.append(f"{path.name}:{line} imports randomness other than a seeded Random")
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Random" and not node.args:
+        if (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", None) == "Random"
+            and not node.args
+        ):
             problems.append(f"{path.name}:{node.lineno} builds an unseeded Random()")
         if isinstance(node, ast.Constant) and isinstance(node.value, float):
             problems.append(f"{path.name}:{node.lineno} has a float literal")
