@@ -1,0 +1,22 @@
+"""Provenet's deterministic contract layer.
+
+Theory of operation
+-------------------
+Every node executes the same ordered transactions through this package and
+reaches byte-identical state.  The public surface:
+
+* :mod:`contracts.tx`: the signed transaction envelope (``sign_tx``,
+  ``verify_tx``, ``encode_tx``, ``decode_tx``, ``tx_id``);
+* :mod:`contracts.runtime`: ``execute(state, tx, block) -> Receipt``;
+* :mod:`contracts.queries`: ``query(state, contract, name, args) -> dict``;
+* :mod:`contracts.state` and :mod:`contracts.stateroot`: the state
+  interface, the in-memory state and the state root
+  (``MerkleTrie``, ``root_from_snapshot``);
+* :mod:`contracts.genesis`: ``Genesis`` and ``genesis_state``;
+* :mod:`contracts.errors`: the stable error codes.
+
+The rule packs are the contracts ``membership`` (governance),
+``diamonds`` (Kimberley Process) and ``food`` (EPCIS-style recall).  The
+package imports nothing but the standard library's pure modules and
+``consensus.codec``; tests/contracts/test_purity.py enforces it.
+"""

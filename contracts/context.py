@@ -1,0 +1,37 @@
+"""The context a contract handler runs in.
+
+Theory of operation
+-------------------
+A handler receives one :class:`Call`: the transaction and its id, the
+block, the chain config, the authenticated sending organisation, the
+metered write buffer and the list of events emitted so far.  That is
+everything a handler may look at or touch; the runtime builds the call,
+and applies the buffer and the events only if the handler returns without
+raising :class:`~contracts.errors.Rejected`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from contracts.args import Args
+from contracts.buffer import TxBuffer
+from contracts.config import ChainConfig
+from contracts.orgs import Org
+from contracts.receipt import BlockContext, Event
+from contracts.tx import Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    tx: Transaction
+    tx_id: bytes
+    block: BlockContext
+    config: ChainConfig
+    sender_org: Org
+    store: TxBuffer
+    args: Args
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, kind: str, attributes: dict[str, object]) -> None:
+        self.events.append(Event(self.tx.contract, kind, attributes))

@@ -1,0 +1,331 @@
+"""Contract ``membership``: organisations, keys and governance by vote.
+
+Theory of operation
+-------------------
+Membership changes are proposals decided by votes of member organisations
+(one vote per organisation, whichever of its keys signs).  Only *voters*
+count: member organisations that hold at least one key and are not
+sanctioned (themselves or through their country).  A keyless or
+sanctioned organisation can neither sign nor be allowed to, so counting it
+would let it block every decision.  A proposal passes when ``approvals *
+threshold_denominator >= threshold_numerator * voters`` (the threshold
+genesis declares, integers only; only approvals and rejections of current
+voters count) and fails as soon as enough voters reject it that it can no
+longer pass.  The proposer's organisation approves on proposing, and the
+vote that reaches the threshold executes the action in the same
+transaction.  A sanctioned organisation may neither propose nor vote
+(``sanctioned``).
+
+Actions: ``add_org``, ``add_key``, ``rotate_key``, ``revoke_key`` and
+``set_roles``.  Their parameters are checked in full when proposed (a
+malformed proposal is refused outright) and again when they execute,
+because state may have moved on in between; an action that no longer
+applies marks the proposal ``failed`` with the reason, and the deciding
+vote itself still succeeds so that voting can never get stuck.  A
+proposal is named by the id of the transaction that proposed it, 64
+lowercase hex digits, read apart from ordinary identifiers so that a
+chain with a short ``max_id_len`` can still vote.
+
+Key changes take effect from the block after the deciding one (see
+contracts.orgs).  One shortcut skips the vote: an organisation may revoke
+one of its own keys at once (``revoke_own_key``), because removing its own
+power needs nobody's consent and a stolen key must be stoppable quickly.
+It may not revoke its *last* key that way (``unauthorized``): a thief
+could otherwise lock the organisation out for good.  To replace a last
+key, propose ``rotate_key``; only governance may leave an organisation
+keyless (``revoke_key``), and it then stops counting as a voter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from consensus.codec import decode, encode
+from contracts.args import Args, invalid
+from contracts.context import Call
+from contracts.errors import ErrorCode, Rejected
+from contracts.orgs import (
+    ORG_PREFIX,
+    ROLES,
+    SCOPES,
+    KeyRecord,
+    Org,
+    get_org,
+    is_sanctioned_org,
+    key_key,
+    org_key,
+    require_unsanctioned_org,
+)
+from contracts.records import load, record_from_bytes, save
+from contracts.state import ReadableState
+
+ACTIONS = frozenset({"add_org", "add_key", "rotate_key", "revoke_key", "set_roles"})
+MAX_KEYS_PER_ORG = 8
+STATUS_OPEN = "open"
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    proposal_id: str
+    action: str
+    params: bytes  # canonical encoding of the action's parameter map
+    proposer: str
+    approvals: tuple[str, ...]
+    rejections: tuple[str, ...]
+    status: str  # open | executed | rejected | failed
+    outcome: str
+    created_height: int
+
+
+def proposal_key(proposal_id: str) -> bytes:
+    return b"m/proposal/" + proposal_id.encode()
+
+
+def dispatch(call: Call) -> None:
+    match call.tx.method:
+        case "propose":
+            propose(call)
+        case "vote":
+            vote(call)
+        case "revoke_own_key":
+            revoke_own_key(call)
+        case other:
+            raise Rejected(ErrorCode.UNKNOWN_METHOD, f"membership has no method {other!r}")
+
+
+def propose(call: Call) -> None:
+    action = call.args.choice("action", ACTIONS)
+    params = call.args.map("params")
+    call.args.done()
+    require_unsanctioned_org(call.store, call.sender_org)
+    # Validate now so that a malformed proposal never reaches a vote.
+    apply_action(call, action, params, dry_run=True)
+    proposal_id = call.tx_id.hex()
+    proposal = Proposal(
+        proposal_id=proposal_id,
+        action=action,
+        params=encode(params.raw()),
+        proposer=call.sender_org.org_id,
+        approvals=(call.sender_org.org_id,),
+        rejections=(),
+        status=STATUS_OPEN,
+        outcome="",
+        created_height=call.block.height,
+    )
+    call.emit("proposed", {"proposal_id": proposal_id, "action": action})
+    _decide(call, proposal)
+
+
+def vote(call: Call) -> None:
+    proposal_id = call.args.digest_hex("proposal_id")
+    approve = call.args.flag("approve", default=True)
+    call.args.done()
+    require_unsanctioned_org(call.store, call.sender_org)
+    proposal = load(call.store, proposal_key(proposal_id), Proposal)
+    if proposal is None:
+        raise Rejected(ErrorCode.UNKNOWN_PROPOSAL, f"no proposal {proposal_id}")
+    if proposal.status != STATUS_OPEN:
+        raise Rejected(ErrorCode.PROPOSAL_CLOSED, f"proposal {proposal_id} is {proposal.status}")
+    voter = call.sender_org.org_id
+    if voter in proposal.approvals or voter in proposal.rejections:
+        raise Rejected(ErrorCode.ALREADY_VOTED, f"organisation {voter} already voted")
+    if approve:
+        proposal = replace(proposal, approvals=tuple(sorted((*proposal.approvals, voter))))
+    else:
+        proposal = replace(proposal, rejections=tuple(sorted((*proposal.rejections, voter))))
+    call.emit("voted", {"proposal_id": proposal_id, "org_id": voter, "approve": approve})
+    _decide(call, proposal)
+
+
+def _decide(call: Call, proposal: Proposal) -> None:
+    """Execute, reject or keep open; then store the proposal."""
+    voters = current_voters(call.store)
+    members = len(voters)
+    approvals = len(voters.intersection(proposal.approvals))
+    rejections = len(voters.intersection(proposal.rejections))
+    numerator = call.config.threshold_numerator
+    denominator = call.config.threshold_denominator
+    if approvals * denominator >= numerator * members:
+        params = call.args.sub(decode(proposal.params), "params")
+        try:
+            apply_action(call, proposal.action, params, dry_run=False)
+        except Rejected as failure:
+            proposal = replace(
+                proposal, status="failed", outcome=f"{failure.code}: {failure.message}"
+            )
+        else:
+            proposal = replace(proposal, status="executed", outcome="ok")
+    elif (members - rejections) * denominator < numerator * members:
+        proposal = replace(proposal, status="rejected", outcome="threshold can no longer be met")
+    if proposal.status != STATUS_OPEN:
+        call.emit(
+            "decided",
+            {
+                "proposal_id": proposal.proposal_id,
+                "status": proposal.status,
+                "outcome": proposal.outcome,
+            },
+        )
+    save(call.store, proposal_key(proposal.proposal_id), proposal)
+
+
+def current_voters(store: ReadableState) -> set[str]:
+    """Organisations that can vote now: keyed and unsanctioned."""
+    voters: set[str] = set()
+    for _, raw in store.scan(ORG_PREFIX):
+        org = record_from_bytes(Org, raw)
+        if org.keys and not is_sanctioned_org(store, org):
+            voters.add(org.org_id)
+    return voters
+
+
+def apply_action(call: Call, action: str, params: Args, dry_run: bool) -> None:
+    """Check an action's parameters against state and, unless dry, apply it.
+
+    Every check precedes every write, so a refusal leaves nothing behind.
+    """
+    match action:
+        case "add_org":
+            _add_org(call, params, dry_run)
+        case "add_key":
+            _add_key(call, params, dry_run)
+        case "rotate_key":
+            _rotate_key(call, params, dry_run)
+        case "revoke_key":
+            _revoke_key(call, params, dry_run)
+        case "set_roles":
+            _set_roles(call, params, dry_run)
+        case _:
+            raise AssertionError(f"action {action} passed validation")
+
+
+def _read_roles(params: Args) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    roles = params.word_list("roles", ROLES)
+    scopes = params.word_list("scopes", SCOPES, optional=True)
+    if scopes and "certifier" not in roles:
+        raise invalid("scopes are only meaningful for a certifier")
+    return roles, scopes
+
+
+def _require_new_key(call: Call, public_key: bytes) -> None:
+    if call.store.get(key_key(public_key)) is not None:
+        raise Rejected(ErrorCode.DUPLICATE, f"key {public_key.hex()[:16]} is already registered")
+
+
+def _add_org(call: Call, params: Args, dry_run: bool) -> None:
+    org_id = params.ident("org_id")
+    name = params.text("name")
+    country = params.country("country")
+    roles, scopes = _read_roles(params)
+    raw_keys = params.items("keys", MAX_KEYS_PER_ORG)
+    params.done()
+    keys: list[bytes] = []
+    for raw in raw_keys:
+        if not isinstance(raw, bytes) or len(raw) != 32:
+            raise invalid("keys must be 32-byte Ed25519 public keys")
+        keys.append(raw)
+    if len(set(keys)) != len(keys):
+        raise invalid("keys repeat")
+    if call.store.get(org_key(org_id)) is not None:
+        raise Rejected(ErrorCode.DUPLICATE, f"organisation {org_id} already exists")
+    for public_key in keys:
+        _require_new_key(call, public_key)
+    if dry_run:
+        return
+    org = Org(org_id, name, country, roles, scopes, tuple(sorted(keys)))
+    save(call.store, org_key(org_id), org)
+    for public_key in keys:
+        save(call.store, key_key(public_key), KeyRecord(org_id, call.block.height + 1, None))
+    call.emit("org_added", {"org_id": org_id, "country": country, "roles": list(roles)})
+
+
+def _add_key(call: Call, params: Args, dry_run: bool) -> None:
+    org = get_org(call.store, params.ident("org_id"))
+    public_key = params.key("key")
+    params.done()
+    _require_new_key(call, public_key)
+    if len(org.keys) >= MAX_KEYS_PER_ORG:
+        raise Rejected(
+            ErrorCode.LIMIT_EXCEEDED, f"organisation {org.org_id} has {MAX_KEYS_PER_ORG} keys"
+        )
+    if dry_run:
+        return
+    _install_key(call, org, public_key)
+
+
+def _install_key(call: Call, org: Org, public_key: bytes) -> Org:
+    save(call.store, key_key(public_key), KeyRecord(org.org_id, call.block.height + 1, None))
+    org = replace(org, keys=tuple(sorted((*org.keys, public_key))))
+    save(call.store, org_key(org.org_id), org)
+    call.emit("key_added", {"org_id": org.org_id, "key": public_key})
+    return org
+
+
+def _owned_key(call: Call, org: Org, public_key: bytes) -> KeyRecord:
+    record = load(call.store, key_key(public_key), KeyRecord)
+    if record is None or record.org_id != org.org_id or public_key not in org.keys:
+        raise Rejected(
+            ErrorCode.INVALID_ARGUMENT,
+            f"key {public_key.hex()[:16]} is not an active key of {org.org_id}",
+        )
+    return record
+
+
+def _retire_key(call: Call, org: Org, public_key: bytes, record: KeyRecord) -> Org:
+    save(
+        call.store, key_key(public_key), replace(record, revoked_from_height=call.block.height + 1)
+    )
+    org = replace(org, keys=tuple(key for key in org.keys if key != public_key))
+    save(call.store, org_key(org.org_id), org)
+    call.emit(
+        "key_revoked",
+        {"org_id": org.org_id, "key": public_key, "from_height": call.block.height + 1},
+    )
+    return org
+
+
+def _rotate_key(call: Call, params: Args, dry_run: bool) -> None:
+    org = get_org(call.store, params.ident("org_id"))
+    old_key = params.key("old_key")
+    new_key = params.key("new_key")
+    params.done()
+    record = _owned_key(call, org, old_key)
+    _require_new_key(call, new_key)
+    if dry_run:
+        return
+    org = _retire_key(call, org, old_key, record)
+    _install_key(call, org, new_key)
+
+
+def _revoke_key(call: Call, params: Args, dry_run: bool) -> None:
+    org = get_org(call.store, params.ident("org_id"))
+    public_key = params.key("key")
+    params.done()
+    record = _owned_key(call, org, public_key)
+    if dry_run:
+        return
+    _retire_key(call, org, public_key, record)
+
+
+def _set_roles(call: Call, params: Args, dry_run: bool) -> None:
+    org = get_org(call.store, params.ident("org_id"))
+    roles, scopes = _read_roles(params)
+    params.done()
+    if dry_run:
+        return
+    save(call.store, org_key(org.org_id), replace(org, roles=roles, scopes=scopes))
+    call.emit("roles_set", {"org_id": org.org_id, "roles": list(roles), "scopes": list(scopes)})
+
+
+def revoke_own_key(call: Call) -> None:
+    public_key = call.args.key("key")
+    call.args.done()
+    org = call.sender_org
+    record = _owned_key(call, org, public_key)
+    if len(org.keys) == 1:
+        raise Rejected(
+            ErrorCode.UNAUTHORIZED,
+            f"key {public_key.hex()[:16]} is the last key of {org.org_id}: "
+            "propose rotate_key to replace it",
+        )
+    _retire_key(call, org, public_key, record)

@@ -1,0 +1,83 @@
+"""Block context, events and receipts: what goes into and out of execute.
+
+Theory of operation
+-------------------
+:class:`BlockContext` is the contracts' only view of the world: the height
+and consensus time of the block being executed and who proposed it.  No
+other clock or source of input exists in contracts/.
+
+Every executed transaction yields a :class:`Receipt`: ok with the events
+the transaction emitted, or rejected with a stable error code and a
+message naming the failing link.  The node stores receipts and hashes
+them, so :meth:`Receipt.to_dict` gives a value the canonical codec
+encodes to the same bytes on every node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from consensus.codec import digest_of
+from contracts.errors import ErrorCode
+
+STATUS_OK = "ok"
+STATUS_REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class BlockContext:
+    """The block a transaction executes in."""
+
+    height: int
+    time_ms: int  # consensus time of the block, milliseconds since the epoch
+    proposer: str  # the proposing validator's id
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.height, int) or self.height < 0:
+            raise TypeError("BlockContext.height must be a non-negative int")
+        if not isinstance(self.time_ms, int) or self.time_ms < 0:
+            raise TypeError("BlockContext.time_ms must be a non-negative int")
+        if not isinstance(self.proposer, str):
+            raise TypeError("BlockContext.proposer must be str")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something a transaction did, for subscribers and indexers."""
+
+    contract: str
+    kind: str
+    attributes: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"contract": self.contract, "kind": self.kind, "attributes": self.attributes}
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The outcome of one transaction."""
+
+    tx_id: bytes
+    status: str
+    error: ErrorCode | None = None
+    message: str = ""
+    events: tuple[Event, ...] = ()
+    writes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "tx_id": self.tx_id,
+            "status": self.status,
+            "error": None if self.error is None else str(self.error),
+            "message": self.message,
+            "events": [event.to_dict() for event in self.events],
+            "writes": self.writes,
+        }
+
+    def digest(self) -> bytes:
+        """SHA-256 of the canonical receipt, for the block's receipt list."""
+        return digest_of(self.to_dict())
