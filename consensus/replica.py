@@ -124,6 +124,9 @@ class Replica(NormalCase, Checkpointing, ViewChanging, Restoring):
             case StateResponse():
                 self._on_state_response(sender, message, effects)
                 return
+        if self._holds_already(message):
+            self.dropped["duplicate"] += 1
+            return
         if not self._authentic(message):
             return
         match message:
@@ -139,6 +142,24 @@ class Replica(NormalCase, Checkpointing, ViewChanging, Restoring):
                 self._on_status(message, effects)
             case StateRequest():
                 self._on_state_request(message, effects)
+
+    def _holds_already(self, message: SignedMessage) -> bool:
+        """Is this exact message (signature included) already stored?  Then it
+        was verified on arrival, and a re-sent copy costs no verification."""
+        match message:
+            case PrePrepare() | Prepare() | Commit() if message.view == self.view:
+                slot = self.log.get(message.height)
+                if slot is None:
+                    return False
+                if isinstance(message, PrePrepare):
+                    return slot.pre_prepare == message
+                votes = slot.prepares if isinstance(message, Prepare) else slot.commits
+                return votes.get(message.sender) == message
+            case Checkpoint():
+                return self.checkpoint_votes.get(message.height, {}).get(message.sender) == message
+            case ViewChange():
+                return self.view_changes.get(message.sender) == message
+        return False
 
     def _authentic(self, message: SignedMessage) -> bool:
         if not self.validators.contains(message.sender):

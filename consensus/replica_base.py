@@ -27,7 +27,6 @@ from consensus.messages import (
     Checkpoint,
     CheckpointProof,
     Commit,
-    Message,
     NewView,
     Prepare,
     PreparedCertificate,
@@ -120,7 +119,7 @@ class ReplicaBase:
         self.transfer_deadline_ms: int | None = None
         self._transfer_round = 0
         self._status_due_ms = now_ms
-        self._buffer: dict[int, deque[tuple[int, Message]]] = {}
+        self._buffer: dict[int, deque[tuple[int, PrePrepare | Prepare | Commit]]] = {}
 
     @property
     def primary(self) -> int:
@@ -140,7 +139,7 @@ class ReplicaBase:
     def low_watermark(self) -> int:
         return self.stable.height
 
-    def _buffer_message(self, sender: int, message: Message) -> None:
+    def _buffer_message(self, sender: int, message: PrePrepare | Prepare | Commit) -> None:
         queue = self._buffer.setdefault(sender, deque())
         if len(queue) >= self.config.max_buffered_per_sender:
             queue.popleft()
@@ -148,11 +147,12 @@ class ReplicaBase:
         queue.append((sender, message))
 
     def _replay_buffer(self, effects: list[Effect]) -> None:
+        """Offer buffered messages again (their signatures were checked on arrival)."""
         buffered = self._buffer
         self._buffer = {}
         for queue in buffered.values():
             for sender, message in queue:
-                self._on_message(sender, message, effects)
+                self._on_view_message(sender, message, effects)
 
     def _slot(self, height: int) -> Slot:
         slot = self.log.get(height)
@@ -195,7 +195,9 @@ class ReplicaBase:
     def _deliver_ready(self, effects: list[Effect]) -> None:
         raise NotImplementedError
 
-    def _on_message(self, sender: int, message: Message, effects: list[Effect]) -> None:
+    def _on_view_message(
+        self, sender: int, message: PrePrepare | Prepare | Commit, effects: list[Effect]
+    ) -> None:
         raise NotImplementedError
 
     def _raise_transfer_target(self, height: int) -> None:
