@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from consensus.blocks import certificate_problem
 from consensus.events import (
+    Broadcast,
     Effect,
     Persist,
     Send,
@@ -68,7 +69,8 @@ class Checkpointing(ReplicaBase):
     def _stabilize(
         self, proof: CheckpointProof, effects: list[Effect], replay: bool = True
     ) -> None:
-        """Adopt a stable checkpoint: move the window and drop the log below it."""
+        """Adopt a stable checkpoint: move the window, drop the log and votes
+        at or below it, and offer buffered messages again."""
         if proof.height <= self.low_watermark:
             return
         self.stable = proof
@@ -97,10 +99,31 @@ class Checkpointing(ReplicaBase):
         # One peer's claim is enough to ask it: every block it sends must
         # carry a commit certificate, so a liar costs one request per timeout
         # and cannot make us deliver anything uncommitted.
-        self.peer_heights[status.sender] = status.delivered_height
+        # Honest heights never go down, so an older STATUS replayed by a
+        # Byzantine peer cannot lower what we believe an honest peer holds.
+        known = self.peer_heights.get(status.sender, 0)
+        self.peer_heights[status.sender] = max(known, status.delivered_height)
         self._raise_transfer_target(status.delivered_height)
+        if status.stable_height < self.low_watermark:
+            self._resend_stable_proof(status.sender, effects)
         if status.view < self.view or (status.view == self.view and not status.view_active):
             self._resend_new_view(status.sender, effects)
+
+    def _resend_stable_proof(self, peer: int, effects: list[Effect]) -> None:
+        """A peer missed the checkpoints that made ours stable: send it the proof."""
+        last_ms = self._proof_sent_ms.get(peer)
+        if last_ms is not None and self.now_ms - last_ms < self.config.status_interval_ms:
+            return
+        self._proof_sent_ms[peer] = self.now_ms
+        effects.extend(Send(peer, checkpoint) for checkpoint in self.stable.checkpoints)
+
+    def _rebroadcast_own_checkpoints(self, effects: list[Effect]) -> None:
+        """Checkpoint votes get lost too; until one is stable, keep offering ours.
+        Without this a window whose checkpoints were all lost never moves again."""
+        for height in sorted(self.checkpoint_votes):
+            own = self.checkpoint_votes[height].get(self.me)
+            if own is not None and height > self.low_watermark:
+                effects.append(Broadcast(own))
 
     def _raise_transfer_target(self, height: int) -> None:
         if height > self.transfer_target:

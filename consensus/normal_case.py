@@ -200,7 +200,10 @@ class NormalCase(ReplicaBase):
         if len(commits) < self.vote_quorum:
             return
         slot.committed = True
-        self.view_change_attempts = 0
+        if height > self.delivered.height:
+            # Progress resets the back-off; re-committing a delivered height
+            # (as a new view does with O) is not progress.
+            self.view_change_attempts = 0
         if height > self.delivered.height and height not in self.committed:
             certificate = tuple(sorted(commits, key=lambda c: c.sender)[: self.vote_quorum])
             self.committed[height] = CertifiedBatch(slot.pre_prepare.batch, certificate)
@@ -235,6 +238,10 @@ class NormalCase(ReplicaBase):
 
     def _maybe_propose(self, effects: list[Effect]) -> None:
         if not (self.active and self.is_primary):
+            return
+        if self.delivered.height < self.low_watermark:
+            # A primary still catching up cannot tell which of its waiting
+            # requests the stable part of the chain already holds.
             return
         while self.unproposed and self.next_height <= self.low_watermark + self.config.window_size:
             oldest = next(iter(self.unproposed))

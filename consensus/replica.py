@@ -190,6 +190,7 @@ class Replica(NormalCase, Checkpointing, ViewChanging, Restoring):
                 self.view, self.active, self.delivered.height, self.low_watermark, self.me
             )
             effects.append(Broadcast(sign(status, self._signer, self.config.chain_id)))
+            self._rebroadcast_own_checkpoints(effects)
             own_view_change = self.view_changes.get(self.me)
             if not self.active and own_view_change is not None:
                 # Messages get lost: keep offering our view change until the view starts.

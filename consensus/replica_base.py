@@ -119,6 +119,7 @@ class ReplicaBase:
         self.transfer_deadline_ms: int | None = None
         self._transfer_round = 0
         self._status_due_ms = now_ms
+        self._proof_sent_ms: dict[int, int] = {}
         self._buffer: dict[int, deque[tuple[int, PrePrepare | Prepare | Commit]]] = {}
 
     @property
@@ -212,6 +213,9 @@ class ReplicaBase:
         raise NotImplementedError
 
     def _start_view_change(self, new_view: int, effects: list[Effect]) -> None:
+        raise NotImplementedError
+
+    def _send_view_change(self, effects: list[Effect]) -> None:
         raise NotImplementedError
 
     def _enter_view(

@@ -83,6 +83,10 @@ class Restoring(ReplicaBase):
                 self.last_new_view = vote
                 if vote.sender == self.me:
                     self._guard("new-view", vote.view, 0, vote.ident)
+                    for pre_prepare in vote.pre_prepares:
+                        self._guard(
+                            "pre-prepare", vote.view, pre_prepare.height, pre_prepare.batch.digest
+                        )
         return my_view_change
 
     def _finish_restore(self, my_view_change: ViewChange | None) -> list[Effect]:
@@ -109,7 +113,11 @@ class Restoring(ReplicaBase):
         ):
             self.view_changes[self.me] = my_view_change
             effects.append(Broadcast(my_view_change))
-        elif self.active and self.is_primary:
+        elif not self.active:
+            # The crash fell between recording the view and recording our
+            # VIEW-CHANGE for it: none was sent, so sending one now is safe.
+            self._send_view_change(effects)
+        elif self.is_primary:
             for height in sorted(self.log):
                 slot = self.log[height]
                 if slot.pre_prepare is not None and height > self.delivered.height:

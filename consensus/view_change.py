@@ -43,20 +43,27 @@ class ViewChanging(ReplicaBase):
             return
         self.view = new_view
         self.active = False
+        # The exponent is capped so the arithmetic stays small; the timeout
+        # itself is capped by max_view_change_timeout_ms long before.
+        doublings = min(self.view_change_attempts, 30)
         self.view_change_timeout_ms = min(
-            self.config.view_change_timeout_ms * 2**self.view_change_attempts,
+            self.config.view_change_timeout_ms * 2**doublings,
             self.config.max_view_change_timeout_ms,
         )
         self.view_change_attempts += 1
         self.view_change_deadline_ms = None
         self.log = {}
         effects.append(Persist(ViewRecord(new_view, False)))
+        self._send_view_change(effects)
+
+    def _send_view_change(self, effects: list[Effect]) -> None:
+        """Sign, persist and broadcast VIEW-CHANGE for the view we are changing to."""
         prepared = tuple(
             self.prepared_certs[h] for h in sorted(self.prepared_certs) if h > self.low_watermark
         )
-        view_change = ViewChange(new_view, self.stable, prepared, self.me)
+        view_change = ViewChange(self.view, self.stable, prepared, self.me)
         signed = sign(view_change, self._signer, self.config.chain_id)
-        self._guard("view-change", new_view, 0, signed.ident)
+        self._guard("view-change", self.view, 0, signed.ident)
         effects.append(Persist(VoteRecord(signed)))
         effects.append(Broadcast(signed))
         self.view_changes[self.me] = signed
@@ -171,12 +178,15 @@ class ViewChanging(ReplicaBase):
         self.last_new_view = new_view
         self.log = {}
         self.in_flight = {}
-        effects.append(Persist(ViewRecord(self.view, True)))
         if stable.height > self.low_watermark:
             self._stabilize(stable, effects, replay=False)
         for pre_prepare in new_view.pre_prepares:
             if pre_prepare.height > self.low_watermark:
                 self._accept_pre_prepare(pre_prepare, effects)
+        # Only now is the view recorded as active: a crash before this line
+        # restarts in the view change, and restore re-enters from the NEW-VIEW
+        # on disk with all of O, never with a log missing part of it.
+        effects.append(Persist(ViewRecord(self.view, True)))
         self.next_height = max(
             [self.low_watermark + 1] + [p.height + 1 for p in new_view.pre_prepares]
         )

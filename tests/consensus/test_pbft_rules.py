@@ -432,6 +432,11 @@ def test_primary_keeps_several_heights_in_flight_inside_the_window_and_none_beyo
     ]
     assert sent(primary.tick(T0 + 60_000), PrePrepare) == []
 
+    # Heights 1 and 2 commit and execute, and their checkpoint becomes stable.
+    for proposal in proposals[:2]:
+        primary.receive(*prepare_votes(primary, 0, proposal.batch))
+        primary.receive(*commit_votes(primary, 0, proposal.batch))
+        primary.executed(proposal.height)
     effects = primary.receive(*(checkpoint(2, state_root(2), s) for s in (1, 2, 3)))
 
     assert [(p.height, p.batch.requests) for p in sent(effects, PrePrepare)] == [
@@ -886,8 +891,13 @@ def test_backup_accepts_a_valid_new_view_becomes_active_in_it_and_prepares_O() -
     effects = backup.receive(nv)
 
     assert (backup.replica.view, backup.replica.active) == (2, True)
-    assert effects[:2] == [Persist(VoteRecord(nv)), Persist(ViewRecord(2, True))]
+    assert effects[0] == Persist(VoteRecord(nv))
     assert persisted(effects, PrePrepareRecord) == [PrePrepareRecord(pp) for pp in nv.pre_prepares]
+    # The view is recorded as active only once all of O is on disk.
+    records = [e.record for e in effects if isinstance(e, Persist)]
+    active_at = records.index(ViewRecord(2, True))
+    assert not any(isinstance(r, PrePrepareRecord) for r in records[active_at + 1 :])
+    assert sum(isinstance(r, PrePrepareRecord) for r in records[:active_at]) == len(nv.pre_prepares)
     assert sent(effects, Prepare) == [prepare(2, b.height, b.digest, 3) for b in O_HONEST]
     # Normal operation resumes in view 2 right after O.
     fresh = batch(5)
@@ -1074,6 +1084,41 @@ def test_replica_persists_and_broadcasts_a_signed_checkpoint_after_executing_a_c
     assert effects == [Persist(VoteRecord(vote)), Broadcast(vote)]
 
 
+def test_own_checkpoint_votes_are_offered_again_until_they_are_stable() -> None:
+    backup = _committed_two()
+    backup.executed(1)
+    backup.executed(2)
+    vote = checkpoint(2, state_root(2), 1)
+
+    # Lost checkpoint votes would freeze the window for good: each heartbeat re-offers ours.
+    later = backup.tick(T0 + 60_000)
+    assert broadcasts(later, Checkpoint) == [vote]
+
+    stabilize(backup, 2)
+    assert broadcasts(backup.tick(T0 + 120_000), Checkpoint) == []
+
+
+def test_a_peer_reporting_an_older_stable_checkpoint_is_sent_our_proof() -> None:
+    backup = _committed_two()
+    backup.executed(1)
+    backup.executed(2)
+    stabilize(backup, 2)
+
+    effects = backup.receive(signed(Status(0, True, 0, 0, 3)))
+
+    sends = [e for e in effects if isinstance(e, Send) and isinstance(e.message, Checkpoint)]
+    assert {e.to for e in sends} == {3}
+    assert [e.message for e in sends] == list(backup.replica.stable.checkpoints)
+
+
+def test_a_replayed_older_status_does_not_lower_a_peers_known_height() -> None:
+    backup = node(1)
+    fresh, old = signed(Status(0, True, 6, 0, 2)), signed(Status(0, True, 0, 0, 2))
+    backup.receive(fresh)
+    backup.receive(old)  # a Byzantine relay of an earlier heartbeat
+    assert backup.replica.peer_heights[2] == 6
+
+
 def test_a_quorum_of_matching_checkpoints_makes_it_stable_and_drops_the_log_below() -> None:
     backup = _committed_two()
     b3 = batch(3)
@@ -1143,7 +1188,9 @@ def test_one_peers_status_above_the_delivered_height_sends_it_a_state_request() 
     [ask] = sent(backup.receive(signed(Status(0, True, 6, 0, 2))), StateRequest)
     # Blocks prove themselves, so one peer's claim is enough to ask that peer.
     assert (ask.from_height, ask.to_height) == (1, 6)
-    assert sent(backup.receive(signed(Status(0, True, 9, 0, 3))), StateRequest) == []  # one at a time
+    assert (
+        sent(backup.receive(signed(Status(0, True, 9, 0, 3))), StateRequest) == []
+    )  # one at a time
 
 
 def test_a_peer_that_answers_with_nothing_is_not_asked_again_until_its_next_status() -> None:
