@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from consensus.sim.__main__ import main as sim_main
-from consensus.sim.cluster import SimConfig, run
+from consensus.sim.cluster import Cluster, SimConfig, run
 from consensus.sim.network import FAULT_KINDS
 
 ALL_FAULTS = frozenset(FAULT_KINDS)
@@ -129,3 +129,30 @@ def test_soak_thousands_of_seeds_with_fast_signatures() -> None:
     seeds = int(os.environ.get("PROVENET_SOAK_SEEDS", "5000"))
     assert failures(4, range(10_000, 10_000 + seeds), fake_signatures=True) == []
     assert failures(7, range(20_000, 20_000 + seeds // 5), fake_signatures=True) == []
+
+
+def test_memory_stays_bounded_over_a_long_run() -> None:
+    """Hundreds of heights through a small window: every table a replica
+    keeps, and the records its host keeps on disk, stay within the window."""
+    config = SimConfig(
+        validators=4,
+        faults=frozenset({"drop", "crash"}),
+        requests=600,
+        heal_ms=20_000,
+        fake_signatures=True,
+        max_batch_size=2,
+    )
+    cluster = Cluster(3, config)
+    result = cluster.run()
+    assert result.ok
+    window = config.window_size
+    for host in cluster.hosts:
+        replica = host.replica
+        assert replica is not None and replica.delivered.height > 10 * window
+        assert len(replica.log) <= window
+        assert len(replica.prepared_certs) <= window
+        assert len(replica.committed) <= window
+        assert len(replica.executed_roots) <= window + 1
+        assert len(replica.checkpoint_votes) <= window // config.checkpoint_interval + 2
+        assert len(replica._sent) <= 4 * window
+        assert len(host.records) <= 8 * window
