@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contracts.errors import ErrorCode, Rejected
-from contracts.records import load
+from contracts.records import load_or_reject
 from contracts.state import ReadableState
 
 PACK = b"d"
@@ -115,31 +115,35 @@ def grading_key(report_id: str) -> bytes:
 
 
 def get_mine(view: ReadableState, mine_id: str) -> Mine:
-    mine = load(view, mine_key(mine_id), Mine)
-    if mine is None:
-        raise Rejected(ErrorCode.UNKNOWN_MINE, f"no mine {mine_id}")
-    return mine
+    return load_or_reject(
+        view, mine_key(mine_id), Mine, ErrorCode.UNKNOWN_MINE, f"no mine {mine_id}"
+    )
 
 
 def get_diamond(view: ReadableState, asset_id: str) -> Diamond:
-    diamond = load(view, asset_key(asset_id), Diamond)
-    if diamond is None:
-        raise Rejected(ErrorCode.UNKNOWN_ASSET, f"no diamond asset {asset_id}")
-    return diamond
+    return load_or_reject(
+        view, asset_key(asset_id), Diamond, ErrorCode.UNKNOWN_ASSET, f"no diamond asset {asset_id}"
+    )
 
 
 def get_kp(view: ReadableState, cert_id: str) -> KpCertificate:
-    cert = load(view, kp_key(cert_id), KpCertificate)
-    if cert is None:
-        raise Rejected(ErrorCode.UNKNOWN_CERTIFICATE, f"no KP certificate {cert_id}")
-    return cert
+    return load_or_reject(
+        view,
+        kp_key(cert_id),
+        KpCertificate,
+        ErrorCode.UNKNOWN_CERTIFICATE,
+        f"no KP certificate {cert_id}",
+    )
 
 
 def get_grading(view: ReadableState, report_id: str) -> GradingReport:
-    report = load(view, grading_key(report_id), GradingReport)
-    if report is None:
-        raise Rejected(ErrorCode.UNKNOWN_CERTIFICATE, f"no grading report {report_id}")
-    return report
+    return load_or_reject(
+        view,
+        grading_key(report_id),
+        GradingReport,
+        ErrorCode.UNKNOWN_CERTIFICATE,
+        f"no grading report {report_id}",
+    )
 
 
 def require_new(view: ReadableState, key: bytes, what: str) -> None:

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from contracts.errors import ErrorCode, Rejected
-from contracts.records import load
+from contracts.errors import ErrorCode
+from contracts.records import load_or_reject
 from contracts.state import ReadableState
 
 PACK = b"f"
@@ -67,17 +67,17 @@ def child_prefix(lot_id: str) -> bytes:
 
 
 def get_lot(view: ReadableState, lot_id: str) -> Lot:
-    lot = load(view, lot_key(lot_id), Lot)
-    if lot is None:
-        raise Rejected(ErrorCode.UNKNOWN_ASSET, f"no lot {lot_id}")
-    return lot
+    return load_or_reject(view, lot_key(lot_id), Lot, ErrorCode.UNKNOWN_ASSET, f"no lot {lot_id}")
 
 
 def get_certificate(view: ReadableState, cert_id: str) -> FoodCertificate:
-    cert = load(view, cert_key(cert_id), FoodCertificate)
-    if cert is None:
-        raise Rejected(ErrorCode.UNKNOWN_CERTIFICATE, f"no food certificate {cert_id}")
-    return cert
+    return load_or_reject(
+        view,
+        cert_key(cert_id),
+        FoodCertificate,
+        ErrorCode.UNKNOWN_CERTIFICATE,
+        f"no food certificate {cert_id}",
+    )
 
 
 def children(view: ReadableState, lot_id: str) -> Iterator[str]:

@@ -16,6 +16,7 @@ from dataclasses import fields
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from consensus.codec import decode, encode
+from contracts.errors import ErrorCode, Rejected
 
 
 class _Reader(Protocol):
@@ -76,6 +77,14 @@ def record_from_bytes(cls: type[R], raw: bytes) -> R:
 def load(store: _Reader, key: bytes, cls: type[R]) -> R | None:
     raw = store.get(key)
     return None if raw is None else record_from_bytes(cls, raw)
+
+
+def load_or_reject(store: _Reader, key: bytes, cls: type[R], code: ErrorCode, message: str) -> R:
+    """The record at ``key``, or the transaction is rejected with ``code``."""
+    record = load(store, key, cls)
+    if record is None:
+        raise Rejected(code, message)
+    return record
 
 
 def save(store: _Writer, key: bytes, record: _Record) -> None:
