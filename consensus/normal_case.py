@@ -236,6 +236,17 @@ class NormalCase(ReplicaBase):
         if forward and not self.is_primary and self.active:
             effects.append(Send(self.primary, ForwardedRequest(request, self.me)))
 
+    def _share_waiting_while_lagging(self, effects: list[Effect]) -> None:
+        """A primary that cannot propose (it is still catching up to the
+        stable checkpoint) hands its oldest waiting requests to the backups,
+        so their request timers depose it if it never catches up."""
+        if not (self.active and self.is_primary and self.delivered.height < self.low_watermark):
+            return
+        for request, _ in islice(self.waiting.values(), self.config.max_batch_size):
+            for peer in range(self.validators.n):
+                if peer != self.me:
+                    effects.append(Send(peer, ForwardedRequest(request, self.me)))
+
     def _maybe_propose(self, effects: list[Effect]) -> None:
         if not (self.active and self.is_primary):
             return

@@ -127,6 +127,10 @@ class Replica(NormalCase, Checkpointing, ViewChanging, Restoring):
         if self._holds_already(message):
             self.dropped["duplicate"] += 1
             return
+        if message.sender == self.me:
+            # Our own message relayed back to us (evidence, or a replay).
+            self.dropped["from_self"] += 1
+            return
         if not self._authentic(message):
             return
         match message:
@@ -191,6 +195,7 @@ class Replica(NormalCase, Checkpointing, ViewChanging, Restoring):
             )
             effects.append(Broadcast(sign(status, self._signer, self.config.chain_id)))
             self._rebroadcast_own_checkpoints(effects)
+            self._share_waiting_while_lagging(effects)
             own_view_change = self.view_changes.get(self.me)
             if not self.active and own_view_change is not None:
                 # Messages get lost: keep offering our view change until the view starts.

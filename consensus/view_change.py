@@ -136,7 +136,10 @@ class ViewChanging(ReplicaBase):
             return
         stable = highest_stable(new_view.view_changes)
         if new_view.view > self.view:
+            # Jumping ahead: record the new view before any vote of it leaves,
+            # so a restart can never land back in a view we have voted past.
             self.view = new_view.view
+            effects.append(Persist(ViewRecord(self.view, False)))
         effects.append(Persist(VoteRecord(new_view)))
         self._enter_view(new_view, stable, effects)
 

@@ -65,6 +65,7 @@ from consensus.messages import (
 from consensus.quorum import ValidatorSet
 from consensus.replica import Replica
 from consensus.sim.byzantine import BEHAVIOUR_TABLE, BEHAVIOURS, Adversary
+from consensus.sim.ledger import VoteLedger
 from consensus.sim.network import FaultPlan, Scheduler, draw_fault_plan
 from consensus.wire import message_from_wire, message_to_wire
 
@@ -211,6 +212,7 @@ class Cluster:
         self.submitted: dict[bytes, Request] = {}
         self.first_delivery: dict[int, bytes] = {}
         self.safety_violations: list[str] = []
+        self.ledger = VoteLedger()
         self.hosts = [self._host(i, signers[i], verify) for i in range(config.validators)]
         self.adversaries = {
             r: Adversary(r, config.validators, signers[r], CHAIN_ID, Random(seed * 1_000 + r))
@@ -303,6 +305,8 @@ class Cluster:
         return []
 
     def _send(self, sender: int, to: int | None, message: Message) -> None:
+        if sender not in self.plan.byzantine:
+            self.safety_violations.extend(self.ledger.record(sender, message))
         outgoing: list[tuple[int | None, Message]] = [(to, message)]
         adversary = self.adversaries.get(sender)
         if adversary is not None:
@@ -353,8 +357,9 @@ class Cluster:
             self.submitted[request.digest] = request
             self.scheduler.at(self.rng.randint(0, self.config.heal_ms - 1), ("submit", request))
         for crash in self.plan.crashes:
-            self.scheduler.at(crash.start_ms, ("crash", crash.replica))
-            self.scheduler.at(crash.end_ms, ("restart", crash.replica))
+            duration_ms = crash.end_ms - crash.start_ms
+            self.scheduler.at(crash.start_ms, ("crash", crash.replica, duration_ms))
+        self.scheduler.at(self.config.heal_ms, ("heal",))
 
     def delivered_everywhere(self) -> bool:
         for replica_id in self.honest():
@@ -392,10 +397,15 @@ class Cluster:
                 self.feed(self.hosts[target], Received(sender, message))  # type: ignore[arg-type]
             case ("submit", Request() as request):
                 self._submit(now, request)
-            case ("crash", int(replica_id)):
-                if self.hosts[replica_id].up:
-                    self.crash_log.append(f"{now}: crash {replica_id}")
-                    self.hosts[replica_id].crash()
+            case ("crash", int(replica_id), int(duration_ms)):
+                # A crash falls between two effects of a step, as SIGKILL
+                # would: after a random number of the effects that follow.
+                host = self.hosts[replica_id]
+                if host.up and host.crash_after_effects is None:
+                    self.arm_crash(replica_id, self.rng.randrange(16), duration_ms)
+            case ("heal",):
+                for host in self.hosts:
+                    host.crash_after_effects = None
             case ("restart", int(replica_id)):
                 self._restart(now, replica_id)
 

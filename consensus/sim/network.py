@@ -11,8 +11,11 @@ partitions, crash times) comes from one ``random.Random(seed)`` held by the
 A message in flight is dropped when it arrives at a crashed replica, when its
 link is cut by a partition at send time, or by the loss probability; it may
 be duplicated, and its delay is drawn per copy, which reorders messages.
-All faults stop at ``heal_ms``: after that the network is reliable with short
-delays, every crashed replica is back, and only Byzantine replicas misbehave.
+A crash strikes between two effects of a step, after a random number of
+them (as SIGKILL would), and the replica restarts from its disk after the
+planned downtime.  All faults stop at ``heal_ms``: after that the network is
+reliable with short delays, no new crash strikes, every crashed replica
+comes back, and only Byzantine replicas misbehave.
 """
 
 from __future__ import annotations

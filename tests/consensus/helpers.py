@@ -292,6 +292,10 @@ class Node:
             effects += self.step(Received(message.sender, message))
         return effects
 
+    def receive_from(self, transport_sender: int, message: Message) -> list[Effect]:
+        """A message arriving on ``transport_sender``'s link (a relay, perhaps)."""
+        return self.step(Received(transport_sender, message))
+
     def request(self, r: Request) -> list[Effect]:
         return self.step(ClientRequest(r))
 

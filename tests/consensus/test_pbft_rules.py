@@ -863,6 +863,29 @@ def _view_changes_for_view_2() -> list[ViewChange]:
     ]
 
 
+def test_a_replica_jumping_to_a_later_view_records_it_before_voting_in_it() -> None:
+    backup = node(3)  # active in view 0
+    nv = new_view(2, _view_changes_for_view_2())
+
+    effects = backup.receive(nv)
+
+    assert effects[:2] == [Persist(ViewRecord(2, False)), Persist(VoteRecord(nv))]
+    # Crash right after its first PREPARE of view 2 left.
+    first_vote = next(
+        i
+        for i, e in enumerate(effects)
+        if isinstance(e, Broadcast) and isinstance(e.message, Prepare)
+    )
+    records = [e.record for e in effects[:first_vote] if isinstance(e, Persist)]
+    restored, _ = Replica.restore(
+        make_config(3), signer(3), ed25519_verify, lambda _: True, GENESIS_TIP, records, T0
+    )
+    # It comes back in view 2, never in view 0 where it could vote again.
+    assert (restored.view, restored.active) == (2, True)
+    stale = restored.step(Received(0, pre_prepare(0, batch(6))))
+    assert sent(stale, Prepare) == [] and restored.dropped["stale"] == 1
+
+
 def test_new_view_O_holds_the_highest_view_prepared_batch_per_height_and_null_batches_in_gaps() -> (
     None
 ):
@@ -891,7 +914,7 @@ def test_backup_accepts_a_valid_new_view_becomes_active_in_it_and_prepares_O() -
     effects = backup.receive(nv)
 
     assert (backup.replica.view, backup.replica.active) == (2, True)
-    assert effects[0] == Persist(VoteRecord(nv))
+    assert effects[:2] == [Persist(ViewRecord(2, False)), Persist(VoteRecord(nv))]
     assert persisted(effects, PrePrepareRecord) == [PrePrepareRecord(pp) for pp in nv.pre_prepares]
     # The view is recorded as active only once all of O is on disk.
     records = [e.record for e in effects if isinstance(e, Persist)]
@@ -1111,6 +1134,31 @@ def test_a_peer_reporting_an_older_stable_checkpoint_is_sent_our_proof() -> None
     assert [e.message for e in sends] == list(backup.replica.stable.checkpoints)
 
 
+def test_our_own_message_relayed_back_to_us_is_dropped() -> None:
+    backup = node(1)
+    effects = backup.receive_from(2, signed(Status(0, True, 9, 0, 1)))
+    assert effects == [] and backup.replica.dropped == {"from_self": 1}
+    assert 1 not in backup.replica.peer_heights
+
+
+def test_a_primary_that_cannot_propose_yet_hands_its_waiting_requests_to_the_backups() -> None:
+    primary = node(0)
+    r = request("held by the primary only")
+    primary.request(r)
+    stabilize(primary, 8)  # a stable checkpoint it has not caught up to
+    assert primary.replica.delivered.height < primary.replica.low_watermark
+
+    effects = primary.tick(T0 + 60_000)
+
+    forwarded = [
+        (e.to, e.message)
+        for e in effects
+        if isinstance(e, Send) and isinstance(e.message, ForwardedRequest)
+    ]
+    assert forwarded == [(peer, ForwardedRequest(r, 0)) for peer in (1, 2, 3)]
+    assert sent(effects, PrePrepare) == []
+
+
 def test_a_replayed_older_status_does_not_lower_a_peers_known_height() -> None:
     backup = node(1)
     fresh, old = signed(Status(0, True, 6, 0, 2)), signed(Status(0, True, 0, 0, 2))
@@ -1281,7 +1329,7 @@ def _bad_signature_messages() -> dict[str, object]:
         "commit": signed(Commit(0, 1, d, 2), by=3),
         "checkpoint": signed(Checkpoint(8, state_root(8), 2), by=3),
         "view-change": signed(ViewChange(1, GENESIS_PROOF, (), 2), by=3),
-        "new-view": signed(NewView(1, (), (), 1), by=3),
+        "new-view": signed(NewView(2, (), (), 2), by=3),
         "status": signed(Status(5, True, 10, 8, 2), by=3),
         "state-request": signed(StateRequest(1, 1, 2), by=3),
         "empty-signature": Prepare(0, 1, d, 2),

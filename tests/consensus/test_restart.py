@@ -26,7 +26,7 @@ from consensus.events import (
 )
 from consensus.messages import Checkpoint, Commit, Message, NewView, Prepare, PrePrepare, ViewChange
 from consensus.sim.cluster import Cluster, SimConfig, SimHost
-from consensus.sim.network import Crash
+from consensus.sim.ledger import VoteLedger
 
 
 class CrashOnceCluster(Cluster):
@@ -48,6 +48,18 @@ class CrashOnceCluster(Cluster):
         self.armed = False
         self.sent_by_target: list[Message] = []
         self.unpersisted: list[Message] = []
+
+    def kill_at(self, time_ms: int, replica_id: int, down_ms: int) -> None:
+        """Crash ``replica_id`` between two steps at ``time_ms`` for ``down_ms``."""
+        self.scheduler.at(time_ms, ("kill", replica_id, down_ms))
+
+    def _handle(self, now: int, item: object) -> None:
+        match item:
+            case ("kill", int(replica_id), int(down_ms)):
+                self.hosts[replica_id].crash()
+                self.scheduler.at(now + down_ms, ("restart", replica_id))
+            case _:
+                super()._handle(now, item)
 
     def feed(self, host: SimHost, event: Event) -> None:
         starts_height = isinstance(event, ClientRequest) or (
@@ -109,30 +121,8 @@ def persisted_before_sent(records: list[Record], sender: int, message: Message) 
 
 def contradictions(sender: int, messages: list[Message]) -> list[str]:
     """Pairs of messages from ``sender`` that no honest replica may send both of."""
-    seen: dict[tuple[object, ...], bytes] = {}
-    found = []
-    # A NEW-VIEW's pre-prepares are proposals of its sender too.
-    carried = [pp for m in messages if isinstance(m, NewView) for pp in m.pre_prepares]
-    for message in [*messages, *carried]:
-        if getattr(message, "sender", None) != sender:
-            continue  # relayed evidence signed by someone else
-        match message:
-            case Prepare() | Commit():
-                key: tuple[object, ...] = (message.DOMAIN, message.view, message.height)
-                value = message.digest
-            case PrePrepare():
-                key, value = ("pre-prepare", message.view, message.height), message.batch.digest
-            case Checkpoint():
-                key, value = ("checkpoint", message.height), message.state_root
-            case ViewChange():
-                key, value = ("view-change", message.new_view), message.ident
-            case NewView():
-                key, value = ("new-view", message.view), message.ident
-            case _:
-                continue
-        if seen.setdefault(key, value) != value:
-            found.append(f"{key} sent with two different values")
-    return found
+    ledger = VoteLedger()
+    return [problem for message in messages for problem in ledger.record(sender, message)]
 
 
 CONFIG = SimConfig(validators=4, faults=frozenset(), requests=4, heal_ms=2_000)
@@ -161,7 +151,7 @@ def test_contradiction_check_can_fail() -> None:
     first = Prepare(0, 1, b"a" * 32, 2)
     second = Prepare(0, 1, b"b" * 32, 2)
     assert contradictions(2, [first, second]) == [
-        "('prepare', 0, 1) sent with two different values"
+        "equivocation: replica 2 sent two different ('prepare', 0, 1)"
     ]
 
 
@@ -178,7 +168,7 @@ def test_crash_at_every_effect_boundary_of_a_view_change_never_equivocates(
     crashes = 0
     for after_effects in range(0, 30):
         cluster = CrashOnceCluster(7, CONFIG, target, after_effects, trigger=trigger)
-        cluster.plan.crashes.append(Crash(0, 500, 3_000))
+        cluster.kill_at(500, replica_id=0, down_ms=2_500)
         result = cluster.run()
         crashes += any("mid-step" in line for line in cluster.crash_log)
         where = f"crash after {after_effects} effects: {cluster.crash_log}"
