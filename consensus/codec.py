@@ -283,7 +283,7 @@ class FakeSigner:
 
     The "signature" is SHA-256(seed || message) twice over, and the public
     key is derived from the seed, so :func:`fake_verify` can check it only
-    through the registry of seeds the simulator keeps.  It is fast and
+    through the registry of keys the simulator keeps.  It is fast and
     forgery-resistant inside the simulator, and worthless anywhere else.
     """
 
@@ -303,16 +303,13 @@ class FakeSigner:
 
 
 class FakeVerifier:
-    """Verifies :class:`FakeSigner` signatures from a table of known seeds."""
+    """Verifies :class:`FakeSigner` signatures by signing again with the key."""
 
-    __slots__ = ("_seeds",)
+    __slots__ = ("_signers",)
 
     def __init__(self, signers: list[FakeSigner]) -> None:
-        self._seeds = {signer.public_key: signer._seed for signer in signers}
+        self._signers = {signer.public_key: signer for signer in signers}
 
     def __call__(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
-        seed = self._seeds.get(public_key)
-        if seed is None:
-            return False
-        first = digest(seed + message)
-        return signature == first + digest(first)
+        signer = self._signers.get(public_key)
+        return signer is not None and signer.sign(message) == signature

@@ -136,7 +136,6 @@ class NormalCase(ReplicaBase):
         if pre_prepare.sender != self.me:
             vote = Prepare(self.view, pre_prepare.height, pre_prepare.batch.digest, self.me)
             slot.prepares[self.me] = self._cast(vote, effects)
-            slot.sent_prepare = True
         self._check_prepared(pre_prepare.height, effects)
 
     def _primary_equivocated(

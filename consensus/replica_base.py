@@ -53,7 +53,6 @@ class Slot:
     pre_prepare: PrePrepare | None = None
     prepares: dict[int, Prepare] = field(default_factory=dict)
     commits: dict[int, Commit] = field(default_factory=dict)
-    sent_prepare: bool = False
     sent_commit: bool = False
     committed: bool = False
 

@@ -69,7 +69,7 @@ class Restoring(ReplicaBase):
                 if vote.view == self.view:
                     slot = self._slot(vote.height)
                     if isinstance(vote, Prepare):
-                        slot.prepares[self.me], slot.sent_prepare = vote, True
+                        slot.prepares[self.me] = vote
                     else:
                         slot.commits[self.me], slot.sent_commit = vote, True
             case Checkpoint():
