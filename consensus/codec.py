@@ -26,7 +26,9 @@ Signatures never cover bare payloads: :func:`signing_bytes` prefixes a
 domain tag (what kind of object this is) and the chain id (which network),
 so no signed object can be replayed as another kind or on another network.
 Ed25519 keys and signatures are the same bytes whatever library makes
-them; this module is the only place that touches the signing library.
+them; :class:`Ed25519Signer` and :func:`ed25519_verify` delegate to
+:mod:`consensus.ed25519`, the one module that touches the signing
+libraries, which picks the faster one and applies one acceptance rule.
 """
 
 from __future__ import annotations
@@ -36,17 +38,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import msgpack
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from consensus import ed25519 as _ed25519
 
 # A value the codec can carry.  (Recursive aliases are spelled out loosely
 # because mypy's support for them is limited; `encode` checks at run time.)
@@ -197,20 +192,28 @@ class Verifier(Protocol):
 
 
 class Ed25519Signer:
-    """An Ed25519 private key.  Raw 32-byte seeds are the on-disk form."""
+    """An Ed25519 private key.  Raw 32-byte seeds are the on-disk form.
 
-    __slots__ = ("_key", "_public")
+    Signing goes through :data:`consensus.ed25519.BACKEND`, the faster
+    library available; the signature bytes do not depend on it.
+    """
 
-    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+    __slots__ = ("_key",)
+
+    def __init__(self, private_key: Ed25519PrivateKey | _ed25519.Ed25519Key) -> None:
+        if isinstance(private_key, Ed25519PrivateKey):
+            # A key made by ``cryptography`` directly is re-held by the
+            # fast backend through its seed, which is all a key is.
+            seed = private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+            private_key = _ed25519.key_from_seed(seed)
         self._key = private_key
-        self._public = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
     @classmethod
     def from_seed(cls, seed: bytes) -> Ed25519Signer:
         """Build a key from a 32-byte seed (deterministic: tests, the simulator)."""
         if len(seed) != 32:
             raise ValueError("an Ed25519 seed is 32 bytes")
-        return cls(Ed25519PrivateKey.from_private_bytes(seed))
+        return cls(_ed25519.key_from_seed(bytes(seed)))
 
     @classmethod
     def generate(cls) -> Ed25519Signer:
@@ -219,11 +222,11 @@ class Ed25519Signer:
 
     @property
     def public_key(self) -> bytes:
-        return self._public
+        return self._key.public_key
 
     def seed(self) -> bytes:
         """The 32-byte private seed, for writing a key file."""
-        return self._key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return self._key.seed
 
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message)
@@ -233,14 +236,10 @@ def ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """True when ``signature`` is ``public_key``'s signature of ``message``.
 
     Malformed keys or signatures are simply invalid: this never raises.
+    The check runs on the faster backend under the one strict acceptance
+    rule of :mod:`consensus.ed25519`, so every node gives the same answer.
     """
-    if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
-        return False
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+    return _ed25519.verify(public_key, message, signature)
 
 
 class CachingVerifier:

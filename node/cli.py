@@ -1,26 +1,224 @@
 """The `provenet` command.
 
-Only the subcommands whose machinery exists are wired in; the network and
-node commands arrive with the node runtime (see the README's roadmap).
+    provenet sim [simulator options]
+    provenet net init DIR --validators N [--no-tls] [--base-port P] [--chain-id ID] [--force]
+    provenet net up DIR [--timeout-s S]
+    provenet net status DIR
+    provenet net down DIR
+    provenet node run --config FILE
+    provenet tx|query|trace|demo ...      (node/cli_client.py, when present)
+
+Every handler returns an exit code.  An operator's mistake (a bad argument,
+a missing or malformed file, an existing network) prints one line to
+stderr and exits 1 without a traceback, because a traceback reads as a bug
+in Provenet when the fix is in the command line.  Anything else is a bug
+and keeps its traceback.
+
+Subcommand modules register handlers with ``set_defaults(handler=fn)`` (or
+``func=fn``) where ``fn(args: argparse.Namespace) -> int``.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
-from consensus.sim.__main__ import main as sim_main
+from node.catalog import CHAIN_ID, DEFAULT_BASE_PORT
+from node.config import ConfigError
+from node.keys import KeyFileError
+from node.netctl import DEFAULT_UP_TIMEOUT_S, NetError
+
+Handler = Callable[[argparse.Namespace], int]
+
+# Failures caused by the operator's input, reported in one line.
+OPERATOR_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    KeyFileError,
+    NetError,
+    FileExistsError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in {"-h", "--help"}:
-        print("usage: provenet sim [simulator options]   (see: provenet sim --help)")
-        return 0 if args else 2
-    if args[0] == "sim":
+    if args[:1] == ["sim"]:
+        # The simulator owns its whole argument list (and its --help).
+        from consensus.sim.__main__ import main as sim_main
+
         return sim_main(args[1:])
-    print(f"provenet: unknown command {args[0]!r}", file=sys.stderr)
+    parser = build_parser()
+    try:
+        namespace = parser.parse_args(args)
+    except SystemExit as exc:  # --help, or a usage error argparse already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    handler: Handler | None = getattr(namespace, "handler", None) or getattr(
+        namespace, "func", None
+    )
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return handler(namespace)
+    except OPERATOR_ERRORS as exc:
+        print(f"provenet: error: {_describe(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or exc}: {exc.filename}"
+    return str(exc)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="provenet", description="Provenet: a permissioned PBFT ledger for value chains."
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    commands.add_parser(
+        "sim", help="run the deterministic cluster simulator (provenet sim --help)", add_help=False
+    )
+    _add_net_commands(commands)
+    _add_node_commands(commands)
+    _add_client_commands(commands)
+    return parser
+
+
+# ------------------------------------------------------------ net
+
+
+def _add_net_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    net = commands.add_parser("net", help="create and run a local network")
+    sub = net.add_subparsers(title="net commands", metavar="ACTION")
+    net.set_defaults(handler=lambda _args: _usage(net))
+
+    init = sub.add_parser("init", help="write a network directory (keys, genesis, configs, CA)")
+    init.add_argument("dir", type=Path, metavar="DIR")
+    init.add_argument("--validators", type=int, required=True, metavar="N")
+    init.add_argument("--no-tls", dest="tls", action="store_false", help="plain http/ws, no CA")
+    init.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT, metavar="P",
+                      help=f"api ports P.., peer ports P+100.. (default {DEFAULT_BASE_PORT})")
+    init.add_argument("--chain-id", default=CHAIN_ID, metavar="ID",
+                      help=f"default {CHAIN_ID}")
+    init.add_argument("--host", default="127.0.0.1", help="address nodes listen on and advertise")
+    init.add_argument("--force", action="store_true", help="replace an existing network")
+    init.set_defaults(handler=_net_init)
+
+    up = sub.add_parser("up", help="start every node in the background and wait until healthy")
+    up.add_argument("dir", type=Path, metavar="DIR")
+    up.add_argument("--timeout-s", type=float, default=DEFAULT_UP_TIMEOUT_S, metavar="S")
+    up.set_defaults(handler=_net_up)
+
+    status = sub.add_parser("status", help="view, height and peers of every node")
+    status.add_argument("dir", type=Path, metavar="DIR")
+    status.set_defaults(handler=_net_status)
+
+    down = sub.add_parser("down", help="stop every node (SIGTERM, then SIGKILL after 10 s)")
+    down.add_argument("dir", type=Path, metavar="DIR")
+    down.set_defaults(handler=_net_down)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
     return 2
 
 
+def _net_init(args: argparse.Namespace) -> int:
+    from node.netctl import load_network
+    from node.netinit import init_network
+
+    path = init_network(
+        args.dir,
+        args.validators,
+        tls=args.tls,
+        base_port=args.base_port,
+        chain_id=args.chain_id,
+        host=args.host,
+        force=args.force,
+    )
+    network = load_network(path.parent)
+    security = f"TLS, CA {network.ca_file}" if network.tls else "no TLS"
+    print(f"wrote network {network.chain_id} ({len(network.nodes)} validators, {security})")
+    print(f"  in {network.root}")
+    print(f"start it with: provenet net up {args.dir}")
+    return 0
+
+
+def _net_up(args: argparse.Namespace) -> int:
+    from node import netctl
+
+    endpoints = netctl.up(args.dir, args.timeout_s)
+    print(netctl.format_endpoints(args.dir, endpoints))
+    return 0
+
+
+def _net_status(args: argparse.Namespace) -> int:
+    from node import netctl
+
+    rows = netctl.status(args.dir)
+    print(netctl.format_status(rows))
+    return 0 if all(row["up"] for row in rows) else 1
+
+
+def _net_down(args: argparse.Namespace) -> int:
+    from node import netctl
+
+    outcome = netctl.down(args.dir)
+    for name, result in outcome.items():
+        print(f"{name}: {result}")
+    return 0
+
+
+# ------------------------------------------------------------ node
+
+
+def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    node = commands.add_parser("node", help="run one node")
+    sub = node.add_subparsers(title="node commands", metavar="ACTION")
+    node.set_defaults(handler=lambda _args: _usage(node))
+    run = sub.add_parser("run", help="run a node in the foreground until SIGTERM/SIGINT")
+    run.add_argument("--config", type=Path, required=True, metavar="FILE")
+    run.set_defaults(handler=_node_run)
+
+
+def _node_run(args: argparse.Namespace) -> int:
+    # Imported here so that `provenet net ...` works without the node runtime loaded.
+    try:
+        from node.app import run_node
+    except ModuleNotFoundError as exc:
+        if exc.name != "node.app":
+            raise
+        print("provenet: error: this installation has no node runtime (node/app.py)",
+              file=sys.stderr)
+        return 1
+    return run_node(args.config)
+
+
+# ------------------------------------------------------------ client commands
+
+
+def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """tx, query, trace, demo from node.cli_client, when that module exists.
+
+    Only its absence is tolerated: an error inside it is a bug to see.
+    """
+    try:
+        cli_client = importlib.import_module("node.cli_client")
+    except ModuleNotFoundError as exc:
+        if exc.name != "node.cli_client":
+            raise
+        return
+    cli_client.add_client_commands(commands)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

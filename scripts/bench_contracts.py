@@ -30,7 +30,8 @@ from contracts.receipt import BlockContext
 from contracts.runtime import execute
 from contracts.state import MemoryState
 from contracts.stateroot import MerkleTrie
-from contracts.tx import Transaction, sign_tx
+from contracts.tx import Transaction
+from node.workload import MIXED, Cast, build_workload
 
 CHAIN_ID = "bench"
 ORGS = {
@@ -57,97 +58,15 @@ def genesis() -> Genesis:
     return Genesis(CHAIN_ID, members, kp_participants=("BE", "BW", "US"))
 
 
-class Planner:
-    """Signs a workload in order, tracking each sender's nonce."""
-
-    def __init__(self) -> None:
-        self.nonces: dict[str, int] = {}
-        self.txs: list[Transaction] = []
-
-    def add(self, org: str, method: str, args: dict[str, object]) -> None:
-        nonce = self.nonces.get(org, 0)
-        self.nonces[org] = nonce + 1
-        tx = sign_tx(
-            signer(org),
-            chain_id=CHAIN_ID,
-            nonce=nonce,
-            contract="diamonds",
-            method=method,
-            args=args,
-        )
-        self.txs.append(tx)
-
-
-def diamond_chain(plan: Planner, index: int) -> None:
-    """One parcel from mine to shop: 16 transactions."""
-    parcel, half_a, half_b, cert = f"P{index}", f"P{index}a", f"P{index}b", f"BW-{index}"
-    plan.add("miner", "extract", {"mine_id": "M1", "parcel_id": parcel, "carats_points": 20_000})
-    plan.add(
-        "miner",
-        "split",
-        {
-            "asset_id": parcel,
-            "outputs": [
-                {"asset_id": half_a, "carats_points": 12_000},
-                {"asset_id": half_b, "carats_points": 8_000},
-            ],
-        },
-    )
-    plan.add("miner", "transfer", {"asset_id": half_a, "to_org": "bw-trader"})
-    plan.add(
-        "kp-bw",
-        "issue_kp_certificate",
-        {
-            "cert_id": cert,
-            "exporter": "bw-trader",
-            "importer": "cutter",
-            "origin_country": "BW",
-            "destination_country": "BE",
-            "parcels": [half_a],
-            "carats_points": 12_000,
-            "value_cents": 5_000_000,
-            "hs_code": "7102.31",
-            "expiry_height": 10**9,
-        },
-    )
-    plan.add("bw-trader", "ship", {"cert_id": cert})
-    plan.add("kp-be", "confirm_import", {"cert_id": cert, "carats_points": 12_000})
-    stones = [f"S{index}-{n}" for n in range(3)]
-    plan.add(
-        "cutter",
-        "cut",
-        {
-            "asset_id": half_a,
-            "stones": [{"asset_id": stone, "carats_points": 1_500} for stone in stones],
-        },
-    )
-    for stone in stones[:2]:
-        plan.add("cutter", "transfer", {"asset_id": stone, "to_org": "lab", "custody_only": True})
-        plan.add(
-            "lab",
-            "grade",
-            {
-                "asset_id": stone,
-                "report_id": f"R-{stone}",
-                "carats_points": 1_500,
-                "colour": "E",
-                "clarity": "VS1",
-                "cut_grade": "Excellent",
-            },
-        )
-        plan.add("cutter", "transfer", {"asset_id": stone, "to_org": "shop"})
-        plan.add(
-            "shop", "sell", {"asset_id": stone, "buyer_ref": f"c{index}", "price_cents": 1_000_000}
-        )
-    plan.add("miner", "transfer", {"asset_id": half_b, "to_org": "bw-trader"})  # fmt: skip
+# The workload is node.workload's mixed mode, played by this file's
+# organisations (the retailer here is "shop") with bare ids (no run tag).
+BENCH_CAST = Cast(retailer="shop")
 
 
 def workload(chains: int) -> list[Transaction]:
-    plan = Planner()
-    plan.add("kp-bw", "register_mine", {"mine_id": "M1", "country": "BW", "operator": "miner"})
-    for index in range(chains):
-        diamond_chain(plan, index)
-    return plan.txs
+    signers = {org_id: signer(org_id) for org_id in ORGS}
+    plan = build_workload(signers, CHAIN_ID, mode=MIXED, chains=chains, cast=BENCH_CAST)
+    return plan.ordered()
 
 
 def accept_all(public_key: bytes, message: bytes, signature: bytes) -> bool:

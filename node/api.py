@@ -1,0 +1,518 @@
+"""The client API: aiohttp routes over the engine, the store and the state.
+
+Every error leaves as ``{"error": {"code", "message"}}`` with the HTTP
+status of its code (:data:`STATUS_OF`), including aiohttp's own refusals
+(unknown route, body too large).  Responses are JSON, with bytes as hex,
+unless the client sends ``Accept: application/msgpack``; then they are the
+same objects in canonical msgpack with raw bytes.  The shapes are listed in
+the README's API section.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSCloseCode, web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from consensus.codec import DecodeError, decode, digest, encode
+from contracts.orgs import KeyRecord, key_key
+from contracts.queries import query
+from contracts.records import load
+from contracts.tx import Transaction, decode_tx, encode_tx
+from node.engine import Engine, now_ms
+from node.mempool import PoolEntry, Refused
+from node.views import block_view, event_view, proof_view, receipt_view, to_json
+
+log = logging.getLogger("provenet.api")
+
+MSGPACK = "application/msgpack"
+STATUS_OF = {
+    "malformed_json": 400,
+    "malformed_msgpack": 400,
+    "malformed_tx": 400,
+    "float_not_allowed": 400,
+    "bad_request": 400,
+    "wrong_chain": 400,
+    "expired": 400,
+    "unknown_query": 400,
+    "unknown_contract": 400,
+    "invalid_argument": 400,
+    "bad_signature": 401,
+    "unknown_key": 403,
+    "key_revoked": 403,
+    "read_only": 403,
+    "not_found": 404,
+    "unknown_asset": 404,
+    "unknown_lot": 404,
+    "method_not_allowed": 405,
+    "nonce_used": 409,
+    "nonce_conflict": 409,
+    "nonce_gap": 409,
+    "too_large": 413,
+    "unsupported_media_type": 415,
+    "mempool_full": 429,
+    "sender_queue_full": 429,
+    "too_many_subscribers": 503,
+    "unavailable": 503,
+    "internal": 500,
+}
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _wants_msgpack(request: web.Request) -> bool:
+    return MSGPACK in request.headers.get("Accept", "")
+
+
+def respond(
+    request: web.Request, value: object, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    if _wants_msgpack(request):
+        return web.Response(
+            body=encode(value), status=status, content_type=MSGPACK, headers=headers
+        )
+    body = json.dumps(to_json(value), separators=(",", ":"))
+    return web.Response(text=body, status=status, content_type="application/json", headers=headers)
+
+
+def error_response(
+    request: web.Request, code: str, message: str, retry_after_s: int
+) -> web.Response:
+    status = STATUS_OF.get(code, 400)
+    headers = {"Retry-After": str(retry_after_s)} if status == 429 else None
+    return respond(request, {"error": {"code": code, "message": message}}, status, headers)
+
+
+_AIOHTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request"}
+
+
+def error_middleware(retry_after_s: int) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return error_response(request, exc.code, exc.message, retry_after_s)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = _AIOHTTP_CODES.get(exc.status, "bad_request")
+            response = error_response(request, code, exc.reason, retry_after_s)
+            response.set_status(exc.status)
+            return response
+        except Exception:
+            log.exception("unexpected error serving %s", request.path)
+            return error_response(request, "internal", "internal error", retry_after_s)
+
+    return middleware
+
+
+def _reject_float(text: str) -> Any:
+    raise ApiError("float_not_allowed", f"{text} is a float; amounts are integers")
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw, parse_float=_reject_float, parse_constant=_reject_float)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError("malformed_json", f"body is not JSON: {exc}") from None
+
+
+def _hex(value: object, field: str) -> bytes:
+    if not isinstance(value, str):
+        raise ApiError("malformed_tx", f"{field} must be hex")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise ApiError("malformed_tx", f"{field} must be hex") from None
+
+
+def payload_from_json(document: object) -> bytes:
+    """The envelope bytes from ``{"envelope": hex}`` or ``{"tx": {...}}``."""
+    if not isinstance(document, dict):
+        raise ApiError("malformed_tx", "expected an object with 'envelope' or 'tx'")
+    if "envelope" in document:
+        return _hex(document["envelope"], "envelope")
+    fields = document.get("tx")
+    if not isinstance(fields, dict):
+        raise ApiError("malformed_tx", "expected an object with 'envelope' or 'tx'")
+    try:
+        tx = Transaction(
+            chain_id=fields["chain_id"],
+            sender=_hex(fields["sender"], "sender"),
+            nonce=fields["nonce"],
+            contract=fields["contract"],
+            method=fields["method"],
+            args=fields.get("args", {}),
+            expiry_height=fields.get("expiry_height"),
+            signature=_hex(fields["signature"], "signature"),
+        )
+    except KeyError as exc:
+        raise ApiError("malformed_tx", f"tx is missing {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ApiError("malformed_tx", str(exc)) from None
+    return encode_tx(tx)
+
+
+def decode_payload(payload: bytes, engine: Engine) -> Transaction:
+    limits = engine.ledger.contract_limits
+    if len(payload) > limits.max_tx_bytes:
+        raise ApiError(
+            "too_large", f"transaction of {len(payload)} bytes exceeds {limits.max_tx_bytes}"
+        )
+    try:
+        decode(payload)
+    except DecodeError as exc:
+        if "float" in str(exc):
+            raise ApiError("float_not_allowed", str(exc)) from None
+        raise ApiError("malformed_msgpack", f"not canonical msgpack: {exc}") from None
+    try:
+        return decode_tx(payload, limits)
+    except DecodeError as exc:
+        raise ApiError("malformed_tx", str(exc)) from None
+
+
+class ClientApi:
+    """The handlers; ``read_only`` is for observer nodes (issue 5), which refuse writes."""
+
+    def __init__(
+        self, engine: Engine, status: Callable[[], dict[str, object]], read_only: bool = False
+    ) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.limits = engine.limits
+        self._status = status
+        self.read_only = read_only
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/txs", self.submit),
+            web.post("/v1/txs/batch", self.submit_batch),
+            web.get("/v1/txs/{tx_id}", self.get_tx),
+            web.get("/v1/blocks/latest", self.latest_block),
+            web.get("/v1/blocks/{height}", self.get_block),
+            web.get("/v1/blocks", self.block_range),
+            web.post("/v1/query", self.post_query),
+            web.get("/v1/trace/{asset_id}", self.named_query("diamonds", "trace", "asset_id")),
+            web.get(
+                "/v1/compliance/{asset_id}", self.named_query("diamonds", "compliance", "asset_id")
+            ),
+            web.get(
+                "/v1/recall_impact/{lot_id}", self.named_query("food", "recall_impact", "lot_id")
+            ),
+            web.get("/v1/nonce/{sender}", self.get_nonce),
+            web.get("/v1/events", self.events),
+            web.get("/v1/status", self.get_status),
+            web.get("/v1/validators", self.get_validators),
+            web.get("/healthz", self.healthz),
+            web.get("/metrics", self.metrics),
+        ]
+
+    # ------------------------------------------------------------ submitting
+
+    async def submit(self, request: web.Request) -> web.Response:
+        if self.read_only:
+            raise ApiError("read_only", "this is a read-only observer node; submit to a validator")
+        payload = await self._read_payload(request)
+        status = self.accept(payload)
+        tx_id = digest(payload)
+        if request.query.get("wait") in ("1", "true", "yes") and status["status"] == "pending":
+            timeout_ms = self._timeout_ms(request)
+            await self.engine.wait_for(tx_id, timeout_ms / 1000)
+            status = self.tx_status(tx_id) or status
+        return respond(request, status, 202 if status["status"] == "pending" else 200)
+
+    async def submit_batch(self, request: web.Request) -> web.Response:
+        if self.read_only:
+            raise ApiError("read_only", "this is a read-only observer node; submit to a validator")
+        raw = await request.read()
+        payloads = self._batch_payloads(request, raw)
+        results: list[dict[str, object]] = []
+        for payload in payloads:
+            try:
+                status = self.accept(payload)
+                results.append(
+                    {"tx_id": status["tx_id"], "status": status["status"], "error": None}
+                )
+            except ApiError as exc:
+                error = {"code": exc.code, "message": exc.message}
+                results.append({"tx_id": digest(payload), "status": "refused", "error": error})
+        return respond(request, {"results": results})
+
+    def _batch_payloads(self, request: web.Request, raw: bytes) -> list[bytes]:
+        if request.content_type == MSGPACK:
+            try:
+                items = decode(raw)
+            except DecodeError as exc:
+                raise ApiError("malformed_msgpack", str(exc)) from None
+        else:
+            document = parse_json(raw)
+            items = document.get("envelopes") if isinstance(document, dict) else None
+            if isinstance(items, list):
+                items = [_hex(item, "envelope") for item in items]
+        if not isinstance(items, list) or not all(isinstance(item, bytes) for item in items):
+            raise ApiError("bad_request", "expected a list of transaction envelopes")
+        return items
+
+    async def _read_payload(self, request: web.Request) -> bytes:
+        raw = await request.read()
+        match request.content_type:
+            case "application/msgpack":
+                return raw
+            case "application/json" | "application/octet-stream" | "":
+                return payload_from_json(parse_json(raw))
+        raise ApiError("unsupported_media_type", "send application/json or application/msgpack")
+
+    def accept(self, payload: bytes) -> dict[str, object]:
+        """Admit one envelope, or return what is already known about it."""
+        tx_id = digest(payload)
+        known = self.tx_status(tx_id)
+        if known is not None:
+            return known
+        tx = decode_payload(payload, self.engine)
+        self._check(tx)
+        try:
+            self.engine.submit(PoolEntry(tx, tx_id, payload, now_ms()))
+        except Refused as refusal:
+            self.engine.metrics.submissions.labels(refusal.code).inc()
+            raise ApiError(refusal.code, refusal.message) from None
+        self.engine.metrics.submissions.labels("accepted").inc()
+        return self._pending(tx_id)
+
+    def _check(self, tx: Transaction) -> None:
+        engine = self.engine
+        if tx.chain_id != engine.config.chain_id:
+            raise ApiError(
+                "wrong_chain",
+                f"this node serves chain {engine.config.chain_id!r}, not {tx.chain_id!r}",
+            )
+        next_height = self.store.height() + 1
+        if tx.expiry_height is not None and tx.expiry_height < next_height:
+            raise ApiError("expired", f"transaction expired at height {tx.expiry_height}")
+        record = load(engine.ledger.state, key_key(tx.sender), KeyRecord)
+        if record is None:
+            raise ApiError("unknown_key", f"key {tx.sender.hex()[:16]} is not a member key")
+        if record.revoked_from_height is not None and next_height >= record.revoked_from_height:
+            raise ApiError(
+                "key_revoked", f"key {tx.sender.hex()[:16]} of {record.org_id} is revoked"
+            )
+        if not engine.ledger.verify(tx):
+            raise ApiError("bad_signature", "signature does not verify")
+
+    # ------------------------------------------------------------ reading
+
+    def tx_status(self, tx_id: bytes) -> dict[str, object] | None:
+        position = self.store.tx_position(tx_id)
+        if position is not None:
+            height, index = position
+            stored = self.store.block(height)
+            assert stored is not None, "an indexed transaction's block is stored"
+            return {
+                "tx_id": tx_id,
+                "status": "committed",
+                "height": height,
+                "index": index,
+                "receipt": receipt_view(stored.receipts[index]),
+                "proof": proof_view(stored, index),
+            }
+        if self.engine.mempool.get(tx_id) is not None:
+            return self._pending(tx_id)
+        outcome = self.engine.outcome_of(tx_id)
+        if outcome is not None and outcome.status == "dropped":
+            receipt: dict[str, object] = {
+                "tx_id": tx_id,
+                "status": "dropped",
+                "code": outcome.code,
+                "message": outcome.message,
+                "events": [],
+                "writes": 0,
+            }
+            return {
+                "tx_id": tx_id,
+                "status": "dropped",
+                "height": None,
+                "index": None,
+                "receipt": receipt,
+                "proof": None,
+            }
+        return None
+
+    @staticmethod
+    def _pending(tx_id: bytes) -> dict[str, object]:
+        return {
+            "tx_id": tx_id,
+            "status": "pending",
+            "height": None,
+            "index": None,
+            "receipt": None,
+            "proof": None,
+        }
+
+    def _timeout_ms(self, request: web.Request) -> int:
+        raw = request.query.get("timeout_ms", "10000")
+        if not raw.isdigit():
+            raise ApiError("bad_request", "timeout_ms must be a whole number of milliseconds")
+        return min(int(raw), self.limits.max_wait_ms)
+
+    async def get_tx(self, request: web.Request) -> web.Response:
+        tx_id = _path_hex(request, "tx_id")
+        status = self.tx_status(tx_id)
+        if status is None:
+            raise ApiError("not_found", "no such transaction on this node")
+        if request.query.get("wait") in ("1", "true", "yes") and status["status"] == "pending":
+            await self.engine.wait_for(tx_id, self._timeout_ms(request) / 1000)
+            status = self.tx_status(tx_id) or status
+        return respond(request, status, 202 if status["status"] == "pending" else 200)
+
+    async def latest_block(self, request: web.Request) -> web.Response:
+        return self._block_response(request, self.store.height())
+
+    async def get_block(self, request: web.Request) -> web.Response:
+        return self._block_response(request, _path_int(request, "height"))
+
+    def _block_response(self, request: web.Request, height: int) -> web.Response:
+        stored = self.store.block(height)
+        if stored is None:
+            raise ApiError("not_found", f"no block at height {height}")
+        return respond(request, block_view(stored))
+
+    async def block_range(self, request: web.Request) -> web.Response:
+        start = _query_int(request, "from", 1)
+        limit = min(
+            _query_int(request, "limit", self.limits.max_blocks_per_page),
+            self.limits.max_blocks_per_page,
+        )
+        blocks = []
+        for height in range(max(1, start), max(1, start) + limit):
+            stored = self.store.block(height)
+            if stored is None:
+                break
+            blocks.append(block_view(stored))
+        return respond(request, {"blocks": blocks})
+
+    async def post_query(self, request: web.Request) -> web.Response:
+        document = parse_json(await request.read())
+        if not isinstance(document, dict):
+            raise ApiError("bad_request", "expected {contract, name, args}")
+        contract, name, args = (
+            document.get("contract"),
+            document.get("name"),
+            document.get("args", {}),
+        )
+        if not isinstance(contract, str) or not isinstance(name, str) or not isinstance(args, dict):
+            raise ApiError("bad_request", "expected {contract: str, name: str, args: object}")
+        return respond(request, {"result": self.run_query(contract, name, args)})
+
+    def named_query(
+        self, contract: str, name: str, arg: str
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            result = self.run_query(contract, name, {arg: request.match_info[arg]})
+            return respond(request, {"result": result})
+
+        return handler
+
+    def run_query(self, contract: str, name: str, args: dict[str, object]) -> object:
+        answer = query(self.engine.ledger.state, contract, name, args)
+        if not answer["ok"]:
+            raise ApiError(str(answer["error"]), str(answer["message"]))
+        return answer["result"]
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """The live block stream; ``from_height`` replays stored blocks first."""
+        start = max(1, _query_int(request, "from_height", self.store.height() + 1))
+        subscriber = self.engine.subscribe()
+        if subscriber is None:
+            raise ApiError("too_many_subscribers", "this node serves its maximum of event streams")
+        ws = web.WebSocketResponse(heartbeat=10.0)
+        await ws.prepare(request)
+        try:
+            next_height = await self._replay(ws, start, self.store.height())
+            while not ws.closed:
+                if subscriber.overflowed:
+                    await ws.close(
+                        code=WSCloseCode.TRY_AGAIN_LATER,
+                        message=b"fell behind; resume from the last height",
+                    )
+                    break
+                frame = await subscriber.queue.get()
+                height = int(str(frame["height"]))
+                if height < next_height:
+                    continue
+                next_height = await self._replay(ws, next_height, height - 1)
+                await ws.send_str(json.dumps(to_json(frame)))
+                next_height = height + 1
+        except ConnectionResetError:
+            pass
+        finally:
+            self.engine.unsubscribe(subscriber)
+        return ws
+
+    async def _replay(self, ws: web.WebSocketResponse, low: int, high: int) -> int:
+        """Send stored blocks low..high; return the next height to send."""
+        for height in range(low, high + 1):
+            stored = self.store.block(height)
+            if stored is None:
+                return height
+            await ws.send_str(json.dumps(to_json(event_view(stored))))
+        return max(low, high + 1)
+
+    async def get_nonce(self, request: web.Request) -> web.Response:
+        sender = _path_hex(request, "sender")
+        return respond(
+            request,
+            {
+                "sender": sender,
+                "next_nonce": self.engine.committed_nonce(sender),
+                "pending_next_nonce": self.engine.mempool.pending_next_nonce(sender),
+            },
+        )
+
+    async def get_status(self, request: web.Request) -> web.Response:
+        return respond(request, self._status())
+
+    async def get_validators(self, request: web.Request) -> web.Response:
+        return respond(request, self._status()["validator_set"])
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        if self.engine.fatal is not None:
+            raise ApiError("unavailable", f"replica task stopped: {self.engine.fatal!r}")
+        return respond(request, {"ok": True, "height": self.store.height()})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.engine.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _path_hex(request: web.Request, name: str) -> bytes:
+    try:
+        return bytes.fromhex(request.match_info[name])
+    except ValueError:
+        raise ApiError("bad_request", f"{name} must be hex") from None
+
+
+def _path_int(request: web.Request, name: str) -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit():
+        raise ApiError("bad_request", f"{name} must be a whole number")
+    return int(raw)
+
+
+def _query_int(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise ApiError("bad_request", f"{name} must be a whole number")
+    return int(raw)

@@ -1,0 +1,277 @@
+"""One node process: load config, recover from disk, serve peers and clients.
+
+``run_node(config_path)`` is what ``provenet node run --config FILE`` calls,
+on a developer's machine (through ``provenet net up``) and on a real host
+(deploy/).  Start-up order matters: the store is opened and checked against
+the genesis first, the state and the replica's records are loaded, the
+replica is restored (it re-sends what it had in flight), and only then do
+the peer and client listeners open.  SIGTERM or SIGINT stop the node
+cleanly; a SIGKILL at any moment is recovered from on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from consensus.blocks import ChainTip
+from consensus.codec import CachingVerifier, ed25519_verify
+from consensus.messages import Message
+from consensus.replica import Replica
+from consensus.wire import record_from_wire
+from contracts.genesis import genesis_state
+from contracts.state import MemoryState
+from node.api import ClientApi, error_middleware
+from node.config import ConfigError, NetworkGenesis, NodeConfig, load_genesis, load_node_config
+from node.engine import Engine, now_ms
+from node.keys import KeyFileError, load_identity
+from node.ledger import Ledger, TxCache
+from node.metrics import NodeMetrics
+from node.peers import PeerIdentity, PeerLinks
+from node.storage import StorageError, Store
+
+log = logging.getLogger("provenet.node")
+
+DATABASE_FILE = "node.sqlite"
+
+
+@dataclass
+class RunningNode:
+    config: NodeConfig
+    network: NetworkGenesis
+    store: Store
+    engine: Engine
+    peers: PeerLinks
+    runners: list[web.AppRunner]
+    engine_task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.engine.stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.engine_task), 5)
+        except (TimeoutError, Exception):
+            self.engine_task.cancel()
+        await self.peers.stop()
+        for runner in self.runners:
+            await runner.cleanup()
+        self.store.close()
+
+
+def _tls_contexts(
+    config: NodeConfig,
+) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None, ssl.SSLContext | None]:
+    """(API server, peer server with client certs, peer client) contexts, or Nones."""
+    tls = config.tls
+    if not tls.enabled:
+        return None, None, None
+    from node.tls import client_context, server_context
+
+    assert tls.ca_file and tls.cert_file and tls.key_file
+    return (
+        server_context(tls.ca_file, tls.cert_file, tls.key_file, require_client_cert=False),
+        server_context(tls.ca_file, tls.cert_file, tls.key_file, require_client_cert=True),
+        client_context(tls.ca_file, tls.cert_file, tls.key_file),
+    )
+
+
+def _open_state(store: Store, network: NetworkGenesis) -> tuple[MemoryState, ChainTip]:
+    genesis_items = genesis_state(network.genesis)
+    genesis_root = MemoryState(genesis_items).root()
+    if store.check_chain(network.chain_id, genesis_root):
+        store.write_genesis_state(genesis_items)
+    state = MemoryState(store.load_state())
+    tip = store.tip()
+    if tip is None:
+        return state, ChainTip.genesis(state.root(), network.genesis_time_ms)
+    return state, ChainTip(tip.height, tip.block_hash, tip.time_ms, state.root())
+
+
+async def start_node(config: NodeConfig) -> RunningNode:
+    network = load_genesis(config.genesis_file)
+    if network.chain_id != config.chain_id:
+        raise ConfigError(
+            f"genesis is for chain {network.chain_id!r}, config says {config.chain_id!r}"
+        )
+    if config.role != "validator":
+        raise ConfigError("observer nodes are not available yet; run a validator")
+    validators = network.validator_set()
+    replica_config = config.replica_config(validators)
+    assert config.key_file is not None and config.replica_id is not None
+    signer = load_identity(config.key_file).signer
+    if validators.key_of(config.replica_id) != signer.public_key:
+        raise ConfigError(
+            f"{config.key_file} is not validator {config.replica_id}'s key in the genesis"
+        )
+
+    store = Store(config.data_dir / DATABASE_FILE)
+    state, tip = _open_state(store, network)
+    metrics = NodeMetrics()
+    tx_cache = TxCache(config.limits.verified_cache_entries)
+    ledger = Ledger(store, state, ed25519_verify, tx_cache, network.genesis.limits)
+    message_verifier = CachingVerifier(ed25519_verify, 65_536)
+    api_ssl, peer_server_ssl, peer_client_ssl = _tls_contexts(config)
+
+    engine_ref: list[Engine] = []
+    links_ref: list[PeerLinks] = []
+    records = [record_from_wire(raw) for raw in store.load_records()]
+    replica, initial_effects = Replica.restore(
+        replica_config,
+        signer,
+        message_verifier,
+        lambda payload: engine_ref[0].request_valid(payload),
+        tip,
+        records,
+        now_ms(),
+    )
+    engine = Engine(
+        config,
+        replica,
+        store,
+        ledger,
+        tx_cache,
+        metrics,
+        send=lambda to, frame: links_ref[0].send(to, frame),
+        broadcast=lambda frame: links_ref[0].broadcast(frame),
+    )
+    engine_ref.append(engine)
+    engine.load_records(records)
+    metrics.watch_replica(lambda: dict(replica.dropped))
+    metrics.height.set(tip.height)
+
+    def sink(sender: int, message: Message) -> bool:
+        return engine.on_peer_message(sender, message)
+
+    names = {entry.replica_id: entry.name for entry in network.validators}
+    identity = PeerIdentity(config.chain_id, config.replica_id, signer, validators, names)
+    peers = PeerLinks(
+        identity,
+        config.peers,
+        config.limits,
+        message_verifier,
+        sink,
+        metrics,
+        peer_client_ssl,
+        tls_required=config.tls.enabled,
+    )
+    links_ref.append(peers)
+
+    def status() -> dict[str, object]:
+        return node_status(config, network, engine, peers)
+
+    api = ClientApi(engine, status)
+    api_app = web.Application(
+        client_max_size=config.limits.max_body_bytes,
+        middlewares=[error_middleware(config.limits.retry_after_s)],
+    )
+    api_app.add_routes(api.routes())
+    peer_app = web.Application(client_max_size=config.limits.max_frame_bytes)
+    peer_app.add_routes([web.get("/peer", peers.handle_inbound)])
+
+    engine_task = asyncio.create_task(engine.run(initial_effects), name="replica")
+    runners = []
+    for app, port, context in (
+        (peer_app, config.peer_port, peer_server_ssl),
+        (api_app, config.api_port, api_ssl),
+    ):
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, config.listen_host, port, ssl_context=context).start()
+        runners.append(runner)
+    await peers.start()
+    log.info(
+        "node %s (validator %d) listening: api %d, peers %d; height %d",
+        config.node_name,
+        config.replica_id,
+        config.api_port,
+        config.peer_port,
+        tip.height,
+    )
+    return RunningNode(config, network, store, engine, peers, runners, engine_task)
+
+
+def node_status(
+    config: NodeConfig, network: NetworkGenesis, engine: Engine, peers: PeerLinks
+) -> dict[str, object]:
+    replica = engine.replica
+    validators = network.validator_set()
+    store = engine.store
+    executed = engine.last_executed
+    height = store.height()
+    return {
+        "chain_id": config.chain_id,
+        "node": config.node_name,
+        "org_id": config.org_id,
+        "role": config.role,
+        "replica_id": config.replica_id,
+        "view": replica.view,
+        "primary": validators.primary(replica.view),
+        "active": replica.active,
+        "height": height,
+        "block_hash": executed.block_hash if executed else _stored_hash(store, height),
+        "state_root": engine.ledger.state.root(),
+        "peers": peers.status(),
+        "mempool": {"size": len(engine.mempool)},
+        "validator_set": {
+            "chain_id": config.chain_id,
+            "quorum": validators.quorum,
+            "validators": [
+                {
+                    "replica_id": v.replica_id,
+                    "name": v.name,
+                    "org_id": v.org_id,
+                    "public_key": v.public_key,
+                }
+                for v in network.validators
+            ],
+        },
+    }
+
+
+def _stored_hash(store: Store, height: int) -> bytes:
+    stored = store.block(height) if height else None
+    return stored.block_hash if stored is not None else b""
+
+
+async def _serve(config: NodeConfig) -> int:
+    node = await start_node(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({stopper, node.engine_task}, return_when=asyncio.FIRST_COMPLETED)
+    failed = node.engine_task.done()
+    stopper.cancel()
+    await node.stop()
+    if failed:
+        log.error("node stopped because its replica task failed: %r", node.engine.fatal)
+        return 1
+    return 0
+
+
+def _install_event_loop() -> None:
+    """uvloop where it is available: a websocket frame costs far less CPU under it."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def run_node(config_path: Path) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = load_node_config(config_path)
+    except ConfigError:
+        return 2
+    _install_event_loop()
+    try:
+        return asyncio.run(_serve(config))
+    except (ConfigError, KeyFileError, StorageError, OSError):
+        return 2

@@ -1,0 +1,71 @@
+"""Ed25519 identity files: one JSON object per key, readable only by its owner.
+
+Format (hex bytes)::
+
+    {"org_id": "leadfirm", "public_key": "<64 hex>", "seed": "<64 hex>"}
+
+The same format serves a validator's consensus key (``node.key``) and a
+participant's transaction key (``orgs/<org_id>.key``).  A file that
+cannot be read, is not that object, or whose seed does not give its public
+key raises :class:`KeyFileError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from consensus.codec import Ed25519Signer
+
+
+class KeyFileError(ValueError):
+    """A key file is missing or malformed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    org_id: str
+    signer: Ed25519Signer
+
+    @property
+    def public_key(self) -> bytes:
+        return self.signer.public_key
+
+
+def save_identity(path: Path, identity: Identity) -> None:
+    """Write ``identity`` to ``path`` with mode 0600, creating parent directories."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "org_id": identity.org_id,
+        "public_key": identity.public_key.hex(),
+        "seed": identity.signer.seed().hex(),
+    }
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(document, handle, indent=2)
+        handle.write("\n")
+
+
+def load_identity(path: Path) -> Identity:
+    try:
+        document = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+    except json.JSONDecodeError:
+        raise KeyFileError(f"key file {path} is not JSON") from None
+    if not isinstance(document, dict):
+        raise KeyFileError(f"key file {path} must hold a JSON object")
+    try:
+        seed = bytes.fromhex(document["seed"])
+        public_key = bytes.fromhex(document["public_key"])
+        org_id = document["org_id"]
+    except (KeyError, TypeError, ValueError):
+        raise KeyFileError(f"key file {path} needs org_id, public_key and seed (hex)") from None
+    if len(seed) != 32 or not isinstance(org_id, str):
+        raise KeyFileError(f"key file {path}: seed must be 32 bytes and org_id a string")
+    signer = Ed25519Signer.from_seed(seed)
+    if signer.public_key != public_key:
+        raise KeyFileError(f"key file {path}: public_key does not match the seed")
+    return Identity(org_id, signer)

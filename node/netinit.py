@@ -1,0 +1,294 @@
+"""``provenet net init``: write a complete local network directory.
+
+Theory of operation
+-------------------
+One call produces everything N validators need to start on this host:
+fresh random keys (consensus keys per node, one transaction key per
+organisation of :mod:`node.catalog`), the shared ``genesis.json``, one
+``config.json`` per node, and, with TLS, a private network CA and one
+certificate per node.  Paths inside node configs are relative to the config
+file, so the directory can be copied elsewhere whole.
+
+Ports: node i serves its API on ``base_port + i`` and its peer link on
+``base_port + 100 + i``.  ``network.json`` is written last: a directory
+without it is not (yet) a network, and an interrupted init can simply be
+run again.  Re-initialising an existing network destroys its chain (new
+keys, new genesis, node data removed), so it needs ``force`` and is refused
+while any of its nodes still runs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from consensus.codec import Ed25519Signer
+from contracts.genesis import Genesis, GenesisOrg, genesis_state
+from node.catalog import CHAIN_ID, DEFAULT_BASE_PORT, KP_PARTICIPANTS, ORGS, validator_org
+from node.config import NetworkGenesis, ValidatorEntry, genesis_to_json
+from node.keys import Identity, save_identity
+from node.netctl import (
+    GENESIS_FILE,
+    NETWORK_FILE,
+    NetError,
+    Network,
+    NodeEntry,
+    load_network,
+    network_to_json,
+    running_nodes,
+)
+from node.tls import issue_node_cert, make_ca
+
+PEER_PORT_OFFSET = 100
+MAX_VALIDATORS = PEER_PORT_OFFSET  # beyond this api and peer ports would collide
+# What `net init` writes and `--force` removes; nothing else in DIR is touched.
+GENERATED = (NETWORK_FILE, GENESIS_FILE, "ca", "nodes", "orgs")
+
+
+def init_network(
+    dir: Path,
+    validators: int,
+    tls: bool = True,
+    base_port: int = DEFAULT_BASE_PORT,
+    chain_id: str = CHAIN_ID,
+    host: str = "127.0.0.1",
+    force: bool = False,
+) -> Path:
+    """Write a network of ``validators`` validators into ``dir``; return network.json's path.
+
+    Raises :class:`NetError` for an operator mistake (bad count or ports, an
+    existing network without ``force``, running nodes).
+    """
+    layout = _Layout(Path(dir).resolve(), chain_id, tls, base_port, host)
+    _check_arguments(validators, base_port, chain_id, host)
+    _prepare_directory(layout.root, force)
+    org_keys = _write_org_keys(layout.root)
+    nodes = [_node_entry(layout, index) for index in range(validators)]
+    node_keys = [Identity(entry.org_id, Ed25519Signer.generate()) for entry in nodes]
+    genesis = _make_genesis(chain_id, org_keys, nodes, node_keys)
+    _write_json(layout.root / GENESIS_FILE, genesis_to_json(genesis))
+    ca_file = _write_ca(layout) if tls else None
+    for index, (entry, identity) in enumerate(zip(nodes, node_keys, strict=True)):
+        _write_node(layout, index, entry, identity, nodes, ca_file)
+    network = Network(
+        root=layout.root,
+        chain_id=chain_id,
+        tls=tls,
+        ca_file=ca_file,
+        nodes=tuple(nodes),
+        orgs={org_id: _org_key_path(layout.root, org_id) for org_id in ORGS},
+    )
+    _write_json(layout.root / NETWORK_FILE, network_to_json(network))
+    return layout.root / NETWORK_FILE
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The choices every generated file depends on."""
+
+    root: Path
+    chain_id: str
+    tls: bool
+    base_port: int
+    host: str
+
+    def api_port(self, index: int) -> int:
+        return self.base_port + index
+
+    def peer_port(self, index: int) -> int:
+        return self.base_port + PEER_PORT_OFFSET + index
+
+
+# ------------------------------------------------------------ checks
+
+
+def _check_arguments(validators: int, base_port: int, chain_id: str, host: str) -> None:
+    if type(validators) is not int or not 1 <= validators <= MAX_VALIDATORS:
+        raise NetError(f"--validators must be between 1 and {MAX_VALIDATORS}, not {validators}")
+    last_port = base_port + PEER_PORT_OFFSET + validators - 1
+    if base_port < 1 or last_port > 65_535:
+        raise NetError(
+            f"ports {base_port}..{last_port} do not fit in 1..65535; choose another --base-port"
+        )
+    if not chain_id or not chain_id.isprintable() or chain_id != chain_id.strip():
+        raise NetError(f"--chain-id must be a non-empty printable string, not {chain_id!r}")
+    if host in ("", "0.0.0.0", "::"):
+        # The host is also written into every URL peers and clients dial.
+        raise NetError("--host must be an address nodes are reached at, not a wildcard")
+
+
+def _prepare_directory(root: Path, force: bool) -> None:
+    """Refuse to overwrite a network unless forced; when forced, remove the old one."""
+    if root.exists() and not root.is_dir():
+        raise NetError(f"{root} exists and is not a directory")
+    if (root / NETWORK_FILE).exists():
+        if not force:
+            raise NetError(
+                f"{root} already holds a network ({NETWORK_FILE}); "
+                "use --force to replace it (its keys and chain data are deleted)"
+            )
+        running = running_nodes(load_network(root))
+        if running:
+            raise NetError(
+                f"nodes {', '.join(running)} of {root} are running; "
+                f"stop them first: provenet net down {root}"
+            )
+        for name in GENERATED:
+            _remove(root / name)
+    root.mkdir(parents=True, exist_ok=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+# ------------------------------------------------------------ keys and genesis
+
+
+def _org_key_path(root: Path, org_id: str) -> Path:
+    return root / "orgs" / f"{org_id}.key"
+
+
+def _write_org_keys(root: Path) -> dict[str, bytes]:
+    """One fresh transaction key per catalog organisation; org_id -> public key."""
+    keys: dict[str, bytes] = {}
+    for org_id in ORGS:
+        identity = Identity(org_id, Ed25519Signer.generate())
+        save_identity(_org_key_path(root, org_id), identity)
+        keys[org_id] = identity.public_key
+    return keys
+
+
+def _node_entry(layout: _Layout, index: int) -> NodeEntry:
+    """Validator ``index`` as network.json lists it: name v<index>, replica id <index>."""
+    api_scheme, peer_scheme = ("https", "wss") if layout.tls else ("http", "ws")
+    url_host = _url_host(layout.host)
+    name = f"v{index}"
+    return NodeEntry(
+        name=name,
+        role="validator",
+        replica_id=index,
+        org_id=validator_org(index),
+        api_url=f"{api_scheme}://{url_host}:{layout.api_port(index)}",
+        peer_url=f"{peer_scheme}://{url_host}:{layout.peer_port(index)}/peer",
+        config=layout.root / "nodes" / name / "config.json",
+    )
+
+
+def _url_host(host: str) -> str:
+    try:
+        is_v6 = ipaddress.ip_address(host).version == 6
+    except ValueError:
+        is_v6 = False
+    return f"[{host}]" if is_v6 else host
+
+
+def _make_genesis(
+    chain_id: str,
+    org_keys: dict[str, bytes],
+    nodes: list[NodeEntry],
+    node_keys: list[Identity],
+) -> NetworkGenesis:
+    """Genesis of the catalog organisations and the validators, checked before writing."""
+    organisations = tuple(
+        GenesisOrg(
+            org_id=spec.org_id,
+            name=spec.name,
+            country=spec.country,
+            roles=spec.roles,
+            keys=(org_keys[spec.org_id],),
+            scopes=spec.scopes,
+        )
+        for spec in ORGS.values()
+    )
+    genesis = Genesis(chain_id=chain_id, organisations=organisations, kp_participants=KP_PARTICIPANTS)
+    try:
+        genesis_state(genesis)  # the contracts' own validation, so a bad genesis never lands
+    except ValueError as exc:
+        raise NetError(f"genesis would be invalid: {exc}") from None
+    validators = tuple(
+        ValidatorEntry(
+            replica_id=index,
+            name=entry.name,
+            org_id=entry.org_id,
+            public_key=identity.public_key,
+        )
+        for index, (entry, identity) in enumerate(zip(nodes, node_keys, strict=True))
+    )
+    return NetworkGenesis(genesis, validators, genesis_time_ms=int(time.time() * 1000))
+
+
+# ------------------------------------------------------------ files
+
+
+def _write_ca(layout: _Layout) -> Path:
+    ca_cert, _ = make_ca(layout.root / "ca", common_name=f"Provenet CA {layout.chain_id}")
+    return ca_cert
+
+
+def _write_node(
+    layout: _Layout,
+    index: int,
+    entry: NodeEntry,
+    identity: Identity,
+    nodes: list[NodeEntry],
+    ca_file: Path | None,
+) -> None:
+    """nodes/<name>/: consensus key, TLS certificate and config.json."""
+    directory = entry.directory
+    directory.mkdir(parents=True, exist_ok=True)
+    save_identity(directory / "node.key", identity)
+    if ca_file is not None:
+        extra_hosts = () if layout.host in ("127.0.0.1", "localhost") else (layout.host,)
+        issue_node_cert(ca_file, ca_file.parent / "ca.key", entry.name, directory, extra_hosts)
+    config = {
+        "chain_id": layout.chain_id,
+        "node_name": entry.name,
+        "org_id": entry.org_id,
+        "role": entry.role,
+        "replica_id": index,
+        "data_dir": "data",
+        "key_file": "node.key",
+        "genesis_file": f"../../{GENESIS_FILE}",
+        "listen_host": layout.host,
+        "api_port": layout.api_port(index),
+        "peer_port": layout.peer_port(index),
+        "peers": [_peer(other) for other in nodes if other.name != entry.name],
+        "tls": _tls_section(ca_file),
+        "consensus": {},
+        "limits": {},
+    }
+    _write_json(entry.config, config)
+
+
+def _peer(entry: NodeEntry) -> dict[str, Any]:
+    return {
+        "replica_id": entry.replica_id,
+        "name": entry.name,
+        "peer_url": entry.peer_url,
+        "api_url": entry.api_url,
+    }
+
+
+def _tls_section(ca_file: Path | None) -> dict[str, Any]:
+    if ca_file is None:
+        return {"enabled": False}
+    return {
+        "enabled": True,
+        "ca_file": "../../ca/ca.pem",
+        "cert_file": "tls.pem",
+        "key_file": "tls.key",
+    }
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")

@@ -1,0 +1,336 @@
+"""Authenticated websocket links between validators.
+
+Theory of operation
+-------------------
+Each validator dials every other validator once and uses that connection
+only to send; it receives on the connections the others dial to it.  So a
+pair of validators shares two one-way links, and neither side ever has to
+decide which of two crossing connections wins.
+
+Link handshake (on top of mutual TLS when it is on)::
+
+    dialer                                   listener
+      |  <-- {chain_id, replica_id, challenge}  |   32 fresh random bytes
+      |  --> {replica_id, signature}        --> |   Ed25519 over
+      |                                         |   ("peer-hello", chain_id, [challenge, dialer, listener])
+
+The listener accepts the link only if the signature is the claimed
+validator's (and, with TLS, the certificate's common name is that
+validator's name).  A key that is not a validator, a bad handshake or a
+malformed frame closes that connection only.  After the handshake every
+frame is one message in consensus/wire.py's strict form; signed messages
+have their signature checked here, against the signer named in the message
+(checkpoint proofs and equivocation evidence are relayed), before they are
+queued for the replica task.  A frame that decodes but fails its check is
+a peer misbehaving: it is dropped and counted, and the link stays up.
+
+Sending never blocks the replica task: frames go into a bounded queue per
+peer (the oldest is dropped and counted when it is full: consensus re-sends
+what matters), and a task per peer reconnects with exponential back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import ssl
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from consensus.codec import DecodeError, Limits, Signer, Verifier, decode, encode, signing_bytes
+from consensus.messages import ForwardedRequest, Message, StateResponse, signature_valid
+from consensus.quorum import ValidatorSet
+from consensus.wire import WireLimits, message_from_wire
+from node.config import NodeLimits, PeerEntry
+from node.metrics import NodeMetrics
+
+log = logging.getLogger("provenet.peers")
+
+HELLO_DOMAIN = "peer-hello"
+CHALLENGE_BYTES = 32
+_HELLO_LIMITS = Limits(
+    max_size_bytes=1024, max_depth=2, max_collection_len=8, max_str_len=256, max_bytes_len=128
+)
+# websocket close codes (RFC 6455): policy violation, bad data, unsupported data.
+CLOSE_POLICY = 1008
+CLOSE_BAD_DATA = 1007
+CLOSE_UNSUPPORTED = 1003
+
+
+class HandshakeError(Exception):
+    pass
+
+
+def hello_bytes(chain_id: str, challenge: bytes, dialer: int, listener: int) -> bytes:
+    return signing_bytes(HELLO_DOMAIN, chain_id, [challenge, dialer, listener])
+
+
+@dataclass(frozen=True)
+class PeerIdentity:
+    """Who this node is on the peer links, and whom it trusts."""
+
+    chain_id: str
+    me: int
+    signer: Signer
+    validators: ValidatorSet
+    # Validator id -> node name, which is the CN of its TLS certificate.
+    names: dict[int, str]
+
+
+class _Outbound:
+    """One peer's bounded send queue and the task that keeps its link up."""
+
+    def __init__(self, peer: PeerEntry, limits: NodeLimits) -> None:
+        self.peer = peer
+        self.queue: deque[bytes] = deque()
+        self.max_frames = max(1, limits.peer_queue_max_frames)
+        self.ready = asyncio.Event()
+        self.connected = False
+        self.dropped = 0
+
+    def push(self, frame: bytes) -> bool:
+        full = len(self.queue) >= self.max_frames
+        if full:
+            self.queue.popleft()
+            self.dropped += 1
+        self.queue.append(frame)
+        self.ready.set()
+        return not full
+
+
+class PeerLinks:
+    def __init__(
+        self,
+        identity: PeerIdentity,
+        peers: tuple[PeerEntry, ...],
+        limits: NodeLimits,
+        verify: Verifier,
+        sink: Callable[[int, Message], bool],
+        metrics: NodeMetrics,
+        client_ssl: ssl.SSLContext | None,
+        tls_required: bool,
+    ) -> None:
+        self.identity = identity
+        self.limits = limits
+        self._verify = verify
+        self._sink = sink
+        self.metrics = metrics
+        self._client_ssl = client_ssl
+        self._tls_required = tls_required
+        self._wire_limits = WireLimits()
+        self._outbound = {peer.replica_id: _Outbound(peer, limits) for peer in peers}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._stopped = False
+
+    # ------------------------------------------------------------ sending
+
+    def send(self, to: int, frame: bytes) -> None:
+        link = self._outbound.get(to)
+        if link is None:
+            return
+        if not link.push(frame):
+            self.metrics.peer_frames.labels("out", "queue_full").inc()
+
+    def broadcast(self, frame: bytes) -> None:
+        for peer_id in self._outbound:
+            self.send(peer_id, frame)
+
+    def status(self) -> dict[str, dict[str, object]]:
+        return {
+            link.peer.name: {
+                "connected": link.connected,
+                "queued": len(link.queue),
+                "dropped": link.dropped,
+            }
+            for link in self._outbound.values()
+        }
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5)
+        self._session = aiohttp.ClientSession(timeout=timeout)
+        for link in self._outbound.values():
+            self._tasks.append(
+                asyncio.create_task(self._keep_linked(link), name=f"peer-{link.peer.name}")
+            )
+
+    async def stop(self) -> None:
+        self._stopped = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    async def _keep_linked(self, link: _Outbound) -> None:
+        backoff_ms = self.limits.peer_backoff_min_ms
+        while not self._stopped:
+            try:
+                await self._run_link(link)
+                backoff_ms = self.limits.peer_backoff_min_ms
+            except (aiohttp.ClientError, OSError, TimeoutError, HandshakeError, DecodeError) as exc:
+                log.debug("link to %s: %s", link.peer.name, exc)
+            finally:
+                link.connected = False
+                self.metrics.peer_connected.labels(link.peer.name).set(0)
+            # Jitter spreads reconnects so restarted peers are not hit all at once.
+            await asyncio.sleep(backoff_ms * random.uniform(0.5, 1.0) / 1000)
+            backoff_ms = min(self.limits.peer_backoff_max_ms, backoff_ms * 2)
+
+    async def _run_link(self, link: _Outbound) -> None:
+        assert self._session is not None
+        async with self._session.ws_connect(
+            link.peer.peer_url,
+            ssl=self._client_ssl if self._client_ssl is not None else False,
+            max_msg_size=self.limits.max_frame_bytes,
+            heartbeat=5.0,
+        ) as ws:
+            await self._dial_handshake(ws, link.peer.replica_id)
+            link.connected = True
+            self.metrics.peer_connected.labels(link.peer.name).set(1)
+            reader = asyncio.create_task(_drain(ws))
+            try:
+                await self._pump(ws, link, reader)
+            finally:
+                reader.cancel()
+
+    async def _pump(
+        self, ws: aiohttp.ClientWebSocketResponse, link: _Outbound, reader: asyncio.Task[None]
+    ) -> None:
+        while not ws.closed and not reader.done():
+            while link.queue:
+                await ws.send_bytes(link.queue[0])
+                link.queue.popleft()
+                self.metrics.peer_frames.labels("out", "sent").inc()
+            link.ready.clear()
+            if link.queue:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(link.ready.wait(), 1.0)
+
+    async def _dial_handshake(self, ws: aiohttp.ClientWebSocketResponse, listener: int) -> None:
+        timeout_s = self.limits.peer_handshake_timeout_ms / 1000
+        message = await ws.receive(timeout=timeout_s)
+        if message.type != aiohttp.WSMsgType.BINARY:
+            raise HandshakeError(f"expected a challenge, got {message.type!r}")
+        hello = decode(message.data, _HELLO_LIMITS)
+        if not isinstance(hello, dict) or hello.get("chain_id") != self.identity.chain_id:
+            raise HandshakeError("peer is on another chain")
+        if hello.get("replica_id") != listener:
+            raise HandshakeError(
+                f"peer claims to be {hello.get('replica_id')}, expected {listener}"
+            )
+        challenge = hello.get("challenge")
+        if not isinstance(challenge, bytes) or len(challenge) != CHALLENGE_BYTES:
+            raise HandshakeError("bad challenge")
+        me = self.identity.me
+        signature = self.identity.signer.sign(
+            hello_bytes(self.identity.chain_id, challenge, me, listener)
+        )
+        await ws.send_bytes(encode({"replica_id": me, "signature": signature}))
+
+    # ------------------------------------------------------------ receiving
+
+    async def handle_inbound(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=self.limits.max_frame_bytes, heartbeat=5.0)
+        await ws.prepare(request)
+        try:
+            peer_id = await self._accept_handshake(ws, request)
+        except HandshakeError as exc:
+            self.metrics.peer_rejected.labels(str(exc)).inc()
+            log.info("refused peer link from %s: %s", request.remote, exc)
+            await ws.close(code=CLOSE_POLICY, message=str(exc).encode()[:120])
+            return ws
+        await self._receive_frames(ws, peer_id)
+        return ws
+
+    async def _accept_handshake(self, ws: web.WebSocketResponse, request: web.Request) -> int:
+        identity = self.identity
+        challenge = os.urandom(CHALLENGE_BYTES)
+        await ws.send_bytes(
+            encode(
+                {"chain_id": identity.chain_id, "replica_id": identity.me, "challenge": challenge}
+            )
+        )
+        try:
+            message = await ws.receive(timeout=self.limits.peer_handshake_timeout_ms / 1000)
+        except TimeoutError:
+            raise HandshakeError("handshake_timeout") from None
+        if message.type != aiohttp.WSMsgType.BINARY:
+            raise HandshakeError("handshake_not_binary")
+        try:
+            hello = decode(message.data, _HELLO_LIMITS)
+        except DecodeError:
+            raise HandshakeError("handshake_malformed") from None
+        if not isinstance(hello, dict):
+            raise HandshakeError("handshake_malformed")
+        peer_id = hello.get("replica_id")
+        signature = hello.get("signature")
+        if (
+            type(peer_id) is not int
+            or not identity.validators.contains(peer_id)
+            or peer_id == identity.me
+        ):
+            raise HandshakeError("not_a_validator")
+        if not isinstance(signature, bytes) or not self._verify(
+            identity.validators.key_of(peer_id),
+            hello_bytes(identity.chain_id, challenge, peer_id, identity.me),
+            signature,
+        ):
+            raise HandshakeError("bad_handshake_signature")
+        self._check_certificate(request, peer_id)
+        return peer_id
+
+    def _check_certificate(self, request: web.Request, peer_id: int) -> None:
+        if not self._tls_required:
+            return
+        from node.tls import peer_common_name
+
+        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+        if ssl_object is None:
+            raise HandshakeError("tls_required")
+        if peer_common_name(ssl_object) != self.identity.names.get(peer_id):
+            raise HandshakeError("certificate_name_mismatch")
+
+    async def _receive_frames(self, ws: web.WebSocketResponse, peer_id: int) -> None:
+        async for frame in ws:
+            if frame.type != aiohttp.WSMsgType.BINARY:
+                self.metrics.peer_rejected.labels("not_binary").inc()
+                await ws.close(code=CLOSE_UNSUPPORTED, message=b"binary frames only")
+                return
+            try:
+                message = message_from_wire(frame.data, self._wire_limits)
+            except DecodeError as exc:
+                self.metrics.peer_rejected.labels("malformed_frame").inc()
+                log.info("closing link from validator %d: malformed frame (%s)", peer_id, exc)
+                await ws.close(code=CLOSE_BAD_DATA, message=b"malformed frame")
+                return
+            outcome = self._admit(peer_id, message)
+            self.metrics.peer_frames.labels("in", outcome).inc()
+
+    def _admit(self, peer_id: int, message: Message) -> str:
+        validators = self.identity.validators
+        match message:
+            case StateResponse() | ForwardedRequest():
+                if message.sender != peer_id:
+                    return "wrong_sender"
+            case _:
+                if not validators.contains(message.sender):
+                    return "unknown_signer"
+                key = validators.key_of(message.sender)
+                if not signature_valid(message, key, self.identity.chain_id, self._verify):
+                    return "bad_signature"
+        return "accepted" if self._sink(peer_id, message) else "inbound_queue_full"
+
+
+async def _drain(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Read (and ignore) anything the listener sends, so pings and close are seen."""
+    async for _ in ws:
+        pass

@@ -1,0 +1,684 @@
+"""The asynchronous Provenet client: sign, submit, wait, verify, query, subscribe.
+
+Theory of operation
+-------------------
+A :class:`ProvenetClient` holds a participant's identity (its Ed25519
+transaction key), the network's chain id and validator set (from
+genesis.json), and a list of node API URLs.  It trusts no single node:
+
+* **Signing is local.**  :meth:`ProvenetClient.sign` builds and signs a
+  transaction offline.  The sender's nonce is counted locally; the first
+  one comes from ``GET /v1/nonce/{sender}`` (``pending_next_nonce``, so
+  transactions still in a mempool are counted; every node is asked, so one
+  that is still catching up cannot hand out a used nonce).  When a
+  submission fails in a way that may leave the nonce unused, the count is
+  forgotten and fetched again next time, so one failure does not leave a
+  gap that would stall every later transaction; :meth:`ProvenetClient.submit`
+  then signs anew (at most three times) when the nonce proves taken or out
+  of order, since such a transaction never ran and never can.
+* **Submitting is idempotent.**  A transaction's id is the hash of its
+  signed bytes, and a node answers a resubmission of the same bytes with
+  the same status.  So when a node fails mid-request the client sends the
+  *same bytes* to the next node and, from then on, waits by polling
+  ``GET /v1/txs/{id}?wait=true``; a lost answer can never make a
+  transaction execute twice.
+* **Results are verified.**  A committed status carries a proof (header,
+  commit certificate, Merkle path); the client checks it against the
+  validator set (:mod:`node.sdk.proof`) before returning, and raises
+  :class:`~node.sdk.errors.ProofError` if it does not hold.
+* **Events resume.**  :meth:`ProvenetClient.events` follows
+  ``/v1/events`` and, when the socket closes or fails, reconnects (to the
+  next node after a failure) from the last height it yielded plus one,
+  with bounded back-off; no height is yielded twice.
+
+Example::
+
+    async with ProvenetClient.from_network_dir("net", org_id="miner") as client:
+        receipt = await client.submit(
+            "diamonds", "extract", {"mine_id": "M1", "parcel_id": "P1", "carats_points": 20_000}
+        )
+        print(receipt["status"], receipt["height"])
+        print(await client.compliance("S1"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from consensus.codec import encode
+from consensus.quorum import ValidatorSet
+from contracts.tx import Transaction, encode_tx, sign_tx, tx_id
+from node.config import ConfigError, load_genesis
+from node.keys import Identity, load_identity
+from node.sdk.errors import (
+    ProofError,
+    ProvenetError,
+    TransactionDropped,
+    TransactionRejected,
+    TransactionTimeout,
+    Unavailable,
+)
+from node.sdk.proof import verify_block, verify_tx_proof
+from node.sdk.transport import MSGPACK, NodeFailed, Transport, describe_failure
+from node.tls import client_context
+
+JSON = dict[str, Any]
+
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_WAIT_S = 60.0
+# One server-side wait at most; below the node's default max_wait_ms (60 s).
+_WAIT_CHUNK_S = 30.0
+_EVENTS_MIN_BACKOFF_S = 0.1
+_EVENTS_MAX_BACKOFF_S = 5.0
+_EVENTS_HEARTBEAT_S = 20.0
+# Committed refusals from the contract runtime's admission stage: the
+# transaction changed nothing, not even its nonce (contracts/runtime.py).
+_NONCE_UNUSED_CODES = frozenset(
+    {"bad_nonce", "expired", "unknown_key", "key_revoked", "bad_signature", "wrong_chain",
+     "too_large"}
+)  # fmt: skip
+# Refusals, drops or receipts meaning "sign again with a fresh nonce".
+_RESIGN_CODES = frozenset({"nonce_used", "nonce_conflict", "nonce_gap", "bad_nonce"})
+_NONCE_ATTEMPTS = 3
+
+
+def _nonce_count(answer: object) -> int | None:
+    """The pending count in one node's nonce answer, or None for a failure or garbage."""
+    count = answer.get("pending_next_nonce") if isinstance(answer, dict) else None
+    return count if type(count) is int else None
+
+
+def _hex_id(value: bytes | str) -> str:
+    return value.hex() if isinstance(value, bytes) else value
+
+
+def _wait_params(wait_s: float) -> dict[str, str]:
+    return {"wait": "true", "timeout_ms": str(max(1, int(wait_s * 1000)))}
+
+
+class ProvenetClient:
+    """A participant's connection to a Provenet network (see the module docstring).
+
+    ``nodes`` are API base URLs (``https://127.0.0.1:7100``); ``identity`` is
+    needed only to sign; ``validators`` and ``chain_id`` come from genesis.json
+    and are what proofs are checked against; ``ssl`` is a client context
+    trusting the network CA (None: the system's trust store for https).
+    """
+
+    def __init__(
+        self,
+        nodes: list[str],
+        identity: Identity | None,
+        chain_id: str,
+        validators: ValidatorSet,
+        ssl: ssl.SSLContext | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retry_rounds: int = 2,
+    ) -> None:
+        self.identity = identity
+        self.chain_id = chain_id
+        self.validators = validators
+        self.transport = Transport(nodes, ssl, timeout_s, retry_rounds=retry_rounds)
+        self._nonces: dict[bytes, int] = {}
+        self._nonce_lock = asyncio.Lock()
+
+    # ---------------------------------------------------------------- building
+
+    @classmethod
+    def from_network_dir(
+        cls,
+        net_dir: Path | str,
+        org_id: str | None = None,
+        node: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> ProvenetClient:
+        """A client for a network directory written by ``provenet net init``.
+
+        ``org_id`` picks the participant key ``orgs/<org_id>.key``; ``node``
+        (a node name such as ``v2``, or an API URL) is tried first.  Validators
+        come before observers, which refuse writes.
+
+        >>> client = ProvenetClient.from_network_dir("net", org_id="cutter", node="v1")
+        """
+        net_dir = Path(net_dir)
+        network = _read_network(net_dir)
+        genesis = load_genesis(net_dir / "genesis.json")
+        if network.get("chain_id", genesis.chain_id) != genesis.chain_id:
+            raise ConfigError(f"{net_dir}: network.json and genesis.json name different chains")
+        identity = (
+            None if org_id is None else load_identity(_org_key_path(net_dir, network, org_id))
+        )
+        context = None
+        if network.get("tls") and network.get("ca_file"):
+            context = _ca_context(net_dir / str(network["ca_file"]))
+        urls = _node_urls(network, node)
+        return cls(urls, identity, genesis.chain_id, genesis.validator_set(), context, timeout_s)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str | list[str],
+        identity: Identity | Path | str | None = None,
+        genesis_file: Path | str = "genesis.json",
+        ca_file: Path | str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> ProvenetClient:
+        """A client for one node URL (or several), a genesis file and optionally a CA.
+
+        ``identity`` is an :class:`Identity` or the path of its key file.
+
+        >>> client = ProvenetClient.from_url(
+        ...     "https://10.0.0.5:7100", "miner.key", genesis_file="genesis.json", ca_file="ca.pem"
+        ... )
+        """
+        genesis = load_genesis(Path(genesis_file))
+        if isinstance(identity, str | Path):
+            identity = load_identity(Path(identity))
+        context = None if ca_file is None else _ca_context(Path(ca_file))
+        urls = [url] if isinstance(url, str) else list(url)
+        return cls(urls, identity, genesis.chain_id, genesis.validator_set(), context, timeout_s)
+
+    async def __aenter__(self) -> ProvenetClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session (the client can be used again afterwards)."""
+        await self.transport.close()
+
+    # ---------------------------------------------------------------- signing
+
+    def _require_identity(self) -> Identity:
+        if self.identity is None:
+            raise ProvenetError("no_identity", "this client has no key to sign with")
+        return self.identity
+
+    async def next_nonce(self) -> int:
+        """Reserve the next nonce of this client's key (fetched once, then counted)."""
+        sender = self._require_identity().public_key
+        async with self._nonce_lock:
+            if sender not in self._nonces:
+                self._nonces[sender] = await self._network_nonce(sender)
+            nonce = self._nonces[sender]
+            self._nonces[sender] = nonce + 1
+            return nonce
+
+    async def _network_nonce(self, sender: bytes) -> int:
+        """The sender's next nonce as the nodes report it, robust to a few wrong ones.
+
+        A node that is still catching up after a restart reports an old
+        count, and a faulty one may report anything.  Every node is asked;
+        with answers from a quorum, the (f+1)-th highest is taken (at most f
+        nodes are faulty, so it is no higher than some honest node's count,
+        and lagging nodes cannot pull it down); with fewer, the highest.
+        """
+        path = f"/v1/nonce/{sender.hex()}"
+        answers = await asyncio.gather(
+            *(self.transport.request(url, "GET", path) for url in self.transport.nodes),
+            return_exceptions=True,
+        )
+        counts = sorted(
+            (count for a in answers if (count := _nonce_count(a)) is not None), reverse=True
+        )
+        if not counts:
+            errors = [(url, str(a)) for url, a in zip(self.transport.nodes, answers, strict=True)]
+            raise Unavailable(errors)
+        faulty = self.validators.f
+        return counts[faulty] if len(counts) >= self.validators.quorum else counts[0]
+
+    def forget_nonce(self, sender: bytes | None = None) -> None:
+        """Drop the local nonce count so the next signature asks a node again."""
+        if sender is None and self.identity is not None:
+            sender = self.identity.public_key
+        if sender is not None:
+            self._nonces.pop(sender, None)
+
+    async def sign(
+        self,
+        contract: str,
+        method: str,
+        args: dict[str, object],
+        nonce: int | None = None,
+        expiry_height: int | None = None,
+    ) -> Transaction:
+        """Build and sign a transaction with this client's key (no I/O given a nonce).
+
+        >>> tx = await client.sign("food", "harvest", {"lot_id": "W1", "product": "wheat",
+        ...                                             "mass_grams": 1_000_000})
+        """
+        identity = self._require_identity()
+        if nonce is None:
+            nonce = await self.next_nonce()
+        return sign_tx(
+            identity.signer,
+            chain_id=self.chain_id,
+            nonce=nonce,
+            contract=contract,
+            method=method,
+            args=args,
+            expiry_height=expiry_height,
+        )
+
+    # ---------------------------------------------------------------- submitting
+
+    async def submit(
+        self,
+        contract: str,
+        method: str,
+        args: dict[str, object],
+        wait: bool = True,
+        timeout_s: float = DEFAULT_WAIT_S,
+        expiry_height: int | None = None,
+        raise_on_reject: bool = True,
+    ) -> JSON:
+        """Sign, submit and (by default) wait for the commit; return the verified receipt.
+
+        The answer is the receipt (``tx_id``, ``status`` "ok" or "rejected",
+        ``code``, ``message``, ``events``, ``writes``) plus ``height``,
+        ``index`` and ``block_hash`` of the block whose certificate was
+        checked.  With ``wait=False`` it is the node's TxStatus (usually
+        ``{"status": "pending", ...}``).  A contract refusal raises
+        :class:`TransactionRejected` unless ``raise_on_reject=False``.
+
+        >>> receipt = await client.submit("diamonds", "sell",
+        ...     {"asset_id": "S1", "buyer_ref": "c1", "price_cents": 100_000})
+        >>> receipt["height"]
+        17
+        """
+        for attempt in range(_NONCE_ATTEMPTS):
+            last = attempt + 1 == _NONCE_ATTEMPTS
+            tx = await self.sign(contract, method, args, expiry_height=expiry_height)
+            # A refusal for its nonce means this transaction never ran and never
+            # can (its id is spent or its nonce taken), so signing anew with a
+            # fresh nonce cannot make anything run twice.
+            try:
+                result = await self.submit_tx(
+                    tx, wait=wait, timeout_s=timeout_s, raise_on_reject=raise_on_reject
+                )
+            except ProvenetError as error:
+                if last or error.code not in _RESIGN_CODES:
+                    raise
+                continue
+            if last or result.get("code") not in _RESIGN_CODES:
+                return result
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def submit_tx(
+        self,
+        tx: Transaction,
+        wait: bool = True,
+        timeout_s: float = DEFAULT_WAIT_S,
+        raise_on_reject: bool = True,
+    ) -> JSON:
+        """Submit an already signed transaction; see :meth:`submit` for the answer."""
+        envelope = encode_tx(tx)
+        identifier = tx_id(tx)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        try:
+            status = await self._post_envelope(envelope, identifier, timeout_s if wait else None)
+            if wait:
+                status = await self._wait_committed(envelope, identifier, status, deadline)
+            result = self._result(identifier, status, raise_on_reject)
+        except TransactionRejected as refusal:
+            if refusal.code in _NONCE_UNUSED_CODES:
+                self.forget_nonce(tx.sender)
+            raise
+        except TransactionTimeout:
+            raise
+        except ProvenetError:
+            self.forget_nonce(tx.sender)
+            raise
+        if result.get("status") == "rejected" and result.get("code") in _NONCE_UNUSED_CODES:
+            self.forget_nonce(tx.sender)
+        return result
+
+    async def wait_tx(
+        self, tx: Transaction, timeout_s: float = DEFAULT_WAIT_S, raise_on_reject: bool = True
+    ) -> JSON:
+        """Wait for a transaction already submitted (e.g. by :meth:`submit_many`)."""
+        envelope = encode_tx(tx)
+        identifier = tx_id(tx)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        status = await self._status_or_resend(envelope, identifier, 0.0)
+        status = await self._wait_committed(envelope, identifier, status, deadline)
+        return self._result(identifier, status, raise_on_reject)
+
+    async def submit_many(self, txs: list[Transaction]) -> list[JSON]:
+        """Submit signed transactions in one request without waiting.
+
+        Returns one ``{"tx_id", "status", "error"}`` per transaction, in order;
+        wait for each with :meth:`wait_tx` or :meth:`tx_status`.
+        """
+        body = encode([encode_tx(tx) for tx in txs])
+        answer = await self.transport.call("POST", "/v1/txs/batch", body=body, content_type=MSGPACK)
+        results = list(_need_dict(answer, "batch answer").get("results", []))
+        for tx, result in zip(txs, results, strict=False):
+            if isinstance(result, dict) and result.get("error"):
+                self.forget_nonce(tx.sender)
+        return results
+
+    async def _post_envelope(
+        self, envelope: bytes, identifier: bytes, wait_s: float | None
+    ) -> JSON:
+        """POST the signed bytes with failover; only the first node is asked to wait."""
+        attempts = 0
+
+        async def send(url: str) -> JSON:
+            nonlocal attempts
+            first = attempts == 0
+            attempts += 1
+            wait = wait_s is not None and first
+            return await self._post_to(url, envelope, identifier, wait_s if wait else None, first)
+
+        return await self.transport.failover(send)
+
+    async def _post_to(
+        self, url: str, envelope: bytes, identifier: bytes, wait_s: float | None, first: bool
+    ) -> JSON:
+        wait_chunk_s = min(wait_s, _WAIT_CHUNK_S) if wait_s is not None else 0.0
+        params = _wait_params(wait_chunk_s) if wait_s is not None else None
+        try:
+            answer = await self.transport.request(
+                url, "POST", "/v1/txs", params=params, body=envelope,
+                content_type=MSGPACK, wait_s=wait_chunk_s,
+            )  # fmt: skip
+        except ProvenetError as error:
+            # A retry may reach a node that already executed the first attempt.
+            if first or error.code != "nonce_used":
+                raise
+            answer = await self._known_status(url, identifier, error)
+        return _need_dict(answer, "transaction status")
+
+    async def _known_status(self, url: str, identifier: bytes, refusal: ProvenetError) -> Any:
+        """The node's status of a transaction it refused as a replay, or the refusal."""
+        try:
+            return await self.transport.request(url, "GET", f"/v1/txs/{identifier.hex()}")
+        except ProvenetError:
+            raise refusal from None
+
+    async def _wait_committed(
+        self, envelope: bytes, identifier: bytes, status: JSON, deadline: float
+    ) -> JSON:
+        """Poll until the transaction leaves "pending" or the loop clock passes ``deadline``."""
+        loop = asyncio.get_running_loop()
+        while status.get("status") == "pending":
+            remaining_s = deadline - loop.time()
+            if remaining_s <= 0:
+                raise TransactionTimeout(identifier)
+            status = await self._status_or_resend(
+                envelope, identifier, min(remaining_s, _WAIT_CHUNK_S)
+            )
+        return status
+
+    async def _status_or_resend(self, envelope: bytes, identifier: bytes, wait_s: float) -> JSON:
+        """The status from the first node that answers; a node that never saw it gets it."""
+        path = f"/v1/txs/{identifier.hex()}"
+        params = _wait_params(wait_s) if wait_s > 0 else None
+        try:
+            answer = await self.transport.call("GET", path, params=params, wait_s=wait_s)
+        except ProvenetError as error:
+            if error.code != "not_found":
+                raise
+            # The node that had it failed before passing it on: hand it over again.
+            return await self._post_envelope(envelope, identifier, None)
+        return _need_dict(answer, "transaction status")
+
+    def _result(self, identifier: bytes, status: JSON, raise_on_reject: bool) -> JSON:
+        state = status.get("status")
+        if state == "dropped":
+            raise TransactionDropped(status)
+        if state != "committed":
+            return status
+        receipt = self._verified_receipt(identifier, status)
+        if receipt.get("status") == "rejected" and raise_on_reject:
+            raise TransactionRejected(receipt, receipt)
+        return receipt
+
+    def _verified_receipt(self, identifier: bytes, status: JSON) -> JSON:
+        """The receipt of a committed status whose proof holds, with its block's place."""
+        if status.get("tx_id") != identifier.hex():
+            raise ProofError("malformed", "the status is for another transaction")
+        header = verify_tx_proof(identifier, status.get("proof"), self.validators, self.chain_id)
+        proof = _need_dict(status["proof"], "proof")
+        if status.get("height") != header.height or status.get("index") != proof["index"]:
+            raise ProofError("header", "the status names another place than its proof")
+        receipt = status.get("receipt")
+        if (
+            not isinstance(receipt, dict)
+            or receipt.get("tx_id", identifier.hex()) != identifier.hex()
+        ):
+            raise ProofError("malformed", "a committed status needs this transaction's receipt")
+        return {
+            **receipt,
+            "height": header.height,
+            "index": proof["index"],
+            "block_hash": header.hash.hex(),
+        }
+
+    # ---------------------------------------------------------------- reading
+
+    async def tx_status(
+        self,
+        identifier: bytes | str,
+        wait: bool = False,
+        timeout_s: float = _WAIT_CHUNK_S,
+        verify: bool = True,
+    ) -> JSON:
+        """The node's TxStatus for a transaction id; a committed one's proof is checked.
+
+        >>> status = await client.tx_status(receipt["tx_id"])
+        """
+        params = _wait_params(timeout_s) if wait else None
+        answer = await self.transport.call(
+            "GET", f"/v1/txs/{_hex_id(identifier)}", params=params,
+            wait_s=timeout_s if wait else 0.0,
+        )  # fmt: skip
+        status = _need_dict(answer, "transaction status")
+        if verify and status.get("status") == "committed":
+            self._verified_receipt(bytes.fromhex(_hex_id(identifier)), status)
+        return status
+
+    async def block(self, height: int | str = "latest", verify: bool = True) -> JSON:
+        """One block (header, certificate, transaction results); its certificate is checked."""
+        answer = _need_dict(await self.transport.call("GET", f"/v1/blocks/{height}"), "block")
+        if verify:
+            verify_block(answer, self.validators, self.chain_id)
+        return answer
+
+    async def blocks(self, from_height: int, limit: int = 100, verify: bool = True) -> list[JSON]:
+        """Consecutive blocks from ``from_height`` (the node may return fewer)."""
+        params = {"from": str(from_height), "limit": str(limit)}
+        answer = await self.transport.call("GET", "/v1/blocks", params=params)
+        blocks = list(_need_dict(answer, "blocks").get("blocks", []))
+        for block in blocks if verify else ():
+            verify_block(block, self.validators, self.chain_id)
+        return blocks
+
+    async def query(self, contract: str, name: str, args: dict[str, object]) -> Any:
+        """A read-only contract query; returns its result.
+
+        >>> await client.query("food", "lot", {"lot_id": "W1"})
+        """
+        body = {"contract": contract, "name": name, "args": args}
+        answer = await self.transport.call("POST", "/v1/query", json_body=body)
+        return _unwrap(answer)
+
+    async def trace(self, asset_id: str) -> JSON:
+        """The provenance trace of a diamond (every upstream asset, event, certificate)."""
+        answer = await self.transport.call("GET", f"/v1/trace/{_segment(asset_id)}")
+        return _need_dict(_unwrap(answer), "trace")
+
+    async def compliance(self, asset_id: str) -> JSON:
+        """The conflict-free verdict of a diamond, with every failing link."""
+        answer = await self.transport.call("GET", f"/v1/compliance/{_segment(asset_id)}")
+        return _need_dict(_unwrap(answer), "compliance")
+
+    async def recall_impact(self, lot_id: str) -> JSON:
+        """Every lot downstream of a food lot, with who holds it now."""
+        answer = await self.transport.call("GET", f"/v1/recall_impact/{_segment(lot_id)}")
+        return _need_dict(_unwrap(answer), "recall impact")
+
+    async def status(self) -> JSON:
+        """The answering node's status (height, view, peers, mempool)."""
+        return _need_dict(await self.transport.call("GET", "/v1/status"), "status")
+
+    async def validators_info(self) -> JSON:
+        """The validator set as a node reports it (for display; proofs use genesis)."""
+        return _need_dict(await self.transport.call("GET", "/v1/validators"), "validators")
+
+    async def nonce(self, sender: bytes | None = None) -> JSON:
+        """``{"sender", "next_nonce", "pending_next_nonce"}`` of a key (default: ours)."""
+        key = sender if sender is not None else self._require_identity().public_key
+        return _need_dict(await self.transport.call("GET", f"/v1/nonce/{key.hex()}"), "nonce")
+
+    # ---------------------------------------------------------------- events
+
+    async def events(
+        self, from_height: int | None = None, max_backoff_s: float = _EVENTS_MAX_BACKOFF_S
+    ) -> AsyncIterator[JSON]:
+        """Committed blocks as event frames, in height order, forever.
+
+        Starts at ``from_height`` (default: the next block).  Survives node
+        failures and slow-subscriber cut-offs by reconnecting from the last
+        height seen plus one; never yields a height twice.
+
+        >>> async for frame in client.events():
+        ...     print(frame["height"], [tx["status"] for tx in frame["txs"]])
+        """
+        next_height = from_height if from_height is not None else await self._next_height()
+        index = self.transport.preferred
+        backoff_s = _EVENTS_MIN_BACKOFF_S
+        while True:
+            url = self.transport.nodes[index]
+            received = False
+            try:
+                async with aclosing(self._event_frames(url, next_height)) as frames:
+                    async for frame in frames:
+                        height = frame.get("height")
+                        if frame.get("type") != "block" or type(height) is not int:
+                            continue
+                        if height < next_height:
+                            continue
+                        received = True
+                        backoff_s = _EVENTS_MIN_BACKOFF_S
+                        next_height = height + 1
+                        yield frame
+            except NodeFailed:
+                received = False
+            if not received:
+                # A node that gave nothing is skipped; one that served and closed is kept.
+                index = (index + 1) % len(self.transport.nodes)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, max_backoff_s)
+
+    async def _next_height(self) -> int:
+        return int((await self.status())["height"]) + 1
+
+    async def _event_frames(self, base_url: str, from_height: int) -> AsyncGenerator[JSON, None]:
+        """Frames from one websocket connection until it closes; NodeFailed on errors."""
+        url = self.transport.ws_url(base_url, f"/v1/events?from_height={from_height}")
+        session = self.transport.session()
+        try:
+            async with session.ws_connect(
+                url,
+                ssl=self.transport.ssl,
+                heartbeat=_EVENTS_HEARTBEAT_S,
+            ) as socket:
+                async for message in socket:
+                    if message.type == aiohttp.WSMsgType.TEXT:
+                        yield _frame(message.data)
+                    elif message.type == aiohttp.WSMsgType.ERROR:
+                        raise NodeFailed(f"websocket error: {socket.exception()}")
+        except aiohttp.WSServerHandshakeError as exc:
+            if 400 <= exc.status < 500:
+                raise ProvenetError(
+                    "bad_request", f"event stream refused: {exc.message}", exc.status
+                ) from None
+            raise NodeFailed(f"websocket handshake: HTTP {exc.status}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise NodeFailed(describe_failure(exc)) from None
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def _need_dict(answer: object, what: str) -> JSON:
+    if not isinstance(answer, dict):
+        raise ProvenetError("bad_answer", f"the node's {what} is not a JSON object")
+    return answer
+
+
+def _unwrap(answer: object) -> Any:
+    """A query answer is ``{"result": ...}``; accept a bare result too."""
+    document = _need_dict(answer, "query answer")
+    return document["result"] if set(document) == {"result"} else document
+
+
+def _segment(identifier: str) -> str:
+    return quote(identifier, safe="")
+
+
+def _frame(text: str) -> JSON:
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        raise NodeFailed("event frame is not JSON") from None
+    if not isinstance(frame, dict):
+        raise NodeFailed("event frame is not a JSON object")
+    return frame
+
+
+def _read_network(net_dir: Path) -> JSON:
+    path = net_dir / "network.json"
+    try:
+        network = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"{path} is not valid JSON") from None
+    if not isinstance(network, dict) or not isinstance(network.get("nodes"), list):
+        raise ConfigError(f"{path} must hold an object with a nodes list")
+    return network
+
+
+def _org_key_path(net_dir: Path, network: JSON, org_id: str) -> Path:
+    orgs = network.get("orgs") or {}
+    relative = orgs.get(org_id) if isinstance(orgs, dict) else None
+    if relative is None:
+        known = ", ".join(sorted(orgs)) if isinstance(orgs, dict) else ""
+        raise ConfigError(f"{net_dir}: no organisation {org_id!r} (known: {known})")
+    return net_dir / str(relative)
+
+
+def _node_urls(network: JSON, first: str | None) -> list[str]:
+    """API URLs, validators before observers, the named node (name or URL) first."""
+    entries = sorted(network["nodes"], key=lambda entry: entry.get("role") != "validator")
+    urls = [str(entry["api_url"]) for entry in entries]
+    if first is None:
+        return urls
+    chosen = [str(e["api_url"]) for e in entries if first in (e.get("name"), e.get("api_url"))]
+    if not chosen:
+        raise ConfigError(f"network has no node {first!r}")
+    return chosen + [url for url in urls if url not in chosen]
+
+
+def _ca_context(ca_file: Path) -> ssl.SSLContext:
+    """A client TLS context trusting only the network CA (node/tls.py's rule)."""
+    return client_context(ca_file)

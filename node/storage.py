@@ -1,0 +1,263 @@
+"""The node's disk: one SQLite database in WAL mode with synchronous commits.
+
+Theory of operation
+-------------------
+Three things are stored, each written in one SQLite transaction so that a
+SIGKILL at any instant leaves either all or none of it:
+
+* the replica's persisted records (votes, view, prepared certificates,
+  checkpoints), appended by :meth:`Store.append_records` before the vote
+  they record leaves the node, and rewritten by :meth:`Store.replace_records`
+  when a stable checkpoint lets old ones go;
+* each executed block, by :meth:`Store.commit_block`: its header, commit
+  certificate, request payloads and digests, receipts, the index from
+  transaction id to (height, position), and the state writes the block made,
+  together with the new chain tip;
+* the state itself (key/value rows), which a restarting node loads back.
+
+``PRAGMA synchronous=FULL`` makes every commit durable before it returns,
+so a record is on disk before the ``Send`` that follows it (persist before
+send) and an executed block is never lost.  Everything here runs on the
+node's event loop thread: the replica task cannot move on before its write
+is durable anyway.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from consensus.blocks import BlockHeader, ChainTip, CommittedBlock
+from consensus.codec import decode, encode
+from consensus.messages import Commit, Request
+from consensus.wire import message_from_wire, message_to_wire
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    height INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL,
+    header BLOB NOT NULL,
+    certificate BLOB NOT NULL,
+    digests BLOB NOT NULL,
+    payloads BLOB NOT NULL,
+    receipts BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS txs (id BLOB PRIMARY KEY, height INTEGER NOT NULL, idx INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
+"""
+
+
+class StorageError(RuntimeError):
+    """The database belongs to another chain or schema; the node must not start."""
+
+
+@dataclass(frozen=True)
+class StoredBlock:
+    block: CommittedBlock
+    block_hash: bytes
+    # One receipt per request, in block order, as plain dicts (Receipt.to_dict form).
+    receipts: tuple[dict[str, object], ...]
+
+    @property
+    def height(self) -> int:
+        return self.block.header.height
+
+    @property
+    def digests(self) -> list[bytes]:
+        return [request.digest for request in self.block.requests]
+
+
+def header_from_dict(fields: dict[str, object]) -> BlockHeader:
+    return BlockHeader(**fields)  # type: ignore[arg-type]
+
+
+class Store:
+    """The SQLite database of one node.  Not thread-safe: one loop owns it."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ------------------------------------------------------------ meta
+
+    def check_chain(self, chain_id: str, genesis_root: bytes) -> bool:
+        """Bind the database to one chain; True when it was new."""
+        stored = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if not stored:
+            with self._transaction():
+                self._db.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [
+                        ("chain_id", chain_id.encode()),
+                        ("genesis_root", genesis_root),
+                        ("schema", str(SCHEMA_VERSION).encode()),
+                    ],
+                )
+            return True
+        if (
+            stored.get("chain_id") != chain_id.encode()
+            or stored.get("genesis_root") != genesis_root
+        ):
+            raise StorageError("the data directory holds another chain; refusing to start")
+        if stored.get("schema") != str(SCHEMA_VERSION).encode():
+            raise StorageError(f"the data directory has schema {stored.get('schema')!r}")
+        return False
+
+    # ------------------------------------------------------------ records
+
+    def load_records(self) -> list[bytes]:
+        rows = self._db.execute("SELECT record FROM records ORDER BY seq").fetchall()
+        return [row[0] for row in rows]
+
+    def append_records(self, records: list[bytes]) -> None:
+        with self._transaction():
+            self._db.executemany("INSERT INTO records (record) VALUES (?)", [(r,) for r in records])
+
+    def replace_records(self, records: list[bytes]) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM records")
+            self._db.executemany("INSERT INTO records (record) VALUES (?)", [(r,) for r in records])
+
+    # ------------------------------------------------------------ state
+
+    def load_state(self) -> Iterator[tuple[bytes, bytes]]:
+        yield from self._db.execute("SELECT key, value FROM state")
+
+    def write_genesis_state(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        with self._transaction():
+            self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", items)
+
+    # ------------------------------------------------------------ blocks
+
+    def commit_block(
+        self,
+        block: CommittedBlock,
+        receipts: list[dict[str, object]],
+        new_tx_positions: list[tuple[bytes, int]],
+        writes: dict[bytes, bytes | None],
+    ) -> None:
+        """Store an executed block, its receipts and state writes atomically."""
+        header = block.header
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    header.height,
+                    header.hash,
+                    encode(header.to_dict()),
+                    encode([message_to_wire(commit) for commit in block.certificate]),
+                    b"".join(request.digest for request in block.requests),
+                    encode([request.payload for request in block.requests]),
+                    encode(receipts),
+                ),
+            )
+            self._db.executemany(
+                "INSERT INTO txs VALUES (?, ?, ?)",
+                [(tx_id, header.height, index) for tx_id, index in new_tx_positions],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO state VALUES (?, ?)",
+                [(key, value) for key, value in writes.items() if value is not None],
+            )
+            self._db.executemany(
+                "DELETE FROM state WHERE key = ?",
+                [(key,) for key, value in writes.items() if value is None],
+            )
+
+    def tip(self) -> ChainTip | None:
+        row = self._db.execute(
+            "SELECT height, hash, header FROM blocks ORDER BY height DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        header = header_from_dict(_as_dict(decode(row[2])))
+        # The state root after this block is what the state table now holds; the
+        # caller computes it from the loaded state, so it is filled in there.
+        return ChainTip(row[0], row[1], header.time_ms, b"")
+
+    def height(self) -> int:
+        row = self._db.execute("SELECT MAX(height) FROM blocks").fetchone()
+        return int(row[0] or 0)
+
+    def block(self, height: int) -> StoredBlock | None:
+        row = self._db.execute(
+            "SELECT hash, header, certificate, payloads, receipts, digests FROM blocks WHERE height = ?",
+            (height,),
+        ).fetchone()
+        if row is None:
+            return None
+        header = header_from_dict(_as_dict(decode(row[1])))
+        certificate = tuple(_commit(raw) for raw in _as_list(decode(row[2])))
+        digests = [row[5][i : i + 32] for i in range(0, len(row[5]), 32)]
+        payloads = _as_list(decode(row[3]))
+        if len(payloads) != len(digests) or not all(isinstance(p, bytes) for p in payloads):
+            raise StorageError(f"stored block {height} is corrupt")
+        requests = tuple(
+            Request(payload, digest)  # type: ignore[arg-type]
+            for payload, digest in zip(payloads, digests, strict=True)
+        )
+        receipts = tuple(_as_dict(receipt) for receipt in _as_list(decode(row[4])))
+        return StoredBlock(CommittedBlock(header, requests, certificate), row[0], receipts)
+
+    def block_digests(self, height: int) -> list[bytes]:
+        row = self._db.execute("SELECT digests FROM blocks WHERE height = ?", (height,)).fetchone()
+        if row is None:
+            return []
+        raw: bytes = row[0]
+        return [raw[i : i + 32] for i in range(0, len(raw), 32)]
+
+    def tx_position(self, tx_id: bytes) -> tuple[int, int] | None:
+        row = self._db.execute("SELECT height, idx FROM txs WHERE id = ?", (tx_id,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def has_tx(self, tx_id: bytes) -> bool:
+        return self._db.execute("SELECT 1 FROM txs WHERE id = ?", (tx_id,)).fetchone() is not None
+
+    # ------------------------------------------------------------ internals
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _commit(raw: object) -> Commit:
+    if not isinstance(raw, bytes):
+        raise StorageError("stored certificate is corrupt")
+    message = message_from_wire(raw)
+    if not isinstance(message, Commit):
+        raise StorageError("stored certificate holds a non-commit")
+    return message
+
+
+def _as_dict(value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise StorageError("stored block is corrupt")
+    return value
+
+
+def _as_list(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise StorageError("stored block is corrupt")
+    return value

@@ -1,0 +1,102 @@
+"""The API's JSON shapes of blocks, receipts, transactions and proofs.
+
+Values are built as plain dicts holding ``bytes``; :func:`to_json` turns
+every ``bytes`` into lowercase hex for JSON responses, while msgpack
+responses carry the raw bytes.  The shapes are documented in the README's
+API section and checked by the SDK (node/sdk/proof.py).
+"""
+
+from __future__ import annotations
+
+from consensus.blocks import BlockHeader
+from consensus.merkle import inclusion_proof
+from consensus.messages import Commit
+from contracts.tx import Transaction
+from node.storage import StoredBlock
+
+
+def to_json(value: object) -> object:
+    """``value`` with bytes as hex, recursively (dict keys stay as they are)."""
+    match value:
+        case bytes():
+            return value.hex()
+        case dict():
+            return {key: to_json(item) for key, item in value.items()}
+        case list() | tuple():
+            return [to_json(item) for item in value]
+    return value
+
+
+def header_view(header: BlockHeader) -> dict[str, object]:
+    return header.to_dict()
+
+
+def commit_view(commit: Commit) -> dict[str, object]:
+    return {
+        "view": commit.view,
+        "height": commit.height,
+        "digest": commit.digest,
+        "sender": commit.sender,
+        "signature": commit.signature,
+    }
+
+
+def receipt_view(receipt: dict[str, object]) -> dict[str, object]:
+    return {
+        "tx_id": receipt["tx_id"],
+        "status": receipt["status"],
+        "code": receipt["error"],
+        "message": receipt["message"],
+        "events": receipt["events"],
+        "writes": receipt["writes"],
+    }
+
+
+def tx_view(tx: Transaction) -> dict[str, object]:
+    return {**tx.body(), "signature": tx.signature}
+
+
+def block_view(stored: StoredBlock) -> dict[str, object]:
+    block = stored.block
+    return {
+        "height": block.header.height,
+        "hash": stored.block_hash,
+        "header": header_view(block.header),
+        "certificate": [commit_view(commit) for commit in block.certificate],
+        "txs": [
+            {"tx_id": receipt["tx_id"], "status": receipt["status"], "code": receipt["error"]}
+            for receipt in stored.receipts
+        ],
+    }
+
+
+def event_view(stored: StoredBlock) -> dict[str, object]:
+    """One frame of the event stream: a committed block and what its transactions did."""
+    header = stored.block.header
+    return {
+        "type": "block",
+        "height": header.height,
+        "hash": stored.block_hash,
+        "time_ms": header.time_ms,
+        "txs": [
+            {
+                "tx_id": receipt["tx_id"],
+                "status": receipt["status"],
+                "code": receipt["error"],
+                "events": receipt["events"],
+            }
+            for receipt in stored.receipts
+        ],
+    }
+
+
+def proof_view(stored: StoredBlock, index: int) -> dict[str, object]:
+    digests = stored.digests
+    return {
+        "block": header_view(stored.block.header),
+        "block_hash": stored.block_hash,
+        "certificate": [commit_view(commit) for commit in stored.block.certificate],
+        "index": index,
+        "count": len(digests),
+        "path": inclusion_proof(digests, index),
+    }

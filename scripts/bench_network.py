@@ -1,0 +1,1089 @@
+#!/usr/bin/env python3
+"""Benchmark of a real local network: validators as processes, load from client processes.
+
+Prints one JSON document on stdout (progress goes to stderr).  Run it through
+``scripts/bench``, which makes ``.venv`` and installs the project first.
+
+What it does
+------------
+1. Measures this machine's Ed25519 verifications per second on one core
+   (``scripts/bench_verify.verify_rate`` for the hot-path backend) before
+   anything else runs, and derives the ceiling ``2 cores x verify rate / N``:
+   every validator verifies every transaction's signature once, so on a
+   two-core host N validators cannot commit more than that even if
+   verification were all they did.
+2. Creates a network of ``--validators`` nodes in a temporary directory with
+   ``node.netinit.init_network`` and starts it with ``node.netctl.up``: each
+   node is its own ``provenet node run`` process, as a user starts them.
+3. Signs the whole workload in advance (``node.workload.build_workload``,
+   a run tag and the senders' ``pending_next_nonce``), so signing never
+   competes with the nodes, and commits the workload's setup transactions.
+4. Throughput run: ``--clients`` client processes, each owning whole senders
+   (a lane of ``Workload.lanes``), POST batches of envelopes
+   (``POST /v1/txs/batch``, msgpack) to their own node (client i -> node
+   i mod N) and keep at most ``--window`` of their transactions in flight
+   (submitted, not yet committed): the node's mempool keeps each sender's
+   nonce order, so a lane pipelines.  A subscriber on ``GET /v1/events``
+   (websocket, one frame per block) sees every commit; it timestamps each
+   transaction and tells each client how many of its lane's transactions
+   committed (over a pipe, so flow control costs the nodes nothing).
+   Throughput is committed transactions per second between the first and
+   the last commit; latency is commit-seen time minus the client's submit
+   time (``time.monotonic`` is one clock for every process on Linux).
+5. Latency run: one client process offers ``--rate`` tx/s for
+   ``--duration-s`` seconds, one ``POST /v1/txs`` per transaction at a steady
+   pace, to a backup (``--latency-node``, so the forward to the primary
+   counts), with the realistic mixed diamond workload in one lane.
+6. Checks that every node reports the same height, block hash and state root,
+   and always stops the network (``node.netctl.down``) at the end.
+
+CPU seconds per node are utime + stime deltas of each node process from
+``/proc/<pid>/stat`` over each run; the clients' and this process's own CPU
+and the machine's busy fraction (``/proc/stat``) are reported alongside, so
+the JSON says whether the host's cores were the limit.
+
+Usage: scripts/bench [--validators N] [--clients C] [--chains K] [--mode independent|mixed]
+                     [--rate R] [--duration-s S] [--tls] [--keep] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import aiohttp
+
+from consensus import ed25519
+from consensus.codec import decode, digest
+from contracts.tx import encode_tx
+from node import netctl
+from node.keys import load_identity
+from node.netinit import PEER_PORT_OFFSET, init_network
+from node.workload import INDEPENDENT, MIXED, MODES, build_workload
+
+MSGPACK = "application/msgpack"
+RETRYABLE = frozenset({"mempool_full", "sender_queue_full"})
+RETRY_DELAY_S = 0.05
+MAX_ATTEMPTS = 200
+CEILING_CORES = 2
+TARGET_TX_PER_S = 2_000
+TARGET_P50_MS = 15.0
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_loop(coroutine: Any) -> Any:
+    """asyncio.run on uvloop when it is installed (it is, on Linux), as the nodes do."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+# ------------------------------------------------------------ measuring
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float | None]:
+    """p50/p95/p99 (nearest rank), mean and max, in the unit of ``values``."""
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "mean": None, "max": None}
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        return ordered[max(0, min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1))]
+
+    return {
+        "p50": round(rank(50), 2),
+        "p95": round(rank(95), 2),
+        "p99": round(rank(99), 2),
+        "mean": round(sum(ordered) / len(ordered), 2),
+        "max": round(ordered[-1], 2),
+    }
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """utime + stime of a process in seconds, from /proc/<pid>/stat."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores, from /proc/stat."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return 0.0, 0.0
+    values = [float(v) for v in first[:8]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+@dataclass
+class CpuSample:
+    nodes: dict[str, float | None]
+    machine: tuple[float, float]
+    me: float
+    wall: float
+
+    @classmethod
+    def take(cls, pids: dict[str, int]) -> CpuSample:
+        times = os.times()
+        return cls(
+            {name: process_cpu_s(pid) for name, pid in pids.items()},
+            machine_cpu(),
+            times.user + times.system,
+            time.monotonic(),
+        )
+
+
+def cpu_delta(before: CpuSample, after: CpuSample) -> dict[str, Any]:
+    nodes = {
+        name: round(end - start, 2)
+        for name, start in before.nodes.items()
+        if start is not None and (end := after.nodes.get(name)) is not None
+    }
+    busy = after.machine[0] - before.machine[0]
+    total = after.machine[1] - before.machine[1]
+    wall = after.wall - before.wall
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s_per_node": nodes,
+        "cpu_s_all_nodes": round(sum(nodes.values()), 2),
+        "cpu_s_bench_parent": round(after.me - before.me, 2),
+        "machine_busy_fraction": round(busy / total, 3) if total else None,
+        "machine_busy_cores": round(busy / total * (os.cpu_count() or 1), 2) if total else None,
+    }
+
+
+# ------------------------------------------------------------ client processes
+
+
+@dataclass
+class ClientJob:
+    """What one client process sends; picklable for the 'spawn' start method."""
+
+    index: int
+    api_url: str
+    ca_file: str | None
+    envelopes: list[bytes]
+    kind: str  # "batch" (throughput) or "paced" (latency)
+    batch_size: int = 200
+    window: int = 2_000
+    rate: float = 100.0
+
+
+@dataclass
+class ClientState:
+    committed: int = 0
+    accepted: int = 0
+    stop: bool = False
+    go_at: float | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def client_main(job: ClientJob, conn: Connection) -> None:
+    """Entry point of a client process."""
+    try:
+        result = run_loop(_client(job, conn))
+        conn.send(("done", result))
+    except BaseException as exc:  # report, never hang the parent
+        with contextlib.suppress(OSError):
+            conn.send(("error", f"client {job.index}: {exc!r}"))
+        raise
+
+
+def _client_ssl(ca_file: str | None) -> ssl.SSLContext | bool:
+    if ca_file is None:
+        return False
+    from node.tls import client_context
+
+    return client_context(Path(ca_file))
+
+
+def pump_pipe(
+    conn: Connection,
+    loop: asyncio.AbstractEventLoop,
+    on_message: Callable[[Any], None],
+    on_eof: Callable[[BaseException], None],
+) -> threading.Thread:
+    """A thread that receives from ``conn`` and hands each message to ``loop``.
+
+    (``loop.add_reader`` on the pipe would make its descriptor non-blocking,
+    and ``Connection.recv`` cannot read a large message from such a pipe.)
+    """
+
+    def deliver(callback: Callable[..., None], value: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            loop.call_soon_threadsafe(callback, value)
+
+    def run() -> None:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError) as exc:
+                deliver(on_eof, exc)
+                return
+            deliver(on_message, message)
+
+    thread = threading.Thread(target=run, name="pipe", daemon=True)
+    thread.start()
+    return thread
+
+
+async def _client(job: ClientJob, conn: Connection) -> dict[str, Any]:
+    state = ClientState()
+
+    def on_message(message: Any) -> None:
+        match message:
+            case ("go", at):
+                state.go_at = at
+            case ("committed", count):
+                state.committed = count
+            case ("stop",):
+                state.stop = True
+        state.changed.set()
+
+    def on_eof(exc: BaseException) -> None:
+        state.stop = True
+        state.changed.set()
+
+    pump_pipe(conn, asyncio.get_running_loop(), on_message, on_eof)
+    connector = aiohttp.TCPConnector(limit=64, ssl=_client_ssl(job.ca_file))
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async with session.get(f"{job.api_url}/healthz") as response:
+            await response.read()
+        conn.send(("ready", job.index))
+        while state.go_at is None and not state.stop:
+            await state.changed.wait()
+            state.changed.clear()
+        started = os.times()
+        if job.kind == "batch":
+            result = await _batch_client(job, session, state)
+        else:
+            result = await _paced_client(job, session, state)
+        ended = os.times()
+    result["cpu_s"] = round(ended.user + ended.system - started.user - started.system, 3)
+    return result
+
+
+async def _post(
+    session: aiohttp.ClientSession, url: str, body: bytes, stats: Counter[str]
+) -> tuple[int, Any]:
+    """POST msgpack, read a msgpack answer; (status, body) or (0, None) on a transport error."""
+    headers = {"Content-Type": MSGPACK, "Accept": MSGPACK}
+    try:
+        async with session.post(url, data=body, headers=headers) as response:
+            raw = await response.read()
+            stats["posts"] += 1
+            try:
+                return response.status, decode(raw)
+            except ValueError:
+                return response.status, None
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        stats[f"transport_error:{type(exc).__name__}"] += 1
+        return 0, None
+
+
+async def _batch_client(
+    job: ClientJob, session: aiohttp.ClientSession, state: ClientState
+) -> dict[str, Any]:
+    """Send the lane in batches, at most ``window`` transactions in flight."""
+    from consensus.codec import encode
+
+    url = f"{job.api_url}/v1/txs/batch"
+    envelopes = job.envelopes
+    total = len(envelopes)
+    submitted_at: list[float | None] = [None] * total
+    failed: dict[int, str] = {}
+    attempts = Counter[int]()
+    retry: list[int] = []
+    retry_due = 0.0
+    stats: Counter[str] = Counter()
+    post_ms: list[float] = []
+    next_index = 0
+    while (next_index < total or retry) and not state.stop:
+        now = time.monotonic()
+        if retry and now >= retry_due:
+            indices, retry = retry[: job.batch_size], retry[job.batch_size :]
+        elif next_index < total:
+            room = job.window - (state.accepted - state.committed)
+            size = min(job.batch_size, total - next_index)
+            if room < size:
+                state.changed.clear()
+                await state.changed.wait()
+                continue
+            indices = list(range(next_index, next_index + size))
+            next_index += size
+        else:
+            await asyncio.sleep(max(0.0, retry_due - now))
+            continue
+        body = encode([envelopes[i] for i in indices])
+        sent = time.monotonic()
+        for i in indices:
+            if submitted_at[i] is None:
+                submitted_at[i] = sent
+        status, answer = await _post(session, url, body, stats)
+        post_ms.append((time.monotonic() - sent) * 1000)
+        results = answer.get("results") if status == 200 and isinstance(answer, dict) else None
+        if not isinstance(results, list) or len(results) != len(indices):
+            stats[f"batch_http_{status}"] += 1
+            for i in indices:
+                attempts[i] += 1
+                if attempts[i] >= MAX_ATTEMPTS:
+                    failed[i] = f"http_{status}"
+                else:
+                    retry.append(i)
+            retry.sort()
+            retry_due = time.monotonic() + RETRY_DELAY_S
+            continue
+        again: list[int] = []
+        for i, item in zip(indices, results, strict=True):
+            outcome = item.get("status")
+            error = item.get("error") or {}
+            if outcome in ("pending", "committed"):
+                state.accepted += 1
+            elif outcome == "refused" and error.get("code") in RETRYABLE:
+                stats[f"retried:{error.get('code')}"] += 1
+                attempts[i] += 1
+                if attempts[i] >= MAX_ATTEMPTS:
+                    failed[i] = str(error.get("code"))
+                else:
+                    again.append(i)
+            else:
+                failed[i] = str(error.get("code") or outcome)
+        if again:
+            retry = sorted(retry + again)
+            retry_due = time.monotonic() + RETRY_DELAY_S
+    return {
+        "index": job.index,
+        "submitted_at": submitted_at,
+        "failed": failed,
+        "stats": dict(stats),
+        "post_ms": percentiles(post_ms),
+        "posts": len(post_ms),
+    }
+
+
+async def _paced_client(
+    job: ClientJob, session: aiohttp.ClientSession, state: ClientState
+) -> dict[str, Any]:
+    """One ``POST /v1/txs`` per transaction at ``rate`` per second, not waiting for commits."""
+    url = f"{job.api_url}/v1/txs"
+    total = len(job.envelopes)
+    submitted_at: list[float | None] = [None] * total
+    failed: dict[int, str] = {}
+    stats: Counter[str] = Counter()
+    post_ms: list[float] = []
+
+    async def submit(index: int) -> None:
+        sent = time.monotonic()
+        submitted_at[index] = sent
+        status, answer = await _post(session, url, job.envelopes[index], stats)
+        post_ms.append((time.monotonic() - sent) * 1000)
+        if status not in (200, 202):
+            error = answer.get("error", {}) if isinstance(answer, dict) else {}
+            failed[index] = str(error.get("code") or f"http_{status}")
+        elif isinstance(answer, dict) and answer.get("status") == "dropped":
+            failed[index] = "dropped"
+
+    start = time.monotonic()
+    tasks = []
+    for index in range(total):
+        if state.stop:
+            break
+        delay = start + index / job.rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(submit(index)))
+    await asyncio.gather(*tasks)
+    return {
+        "index": job.index,
+        "submitted_at": submitted_at,
+        "failed": failed,
+        "stats": dict(stats),
+        "post_ms": percentiles(post_ms),
+        "posts": len(post_ms),
+        "offered_s": round(time.monotonic() - start, 3),
+    }
+
+
+# ------------------------------------------------------------ the block subscriber
+
+
+@dataclass
+class Block:
+    seen: float
+    height: int
+    txs: int
+    tracked: Counter[str]  # transactions of each phase in this block
+
+
+class Tracker:
+    """Listens to one node's block stream and timestamps the transactions of the runs."""
+
+    def __init__(self, api_url: str, ssl_context: ssl.SSLContext | bool) -> None:
+        self.url = api_url.replace("http", "ws", 1) + "/v1/events"
+        self.ssl = ssl_context
+        # tx id -> (phase, lane, index in lane)
+        self.index: dict[bytes, tuple[str, int, int]] = {}
+        self.commit: dict[tuple[str, int, int], tuple[float, str, str | None]] = {}
+        self.lane_committed: Counter[tuple[str, int]] = Counter()
+        self.blocks: list[Block] = []
+        self.conns: dict[tuple[str, int], Connection] = {}
+        self.last_height = 0
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self.progress = asyncio.Event()
+
+    def track(self, phase: str, lanes: Sequence[Sequence[bytes]]) -> None:
+        for lane, envelopes in enumerate(lanes):
+            for i, envelope in enumerate(envelopes):
+                self.index[digest(envelope)] = (phase, lane, i)
+
+    def committed_of(self, phase: str) -> int:
+        return sum(n for (p, _), n in self.lane_committed.items() if p == phase)
+
+    async def run(self, session: aiohttp.ClientSession, from_height: int) -> None:
+        self.last_height = from_height - 1
+        while True:
+            url = f"{self.url}?from_height={self.last_height + 1}"
+            try:
+                async with session.ws_connect(url, ssl=self.ssl, max_msg_size=0) as ws:
+                    self.connected.set()
+                    async for message in ws:
+                        if message.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        self._on_frame(time.monotonic(), json.loads(message.data))
+            except (aiohttp.ClientError, OSError) as exc:
+                log(f"event stream: {exc!r}; reconnecting")
+            self.reconnects += 1
+            await asyncio.sleep(0.05)
+
+    def _on_frame(self, seen: float, frame: dict[str, Any]) -> None:
+        height = int(frame["height"])
+        if height <= self.last_height:
+            return
+        self.last_height = height
+        txs = frame.get("txs") or []
+        touched: set[tuple[str, int]] = set()
+        tracked: Counter[str] = Counter()
+        for tx in txs:
+            key = self.index.get(bytes.fromhex(tx["tx_id"]))
+            if key is None or key in self.commit:
+                continue
+            tracked[key[0]] += 1
+            self.commit[key] = (seen, str(tx.get("status")), tx.get("code"))
+            lane = (key[0], key[1])
+            self.lane_committed[lane] += 1
+            touched.add(lane)
+        self.blocks.append(Block(seen, height, len(txs), tracked))
+        for lane in touched:
+            conn = self.conns.get(lane)
+            if conn is not None:
+                try:
+                    conn.send(("committed", self.lane_committed[lane]))
+                except OSError:
+                    self.conns.pop(lane, None)
+        self.progress.set()
+
+
+# ------------------------------------------------------------ running a phase
+
+
+@dataclass
+class Phase:
+    name: str
+    lanes: list[list[bytes]]
+    jobs: list[ClientJob]
+    results: dict[int, dict[str, Any]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    started: float = 0.0
+    ended: float = 0.0
+    timed_out: bool = False
+
+
+async def run_phase(
+    phase: Phase,
+    tracker: Tracker,
+    pids: dict[str, int],
+    max_s: float,
+    stall_s: float,
+) -> dict[str, Any]:
+    """Start the phase's clients, let them run to completion, return CPU figures."""
+    context = multiprocessing.get_context("spawn")
+    loop = asyncio.get_running_loop()
+    processes: list[multiprocessing.process.BaseProcess] = []
+    conns: dict[int, Connection] = {}
+    pumps: list[threading.Thread] = []
+    ready: set[int] = set()
+    wake = asyncio.Event()
+
+    def on_message(index: int, message: Any) -> None:
+        match message:
+            case ("ready", _):
+                ready.add(index)
+            case ("done", result):
+                phase.results[index] = result
+            case ("error", text):
+                phase.errors.append(text)
+                phase.results.setdefault(index, {})
+        wake.set()
+
+    def on_eof(index: int, exc: BaseException) -> None:
+        if index not in phase.results:
+            phase.errors.append(f"client {index} exited without a result ({exc!r})")
+            phase.results[index] = {}
+        wake.set()
+
+    try:
+        for job in phase.jobs:
+            parent_end, child_end = context.Pipe()
+            process = context.Process(target=client_main, args=(job, child_end), daemon=True)
+            process.start()
+            child_end.close()
+            processes.append(process)
+            conns[job.index] = parent_end
+            tracker.conns[(phase.name, job.index)] = parent_end
+            pumps.append(
+                pump_pipe(
+                    parent_end,
+                    loop,
+                    functools.partial(on_message, job.index),
+                    functools.partial(on_eof, job.index),
+                )
+            )
+        deadline = time.monotonic() + 60
+        while len(ready) + len(phase.results) < len(phase.jobs):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{phase.name}: clients did not start in time")
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), 1.0)
+        before = CpuSample.take(pids)
+        phase.started = time.monotonic()
+        for conn in conns.values():
+            conn.send(("go", phase.started))
+        expected = sum(len(lane) for lane in phase.lanes)
+        last_count, last_change = -1, time.monotonic()
+        while True:
+            count = tracker.committed_of(phase.name)
+            now = time.monotonic()
+            if count != last_count:
+                last_count, last_change = count, now
+            clients_done = len(phase.results) == len(phase.jobs)
+            failed = sum(len(r.get("failed", {})) for r in phase.results.values())
+            if clients_done and count + failed >= expected:
+                break
+            if now - phase.started > max_s:
+                phase.timed_out = True
+                log(f"{phase.name}: stopping after {max_s:g} s ({count}/{expected} committed)")
+                break
+            if clients_done and now - last_change > stall_s:
+                phase.timed_out = True
+                log(f"{phase.name}: no commit for {stall_s:g} s ({count}/{expected} committed)")
+                break
+            tracker.progress.clear()
+            wake.clear()
+            waiters = [asyncio.ensure_future(e.wait()) for e in (tracker.progress, wake)]
+            await asyncio.wait(waiters, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+        phase.ended = time.monotonic()
+        after = CpuSample.take(pids)
+        for conn in conns.values():
+            with contextlib.suppress(OSError):
+                conn.send(("stop",))
+        deadline = time.monotonic() + 10
+        while len(phase.results) < len(phase.jobs) and time.monotonic() < deadline:
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), 0.5)
+        return cpu_delta(before, after)
+    finally:
+        for index in conns:
+            tracker.conns.pop((phase.name, index), None)
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+        for pump in pumps:  # they see EOF once their client has exited
+            pump.join(timeout=5)
+        for conn in conns.values():
+            conn.close()
+
+
+def summarise(phase: Phase, tracker: Tracker, cpu: dict[str, Any]) -> dict[str, Any]:
+    """Throughput, latency, batch size and failures of a finished phase."""
+    expected = sum(len(lane) for lane in phase.lanes)
+    latencies: list[float] = []
+    commit_times: list[float] = []
+    receipts: Counter[str] = Counter()
+    refused: Counter[str] = Counter()
+    client_stats: Counter[str] = Counter()
+    client_cpu = 0.0
+    post_ms = {}
+    for lane in range(len(phase.lanes)):
+        result = phase.results.get(lane, {})
+        submitted = result.get("submitted_at") or []
+        for code in result.get("failed", {}).values():
+            refused[code] += 1
+        client_stats.update(result.get("stats", {}))
+        client_cpu += result.get("cpu_s", 0.0)
+        post_ms[str(lane)] = result.get("post_ms")
+        for i in range(len(phase.lanes[lane])):
+            seen = tracker.commit.get((phase.name, lane, i))
+            if seen is None:
+                continue
+            commit_times.append(seen[0])
+            receipts[seen[1] if seen[2] is None else f"{seen[1]}:{seen[2]}"] += 1
+            sent = submitted[i] if i < len(submitted) else None
+            if sent is not None:
+                latencies.append((seen[0] - sent) * 1000)
+    committed = len(commit_times)
+    commit_times.sort()
+    blocks = [b for b in tracker.blocks if b.tracked[phase.name]]
+    summary: dict[str, Any] = {
+        "offered_txs": expected,
+        "committed_txs": committed,
+        "committed_ok": receipts.get("ok", 0),
+    }
+    if committed >= 2:
+        first_block = blocks[0]
+        window_s = commit_times[-1] - commit_times[0]
+        # The first block's transactions are the window's left edge, not inside it.
+        inside = committed - first_block.tracked[phase.name]
+        summary["committed_tx_per_s"] = round(inside / window_s, 1) if window_s > 0 else None
+        summary["steady_window_s"] = round(window_s, 3)
+        lo, hi = commit_times[committed // 10], commit_times[(committed * 9) // 10]
+        summary["committed_tx_per_s_middle_80pct"] = (
+            round(0.8 * committed / (hi - lo), 1) if hi > lo else None
+        )
+        summary["first_submit_to_last_commit_tx_per_s"] = round(
+            committed / (commit_times[-1] - phase.started), 1
+        )
+    else:
+        summary["committed_tx_per_s"] = None
+    summary["latency_ms"] = percentiles(latencies)
+    summary["blocks"] = len(blocks)
+    summary["mean_batch_size"] = round(sum(b.txs for b in blocks) / len(blocks), 1) if blocks else None
+    summary["max_batch_size_seen"] = max((b.txs for b in blocks), default=None)
+    if len(blocks) >= 2:
+        span = blocks[-1].seen - blocks[0].seen
+        summary["blocks_per_s"] = round((len(blocks) - 1) / span, 1) if span > 0 else None
+    summary["cpu"] = cpu
+    summary["cpu"]["cpu_s_clients"] = round(client_cpu, 2)
+    if committed and cpu.get("cpu_s_all_nodes"):
+        summary["cpu"]["node_cpu_ms_per_committed_tx"] = round(
+            cpu["cpu_s_all_nodes"] / committed * 1000, 3
+        )
+    summary["client_post_ms"] = post_ms
+    summary["client_stats"] = dict(client_stats)
+    not_ok = {k: v for k, v in receipts.items() if k != "ok"}
+    missing = expected - committed - sum(refused.values())
+    summary["failures"] = {
+        "refused_at_submit": dict(refused),
+        "committed_not_ok": not_ok,
+        "never_committed": max(0, missing),
+        "total": sum(refused.values()) + sum(not_ok.values()) + max(0, missing),
+    }
+    summary["timed_out"] = phase.timed_out
+    if phase.errors:
+        summary["client_errors"] = phase.errors
+    return summary
+
+
+# ------------------------------------------------------------ the network
+
+
+async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
+    async with session.get(url, headers={"Accept": "application/json"}) as response:
+        return await response.json(content_type=None)
+
+
+async def wait_connected(
+    session: aiohttp.ClientSession, network: netctl.Network, timeout_s: float
+) -> None:
+    """Until every node reports every peer link connected."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        statuses = [await get_json(session, f"{e.api_url}/v1/status") for e in network.nodes]
+        if all(
+            all(peer.get("connected") for peer in (s.get("peers") or {}).values())
+            for s in statuses
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"peer links not all connected after {timeout_s:g} s")
+        await asyncio.sleep(0.1)
+
+
+async def commit_setup(
+    session: aiohttp.ClientSession, api_url: str, envelopes: Sequence[bytes]
+) -> None:
+    """Commit setup transactions one by one, waiting for each."""
+    for envelope in envelopes:
+        headers = {"Content-Type": MSGPACK}
+        async with session.post(
+            f"{api_url}/v1/txs?wait=true&timeout_ms=20000", data=envelope, headers=headers
+        ) as response:
+            body = await response.json(content_type=None)
+        receipt = (body or {}).get("receipt") or {}
+        if body.get("status") != "committed" or receipt.get("status") != "ok":
+            raise RuntimeError(f"setup transaction did not commit ok: {body}")
+
+
+async def next_nonces(
+    session: aiohttp.ClientSession, api_url: str, signers: dict[str, Any]
+) -> dict[str, int]:
+    nonces = {}
+    for org, signer in signers.items():
+        body = await get_json(session, f"{api_url}/v1/nonce/{signer.public_key.hex()}")
+        nonces[org] = int(body["pending_next_nonce"])
+    return nonces
+
+
+async def agreement(
+    session: aiohttp.ClientSession, network: netctl.Network, timeout_s: float = 15.0
+) -> dict[str, Any]:
+    """Wait until every node is at one height, then compare hashes and state roots."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        statuses = {e.name: await get_json(session, f"{e.api_url}/v1/status") for e in network.nodes}
+        heights = {s["height"] for s in statuses.values()}
+        if len(heights) == 1 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    roots = {s["state_root"] for s in statuses.values()}
+    hashes = {s["block_hash"] for s in statuses.values()}
+    dropped = {
+        name: sum(int(p.get("dropped", 0)) for p in (s.get("peers") or {}).values())
+        for name, s in statuses.items()
+    }
+    return {
+        "all_agree": len(heights) == 1 and len(roots) == 1 and len(hashes) == 1,
+        "heights": {name: s["height"] for name, s in statuses.items()},
+        "state_root": next(iter(roots)) if len(roots) == 1 else sorted(roots),
+        "views": sorted({s.get("view") for s in statuses.values()}),
+        "mempool_sizes": {name: (s.get("mempool") or {}).get("size") for name, s in statuses.items()},
+        "peer_frames_dropped": dropped,
+    }
+
+
+def start_network(netdir: Path, timeout_s: float) -> dict[str, int]:
+    """``netctl.up``, tolerating its false "exited" verdict on a node that is just starting.
+
+    ``netctl`` checks that a pid is the node by reading ``/proc/<pid>/cmdline``;
+    right after the fork that file can still be empty, and ``up`` then gives up
+    on a healthy node at once.  Polling the same nodes again settles it.
+    """
+    try:
+        netctl.up(netdir, timeout_s)
+    except netctl.NetError as exc:
+        network = netctl.load_network(netdir)
+        failed = netctl.wait_healthy(network, timeout_s)
+        if failed:
+            raise
+        log(f"net up reported a starting node as exited; all are healthy: {str(exc).splitlines()[0]}")
+    network = netctl.load_network(netdir)
+    pids = {entry.name: netctl.running_pid(entry) for entry in network.nodes}
+    missing = [name for name, pid in pids.items() if pid is None]
+    if missing:
+        raise RuntimeError(f"nodes {missing} are not running")
+    return {name: pid for name, pid in pids.items() if pid is not None}
+
+
+def ports_free(host: str, ports: Sequence[int]) -> list[int]:
+    busy = []
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                busy.append(port)
+    return busy
+
+
+# ------------------------------------------------------------ main
+
+
+async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) -> None:
+    netdir = root / "net"
+    n = args.validators
+    ports = [args.base_port + i for i in range(n)]
+    ports += [args.base_port + PEER_PORT_OFFSET + i for i in range(n)]
+    busy = ports_free("127.0.0.1", ports)
+    if busy:
+        raise RuntimeError(f"ports {busy} are in use; choose another --base-port")
+    init_network(netdir, n, tls=args.tls, base_port=args.base_port)
+    network = netctl.load_network(netdir)
+    log(f"starting {n} validators in {netdir}")
+    pids = await asyncio.to_thread(start_network, netdir, 60.0)
+    report["node_pids"] = pids
+    ssl_context: ssl.SSLContext | bool = network.ssl_context() or False
+    ca_file = str(network.ca_file) if network.tls and network.ca_file else None
+    connector = aiohttp.TCPConnector(ssl=ssl_context)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await wait_connected(session, network, 20.0)
+        primary_url = network.nodes[0].api_url
+        signers = {org: load_identity(path).signer for org, path in network.orgs.items()}
+        nonces = await next_nonces(session, primary_url, signers)
+        tag = f"b{int(time.time())}"
+        started = time.perf_counter()
+        workload = build_workload(
+            signers,
+            network.chain_id,
+            mode=args.mode,
+            chains=args.chains,
+            run_tag=f"{tag}t",
+            next_nonces=nonces,
+        )
+        lanes = [[encode_tx(tx) for tx in lane] for lane in workload.lanes(args.clients)]
+        lanes = [lane for lane in lanes if lane]
+        log(
+            f"signed {len(workload.txs)} {args.mode} transactions in "
+            f"{time.perf_counter() - started:.1f} s; lanes {[len(lane) for lane in lanes]}"
+        )
+        tracker = Tracker(network.nodes[-1].api_url, ssl_context)
+        height = (await get_json(session, f"{network.nodes[-1].api_url}/v1/status"))["height"]
+        subscriber = asyncio.create_task(tracker.run(session, height + 1))
+        try:
+            await asyncio.wait_for(tracker.connected.wait(), 10)
+            await commit_setup(session, primary_url, [encode_tx(tx) for tx in workload.setup])
+            log(f"committed {len(workload.setup)} setup transactions")
+
+            # ---- throughput run
+            tracker.track("throughput", lanes)
+            jobs = [
+                ClientJob(
+                    index=i,
+                    api_url=network.nodes[i % n].api_url,
+                    ca_file=ca_file,
+                    envelopes=lane,
+                    kind="batch",
+                    batch_size=args.batch,
+                    window=args.window,
+                )
+                for i, lane in enumerate(lanes)
+            ]
+            phase = Phase("throughput", lanes, jobs)
+            log(f"throughput run: {len(jobs)} client processes, {sum(map(len, lanes))} txs")
+            blocks_before = len(tracker.blocks)
+            cpu = await run_phase(phase, tracker, pids, args.max_run_s, args.stall_s)
+            summary = summarise(phase, tracker, cpu)
+            summary["blocks_all"] = len(tracker.blocks) - blocks_before
+            report["throughput"] = {
+                "mode": args.mode,
+                "chains": args.chains,
+                "clients": len(jobs),
+                "client_nodes": [network.nodes[i % n].name for i in range(len(jobs))],
+                "lane_sizes": [len(lane) for lane in lanes],
+                "txs_per_post": args.batch,
+                "window_per_lane": args.window,
+                **summary,
+            }
+            log(
+                f"throughput: {summary.get('committed_tx_per_s')} tx/s, "
+                f"p50 {summary['latency_ms']['p50']} ms, batch {summary['mean_batch_size']}"
+            )
+
+            # ---- latency run
+            if args.duration_s > 0 and args.rate > 0:
+                count = max(1, math.ceil(args.rate * args.duration_s))
+                per_chain = 16 if args.latency_mode == MIXED else 15
+                nonces = await next_nonces(session, primary_url, signers)
+                workload = build_workload(
+                    signers,
+                    network.chain_id,
+                    mode=args.latency_mode,
+                    chains=math.ceil(count / per_chain),
+                    run_tag=f"{tag}l",
+                    next_nonces=nonces,
+                )
+                await commit_setup(session, primary_url, [encode_tx(tx) for tx in workload.setup])
+                lane = [encode_tx(tx) for tx in workload.txs[:count]]
+                node = network.nodes[args.latency_node % n]
+                tracker.track("latency", [lane])
+                job = ClientJob(0, node.api_url, ca_file, lane, "paced", rate=args.rate)
+                phase = Phase("latency", [lane], [job])
+                log(f"latency run: {args.rate:g} tx/s for {args.duration_s:g} s to {node.name}")
+                cpu = await run_phase(
+                    phase, tracker, pids, args.duration_s + args.stall_s + 30, args.stall_s
+                )
+                summary = summarise(phase, tracker, cpu)
+                for key in (
+                    "committed_tx_per_s_middle_80pct",
+                    "first_submit_to_last_commit_tx_per_s",
+                ):
+                    summary.pop(key, None)
+                report["latency"] = {
+                    "mode": args.latency_mode,
+                    "offered_tx_per_s": args.rate,
+                    "duration_s": args.duration_s,
+                    "submit": "one POST /v1/txs per transaction, msgpack, no wait",
+                    "client_node": node.name,
+                    "offered_s": (phase.results.get(0) or {}).get("offered_s"),
+                    **summary,
+                }
+                log(f"latency: p50 {summary['latency_ms']['p50']} ms, "
+                    f"p99 {summary['latency_ms']['p99']} ms")
+        finally:
+            subscriber.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await subscriber
+        report["subscriber"] = {"node": network.nodes[-1].name, "reconnects": tracker.reconnects}
+        report["agreement"] = await agreement(session, network)
+
+
+def verify_ceiling(validators: int, count: int) -> dict[str, Any]:
+    from scripts.bench_verify import verify_rate
+
+    backend = ed25519.BACKEND
+    rate = verify_rate(backend, count)
+    ceiling = CEILING_CORES * rate / validators
+    return {
+        "backend": backend,
+        "verify_per_s_one_core": round(rate),
+        "ceiling_tx_per_s": round(ceiling, 1),
+        "ceiling_formula": f"{CEILING_CORES} cores x verify rate / {validators} validators",
+    }
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--validators", type=int, default=4, help="validator processes (4)")
+    parser.add_argument("--clients", type=int, default=4, help="client processes (4)")
+    parser.add_argument(
+        "--chains", type=int, default=1000, help="workload chains (15 or 16 txs each)"
+    )
+    parser.add_argument("--mode", choices=MODES, default=INDEPENDENT,
+                        help="throughput workload (independent: every tx succeeds in any "
+                        "interleaving; mixed: the diamond chain, cross-sender dependencies "
+                        "make some txs rejected when lanes interleave)")
+    parser.add_argument("--latency-mode", choices=MODES, default=MIXED,
+                        help="latency-run workload, in one lane (mixed: the diamond chain)")
+    parser.add_argument("--rate", type=float, default=100.0, help="latency run: offered tx/s")
+    parser.add_argument("--duration-s", type=float, default=10.0, help="latency run length")
+    parser.add_argument("--latency-node", type=int, default=1,
+                        help="index of the node the latency client submits to (1: a backup)")
+    parser.add_argument("--batch", type=int, default=200, help="envelopes per batch POST")
+    parser.add_argument("--window", type=int, default=2000,
+                        help="transactions in flight per client (submitted, not committed)")
+    parser.add_argument("--base-port", type=int, default=7700)
+    parser.add_argument("--tls", action=argparse.BooleanOptionalAction, default=False,
+                        help="TLS on API and peer links (default off)")
+    parser.add_argument("--keep", action="store_true", help="keep the network directory")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="where the temporary network directory goes (default: $TMPDIR)")
+    parser.add_argument("--max-run-s", type=float, default=90.0,
+                        help="stop the throughput run after this long")
+    parser.add_argument("--stall-s", type=float, default=10.0,
+                        help="give up when nothing commits for this long after sending ends")
+    parser.add_argument("--verify-count", type=int, default=5000,
+                        help="signatures per Ed25519 verify-rate measurement")
+    args = parser.parse_args(argv)
+    if args.validators < 1 or args.clients < 1 or args.chains < 1:
+        parser.error("--validators, --clients and --chains must be at least 1")
+    if args.batch < 1 or args.window < args.batch:
+        parser.error("--batch must be at least 1 and --window at least --batch")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    report: dict[str, Any] = {
+        "bench": "provenet network",
+        "validators": args.validators,
+        "tls": args.tls,
+        "host": {
+            "cpu_count": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "platform": sys.platform,
+        },
+    }
+    log(f"measuring Ed25519 verify rate ({ed25519.BACKEND})")
+    report["ed25519"] = verify_ceiling(args.validators, args.verify_count)
+    if args.work_dir is not None:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="provenet-bench-", dir=args.work_dir))
+    status = 0
+    try:
+        run_loop(bench(args, root, report))
+    except Exception as exc:
+        report["error"] = f"{type(exc).__name__}: {exc}"
+        log(f"failed: {report['error']}")
+        status = 1
+    finally:
+        netdir = root / "net"
+        if (netdir / netctl.NETWORK_FILE).exists():
+            log("stopping the network")
+            try:
+                report["down"] = netctl.down(netdir)
+            except netctl.NetError as exc:
+                report["down_error"] = str(exc)
+        if args.keep:
+            report["network_dir"] = str(netdir)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    finish(report)
+    print(json.dumps(report, indent=2))
+    return status
+
+
+def finish(report: dict[str, Any]) -> None:
+    """The headline numbers and the targets of the issue, next to the ceiling."""
+    ceiling = report["ed25519"]["ceiling_tx_per_s"]
+    throughput = (report.get("throughput") or {}).get("committed_tx_per_s")
+    latency = ((report.get("latency") or {}).get("latency_ms") or {}).get("p50")
+    report["ed25519"]["throughput_to_ceiling_ratio"] = (
+        round(throughput / ceiling, 3) if throughput and ceiling else None
+    )
+    report["summary"] = {
+        "committed_tx_per_s": throughput,
+        "throughput_mode": (report.get("throughput") or {}).get("mode"),
+        "latency_p50_ms_at_offered_rate": latency,
+        "offered_tx_per_s": (report.get("latency") or {}).get("offered_tx_per_s"),
+        "ceiling_tx_per_s": ceiling,
+        "ratio_to_ceiling": report["ed25519"]["throughput_to_ceiling_ratio"],
+        "target_tx_per_s": TARGET_TX_PER_S,
+        "target_p50_ms": TARGET_P50_MS,
+        "throughput_target_met": bool(throughput and throughput >= TARGET_TX_PER_S),
+        "latency_target_met": bool(latency is not None and latency < TARGET_P50_MS),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

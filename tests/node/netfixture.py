@@ -1,0 +1,117 @@
+"""A local network started the way a user starts it, for the multi-process tests.
+
+``provenet net init`` and ``provenet net up`` run as subprocesses of the
+test, exactly the commands the README gives; ``net down`` always runs at
+the end.  Everything listens on 127.0.0.1 only, on ports probed free first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import aiohttp
+
+from node.sdk import ProvenetClient
+from node.tls import client_context
+
+REPO = Path(__file__).resolve().parents[2]
+UP_TIMEOUT_S = 60
+
+
+def provenet(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would; fail the test with its output if it fails."""
+    result = subprocess.run(
+        [sys.executable, "-m", "node.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    assert result.returncode == 0, f"provenet {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _ports_free(ports: list[int]) -> bool:
+    for port in ports:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_base_port(validators: int) -> int:
+    """A base port whose api (base+i) and peer (base+100+i) ports are all free."""
+    seed = os.getpid() * 7919 + time.time_ns() // 1_000_000
+    for attempt in range(50):
+        base = 20_000 + (seed + attempt * 211) % 30_000
+        ports = [base + i for i in range(validators)] + [base + 100 + i for i in range(validators)]
+        if _ports_free(ports):
+            return base
+    raise RuntimeError("no free ports on 127.0.0.1")
+
+
+class LocalNetwork:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.meta = json.loads((directory / "network.json").read_text())
+
+    @property
+    def nodes(self) -> list[dict[str, object]]:
+        return list(self.meta["nodes"])
+
+    def api_url(self, name: str) -> str:
+        return next(str(n["api_url"]) for n in self.nodes if n["name"] == name)
+
+    def pid(self, name: str) -> int:
+        return int((self.dir / "nodes" / name / "node.pid").read_text())
+
+    def kill(self, name: str) -> None:
+        os.kill(self.pid(name), signal.SIGKILL)
+
+    def up(self) -> None:
+        provenet("net", "up", str(self.dir), "--timeout-s", str(UP_TIMEOUT_S))
+
+    def client(self, org_id: str | None = None, node: str | None = None) -> ProvenetClient:
+        return ProvenetClient.from_network_dir(self.dir, org_id=org_id, node=node)
+
+    def ssl(self) -> object:
+        return client_context(self.dir / "ca" / "ca.pem") if self.meta.get("tls") else False
+
+    async def status(self, http: aiohttp.ClientSession, name: str) -> dict[str, object] | None:
+        try:
+            async with http.get(f"{self.api_url(name)}/v1/status", ssl=self.ssl()) as response:
+                return dict(await response.json())
+        except (aiohttp.ClientError, OSError):
+            return None
+
+
+@contextmanager
+def local_network(parent: Path, validators: int = 4, tls: bool = True) -> Iterator[LocalNetwork]:
+    directory = parent / "net"
+    args = ["net", "init", str(directory), "--validators", str(validators)]
+    args += ["--base-port", str(free_base_port(validators))]
+    if not tls:
+        args.append("--no-tls")
+    provenet(*args)
+    network = LocalNetwork(directory)
+    try:
+        network.up()
+        yield network
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "node.cli", "net", "down", str(directory)],
+            cwd=REPO,
+            capture_output=True,
+            timeout=60,
+        )
