@@ -10,6 +10,7 @@ the README's API section.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,7 @@ from contracts.orgs import KeyRecord, key_key
 from contracts.queries import query
 from contracts.records import load
 from contracts.tx import Transaction, decode_tx, encode_tx
-from node.engine import Engine, now_ms
+from node.engine import Engine, Subscriber, now_ms
 from node.mempool import PoolEntry, Refused
 from node.views import block_view, event_view, proof_view, receipt_view, to_json
 
@@ -437,27 +438,45 @@ class ClientApi:
             raise ApiError("too_many_subscribers", "this node serves its maximum of event streams")
         ws = web.WebSocketResponse(heartbeat=10.0)
         await ws.prepare(request)
+        # Reading is what notices a client's close (and answers pings), so a
+        # reader runs beside the sender and ends the stream when the client goes.
+        reader = asyncio.create_task(_read_until_closed(ws))
         try:
-            next_height = await self._replay(ws, start, self.store.height())
-            while not ws.closed:
-                if subscriber.overflowed:
-                    await ws.close(
-                        code=WSCloseCode.TRY_AGAIN_LATER,
-                        message=b"fell behind; resume from the last height",
-                    )
-                    break
-                frame = await subscriber.queue.get()
-                height = int(str(frame["height"]))
-                if height < next_height:
-                    continue
-                next_height = await self._replay(ws, next_height, height - 1)
-                await ws.send_str(json.dumps(to_json(frame)))
-                next_height = height + 1
+            await self._stream(ws, subscriber, start, reader)
         except ConnectionResetError:
             pass
         finally:
+            reader.cancel()
             self.engine.unsubscribe(subscriber)
         return ws
+
+    async def _stream(
+        self,
+        ws: web.WebSocketResponse,
+        subscriber: Subscriber,
+        start: int,
+        reader: asyncio.Task[None],
+    ) -> None:
+        next_height = await self._replay(ws, start, self.store.height())
+        while not ws.closed:
+            if subscriber.overflowed:
+                await ws.close(
+                    code=WSCloseCode.TRY_AGAIN_LATER,
+                    message=b"fell behind; resume from the last height",
+                )
+                return
+            getter = asyncio.create_task(subscriber.queue.get())
+            await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                return
+            frame = getter.result()
+            height = int(str(frame["height"]))
+            if height < next_height:
+                continue
+            next_height = await self._replay(ws, next_height, height - 1)
+            await ws.send_str(json.dumps(to_json(frame)))
+            next_height = height + 1
 
     async def _replay(self, ws: web.WebSocketResponse, low: int, high: int) -> int:
         """Send stored blocks low..high; return the next height to send."""
@@ -493,6 +512,11 @@ class ClientApi:
     async def metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.engine.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _read_until_closed(ws: web.WebSocketResponse) -> None:
+    async for _ in ws:
+        pass
 
 
 def _path_hex(request: web.Request, name: str) -> bytes:

@@ -39,6 +39,8 @@ from node.storage import StorageError, Store
 log = logging.getLogger("provenet.node")
 
 DATABASE_FILE = "node.sqlite"
+# Open client connections (event streams, waits) get this long to finish at shutdown.
+SHUTDOWN_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -179,7 +181,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
         (peer_app, config.peer_port, peer_server_ssl),
         (api_app, config.api_port, api_ssl),
     ):
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         await web.TCPSite(runner, config.listen_host, port, ssl_context=context).start()
         runners.append(runner)

@@ -27,7 +27,10 @@ What it does
    (websocket, one frame per block) sees every commit; it timestamps each
    transaction and tells each client how many of its lane's transactions
    committed (over a pipe, so flow control costs the nodes nothing).
-   Throughput is committed transactions per second between the first and
+   The default window (200 per client, 100 per POST) keeps requests in
+   flight for well under a second: a longer backlog outwaits the nodes' 1 s
+   re-broadcast of pending requests and 2 s view-change timer, and then the
+   run measures view changes, not throughput.  Throughput is committed transactions per second between the first and
    the last commit; latency is commit-seen time minus the client's submit
    time (``time.monotonic`` is one clock for every process on Linux).
 5. Latency run: one client process offers ``--rate`` tx/s for
@@ -40,7 +43,9 @@ What it does
 CPU seconds per node are utime + stime deltas of each node process from
 ``/proc/<pid>/stat`` over each run; the clients' and this process's own CPU
 and the machine's busy fraction (``/proc/stat``) are reported alongside, so
-the JSON says whether the host's cores were the limit.
+the JSON says whether the host's cores were the limit; ``cpu_budget_per_tx``
+puts the node CPU per committed transaction next to the part of it that
+signature verification must take.
 
 Usage: scripts/bench [--validators N] [--clients C] [--chains K] [--mode independent|mixed]
                      [--rate R] [--duration-s S] [--tls] [--keep] ...
@@ -198,8 +203,8 @@ class ClientJob:
     ca_file: str | None
     envelopes: list[bytes]
     kind: str  # "batch" (throughput) or "paced" (latency)
-    batch_size: int = 200
-    window: int = 2_000
+    batch_size: int = 100
+    window: int = 200
     rate: float = 100.0
 
 
@@ -999,9 +1004,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration-s", type=float, default=10.0, help="latency run length")
     parser.add_argument("--latency-node", type=int, default=1,
                         help="index of the node the latency client submits to (1: a backup)")
-    parser.add_argument("--batch", type=int, default=200, help="envelopes per batch POST")
-    parser.add_argument("--window", type=int, default=2000,
-                        help="transactions in flight per client (submitted, not committed)")
+    parser.add_argument("--batch", type=int, default=100, help="envelopes per batch POST")
+    parser.add_argument("--window", type=int, default=200,
+                        help="transactions in flight per client (submitted, not committed); "
+                        "keep clients x window under about 1 s of throughput, or requests "
+                        "outwait the nodes' 1 s re-broadcast and 2 s view-change timers")
     parser.add_argument("--base-port", type=int, default=7700)
     parser.add_argument("--tls", action=argparse.BooleanOptionalAction, default=False,
                         help="TLS on API and peer links (default off)")
@@ -1071,6 +1078,22 @@ def finish(report: dict[str, Any]) -> None:
     report["ed25519"]["throughput_to_ceiling_ratio"] = (
         round(throughput / ceiling, 3) if throughput and ceiling else None
     )
+    tput = report.get("throughput") or {}
+    validators = report["validators"]
+    verify_rate = report["ed25519"]["verify_per_s_one_core"]
+    node_ms = (tput.get("cpu") or {}).get("node_cpu_ms_per_committed_tx")
+    if node_ms:
+        # Every validator verifies every transaction's signature once.
+        verify_ms = validators / verify_rate * 1000
+        report["cpu_budget_per_tx"] = {
+            "node_cpu_ms_all_validators": node_ms,
+            "of_which_ed25519_verify_ms": round(verify_ms, 3),
+            "ed25519_share": round(verify_ms / node_ms, 3),
+            "host_cores_busy": (tput.get("cpu") or {}).get("machine_busy_cores"),
+            "cpu_bound_tx_per_s": round(CEILING_CORES / node_ms * 1000, 1),
+            "note": "cpu_bound_tx_per_s = 2 cores / node CPU per committed tx; when the host "
+            "is busy and this is near the measured rate, node CPU per transaction is the limit",
+        }
     report["summary"] = {
         "committed_tx_per_s": throughput,
         "throughput_mode": (report.get("throughput") or {}).get("mode"),

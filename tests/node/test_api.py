@@ -1,0 +1,193 @@
+"""The client API of one in-process validator (a network of one commits alone).
+
+Fast checks of the API's contract that need no second process: content
+negotiation, the JSON transaction form, back-pressure with Retry-After,
+the resumable event stream, error shapes, metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from netfixture import free_base_port
+
+from consensus.codec import decode, encode
+from contracts.tx import Transaction, encode_tx, sign_tx, tx_id
+from node.app import RunningNode, start_node
+from node.config import load_genesis, load_node_config
+from node.keys import load_identity
+from node.netinit import init_network
+from node.sdk import verify_tx_proof
+
+pytestmark = pytest.mark.asyncio
+
+CHAIN = "provenet-local"
+
+
+class Single:
+    def __init__(self, node: RunningNode, directory: Path) -> None:
+        self.node = node
+        self.dir = directory
+        self.url = f"http://127.0.0.1:{node.config.api_port}"
+        self.farm = load_identity(directory / "orgs" / "farm.key").signer
+
+    def harvest(self, nonce: int, lot: str, expiry_height: int | None = None) -> Transaction:
+        args: dict[str, object] = {"lot_id": lot, "product": "wheat", "mass_grams": 1_000}
+        return sign_tx(
+            self.farm,
+            chain_id=CHAIN,
+            nonce=nonce,
+            contract="food",
+            method="harvest",
+            args=args,
+            expiry_height=expiry_height,
+        )
+
+
+@pytest_asyncio.fixture
+async def single(tmp_path: Path) -> AsyncIterator[Single]:
+    init_network(tmp_path / "net", 1, tls=False, base_port=free_base_port(1))
+    config_path = tmp_path / "net" / "nodes" / "v0" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["limits"] = {"mempool_max_txs": 3, "retry_after_s": 2}
+    config_path.write_text(json.dumps(config))
+    node = await start_node(load_node_config(config_path))
+    try:
+        yield Single(node, tmp_path / "net")
+    finally:
+        await node.stop()
+
+
+async def submit(
+    http: aiohttp.ClientSession, single: Single, tx: Transaction
+) -> tuple[int, dict[str, object]]:
+    url = f"{single.url}/v1/txs?wait=true&timeout_ms=10000"
+    headers = {"Content-Type": "application/msgpack"}
+    async with http.post(url, data=encode_tx(tx), headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def test_json_transaction_form_commits_with_a_proof_that_verifies(single: Single) -> None:
+    tx = single.harvest(0, "J1")
+    fields = {**tx.body(), "sender": tx.sender.hex(), "signature": tx.signature.hex()}
+    url = f"{single.url}/v1/txs?wait=true"
+    async with aiohttp.ClientSession() as http, http.post(url, json={"tx": fields}) as response:
+        assert response.status == 200
+        status = await response.json()
+    assert status["status"] == "committed" and status["receipt"]["status"] == "ok"
+    network = load_genesis(single.dir / "genesis.json")
+    header = verify_tx_proof(tx_id(tx), status["proof"], network.validator_set(), CHAIN)
+    assert header.height == status["height"]
+
+
+async def test_msgpack_is_served_when_asked(single: Single) -> None:
+    async with aiohttp.ClientSession() as http:
+        await submit(http, single, single.harvest(0, "M1"))
+        headers = {"Accept": "application/msgpack"}
+        async with http.get(f"{single.url}/v1/blocks/1", headers=headers) as response:
+            assert response.content_type == "application/msgpack"
+            block = decode(await response.read())
+    assert isinstance(block, dict) and block["height"] == 1 and isinstance(block["hash"], bytes)
+
+
+async def test_a_full_mempool_answers_429_with_retry_after_and_keeps_what_it_holds(
+    single: Single,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        # Nonces 5..7 wait for 0..4, so they stay in the mempool (its bound is 3).
+        for nonce in (5, 6, 7):
+            url = f"{single.url}/v1/txs"
+            body = encode_tx(single.harvest(nonce, f"H{nonce}"))
+            async with http.post(
+                url, data=body, headers={"Content-Type": "application/msgpack"}
+            ) as response:
+                assert response.status == 202
+        body = encode_tx(single.harvest(8, "H8"))
+        async with http.post(
+            f"{single.url}/v1/txs", data=body, headers={"Content-Type": "application/msgpack"}
+        ) as response:
+            assert response.status == 429
+            assert response.headers["Retry-After"] == "2"
+            assert (await response.json())["error"]["code"] == "mempool_full"
+        async with http.get(f"{single.url}/v1/nonce/{single.farm.public_key.hex()}") as response:
+            assert await response.json() == {
+                "sender": single.farm.public_key.hex(),
+                "next_nonce": 0,
+                "pending_next_nonce": 8,
+            }
+
+
+async def test_event_stream_replays_from_a_height_and_resumes(single: Single) -> None:
+    async with aiohttp.ClientSession() as http:
+        ids = []
+        for nonce in range(3):
+            tx = single.harvest(nonce, f"E{nonce}")
+            status, _ = await submit(http, single, tx)
+            assert status == 200
+            ids.append(tx_id(tx).hex())
+        async with http.ws_connect(f"{single.url}/v1/events?from_height=1") as ws:
+            frames = [json.loads((await ws.receive(timeout=10)).data) for _ in range(3)]
+        assert [f["height"] for f in frames] == [1, 2, 3]
+        assert [f["txs"][0]["tx_id"] for f in frames] == ids
+        last = frames[-1]["height"]
+        fourth = single.harvest(3, "E3")
+        async with http.ws_connect(f"{single.url}/v1/events?from_height={last + 1}") as ws:
+            await submit(http, single, fourth)
+            frame = json.loads((await ws.receive(timeout=10)).data)
+        assert frame["height"] == last + 1
+        assert frame["txs"][0]["tx_id"] == tx_id(fourth).hex()
+
+
+async def test_errors_are_json_with_stable_codes(single: Single) -> None:
+    async with aiohttp.ClientSession() as http:
+        await submit(http, single, single.harvest(0, "X0"))
+        cases = [
+            ("GET", "/v1/blocks/999", 404, "not_found"),
+            ("GET", "/no/such/route", 404, "not_found"),
+            ("GET", "/v1/txs/zz", 400, "bad_request"),
+            ("GET", f"/v1/txs/{'00' * 32}", 404, "not_found"),
+            ("GET", "/v1/compliance/NO-SUCH-STONE", 404, "unknown_asset"),
+            ("POST", "/v1/query", 400, "malformed_json"),
+        ]
+        for method, path, status, code in cases:
+            async with http.request(method, f"{single.url}{path}", data=b"{") as response:
+                assert response.status == status, path
+                assert (await response.json())["error"]["code"] == code, path
+        status, answer = await submit(http, single, single.harvest(1, "X1", expiry_height=0))
+        assert (status, answer["error"]["code"]) == (400, "expired")
+        async with http.post(
+            f"{single.url}/v1/txs", data=b"x", headers={"Content-Type": "text/plain"}
+        ) as response:
+            assert response.status == 415
+
+
+async def test_metrics_count_what_the_node_did(single: Single) -> None:
+    async with aiohttp.ClientSession() as http:
+        await submit(http, single, single.harvest(0, "P0"))
+        async with http.get(f"{single.url}/metrics") as response:
+            text = await response.text()
+    assert "provenet_height 1.0" in text
+    assert 'provenet_transactions_executed_total{status="ok"} 1.0' in text
+    assert 'provenet_submissions_total{outcome="accepted"} 1.0' in text
+
+
+async def test_batch_submission_reports_each_transaction(single: Single) -> None:
+    good = single.harvest(0, "B0")
+    wrong_chain = sign_tx(
+        single.farm, chain_id="elsewhere", nonce=1, contract="food", method="harvest", args={}
+    )
+    body = encode([encode_tx(good), encode_tx(wrong_chain)])
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{single.url}/v1/txs/batch", data=body, headers={"Content-Type": "application/msgpack"}
+        ) as response,
+    ):
+        results = (await response.json())["results"]
+    assert results[0]["tx_id"] == tx_id(good).hex() and results[0]["error"] is None
+    assert results[1]["error"]["code"] == "wrong_chain"
