@@ -18,6 +18,9 @@ class ReplicaConfig:
     window_size: int = 32
     # Batching at the primary.
     max_batch_size: int = 64
+    # A batch's request payloads stop at this many bytes (at least one request),
+    # so a block, and a view change carrying a window of them, fits in a frame.
+    max_batch_bytes: int = 256 * 1024
     batch_timeout_ms: int = 5
     # A request not committed this long after a backup saw it starts a view change.
     request_timeout_ms: int = 2_000
@@ -49,7 +52,7 @@ class ReplicaConfig:
             raise ValueError("window_size must be at least one checkpoint_interval")
         if self.window_size % self.checkpoint_interval:
             raise ValueError("window_size must be a multiple of checkpoint_interval")
-        if self.max_batch_size < 1 or self.max_blocks_per_transfer < 1:
+        if self.max_batch_size < 1 or self.max_blocks_per_transfer < 1 or self.max_batch_bytes < 1:
             raise ValueError("batch and transfer sizes must be positive")
         for name in (
             "batch_timeout_ms",

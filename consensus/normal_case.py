@@ -246,6 +246,18 @@ class NormalCase(ReplicaBase):
                 if peer != self.me:
                     effects.append(Send(peer, ForwardedRequest(request, self.me)))
 
+    def _take_batch(self) -> list[Request]:
+        """The oldest unproposed requests, within the batch's count and byte
+        bounds (always at least one, so an oversized request cannot stall)."""
+        requests: list[Request] = []
+        size_bytes = 0
+        for digest in list(islice(self.unproposed, self.config.max_batch_size)):
+            size_bytes += len(self.unproposed[digest].payload)
+            if requests and size_bytes > self.config.max_batch_bytes:
+                break
+            requests.append(self.unproposed.pop(digest))
+        return requests
+
     def _maybe_propose(self, effects: list[Effect]) -> None:
         if not (self.active and self.is_primary):
             return
@@ -259,9 +271,7 @@ class NormalCase(ReplicaBase):
             full = len(self.unproposed) >= self.config.max_batch_size
             if not full and waited_ms < self.config.batch_timeout_ms:
                 return
-            requests = []
-            for digest in list(islice(self.unproposed, self.config.max_batch_size)):
-                requests.append(self.unproposed.pop(digest))
+            requests = self._take_batch()
             batch = Batch(
                 self.next_height,
                 tuple(requests),

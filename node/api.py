@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,8 @@ from node.views import block_view, event_view, proof_view, receipt_view, to_json
 log = logging.getLogger("provenet.api")
 
 MSGPACK = "application/msgpack"
+# Heights, limits and timeouts: ASCII digits that fit SQLite's 64-bit integers.
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
 STATUS_OF = {
     "malformed_json": 400,
     "malformed_msgpack": 400,
@@ -225,11 +228,13 @@ class ClientApi:
     async def submit(self, request: web.Request) -> web.Response:
         if self.read_only:
             raise ApiError("read_only", "this is a read-only observer node; submit to a validator")
+        # Every parameter is checked before the transaction is admitted: a
+        # refused request must change nothing.
+        timeout_ms = self._timeout_ms(request)
         payload = await self._read_payload(request)
         status = self.accept(payload)
         tx_id = digest(payload)
         if request.query.get("wait") in ("1", "true", "yes") and status["status"] == "pending":
-            timeout_ms = self._timeout_ms(request)
             await self.engine.wait_for(tx_id, timeout_ms / 1000)
             status = self.tx_status(tx_id) or status
         return respond(request, status, 202 if status["status"] == "pending" else 200)
@@ -279,8 +284,10 @@ class ClientApi:
         """Admit one envelope, or return what is already known about it."""
         tx_id = digest(payload)
         known = self.tx_status(tx_id)
-        if known is not None:
+        if known is not None and known["status"] != "dropped":
             return known
+        # A transaction dropped before execution never ran: the same bytes may
+        # try again (its nonce gap may have filled since), and are checked anew.
         tx = decode_payload(payload, self.engine)
         self._check(tx)
         try:
@@ -362,17 +369,18 @@ class ClientApi:
 
     def _timeout_ms(self, request: web.Request) -> int:
         raw = request.query.get("timeout_ms", "10000")
-        if not raw.isdigit():
+        if not _WHOLE_NUMBER.fullmatch(raw):
             raise ApiError("bad_request", "timeout_ms must be a whole number of milliseconds")
         return min(int(raw), self.limits.max_wait_ms)
 
     async def get_tx(self, request: web.Request) -> web.Response:
         tx_id = _path_hex(request, "tx_id")
+        timeout_ms = self._timeout_ms(request)
         status = self.tx_status(tx_id)
         if status is None:
             raise ApiError("not_found", "no such transaction on this node")
         if request.query.get("wait") in ("1", "true", "yes") and status["status"] == "pending":
-            await self.engine.wait_for(tx_id, self._timeout_ms(request) / 1000)
+            await self.engine.wait_for(tx_id, timeout_ms / 1000)
             status = self.tx_status(tx_id) or status
         return respond(request, status, 202 if status["status"] == "pending" else 200)
 
@@ -433,11 +441,17 @@ class ClientApi:
     async def events(self, request: web.Request) -> web.StreamResponse:
         """The live block stream; ``from_height`` replays stored blocks first."""
         start = max(1, _query_int(request, "from_height", self.store.height() + 1))
+        ws = web.WebSocketResponse(heartbeat=10.0)
+        if not ws.can_prepare(request).ok:
+            raise ApiError("bad_request", "the event stream is a websocket")
         subscriber = self.engine.subscribe()
         if subscriber is None:
             raise ApiError("too_many_subscribers", "this node serves its maximum of event streams")
-        ws = web.WebSocketResponse(heartbeat=10.0)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            self.engine.unsubscribe(subscriber)
+            raise
         # Reading is what notices a client's close (and answers pings), so a
         # reader runs beside the sender and ends the stream when the client goes.
         reader = asyncio.create_task(_read_until_closed(ws))
@@ -528,7 +542,7 @@ def _path_hex(request: web.Request, name: str) -> bytes:
 
 def _path_int(request: web.Request, name: str) -> int:
     raw = request.match_info[name]
-    if not raw.isdigit():
+    if not _WHOLE_NUMBER.fullmatch(raw):
         raise ApiError("bad_request", f"{name} must be a whole number")
     return int(raw)
 
@@ -537,6 +551,6 @@ def _query_int(request: web.Request, name: str, default: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
+    if not _WHOLE_NUMBER.fullmatch(raw):
         raise ApiError("bad_request", f"{name} must be a whole number")
     return int(raw)

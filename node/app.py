@@ -12,11 +12,13 @@ cleanly; a SIGKILL at any moment is recovered from on the next start.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import signal
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from aiohttp import web
 
@@ -39,6 +41,7 @@ from node.storage import StorageError, Store
 log = logging.getLogger("provenet.node")
 
 DATABASE_FILE = "node.sqlite"
+LOCK_FILE = "LOCK"
 # Open client connections (event streams, waits) get this long to finish at shutdown.
 SHUTDOWN_TIMEOUT_S = 2.0
 
@@ -52,6 +55,7 @@ class RunningNode:
     peers: PeerLinks
     runners: list[web.AppRunner]
     engine_task: asyncio.Task[None]
+    lock: TextIO
 
     async def stop(self) -> None:
         self.engine.stop()
@@ -63,6 +67,7 @@ class RunningNode:
         for runner in self.runners:
             await runner.cleanup()
         self.store.close()
+        self.lock.close()
 
 
 def _tls_contexts(
@@ -82,15 +87,32 @@ def _tls_contexts(
     )
 
 
+def _lock_data_dir(data_dir: Path) -> TextIO:
+    """Hold an exclusive lock on the data directory for the node's lifetime.
+
+    Two processes restoring the same records would vote independently, and
+    an honest validator would sign contradicting votes.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / LOCK_FILE).open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StorageError(f"another process is running the node in {data_dir}") from None
+    return handle
+
+
 def _open_state(store: Store, network: NetworkGenesis) -> tuple[MemoryState, ChainTip]:
     genesis_items = genesis_state(network.genesis)
     genesis_root = MemoryState(genesis_items).root()
-    if store.check_chain(network.chain_id, genesis_root):
-        store.write_genesis_state(genesis_items)
+    store.bind_chain(network.chain_id, genesis_root, genesis_items)
     state = MemoryState(store.load_state())
     tip = store.tip()
     if tip is None:
-        return state, ChainTip.genesis(state.root(), network.genesis_time_ms)
+        if state.root() != genesis_root:
+            raise StorageError("the stored state at height 0 is not the genesis state")
+        return state, ChainTip.genesis(genesis_root, network.genesis_time_ms)
     return state, ChainTip(tip.height, tip.block_hash, tip.time_ms, state.root())
 
 
@@ -111,6 +133,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
             f"{config.key_file} is not validator {config.replica_id}'s key in the genesis"
         )
 
+    lock = _lock_data_dir(config.data_dir)
     store = Store(config.data_dir / DATABASE_FILE)
     state, tip = _open_state(store, network)
     metrics = NodeMetrics()
@@ -140,6 +163,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
         metrics,
         send=lambda to, frame: links_ref[0].send(to, frame),
         broadcast=lambda frame: links_ref[0].broadcast(frame),
+        backlog_bytes=lambda to: links_ref[0].backlog_bytes(to),
     )
     engine_ref.append(engine)
     engine.load_records(records)
@@ -194,7 +218,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
         config.peer_port,
         tip.height,
     )
-    return RunningNode(config, network, store, engine, peers, runners, engine_task)
+    return RunningNode(config, network, store, engine, peers, runners, engine_task, lock)
 
 
 def node_status(
@@ -270,10 +294,12 @@ def run_node(config_path: Path) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = load_node_config(config_path)
-    except ConfigError:
+    except ConfigError as exc:
+        log.error("cannot start: %s", exc)
         return 2
     _install_event_loop()
     try:
         return asyncio.run(_serve(config))
-    except (ConfigError, KeyFileError, StorageError, OSError):
+    except (ConfigError, KeyFileError, StorageError, OSError) as exc:
+        log.error("cannot start node %s: %s", config.node_name, exc)
         return 2

@@ -105,10 +105,14 @@ def _add_net_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     init.add_argument("dir", type=Path, metavar="DIR")
     init.add_argument("--validators", type=int, required=True, metavar="N")
     init.add_argument("--no-tls", dest="tls", action="store_false", help="plain http/ws, no CA")
-    init.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT, metavar="P",
-                      help=f"api ports P.., peer ports P+100.. (default {DEFAULT_BASE_PORT})")
-    init.add_argument("--chain-id", default=CHAIN_ID, metavar="ID",
-                      help=f"default {CHAIN_ID}")
+    init.add_argument(
+        "--base-port",
+        type=int,
+        default=DEFAULT_BASE_PORT,
+        metavar="P",
+        help=f"api ports P.., peer ports P+100.. (default {DEFAULT_BASE_PORT})",
+    )
+    init.add_argument("--chain-id", default=CHAIN_ID, metavar="ID", help=f"default {CHAIN_ID}")
     init.add_argument("--host", default="127.0.0.1", help="address nodes listen on and advertise")
     init.add_argument("--force", action="store_true", help="replace an existing network")
     init.set_defaults(handler=_net_init)
@@ -197,8 +201,9 @@ def _node_run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != "node.app":
             raise
-        print("provenet: error: this installation has no node runtime (node/app.py)",
-              file=sys.stderr)
+        print(
+            "provenet: error: this installation has no node runtime (node/app.py)", file=sys.stderr
+        )
         return 1
     return run_node(args.config)
 

@@ -68,9 +68,12 @@ class NodeLimits:
 
     # HTTP request bodies and websocket frames from clients.
     max_body_bytes: int = 1_048_576
-    # One peer frame: a state-transfer response of max_blocks_per_transfer full blocks
-    # (the canonical decoder's own bound is 16 MiB).
-    max_frame_bytes: int = 16 * 1_048_576
+    # One peer frame.  The largest legitimate one is a NEW-VIEW: a quorum of
+    # view changes, each carrying up to a window of batches of at most
+    # consensus.max_batch_bytes (32 x 256 KiB = 8 MiB), plus the new view's own.
+    max_frame_bytes: int = 64 * 1_048_576
+    # Inbound peer connections still in their handshake (each may buffer one frame).
+    max_pending_handshakes: int = 4
     # Peer messages queued for the replica task before new ones are dropped.
     inbound_queue_max: int = 100_000
     # Transactions held in the mempool (waiting or proposed, not yet executed).
@@ -84,12 +87,15 @@ class NodeLimits:
     # A released transaction not executed in this long is sent again, to every
     # validator (PBFT's client retransmission), so a silent primary is deposed.
     resubmit_after_ms: int = 1_000
+    max_resubmit_per_turn: int = 1_024
     # Seconds a client is told to wait when the mempool is full (Retry-After).
     retry_after_s: int = 1
     # Receipts of transactions dropped before execution, kept for status queries.
     dropped_receipts_kept: int = 100_000
-    # Frames queued for one peer before the oldest is dropped (consensus re-sends).
+    # Frames and bytes queued for one peer before the oldest are dropped
+    # (consensus re-sends what matters).
     peer_queue_max_frames: int = 10_000
+    peer_queue_max_bytes: int = 64 * 1_048_576
     # Reconnect back-off for peer links.
     peer_backoff_min_ms: int = 50
     peer_backoff_max_ms: int = 2_000

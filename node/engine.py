@@ -115,6 +115,7 @@ class Engine:
         metrics: NodeMetrics,
         send: Callable[[int, bytes], None],
         broadcast: Callable[[bytes], None],
+        backlog_bytes: Callable[[int], int],
     ) -> None:
         self.config = config
         self.limits = config.limits
@@ -125,6 +126,7 @@ class Engine:
         self.metrics = metrics
         self._send = send
         self._broadcast = broadcast
+        self._backlog_bytes = backlog_bytes
         self.mempool = Mempool(config.limits, self.committed_nonce)
         self._events: deque[Event] = deque()
         self._peer_events = 0
@@ -155,6 +157,7 @@ class Engine:
         """Admit a checked transaction to the mempool (raises mempool.Refused)."""
         held = self.mempool.admit(entry)
         if held is entry:
+            self._dropped.pop(entry.tx_id, None)
             self.tx_cache.put(entry.tx_id, entry.tx)
             self._release(entry.tx.sender)
             self.metrics.mempool_size.set(len(self.mempool))
@@ -357,10 +360,23 @@ class Engine:
             subscriber.offer(frame)
 
     def _serve_blocks(self, to: int, low: int, high: int) -> None:
+        """Answer a state request with as many blocks as fit in half a frame.
+
+        A peer whose earlier answers still wait in its send queue is not sent
+        more: it will ask again, and a peer asking in a loop cannot make this
+        node queue block after block in memory.
+        """
+        if self._backlog_bytes(to) > self.limits.max_frame_bytes:
+            self.metrics.peer_frames.labels("out", "state_request_deferred").inc()
+            return
+        budget_bytes = self.limits.max_frame_bytes // 2
         blocks: list[CertifiedBatch] = []
         for height in range(low, high + 1):
             stored = self.store.block(height)
             if stored is None:
+                break
+            budget_bytes -= sum(len(request.payload) for request in stored.block.requests)
+            if blocks and budget_bytes < 0:
                 break
             blocks.append(CertifiedBatch(batch_of(stored.block), stored.block.certificate))
         if blocks:

@@ -184,15 +184,23 @@ class Mempool:
         return dropped
 
     def due_for_resubmit(self, now_ms: int) -> list[PoolEntry]:
-        """Released transactions the replica has held too long: offer them again."""
-        due: list[PoolEntry] = []
-        for entry in self._entries.values():
-            if (
-                entry.released_ms is not None
-                and now_ms - entry.released_ms >= self._limits.resubmit_after_ms
-            ):
-                entry.released_ms = now_ms
-                due.append(entry)
+        """Released transactions the replica has held too long: offer them again.
+
+        Each sender's come out in nonce order (a new primary proposes in the
+        order it hears them), and at most ``max_resubmit_per_turn`` at a time, so a
+        stalled network is not flooded with retransmissions that crowd out the
+        view change that would unstall it.
+        """
+        due = [
+            entry
+            for entry in self._entries.values()
+            if entry.released_ms is not None
+            and now_ms - entry.released_ms >= self._limits.resubmit_after_ms
+        ]
+        due.sort(key=lambda entry: (entry.tx.sender, entry.tx.nonce))
+        due = due[: self._limits.max_resubmit_per_turn]
+        for entry in due:
+            entry.released_ms = now_ms
         return due
 
     def _remove(self, entry: PoolEntry) -> None:

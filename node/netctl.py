@@ -141,8 +141,10 @@ def load_network(directory: Path) -> Network:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise NetError(f"{root} is not a network directory (no {NETWORK_FILE}); "
-                       f"create one with: provenet net init {directory} --validators 4") from None
+        raise NetError(
+            f"{root} is not a network directory (no {NETWORK_FILE}); "
+            f"create one with: provenet net init {directory} --validators 4"
+        ) from None
     except (OSError, json.JSONDecodeError) as exc:
         raise NetError(f"cannot read {path}: {exc}") from None
     try:
@@ -436,8 +438,10 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def _failure_report(network: Network, failed: list[str], timeout_s: float) -> str:
-    parts = [f"{len(failed)} of {len(network.nodes)} nodes did not become healthy "
-             f"(waited up to {timeout_s:g} s): {', '.join(failed)}"]
+    parts = [
+        f"{len(failed)} of {len(network.nodes)} nodes did not become healthy "
+        f"(waited up to {timeout_s:g} s): {', '.join(failed)}"
+    ]
     for name in failed:
         entry = network.node(name)
         state = "running" if running_pid(entry) is not None else "exited"
@@ -467,16 +471,18 @@ def format_endpoints(directory: Path, endpoints: Sequence[dict[str, Any]]) -> st
     )
     first = endpoints[0]["api_url"] if endpoints else "URL"
     curl = f"curl --cacert {network.ca_file} " if network.ca_file else "curl "
-    return "\n".join([
-        f"network {network.chain_id}: {len(endpoints)} nodes up",
-        table,
-        "",
-        f"  status:   provenet net status {directory}",
-        f"  api:      {curl}{first}/v1/status",
-        f"  txs:      provenet tx ... --net {directory}    (org keys in {network.root / 'orgs'})",
-        f"  logs:     {network.root / 'nodes'}/<name>/{LOG_NAME}",
-        f"  stop:     provenet net down {directory}",
-    ])
+    return "\n".join(
+        [
+            f"network {network.chain_id}: {len(endpoints)} nodes up",
+            table,
+            "",
+            f"  status:   provenet net status {directory}",
+            f"  api:      {curl}{first}/v1/status",
+            f"  txs:      provenet tx ... --net {directory}    (org keys in {network.root / 'orgs'})",
+            f"  logs:     {network.root / 'nodes'}/<name>/{LOG_NAME}",
+            f"  stop:     provenet net down {directory}",
+        ]
+    )
 
 
 def format_status(rows: Sequence[dict[str, Any]]) -> str:

@@ -209,7 +209,9 @@ def _make_genesis(
         )
         for spec in ORGS.values()
     )
-    genesis = Genesis(chain_id=chain_id, organisations=organisations, kp_participants=KP_PARTICIPANTS)
+    genesis = Genesis(
+        chain_id=chain_id, organisations=organisations, kp_participants=KP_PARTICIPANTS
+    )
     try:
         genesis_state(genesis)  # the contracts' own validation, so a bad genesis never lands
     except ValueError as exc:

@@ -85,24 +85,33 @@ class PeerIdentity:
 
 
 class _Outbound:
-    """One peer's bounded send queue and the task that keeps its link up."""
+    """One peer's send queue, bounded in frames and bytes, and its link state."""
 
     def __init__(self, peer: PeerEntry, limits: NodeLimits) -> None:
         self.peer = peer
         self.queue: deque[bytes] = deque()
+        self.queued_bytes = 0
         self.max_frames = max(1, limits.peer_queue_max_frames)
+        self.max_bytes = max(1, limits.peer_queue_max_bytes)
         self.ready = asyncio.Event()
         self.connected = False
         self.dropped = 0
 
     def push(self, frame: bytes) -> bool:
-        full = len(self.queue) >= self.max_frames
-        if full:
-            self.queue.popleft()
+        """Queue ``frame``; False when older frames had to go to make room."""
+        dropped_before = self.dropped
+        while self.queue and (
+            len(self.queue) >= self.max_frames or self.queued_bytes + len(frame) > self.max_bytes
+        ):
+            self.queued_bytes -= len(self.queue.popleft())
             self.dropped += 1
         self.queue.append(frame)
+        self.queued_bytes += len(frame)
         self.ready.set()
-        return not full
+        return self.dropped == dropped_before
+
+    def sent_one(self) -> None:
+        self.queued_bytes -= len(self.queue.popleft())
 
 
 class PeerLinks:
@@ -124,7 +133,12 @@ class PeerLinks:
         self.metrics = metrics
         self._client_ssl = client_ssl
         self._tls_required = tls_required
-        self._wire_limits = WireLimits()
+        self._wire_limits = WireLimits(
+            codec=Limits(
+                max_size_bytes=limits.max_frame_bytes, max_bytes_len=limits.max_frame_bytes
+            )
+        )
+        self._pending_handshakes = 0
         self._outbound = {peer.replica_id: _Outbound(peer, limits) for peer in peers}
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
@@ -136,8 +150,17 @@ class PeerLinks:
         link = self._outbound.get(to)
         if link is None:
             return
+        if len(frame) > self.limits.max_frame_bytes:
+            # The peer would close the link on it; consensus recovers the content.
+            self.metrics.peer_frames.labels("out", "too_large").inc()
+            return
         if not link.push(frame):
             self.metrics.peer_frames.labels("out", "queue_full").inc()
+
+    def backlog_bytes(self, to: int) -> int:
+        """Bytes waiting to go to peer ``to`` (state transfer waits while it is large)."""
+        link = self._outbound.get(to)
+        return 0 if link is None else link.queued_bytes
 
     def broadcast(self, frame: bytes) -> None:
         for peer_id in self._outbound:
@@ -207,7 +230,7 @@ class PeerLinks:
         while not ws.closed and not reader.done():
             while link.queue:
                 await ws.send_bytes(link.queue[0])
-                link.queue.popleft()
+                link.sent_one()
                 self.metrics.peer_frames.labels("out", "sent").inc()
             link.ready.clear()
             if link.queue:
@@ -239,15 +262,23 @@ class PeerLinks:
     # ------------------------------------------------------------ receiving
 
     async def handle_inbound(self, request: web.Request) -> web.StreamResponse:
+        # Until the handshake is done the caller is a stranger who can make us
+        # buffer one frame each: so few strangers are let in at once.
+        if self._pending_handshakes >= self.limits.max_pending_handshakes:
+            self.metrics.peer_rejected.labels("too_many_handshakes").inc()
+            raise web.HTTPServiceUnavailable(reason="too many pending peer handshakes")
         ws = web.WebSocketResponse(max_msg_size=self.limits.max_frame_bytes, heartbeat=5.0)
-        await ws.prepare(request)
+        self._pending_handshakes += 1
         try:
+            await ws.prepare(request)
             peer_id = await self._accept_handshake(ws, request)
         except HandshakeError as exc:
             self.metrics.peer_rejected.labels(str(exc)).inc()
             log.info("refused peer link from %s: %s", request.remote, exc)
             await ws.close(code=CLOSE_POLICY, message=str(exc).encode()[:120])
             return ws
+        finally:
+            self._pending_handshakes -= 1
         await self._receive_frames(ws, peer_id)
         return ws
 
@@ -301,6 +332,10 @@ class PeerLinks:
 
     async def _receive_frames(self, ws: web.WebSocketResponse, peer_id: int) -> None:
         async for frame in ws:
+            if frame.type == aiohttp.WSMsgType.ERROR:
+                self.metrics.peer_rejected.labels("frame_error").inc()
+                log.info("link from validator %d failed: %s", peer_id, ws.exception())
+                return
             if frame.type != aiohttp.WSMsgType.BINARY:
                 self.metrics.peer_rejected.labels("not_binary").inc()
                 await ws.close(code=CLOSE_UNSUPPORTED, message=b"binary frames only")

@@ -25,7 +25,7 @@ is durable anyway.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,8 +92,11 @@ class Store:
 
     # ------------------------------------------------------------ meta
 
-    def check_chain(self, chain_id: str, genesis_root: bytes) -> bool:
-        """Bind the database to one chain; True when it was new."""
+    def bind_chain(
+        self, chain_id: str, genesis_root: bytes, genesis_items: list[tuple[bytes, bytes]]
+    ) -> None:
+        """Bind a new database to one chain and write its genesis state, in one
+        transaction; refuse a database that belongs to another chain."""
         stored = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         if not stored:
             with self._transaction():
@@ -105,7 +108,8 @@ class Store:
                         ("schema", str(SCHEMA_VERSION).encode()),
                     ],
                 )
-            return True
+                self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", genesis_items)
+            return
         if (
             stored.get("chain_id") != chain_id.encode()
             or stored.get("genesis_root") != genesis_root
@@ -113,7 +117,6 @@ class Store:
             raise StorageError("the data directory holds another chain; refusing to start")
         if stored.get("schema") != str(SCHEMA_VERSION).encode():
             raise StorageError(f"the data directory has schema {stored.get('schema')!r}")
-        return False
 
     # ------------------------------------------------------------ records
 
@@ -134,10 +137,6 @@ class Store:
 
     def load_state(self) -> Iterator[tuple[bytes, bytes]]:
         yield from self._db.execute("SELECT key, value FROM state")
-
-    def write_genesis_state(self, items: Iterable[tuple[bytes, bytes]]) -> None:
-        with self._transaction():
-            self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", items)
 
     # ------------------------------------------------------------ blocks
 

@@ -101,7 +101,9 @@ def issue_node_cert(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_leaf_key_usage(), critical=True)
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
             critical=False,
         )
         .add_extension(x509.SubjectAlternativeName(_san_entries(name, hosts)), critical=False)
@@ -167,9 +169,7 @@ def peer_common_name(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | 
     der = ssl_object.getpeercert(binary_form=True)
     if not der:
         return None
-    names = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(
-        NameOID.COMMON_NAME
-    )
+    names = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not names:
         return None
     value = names[0].value

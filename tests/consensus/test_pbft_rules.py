@@ -372,6 +372,23 @@ def test_primary_proposes_once_max_batch_size_requests_are_waiting() -> None:
     assert primary.request(rs[3]) == []  # the next batch is not full yet
 
 
+def test_a_batch_stops_at_max_batch_bytes_but_always_holds_one_request() -> None:
+    size = len(request(0).payload)
+    primary = node(
+        0, make_config(0, max_batch_size=3, max_batch_bytes=2 * size, batch_timeout_ms=5)
+    )
+    rs = [request(i) for i in range(3)]
+    for r in rs[:2]:
+        assert primary.request(r) == []
+    proposals = broadcasts(primary.request(rs[2]), PrePrepare)
+    # The count bound filled, the byte bound cut the batch after two requests.
+    assert [p.batch.requests for p in proposals] == [tuple(rs[:2])]
+
+    oversized = node(0, make_config(0, max_batch_size=1, max_batch_bytes=1))
+    proposals = broadcasts(oversized.request(rs[0]), PrePrepare)
+    assert [p.batch.requests for p in proposals] == [(rs[0],)]
+
+
 def test_primary_proposes_once_the_oldest_request_has_waited_batch_timeout() -> None:
     primary = node(0, make_config(0, max_batch_size=64, batch_timeout_ms=5))
     first, second = request(1), request(2)

@@ -153,3 +153,19 @@ def test_pending_next_nonce_counts_held_transactions() -> None:
     mempool.admit(entry(tx(4)))
     mempool.admit(entry(tx(5)))
     assert mempool.pending_next_nonce(alice) == 6
+
+
+def test_retransmissions_keep_each_senders_nonce_order_and_are_capped() -> None:
+    mempool, _ = pool(resubmit_after_ms=10, max_resubmit_per_turn=3)
+    for nonce in (3, 1, 0, 2):
+        mempool.admit(entry(tx(nonce)))
+    mempool.admit(entry(tx(0, who="bob")))
+    mempool.release(signer("alice").public_key, 0)
+    mempool.release(signer("bob").public_key, 0)
+    due = mempool.due_for_resubmit(10)
+    assert len(due) == 3
+    alice = [e.tx.nonce for e in due if e.tx.sender == signer("alice").public_key]
+    assert alice == sorted(alice)
+    # The rest come next time, still in order.
+    later = mempool.due_for_resubmit(11)
+    assert len(due) + len(later) == 5
