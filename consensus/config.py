@@ -24,6 +24,10 @@ class ReplicaConfig:
     batch_timeout_ms: int = 5
     # A request not committed this long after a backup saw it starts a view change.
     request_timeout_ms: int = 2_000
+    # ...counting from the last time a request it waited for executed, so a
+    # backlog does not depose a primary that works through it; but a request
+    # waiting this long deposes the primary even while others execute.
+    max_request_wait_ms: int = 30_000
     # A view change not completed in this long moves to the next view, with
     # the timeout doubled each consecutive time, up to the maximum.
     view_change_timeout_ms: int = 2_000
@@ -57,6 +61,7 @@ class ReplicaConfig:
         for name in (
             "batch_timeout_ms",
             "request_timeout_ms",
+            "max_request_wait_ms",
             "view_change_timeout_ms",
             "state_transfer_timeout_ms",
             "status_interval_ms",

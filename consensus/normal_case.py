@@ -305,7 +305,8 @@ class NormalCase(ReplicaBase):
     def _forget_delivered(self, height: int, batch: Batch) -> None:
         digests = tuple(request.digest for request in batch.requests)
         for request_digest in digests:
-            self.waiting.pop(request_digest, None)
+            if self.waiting.pop(request_digest, None) is not None:
+                self.progress_ms = self.now_ms
             self.unproposed.pop(request_digest, None)
             self.in_flight.pop(request_digest, None)
             self._recent_digests[request_digest] = height

@@ -179,7 +179,11 @@ class Replica(NormalCase, Checkpointing, ViewChanging, Restoring):
         now = self.now_ms
         if self.active and not self.is_primary and self.waiting:
             _, oldest_ms = next(iter(self.waiting.values()))
-            if now - oldest_ms >= self.config.request_timeout_ms:
+            stalled = now - max(oldest_ms, self.progress_ms) >= self.config.request_timeout_ms
+            # A primary that executes others' requests but never this one is
+            # censoring it: progress elsewhere does not save it forever.
+            starved = now - oldest_ms >= self.config.max_request_wait_ms
+            if stalled or starved:
                 self.dropped["request_timeout"] += 1
                 self._start_view_change(self.view + 1, effects)
         elif (

@@ -110,6 +110,10 @@ class ReplicaBase:
         # oldest first), those not yet in any pre-prepare of this view, and
         # those in flight (digest -> height in this view's log).
         self.waiting: dict[bytes, tuple[Request, int]] = {}
+        # When a request this replica waited for last executed: the request
+        # timer measures time without progress (PBFT 4.5.2), not the age of a
+        # backlog the primary is working through.
+        self.progress_ms = 0
         self.unproposed: dict[bytes, Request] = {}
         self.in_flight: dict[bytes, int] = {}
         # State transfer and peer heights.

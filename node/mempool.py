@@ -186,19 +186,27 @@ class Mempool:
     def due_for_resubmit(self, now_ms: int) -> list[PoolEntry]:
         """Released transactions the replica has held too long: offer them again.
 
-        Each sender's come out in nonce order (a new primary proposes in the
-        order it hears them), and at most ``max_resubmit_per_turn`` at a time, so a
-        stalled network is not flooded with retransmissions that crowd out the
-        view change that would unstall it.
+        Only each sender's oldest released transaction is offered (its later
+        ones cannot execute before it, and go when it has), at most
+        ``max_resubmit_per_turn`` of them, so a stalled or overloaded network
+        is not flooded with retransmissions that crowd out the view change
+        that would unstall it.
         """
-        due = [
-            entry
-            for entry in self._entries.values()
-            if entry.released_ms is not None
-            and now_ms - entry.released_ms >= self._limits.resubmit_after_ms
-        ]
-        due.sort(key=lambda entry: (entry.tx.sender, entry.tx.nonce))
-        due = due[: self._limits.max_resubmit_per_turn]
+        due: list[PoolEntry] = []
+        for queue in self._senders.values():
+            head = min(
+                (e for e in queue.by_nonce.values() if e.released_ms is not None),
+                key=lambda entry: entry.tx.nonce,
+                default=None,
+            )
+            if (
+                head is not None
+                and head.released_ms is not None
+                and now_ms - head.released_ms >= self._limits.resubmit_after_ms
+            ):
+                due.append(head)
+                if len(due) >= self._limits.max_resubmit_per_turn:
+                    break
         for entry in due:
             entry.released_ms = now_ms
         return due

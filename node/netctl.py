@@ -221,10 +221,14 @@ def _is_node_process(pid: int, entry: NodeEntry) -> bool:
     if not _alive(pid):
         return False
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True
-    return str(entry.config).encode() in argv
+    if not raw:
+        # A child between fork and exec (Popen uses vfork) has no command line
+        # yet: it cannot be told apart, so it counts as this node.
+        return True
+    return str(entry.config).encode() in raw.split(b"\0")
 
 
 def start_node(entry: NodeEntry) -> int:

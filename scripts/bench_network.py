@@ -80,7 +80,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aiohttp
 
 from consensus import ed25519
-from consensus.codec import decode, digest
+from consensus.codec import decode, digest, encode
 from contracts.tx import encode_tx
 from node import netctl
 from node.keys import load_identity
@@ -188,6 +188,9 @@ def cpu_delta(before: CpuSample, after: CpuSample) -> dict[str, Any]:
         "cpu_s_bench_parent": round(after.me - before.me, 2),
         "machine_busy_fraction": round(busy / total, 3) if total else None,
         "machine_busy_cores": round(busy / total * (os.cpu_count() or 1), 2) if total else None,
+        "machine_busy_core_s": round(busy / total * (os.cpu_count() or 1) * wall, 2)
+        if total
+        else None,
     }
 
 
@@ -325,8 +328,6 @@ async def _batch_client(
     job: ClientJob, session: aiohttp.ClientSession, state: ClientState
 ) -> dict[str, Any]:
     """Send the lane in batches, at most ``window`` transactions in flight."""
-    from consensus.codec import encode
-
     url = f"{job.api_url}/v1/txs/batch"
     envelopes = job.envelopes
     total = len(envelopes)
@@ -404,7 +405,14 @@ async def _batch_client(
 async def _paced_client(
     job: ClientJob, session: aiohttp.ClientSession, state: ClientState
 ) -> dict[str, Any]:
-    """One ``POST /v1/txs`` per transaction at ``rate`` per second, not waiting for commits."""
+    """One ``POST /v1/txs`` per transaction at ``rate`` per second, not waiting for commits.
+
+    The POSTs go one after another on one connection: the mixed workload's
+    transactions depend on other senders' earlier ones, so they must reach
+    the node in order (concurrent POSTs on several connections can overtake
+    each other).  A POST slower than the interval delays the next one; the
+    rate actually offered is reported.
+    """
     url = f"{job.api_url}/v1/txs"
     total = len(job.envelopes)
     submitted_at: list[float | None] = [None] * total
@@ -424,15 +432,14 @@ async def _paced_client(
             failed[index] = "dropped"
 
     start = time.monotonic()
-    tasks = []
     for index in range(total):
         if state.stop:
             break
         delay = start + index / job.rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(submit(index)))
-    await asyncio.gather(*tasks)
+        await submit(index)
+    offered_s = time.monotonic() - start
     return {
         "index": job.index,
         "submitted_at": submitted_at,
@@ -440,7 +447,8 @@ async def _paced_client(
         "stats": dict(stats),
         "post_ms": percentiles(post_ms),
         "posts": len(post_ms),
-        "offered_s": round(time.monotonic() - start, 3),
+        "offered_s": round(offered_s, 3),
+        "offered_tx_per_s_actual": round(total / offered_s, 1) if offered_s > 0 else None,
     }
 
 
@@ -615,7 +623,7 @@ async def run_phase(
                 phase.timed_out = True
                 log(f"{phase.name}: stopping after {max_s:g} s ({count}/{expected} committed)")
                 break
-            if clients_done and now - last_change > stall_s:
+            if now - last_change > stall_s:
                 phase.timed_out = True
                 log(f"{phase.name}: no commit for {stall_s:g} s ({count}/{expected} committed)")
                 break
@@ -710,6 +718,13 @@ def summarise(phase: Phase, tracker: Tracker, cpu: dict[str, Any]) -> dict[str, 
         summary["blocks_per_s"] = round((len(blocks) - 1) / span, 1) if span > 0 else None
     summary["cpu"] = cpu
     summary["cpu"]["cpu_s_clients"] = round(client_cpu, 2)
+    if cpu.get("machine_busy_core_s") is not None:
+        # Busy CPU not charged to the nodes or the bench's processes: kernel threads
+        # working for them (disk journal, network softirqs) and any other program.
+        ours = cpu["cpu_s_all_nodes"] + cpu["cpu_s_bench_parent"] + client_cpu
+        summary["cpu"]["cpu_s_outside_bench_processes"] = round(
+            max(0.0, cpu["machine_busy_core_s"] - ours), 2
+        )
     if committed and cpu.get("cpu_s_all_nodes"):
         summary["cpu"]["node_cpu_ms_per_committed_tx"] = round(
             cpu["cpu_s_all_nodes"] / committed * 1000, 3
@@ -961,6 +976,9 @@ async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) ->
                     "submit": "one POST /v1/txs per transaction, msgpack, no wait",
                     "client_node": node.name,
                     "offered_s": (phase.results.get(0) or {}).get("offered_s"),
+                    "offered_tx_per_s_actual": (phase.results.get(0) or {}).get(
+                        "offered_tx_per_s_actual"
+                    ),
                     **summary,
                 }
                 log(f"latency: p50 {summary['latency_ms']['p50']} ms, "
@@ -1018,7 +1036,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-run-s", type=float, default=90.0,
                         help="stop the throughput run after this long")
     parser.add_argument("--stall-s", type=float, default=10.0,
-                        help="give up when nothing commits for this long after sending ends")
+                        help="end a run when nothing of it commits for this long")
     parser.add_argument("--verify-count", type=int, default=5000,
                         help="signatures per Ed25519 verify-rate measurement")
     args = parser.parse_args(argv)
@@ -1041,6 +1059,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "platform": sys.platform,
         },
     }
+    busy_before = machine_cpu()
+    time.sleep(1.0)
+    busy_after = machine_cpu()
+    total = busy_after[1] - busy_before[1]
+    report["host"]["busy_cores_before_start"] = (
+        round((busy_after[0] - busy_before[0]) / total * (os.cpu_count() or 1), 2) if total else None
+    )
+    if (report["host"]["busy_cores_before_start"] or 0) > 0.25:
+        log(f"warning: the host is already busy ({report['host']['busy_cores_before_start']} "
+            "cores) before the benchmark starts; results will be lower and noisier")
     log(f"measuring Ed25519 verify rate ({ed25519.BACKEND})")
     report["ed25519"] = verify_ceiling(args.validators, args.verify_count)
     if args.work_dir is not None:
@@ -1106,6 +1134,18 @@ def finish(report: dict[str, Any]) -> None:
         "throughput_target_met": bool(throughput and throughput >= TARGET_TX_PER_S),
         "latency_target_met": bool(latency is not None and latency < TARGET_P50_MS),
     }
+    contended = []
+    for name in ("throughput", "latency"):
+        cpu = (report.get(name) or {}).get("cpu") or {}
+        outside, busy = cpu.get("cpu_s_outside_bench_processes"), cpu.get("machine_busy_core_s")
+        if outside is not None and busy and outside > 0.2 * busy:
+            contended.append(f"{name}: {outside} of {busy} busy core-seconds")
+    if contended:
+        report["summary"]["warning"] = (
+            "CPU outside the nodes and the bench's processes (other programs, or kernel "
+            "threads) was large, so the numbers are low and noisy; run on an idle host: "
+            + "; ".join(contended)
+        )
 
 
 if __name__ == "__main__":

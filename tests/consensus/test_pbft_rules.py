@@ -770,6 +770,34 @@ def test_a_request_committed_within_request_timeout_starts_no_view_change() -> N
     assert (backup.replica.view, backup.replica.active) == (0, True)
 
 
+def test_a_backlog_the_primary_is_working_through_starts_no_view_change() -> None:
+    backup = node(1, make_config(1, request_timeout_ms=2_000, max_request_wait_ms=30_000))
+    first, second = request(1), request(2)
+    backup.request(first)
+    backup.request(second)
+    backup.tick(T0 + 1_500)
+    drive_committed(backup, 0, batch(1, first))  # progress at T0 + 1,500
+
+    # The second request is 3 s old, but the timer restarted when the first executed.
+    assert sent(without_status(backup.tick(T0 + 3_000)), ViewChange) == []
+    changes = sent(without_status(backup.tick(T0 + 3_500)), ViewChange)
+    assert {change.new_view for change in changes} == {1}
+
+
+def test_a_request_left_waiting_while_others_execute_deposes_the_primary_eventually() -> None:
+    backup = node(1, make_config(1, request_timeout_ms=2_000, max_request_wait_ms=5_000))
+    starved = request(99)
+    backup.request(starved)
+    for height in range(1, 5):
+        other = request(height)
+        backup.request(other)
+        backup.tick(T0 + height * 1_000)
+        drive_committed(backup, 0, batch(height, other))
+    assert backup.replica.view == 0
+    changes = sent(without_status(backup.tick(T0 + 5_000)), ViewChange)
+    assert {change.new_view for change in changes} == {1}
+
+
 # ====================================================================== view change
 
 

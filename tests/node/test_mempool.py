@@ -155,17 +155,19 @@ def test_pending_next_nonce_counts_held_transactions() -> None:
     assert mempool.pending_next_nonce(alice) == 6
 
 
-def test_retransmissions_keep_each_senders_nonce_order_and_are_capped() -> None:
-    mempool, _ = pool(resubmit_after_ms=10, max_resubmit_per_turn=3)
-    for nonce in (3, 1, 0, 2):
-        mempool.admit(entry(tx(nonce)))
-    mempool.admit(entry(tx(0, who="bob")))
-    mempool.release(signer("alice").public_key, 0)
-    mempool.release(signer("bob").public_key, 0)
+def test_only_each_senders_oldest_transaction_is_retransmitted_and_turns_are_capped() -> None:
+    mempool, nonces = pool(resubmit_after_ms=10, max_resubmit_per_turn=2)
+    for who in ("alice", "bob", "carol"):
+        for nonce in (1, 0, 2):
+            mempool.admit(entry(tx(nonce, who=who)))
+        mempool.release(signer(who).public_key, 0)
     due = mempool.due_for_resubmit(10)
-    assert len(due) == 3
-    alice = [e.tx.nonce for e in due if e.tx.sender == signer("alice").public_key]
-    assert alice == sorted(alice)
-    # The rest come next time, still in order.
+    assert [e.tx.nonce for e in due] == [0, 0]
     later = mempool.due_for_resubmit(11)
-    assert len(due) + len(later) == 5
+    assert [e.tx.nonce for e in later] == [0]
+    # Once a sender's head executes, its next transaction becomes the head.
+    alice = signer("alice").public_key
+    nonces.committed[alice] = 1
+    mempool.on_executed((tx_id(tx(0, who="alice")),), frozenset({alice}))
+    heads = {(e.tx.sender, e.tx.nonce) for e in mempool.due_for_resubmit(30)}
+    assert (alice, 1) in heads
