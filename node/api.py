@@ -15,6 +15,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import WSCloseCode, web
@@ -25,9 +26,17 @@ from contracts.orgs import KeyRecord, key_key
 from contracts.queries import query
 from contracts.records import load
 from contracts.tx import Transaction, decode_tx, encode_tx
-from node.engine import Engine, Subscriber, now_ms
+from node import audit
+from node.chain import ChainHost, Subscriber, now_ms
 from node.mempool import PoolEntry, Refused
-from node.views import block_view, event_view, proof_view, receipt_view, to_json
+from node.views import (
+    block_view,
+    event_view,
+    full_block_view,
+    proof_view,
+    receipt_view,
+    to_json,
+)
 
 log = logging.getLogger("provenet.api")
 
@@ -169,7 +178,7 @@ def payload_from_json(document: object) -> bytes:
     return encode_tx(tx)
 
 
-def decode_payload(payload: bytes, engine: Engine) -> Transaction:
+def decode_payload(payload: bytes, engine: ChainHost) -> Transaction:
     limits = engine.ledger.contract_limits
     if len(payload) > limits.max_tx_bytes:
         raise ApiError(
@@ -191,13 +200,14 @@ class ClientApi:
     """The handlers; ``read_only`` is for observer nodes (issue 5), which refuse writes."""
 
     def __init__(
-        self, engine: Engine, status: Callable[[], dict[str, object]], read_only: bool = False
+        self, engine: ChainHost, status: Callable[[], dict[str, object]], read_only: bool = False
     ) -> None:
         self.engine = engine
         self.store = engine.store
         self.limits = engine.limits
         self._status = status
         self.read_only = read_only
+        self._audit = audit.AuditLimits()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -207,6 +217,7 @@ class ClientApi:
             web.get("/v1/blocks/latest", self.latest_block),
             web.get("/v1/blocks/{height}", self.get_block),
             web.get("/v1/blocks", self.block_range),
+            web.get("/v1/chain", self.chain_page),
             web.post("/v1/query", self.post_query),
             web.get("/v1/trace/{asset_id}", self.named_query("diamonds", "trace", "asset_id")),
             web.get(
@@ -215,6 +226,9 @@ class ClientApi:
             web.get(
                 "/v1/recall_impact/{lot_id}", self.named_query("food", "recall_impact", "lot_id")
             ),
+            web.get("/v1/audit/noncompliant", self.audit_noncompliant),
+            web.get("/v1/audit/sanctions", self.audit_sanctions),
+            web.get("/v1/audit/activity", self.audit_activity),
             web.get("/v1/nonce/{sender}", self.get_nonce),
             web.get("/v1/events", self.events),
             web.get("/v1/status", self.get_status),
@@ -410,6 +424,26 @@ class ClientApi:
             blocks.append(block_view(stored))
         return respond(request, {"blocks": blocks})
 
+    async def chain_page(self, request: web.Request) -> web.Response:
+        """Full blocks (header, certificate, payloads) for observers, in msgpack."""
+        start = max(1, _query_int(request, "from", 1))
+        limit = min(
+            _query_int(request, "limit", self.limits.max_blocks_per_page),
+            self.limits.max_blocks_per_page,
+        )
+        budget_bytes = self.limits.chain_page_bytes
+        blocks: list[dict[str, object]] = []
+        for height in range(start, start + limit):
+            stored = self.store.block(height)
+            if stored is None:
+                break
+            budget_bytes -= sum(len(r.payload) for r in stored.block.requests)
+            if blocks and budget_bytes < 0:
+                break
+            blocks.append(full_block_view(stored))
+        page = {"height": self.store.height(), "blocks": blocks}
+        return web.Response(body=encode(page), content_type=MSGPACK)
+
     async def post_query(self, request: web.Request) -> web.Response:
         document = parse_json(await request.read())
         if not isinstance(document, dict):
@@ -500,6 +534,29 @@ class ClientApi:
                 return height
             await ws.send_str(json.dumps(to_json(event_view(stored))))
         return max(low, high + 1)
+
+    async def audit_noncompliant(self, request: web.Request) -> web.Response:
+        limit = _query_int(request, "limit", self._audit.max_results)
+        limits = replace(self._audit, max_results=min(limit, self._audit.max_results))
+        return respond(request, {"result": audit.noncompliant(self.engine.ledger.state, limits)})
+
+    async def audit_sanctions(self, request: web.Request) -> web.Response:
+        result = audit.sanctions_and_revocations(self.engine.ledger.state, self._audit)
+        return respond(request, {"result": result})
+
+    async def audit_activity(self, request: web.Request) -> web.Response:
+        height = self.store.height()
+        last = _query_int(request, "to", height)
+        first = _query_int(request, "from", max(1, last - self._audit.max_blocks + 1))
+        result = audit.activity(
+            self.store,
+            self.engine.ledger.state,
+            self.engine.ledger.contract_limits,
+            first,
+            last,
+            self._audit,
+        )
+        return respond(request, {"result": result})
 
     async def get_nonce(self, request: web.Request) -> web.Response:
         sender = _path_hex(request, "sender")

@@ -24,18 +24,20 @@ from aiohttp import web
 
 from consensus.blocks import ChainTip
 from consensus.codec import CachingVerifier, ed25519_verify
-from consensus.messages import Message
+from consensus.events import Effect
 from consensus.replica import Replica
 from consensus.wire import record_from_wire
 from contracts.genesis import genesis_state
 from contracts.state import MemoryState
 from node.api import ClientApi, error_middleware
+from node.chain import now_ms
 from node.config import ConfigError, NetworkGenesis, NodeConfig, load_genesis, load_node_config
-from node.engine import Engine, now_ms
+from node.engine import Engine
+from node.follower import Follower
 from node.keys import KeyFileError, load_identity
 from node.ledger import Ledger, TxCache
 from node.metrics import NodeMetrics
-from node.peers import PeerIdentity, PeerLinks
+from node.peers import CLOSE_POLICY, PeerIdentity, PeerLinks
 from node.storage import StorageError, Store
 
 log = logging.getLogger("provenet.node")
@@ -51,8 +53,8 @@ class RunningNode:
     config: NodeConfig
     network: NetworkGenesis
     store: Store
-    engine: Engine
-    peers: PeerLinks
+    engine: Engine | Follower
+    peers: PeerLinks | None
     runners: list[web.AppRunner]
     engine_task: asyncio.Task[None]
     lock: TextIO
@@ -63,11 +65,25 @@ class RunningNode:
             await asyncio.wait_for(asyncio.shield(self.engine_task), 5)
         except (TimeoutError, Exception):
             self.engine_task.cancel()
-        await self.peers.stop()
+        if self.peers is not None:
+            await self.peers.stop()
         for runner in self.runners:
             await runner.cleanup()
         self.store.close()
         self.lock.close()
+
+
+@dataclass
+class _Chain:
+    """The opened data directory: what both roles start from."""
+
+    network: NetworkGenesis
+    lock: TextIO
+    store: Store
+    tip: ChainTip
+    ledger: Ledger
+    tx_cache: TxCache
+    metrics: NodeMetrics
 
 
 def _tls_contexts(
@@ -116,15 +132,34 @@ def _open_state(store: Store, network: NetworkGenesis) -> tuple[MemoryState, Cha
     return state, ChainTip(tip.height, tip.block_hash, tip.time_ms, state.root())
 
 
-async def start_node(config: NodeConfig) -> RunningNode:
+def _open_chain(config: NodeConfig) -> _Chain:
     network = load_genesis(config.genesis_file)
     if network.chain_id != config.chain_id:
         raise ConfigError(
             f"genesis is for chain {network.chain_id!r}, config says {config.chain_id!r}"
         )
-    if config.role != "validator":
-        raise ConfigError("observer nodes are not available yet; run a validator")
-    validators = network.validator_set()
+    lock = _lock_data_dir(config.data_dir)
+    store = Store(config.data_dir / DATABASE_FILE)
+    state, tip = _open_state(store, network)
+    metrics = NodeMetrics()
+    metrics.height.set(tip.height)
+    tx_cache = TxCache(config.limits.verified_cache_entries)
+    ledger = Ledger(store, state, ed25519_verify, tx_cache, network.genesis.limits)
+    return _Chain(network, lock, store, tip, ledger, tx_cache, metrics)
+
+
+async def start_node(config: NodeConfig) -> RunningNode:
+    """Open the data directory and start the node's role, its task and listeners."""
+    if config.role == "observer":
+        return await _start_observer(config)
+    return await _start_validator(config)
+
+
+def _start_replica(
+    config: NodeConfig, chain: _Chain, peer_client_ssl: ssl.SSLContext | None
+) -> tuple[Engine, PeerLinks, list[Effect]]:
+    """Restore the replica from its records and wire it to the peer links."""
+    validators = chain.network.validator_set()
     replica_config = config.replica_config(validators)
     assert config.key_file is not None and config.replica_id is not None
     signer = load_identity(config.key_file).signer
@@ -132,83 +167,62 @@ async def start_node(config: NodeConfig) -> RunningNode:
         raise ConfigError(
             f"{config.key_file} is not validator {config.replica_id}'s key in the genesis"
         )
-
-    lock = _lock_data_dir(config.data_dir)
-    store = Store(config.data_dir / DATABASE_FILE)
-    state, tip = _open_state(store, network)
-    metrics = NodeMetrics()
-    tx_cache = TxCache(config.limits.verified_cache_entries)
-    ledger = Ledger(store, state, ed25519_verify, tx_cache, network.genesis.limits)
     message_verifier = CachingVerifier(ed25519_verify, 65_536)
-    api_ssl, peer_server_ssl, peer_client_ssl = _tls_contexts(config)
-
     engine_ref: list[Engine] = []
     links_ref: list[PeerLinks] = []
-    records = [record_from_wire(raw) for raw in store.load_records()]
+    records = [record_from_wire(raw) for raw in chain.store.load_records()]
     replica, initial_effects = Replica.restore(
         replica_config,
         signer,
         message_verifier,
         lambda payload: engine_ref[0].request_valid(payload),
-        tip,
+        chain.tip,
         records,
         now_ms(),
     )
     engine = Engine(
         config,
         replica,
-        store,
-        ledger,
-        tx_cache,
-        metrics,
+        chain.store,
+        chain.ledger,
+        chain.tx_cache,
+        chain.metrics,
         send=lambda to, frame: links_ref[0].send(to, frame),
         broadcast=lambda frame: links_ref[0].broadcast(frame),
         backlog_bytes=lambda to: links_ref[0].backlog_bytes(to),
     )
     engine_ref.append(engine)
     engine.load_records(records)
-    metrics.watch_replica(lambda: dict(replica.dropped))
-    metrics.height.set(tip.height)
-
-    def sink(sender: int, message: Message) -> bool:
-        return engine.on_peer_message(sender, message)
-
-    names = {entry.replica_id: entry.name for entry in network.validators}
+    chain.metrics.watch_replica(lambda: dict(replica.dropped))
+    names = {entry.replica_id: entry.name for entry in chain.network.validators}
     identity = PeerIdentity(config.chain_id, config.replica_id, signer, validators, names)
     peers = PeerLinks(
         identity,
         config.peers,
         config.limits,
         message_verifier,
-        sink,
-        metrics,
+        engine.on_peer_message,
+        chain.metrics,
         peer_client_ssl,
         tls_required=config.tls.enabled,
     )
     links_ref.append(peers)
+    return engine, peers, initial_effects
+
+
+async def _start_validator(config: NodeConfig) -> RunningNode:
+    chain = _open_chain(config)
+    api_ssl, peer_server_ssl, peer_client_ssl = _tls_contexts(config)
+    engine, peers, initial_effects = _start_replica(config, chain, peer_client_ssl)
 
     def status() -> dict[str, object]:
-        return node_status(config, network, engine, peers)
+        return node_status(config, chain.network, engine, peers)
 
     api = ClientApi(engine, status)
-    api_app = web.Application(
-        client_max_size=config.limits.max_body_bytes,
-        middlewares=[error_middleware(config.limits.retry_after_s)],
-    )
-    api_app.add_routes(api.routes())
     peer_app = web.Application(client_max_size=config.limits.max_frame_bytes)
     peer_app.add_routes([web.get("/peer", peers.handle_inbound)])
-
     engine_task = asyncio.create_task(engine.run(initial_effects), name="replica")
-    runners = []
-    for app, port, context in (
-        (peer_app, config.peer_port, peer_server_ssl),
-        (api_app, config.api_port, api_ssl),
-    ):
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-        await runner.setup()
-        await web.TCPSite(runner, config.listen_host, port, ssl_context=context).start()
-        runners.append(runner)
+    runners = await _listen(config, _api_app(config, api), peer_app, api_ssl, peer_server_ssl)
     await peers.start()
     log.info(
         "node %s (validator %d) listening: api %d, peers %d; height %d",
@@ -216,9 +230,117 @@ async def start_node(config: NodeConfig) -> RunningNode:
         config.replica_id,
         config.api_port,
         config.peer_port,
-        tip.height,
+        chain.tip.height,
     )
-    return RunningNode(config, network, store, engine, peers, runners, engine_task, lock)
+    return RunningNode(
+        config, chain.network, chain.store, engine, peers, runners, engine_task, chain.lock
+    )
+
+
+async def _start_observer(config: NodeConfig) -> RunningNode:
+    chain = _open_chain(config)
+    api_ssl, peer_server_ssl, peer_client_ssl = _tls_contexts(config)
+    client_ssl = peer_client_ssl
+    follower = Follower(
+        config,
+        chain.network.validator_set(),
+        chain.store,
+        chain.ledger,
+        chain.metrics,
+        chain.tip,
+        client_ssl,
+    )
+
+    def status() -> dict[str, object]:
+        return observer_status(config, chain.network, follower)
+
+    api = ClientApi(follower, status, read_only=True)
+    peer_app = web.Application(client_max_size=1024)
+    peer_app.add_routes([web.get("/peer", refuse_peer)])
+    task = asyncio.create_task(follower.run(), name="follower")
+    runners = await _listen(config, _api_app(config, api), peer_app, api_ssl, peer_server_ssl)
+    log.info(
+        "observer %s listening: api %d; following %d validators from height %d",
+        config.node_name,
+        config.api_port,
+        len(config.peers),
+        chain.tip.height,
+    )
+    return RunningNode(
+        config, chain.network, chain.store, follower, None, runners, task, chain.lock
+    )
+
+
+async def refuse_peer(request: web.Request) -> web.StreamResponse:
+    """An observer takes no consensus traffic: any peer link is closed at once."""
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    await ws.close(code=CLOSE_POLICY, message=b"read-only observer: no consensus traffic")
+    return ws
+
+
+def _api_app(config: NodeConfig, api: ClientApi) -> web.Application:
+    app = web.Application(
+        client_max_size=config.limits.max_body_bytes,
+        middlewares=[error_middleware(config.limits.retry_after_s)],
+    )
+    app.add_routes(api.routes())
+    return app
+
+
+async def _listen(
+    config: NodeConfig,
+    api_app: web.Application,
+    peer_app: web.Application,
+    api_ssl: ssl.SSLContext | None,
+    peer_ssl: ssl.SSLContext | None,
+) -> list[web.AppRunner]:
+    runners = []
+    for app, port, context in (
+        (peer_app, config.peer_port, peer_ssl),
+        (api_app, config.api_port, api_ssl),
+    ):
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        await runner.setup()
+        await web.TCPSite(runner, config.listen_host, port, ssl_context=context).start()
+        runners.append(runner)
+    return runners
+
+
+def _validator_set_view(config: NodeConfig, network: NetworkGenesis) -> dict[str, object]:
+    return {
+        "chain_id": config.chain_id,
+        "quorum": network.validator_set().quorum,
+        "validators": [
+            {
+                "replica_id": v.replica_id,
+                "name": v.name,
+                "org_id": v.org_id,
+                "public_key": v.public_key,
+            }
+            for v in network.validators
+        ],
+    }
+
+
+def observer_status(
+    config: NodeConfig, network: NetworkGenesis, follower: Follower
+) -> dict[str, object]:
+    height = follower.store.height()
+    return {
+        "chain_id": config.chain_id,
+        "node": config.node_name,
+        "org_id": config.org_id,
+        "role": config.role,
+        "replica_id": None,
+        "height": height,
+        "block_hash": follower.tip.block_hash,
+        "state_root": follower.ledger.state.root(),
+        "following": follower.following(),
+        "alerts": [alert.to_dict() for alert in follower.alerts],
+        "mempool": {"size": 0},
+        "validator_set": _validator_set_view(config, network),
+    }
 
 
 def node_status(
@@ -243,19 +365,7 @@ def node_status(
         "state_root": engine.ledger.state.root(),
         "peers": peers.status(),
         "mempool": {"size": len(engine.mempool)},
-        "validator_set": {
-            "chain_id": config.chain_id,
-            "quorum": validators.quorum,
-            "validators": [
-                {
-                    "replica_id": v.replica_id,
-                    "name": v.name,
-                    "org_id": v.org_id,
-                    "public_key": v.public_key,
-                }
-                for v in network.validators
-            ],
-        },
+        "validator_set": _validator_set_view(config, network),
     }
 
 
@@ -276,7 +386,7 @@ async def _serve(config: NodeConfig) -> int:
     stopper.cancel()
     await node.stop()
     if failed:
-        log.error("node stopped because its replica task failed: %r", node.engine.fatal)
+        log.error("node stopped because its chain task failed: %r", node.engine.fatal)
         return 1
     return 0
 

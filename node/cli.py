@@ -1,7 +1,7 @@
 """The `provenet` command.
 
     provenet sim [simulator options]
-    provenet net init DIR --validators N [--no-tls] [--base-port P] [--chain-id ID] [--force]
+    provenet net init DIR --validators N [--observers M] [--no-tls] [--base-port P] [--chain-id ID] [--force]
     provenet net up DIR [--timeout-s S]
     provenet net status DIR
     provenet net down DIR
@@ -104,6 +104,13 @@ def _add_net_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     init = sub.add_parser("init", help="write a network directory (keys, genesis, configs, CA)")
     init.add_argument("dir", type=Path, metavar="DIR")
     init.add_argument("--validators", type=int, required=True, metavar="N")
+    init.add_argument(
+        "--observers",
+        type=int,
+        default=0,
+        metavar="M",
+        help="read-only regulator nodes (default 0)",
+    )
     init.add_argument("--no-tls", dest="tls", action="store_false", help="plain http/ws, no CA")
     init.add_argument(
         "--base-port",
@@ -148,10 +155,15 @@ def _net_init(args: argparse.Namespace) -> int:
         chain_id=args.chain_id,
         host=args.host,
         force=args.force,
+        observers=args.observers,
     )
     network = load_network(path.parent)
     security = f"TLS, CA {network.ca_file}" if network.tls else "no TLS"
-    print(f"wrote network {network.chain_id} ({len(network.nodes)} validators, {security})")
+    validators = sum(1 for node in network.nodes if node.role == "validator")
+    observers = len(network.nodes) - validators
+    print(
+        f"wrote network {network.chain_id} ({validators} validators, {observers} observers, {security})"
+    )
     print(f"  in {network.root}")
     print(f"start it with: provenet net up {args.dir}")
     return 0

@@ -113,6 +113,11 @@ class NodeLimits:
     subscriber_queue_blocks: int = 1_024
     # Blocks one GET of a block range may return.
     max_blocks_per_page: int = 100
+    # Observers: blocks per fetch from a validator, and the pause when caught up.
+    follow_page_blocks: int = 64
+    follow_poll_interval_ms: int = 50
+    # Bytes of full blocks one GET /v1/chain returns (at least one block).
+    chain_page_bytes: int = 8 * 1_048_576
     # Verified-signature cache (so no transaction is verified twice on one node).
     verified_cache_entries: int = 262_144
 

@@ -32,10 +32,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from consensus.blocks import CommittedBlock, batch_of
 from consensus.codec import DecodeError, digest
@@ -59,15 +57,13 @@ from consensus.events import (
 from consensus.messages import CertifiedBatch, ForwardedRequest, Message, Request, StateResponse
 from consensus.replica import Replica
 from consensus.wire import message_to_wire, record_to_wire
-from contracts.orgs import nonce_key
-from contracts.records import load_int
 from contracts.tx import decode_tx
+from node.chain import ChainHost, now_ms
 from node.config import NodeConfig
 from node.ledger import ExecutedBlock, Ledger, TxCache
-from node.mempool import Dropped, Mempool, PoolEntry
+from node.mempool import PoolEntry
 from node.metrics import NodeMetrics
 from node.storage import Store
-from node.views import event_view
 
 log = logging.getLogger("provenet.engine")
 
@@ -76,35 +72,9 @@ HOUSEKEEPING_INTERVAL_MS = 250
 EVENTS_PER_TURN = 256
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+class Engine(ChainHost):
+    """The replica task of a validator; see the module docstring."""
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a transaction ended, for clients waiting on it."""
-
-    tx_id: bytes
-    status: str  # "committed" or "dropped"
-    code: str | None
-    message: str
-
-
-class Subscriber:
-    """One event-stream client: a bounded queue of block frames."""
-
-    def __init__(self, max_blocks: int) -> None:
-        self.queue: asyncio.Queue[dict[str, object]] = asyncio.Queue(max_blocks)
-        self.overflowed = False
-
-    def offer(self, frame: dict[str, object]) -> None:
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.overflowed = True
-
-
-class Engine:
     def __init__(
         self,
         config: NodeConfig,
@@ -117,32 +87,19 @@ class Engine:
         broadcast: Callable[[bytes], None],
         backlog_bytes: Callable[[int], int],
     ) -> None:
-        self.config = config
-        self.limits = config.limits
+        super().__init__(config, store, ledger, metrics)
         self.replica = replica
-        self.store = store
-        self.ledger = ledger
         self.tx_cache = tx_cache
-        self.metrics = metrics
         self._send = send
         self._broadcast = broadcast
         self._backlog_bytes = backlog_bytes
-        self.mempool = Mempool(config.limits, self.committed_nonce)
         self._events: deque[Event] = deque()
         self._peer_events = 0
         self._wakeup = asyncio.Event()
         self._records: list[Record] = []
-        self._waiters: dict[bytes, list[asyncio.Future[Outcome]]] = {}
-        self._dropped: OrderedDict[bytes, Outcome] = OrderedDict()
-        self._subscribers: set[Subscriber] = set()
         self._stopped = False
-        self.last_executed: ExecutedBlock | None = None
-        self.fatal: BaseException | None = None
 
     # ------------------------------------------------------------ inputs
-
-    def committed_nonce(self, sender: bytes) -> int:
-        return load_int(self.ledger.state, nonce_key(sender))
 
     def on_peer_message(self, sender: int, message: Message) -> bool:
         """Queue an authenticated peer message; False when the queue is full."""
@@ -189,55 +146,6 @@ class Engine:
                 # reach every possible next primary ahead of later forwards.
                 self._broadcast(message_to_wire(ForwardedRequest(request, self.replica.me)))
         self._wakeup.set()
-
-    # ------------------------------------------------------------ outputs to clients
-
-    def outcome_of(self, tx_id: bytes) -> Outcome | None:
-        if self.store.has_tx(tx_id):
-            return Outcome(tx_id, "committed", None, "")
-        return self._dropped.get(tx_id)
-
-    async def wait_for(self, tx_id: bytes, timeout_s: float) -> Outcome | None:
-        """The outcome of ``tx_id``, waiting up to ``timeout_s``; None if still pending."""
-        known = self.outcome_of(tx_id)
-        if known is not None or self.mempool.get(tx_id) is None:
-            return known
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(tx_id, []).append(future)
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
-        except TimeoutError:
-            return None
-        finally:
-            waiters = self._waiters.get(tx_id)
-            if waiters is not None and future in waiters:
-                waiters.remove(future)
-                if not waiters:
-                    del self._waiters[tx_id]
-
-    def subscribe(self) -> Subscriber | None:
-        if len(self._subscribers) >= self.limits.max_subscribers:
-            return None
-        subscriber = Subscriber(self.limits.subscriber_queue_blocks)
-        self._subscribers.add(subscriber)
-        return subscriber
-
-    def unsubscribe(self, subscriber: Subscriber) -> None:
-        self._subscribers.discard(subscriber)
-
-    def _resolve(self, outcome: Outcome) -> None:
-        for future in self._waiters.pop(outcome.tx_id, []):
-            if not future.done():
-                future.set_result(outcome)
-
-    def _record_dropped(self, dropped: list[Dropped]) -> None:
-        for item in dropped:
-            outcome = Outcome(item.tx_id, "dropped", item.code, item.message)
-            self._dropped[item.tx_id] = outcome
-            if len(self._dropped) > self.limits.dropped_receipts_kept:
-                self._dropped.popitem(last=False)
-            self.metrics.dropped.labels(item.code).inc()
-            self._resolve(outcome)
 
     # ------------------------------------------------------------ the task
 
@@ -332,32 +240,11 @@ class Engine:
     # ------------------------------------------------------------ blocks
 
     def _execute(self, block: CommittedBlock) -> ExecutedBlock:
-        started = time.perf_counter()
-        executed = self.ledger.execute_block(block)
-        self.metrics.block_execute_seconds.observe(time.perf_counter() - started)
-        self.last_executed = executed
-        self.metrics.height.set(executed.height)
+        executed = self.execute_and_announce(block)
         self.metrics.view.set(self.replica.view)
-        self.metrics.blocks.inc()
-        for receipt in executed.receipts:
-            self.metrics.txs.labels(str(receipt["status"])).inc()
-        for tx_id in executed.tx_ids:
-            self._resolve(Outcome(tx_id, "committed", None, ""))
-        self._record_dropped(self.mempool.on_executed(executed.tx_ids, executed.senders))
         for sender in executed.senders:
             self._release(sender)
-        self.metrics.mempool_size.set(len(self.mempool))
-        self._publish(executed)
         return executed
-
-    def _publish(self, executed: ExecutedBlock) -> None:
-        if not self._subscribers:
-            return
-        stored = self.store.block(executed.height)
-        assert stored is not None, "an executed block is stored"
-        frame = event_view(stored)
-        for subscriber in list(self._subscribers):
-            subscriber.offer(frame)
 
     def _serve_blocks(self, to: int, low: int, high: int) -> None:
         """Answer a state request with as many blocks as fit in half a frame.
@@ -394,6 +281,4 @@ class Engine:
             self._broadcast(message_to_wire(ForwardedRequest(request, self.replica.me)))
         self.metrics.mempool_size.set(len(self.mempool))
         self.metrics.view.set(self.replica.view)
-        # A subscriber that fell a whole queue behind gets no more frames; its
-        # handler sees ``overflowed`` and closes the stream so the client resumes.
-        self._subscribers -= {s for s in self._subscribers if s.overflowed}
+        self.drop_overflowed_subscribers()

@@ -163,12 +163,13 @@ class Ledger:
             receipt = execute(tracking, tx, context, verifier)
             senders.add(tx.sender)
             receipts.append(receipt.to_dict())
-        self.store.commit_block(block, receipts, positions, tracking.writes)
+        state_root = self.state.root()
+        self.store.commit_block(block, receipts, positions, tracking.writes, state_root)
         return ExecutedBlock(
             height=header.height,
             block_hash=header.hash,
             time_ms=header.time_ms,
-            state_root=self.state.root(),
+            state_root=state_root,
             tx_ids=tuple(request.digest for request in block.requests),
             receipts=tuple(receipts),
             senders=frozenset(senders),

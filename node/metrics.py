@@ -78,6 +78,12 @@ class NodeMetrics:
             ["direction", "outcome"],
             registry=registry,
         )
+        self.observer_alerts = Counter(
+            "provenet_observer_alerts",
+            "Blocks an observer rejected, by check and serving validator",
+            ["kind", "validator"],
+            registry=registry,
+        )
         self.peer_rejected = Counter(
             "provenet_peer_connections_rejected",
             "Inbound peer connections closed, by reason",

@@ -45,6 +45,8 @@ from node.netctl import (
 from node.tls import issue_node_cert, make_ca
 
 PEER_PORT_OFFSET = 100
+# Observers are run by the regulator organisation of the catalog.
+OBSERVER_ORG = "regulator"
 MAX_VALIDATORS = PEER_PORT_OFFSET  # beyond this api and peer ports would collide
 # What `net init` writes and `--force` removes; nothing else in DIR is touched.
 GENERATED = (NETWORK_FILE, GENESIS_FILE, "ca", "nodes", "orgs")
@@ -58,6 +60,7 @@ def init_network(
     chain_id: str = CHAIN_ID,
     host: str = "127.0.0.1",
     force: bool = False,
+    observers: int = 0,
 ) -> Path:
     """Write a network of ``validators`` validators into ``dir``; return network.json's path.
 
@@ -65,7 +68,9 @@ def init_network(
     existing network without ``force``, running nodes).
     """
     layout = _Layout(Path(dir).resolve(), chain_id, tls, base_port, host)
-    _check_arguments(validators, base_port, chain_id, host)
+    if type(observers) is not int or observers < 0:
+        raise NetError(f"--observers must be a whole number, not {observers}")
+    _check_arguments(validators + observers, base_port, chain_id, host)
     _prepare_directory(layout.root, force)
     org_keys = _write_org_keys(layout.root)
     nodes = [_node_entry(layout, index) for index in range(validators)]
@@ -75,6 +80,10 @@ def init_network(
     ca_file = _write_ca(layout) if tls else None
     for index, (entry, identity) in enumerate(zip(nodes, node_keys, strict=True)):
         _write_node(layout, index, entry, identity, nodes, ca_file)
+    watchers = [_observer_entry(layout, validators + j, j) for j in range(observers)]
+    for offset, entry in enumerate(watchers):
+        _write_observer(layout, validators + offset, entry, nodes, ca_file)
+    nodes += watchers
     network = Network(
         root=layout.root,
         chain_id=chain_id,
@@ -181,6 +190,48 @@ def _node_entry(layout: _Layout, index: int) -> NodeEntry:
         peer_url=f"{peer_scheme}://{url_host}:{layout.peer_port(index)}/peer",
         config=layout.root / "nodes" / name / "config.json",
     )
+
+
+def _observer_entry(layout: _Layout, index: int, number: int) -> NodeEntry:
+    """Observer ``number`` (a regulator's read-only node) on the ports after the validators'."""
+    api_scheme, peer_scheme = ("https", "wss") if layout.tls else ("http", "ws")
+    url_host = _url_host(layout.host)
+    name = f"o{number}"
+    return NodeEntry(
+        name=name,
+        role="observer",
+        replica_id=None,
+        org_id=OBSERVER_ORG,
+        api_url=f"{api_scheme}://{url_host}:{layout.api_port(index)}",
+        peer_url=f"{peer_scheme}://{url_host}:{layout.peer_port(index)}/peer",
+        config=layout.root / "nodes" / name / "config.json",
+    )
+
+
+def _write_observer(
+    layout: _Layout, index: int, entry: NodeEntry, validators: list[NodeEntry], ca_file: Path | None
+) -> None:
+    """nodes/<name>/ of an observer: a TLS certificate and config.json, no consensus key."""
+    directory = entry.directory
+    directory.mkdir(parents=True, exist_ok=True)
+    if ca_file is not None:
+        extra_hosts = () if layout.host in ("127.0.0.1", "localhost") else (layout.host,)
+        issue_node_cert(ca_file, ca_file.parent / "ca.key", entry.name, directory, extra_hosts)
+    config = {
+        "chain_id": layout.chain_id,
+        "node_name": entry.name,
+        "org_id": entry.org_id,
+        "role": "observer",
+        "data_dir": "data",
+        "genesis_file": f"../../{GENESIS_FILE}",
+        "listen_host": layout.host,
+        "api_port": layout.api_port(index),
+        "peer_port": layout.peer_port(index),
+        "peers": [_peer(validator) for validator in validators],
+        "tls": _tls_section(ca_file),
+        "limits": {},
+    }
+    _write_json(entry.config, config)
 
 
 def _url_host(host: str) -> str:

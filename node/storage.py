@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS blocks (
     certificate BLOB NOT NULL,
     digests BLOB NOT NULL,
     payloads BLOB NOT NULL,
-    receipts BLOB NOT NULL
+    receipts BLOB NOT NULL,
+    state_root BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS txs (id BLOB PRIMARY KEY, height INTEGER NOT NULL, idx INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
@@ -146,12 +147,14 @@ class Store:
         receipts: list[dict[str, object]],
         new_tx_positions: list[tuple[bytes, int]],
         writes: dict[bytes, bytes | None],
+        state_root: bytes,
     ) -> None:
-        """Store an executed block, its receipts and state writes atomically."""
+        """Store an executed block, its receipts, state writes and the state
+        root after it, atomically."""
         header = block.header
         with self._transaction():
             self._db.execute(
-                "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     header.height,
                     header.hash,
@@ -160,6 +163,7 @@ class Store:
                     b"".join(request.digest for request in block.requests),
                     encode([request.payload for request in block.requests]),
                     encode(receipts),
+                    state_root,
                 ),
             )
             self._db.executemany(
@@ -216,6 +220,13 @@ class Store:
             return []
         raw: bytes = row[0]
         return [raw[i : i + 32] for i in range(0, len(raw), 32)]
+
+    def state_root_at(self, height: int) -> bytes | None:
+        """The state root after executing block ``height`` (None if not stored)."""
+        row = self._db.execute(
+            "SELECT state_root FROM blocks WHERE height = ?", (height,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
 
     def tx_position(self, tx_id: bytes) -> tuple[int, int] | None:
         row = self._db.execute("SELECT height, idx FROM txs WHERE id = ?", (tx_id,)).fetchone()

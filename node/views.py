@@ -11,6 +11,7 @@ from __future__ import annotations
 from consensus.blocks import BlockHeader
 from consensus.merkle import inclusion_proof
 from consensus.messages import Commit
+from consensus.wire import message_to_wire
 from contracts.tx import Transaction
 from node.storage import StoredBlock
 
@@ -99,4 +100,14 @@ def proof_view(stored: StoredBlock, index: int) -> dict[str, object]:
         "index": index,
         "count": len(digests),
         "path": inclusion_proof(digests, index),
+    }
+
+
+def full_block_view(stored: StoredBlock) -> dict[str, object]:
+    """Everything an observer needs to check and re-execute a block (msgpack only)."""
+    block = stored.block
+    return {
+        "header": header_view(block.header),
+        "certificate": [message_to_wire(commit) for commit in block.certificate],
+        "payloads": [request.payload for request in block.requests],
     }

@@ -97,10 +97,13 @@ class LocalNetwork:
 
 
 @contextmanager
-def local_network(parent: Path, validators: int = 4, tls: bool = True) -> Iterator[LocalNetwork]:
+def local_network(
+    parent: Path, validators: int = 4, tls: bool = True, observers: int = 0
+) -> Iterator[LocalNetwork]:
     directory = parent / "net"
     args = ["net", "init", str(directory), "--validators", str(validators)]
-    args += ["--base-port", str(free_base_port(validators))]
+    args += ["--observers", str(observers)]
+    args += ["--base-port", str(free_base_port(validators + observers))]
     if not tls:
         args.append("--no-tls")
     provenet(*args)

@@ -44,7 +44,7 @@ def test_a_committed_block_comes_back_whole_with_its_writes_and_index(tmp_path: 
         {"tx_id": r.digest, "status": "ok"} for r in block.requests
     ]
     positions = [(r.digest, i) for i, r in enumerate(block.requests)]
-    store.commit_block(block, receipts, positions, {b"a": None, b"c": b"3"})
+    store.commit_block(block, receipts, positions, {b"a": None, b"c": b"3"}, b"S" * 32)
     store.close()
 
     reopened = Store(path)
@@ -54,6 +54,7 @@ def test_a_committed_block_comes_back_whole_with_its_writes_and_index(tmp_path: 
     assert list(stored.receipts) == receipts
     assert sorted(reopened.load_state()) == [(b"b", b"2"), (b"c", b"3")]
     assert reopened.tx_position(block.requests[2].digest) == (1, 2)
+    assert reopened.state_root_at(1) == b"S" * 32 and reopened.state_root_at(2) is None
     assert reopened.block_digests(1) == [r.digest for r in block.requests]
     tip = reopened.tip()
     assert tip is not None and (tip.height, tip.block_hash) == (1, block.header.hash)
@@ -65,7 +66,7 @@ def test_a_block_that_fails_to_store_leaves_nothing_behind(tmp_path: Path) -> No
     block = block_at(1, bytes(32))
     positions = [(block.requests[0].digest, 0), (block.requests[0].digest, 1)]  # duplicate id
     with pytest.raises(Exception, match="UNIQUE"):
-        store.commit_block(block, [], positions, {b"c": b"3"})
+        store.commit_block(block, [], positions, {b"c": b"3"}, b"S" * 32)
     assert store.block(1) is None and store.height() == 0
     assert sorted(store.load_state()) == GENESIS
 

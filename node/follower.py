@@ -1,0 +1,290 @@
+"""Observer mode: follow the chain without voting, trusting no validator.
+
+Theory of operation
+-------------------
+An observer (a regulator's node) holds no validator key, never votes and
+accepts no transactions.  It fetches committed blocks in height order from
+the validators' ``GET /v1/chain`` and accepts a block only if it proves
+itself (:func:`check_block`)::
+
+    check                                   rejection kind
+    -------------------------------------   ----------------------
+    the next height, this chain             wrong_height, wrong_chain
+    payloads hash to the header's root      tampered_transaction
+    header derives from our tip (prev hash,  bad_chain_link
+      block time) and its own batch
+    a quorum of the genesis validators       bad_certificate
+      committed exactly this header
+    the state root the block certifies for   state_root_mismatch
+      an earlier height is the one we got
+      by re-executing that height ourselves
+
+An accepted block is executed through contracts/ and stored exactly as a
+validator stores it, so the observer serves the same read API.  A rejected
+block is never executed, stored or served: the observer records an alert
+naming the validator that served it (status, metrics, log) and moves on to
+the next validator.  Sources are tried in turn: a validator that errors,
+lies or has nothing new hands over to the next, so one stopped or lying
+validator cannot stall the observer while another serves the chain.  After
+a restart the observer resumes from its own store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import deque
+from dataclasses import dataclass
+
+import aiohttp
+
+from consensus.blocks import (
+    BlockHeader,
+    ChainTip,
+    CommittedBlock,
+    certificate_problem,
+    derive_header,
+)
+from consensus.codec import DecodeError, decode
+from consensus.merkle import merkle_root
+from consensus.messages import Batch, Commit, Request
+from consensus.quorum import ValidatorSet
+from consensus.wire import message_from_wire
+from node.chain import ChainHost, now_ms
+from node.config import NodeConfig, PeerEntry
+from node.ledger import Ledger
+from node.metrics import NodeMetrics
+from node.storage import Store, header_from_dict
+
+log = logging.getLogger("provenet.follower")
+
+MSGPACK = "application/msgpack"
+MAX_ALERTS_KEPT = 100
+
+
+class BlockRejected(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    validator: str
+    height: int
+    message: str
+    time_ms: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "validator": self.validator,
+            "height": self.height,
+            "message": self.message,
+            "time_ms": self.time_ms,
+        }
+
+
+def _header(fields: object) -> BlockHeader:
+    if not isinstance(fields, dict):
+        raise BlockRejected("malformed", "a block without a header")
+    try:
+        return header_from_dict(fields)
+    except TypeError as exc:
+        raise BlockRejected("malformed", f"header: {exc}") from None
+
+
+def _commits(raw: object) -> tuple[Commit, ...]:
+    if not isinstance(raw, list):
+        raise BlockRejected("malformed", "certificate is not a list")
+    commits = []
+    for item in raw:
+        message = message_from_wire(item) if isinstance(item, bytes) else None
+        if not isinstance(message, Commit):
+            raise BlockRejected("bad_certificate", "certificate holds something other than commits")
+        commits.append(message)
+    return tuple(commits)
+
+
+def check_block(
+    served: object,
+    tip: ChainTip,
+    chain_id: str,
+    validators: ValidatorSet,
+    root_at: dict[int, bytes] | None,
+) -> CommittedBlock:
+    """The block ``served`` if it proves itself as the block after ``tip``.
+
+    ``root_at`` maps heights to the state roots this node computed (a Store
+    lookup in practice); a certified root for a height it does not know is
+    not checked.  Raises :class:`BlockRejected` naming the failed check.
+    """
+    if not isinstance(served, dict):
+        raise BlockRejected("malformed", "a block is not a map")
+    header = _header(served.get("header"))
+    payloads = served.get("payloads")
+    if not isinstance(payloads, list) or not all(isinstance(p, bytes) for p in payloads):
+        raise BlockRejected("malformed", "payloads are not a list of bytes")
+    certificate = _commits(served.get("certificate"))
+    if header.chain_id != chain_id:
+        raise BlockRejected("wrong_chain", f"block is for chain {header.chain_id!r}")
+    if header.height != tip.height + 1:
+        raise BlockRejected(
+            "wrong_height", f"expected height {tip.height + 1}, got {header.height}"
+        )
+    requests = tuple(Request.of(payload) for payload in payloads)
+    if (
+        merkle_root([r.digest for r in requests]) != header.requests_root
+        or len(requests) != header.request_count
+    ):
+        raise BlockRejected(
+            "tampered_transaction", "the transactions do not match the header's root"
+        )
+    batch = Batch(
+        header.height,
+        requests,
+        header.proposer_time_ms,
+        header.executed_height,
+        header.executed_state_root,
+    )
+    if derive_header(chain_id, batch, tip.block_hash, tip.time_ms) != header:
+        raise BlockRejected("bad_chain_link", "the header does not follow this node's chain")
+    problem = certificate_problem(
+        header.height, header.batch_digest, certificate, validators, chain_id
+    )
+    if problem is not None:
+        raise BlockRejected("bad_certificate", problem)
+    known = None if root_at is None else root_at.get(header.executed_height)
+    if header.executed_height > 0 and known is not None and known != header.executed_state_root:
+        raise BlockRejected(
+            "state_root_mismatch",
+            f"the block certifies a state root at height {header.executed_height} this node did not compute",
+        )
+    return CommittedBlock(header, requests, certificate)
+
+
+class _StoredRoots(dict[int, bytes]):
+    """State roots by height, read from the store on demand."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self._store = store
+
+    def get(self, height: int, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        root = self._store.state_root_at(height)
+        return default if root is None else root
+
+
+class Follower(ChainHost):
+    """The observer's chain task; see the module docstring."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        validators: ValidatorSet,
+        store: Store,
+        ledger: Ledger,
+        metrics: NodeMetrics,
+        tip: ChainTip,
+        client_ssl: ssl.SSLContext | None,
+    ) -> None:
+        super().__init__(config, store, ledger, metrics)
+        self.validators = validators
+        self.tip = tip
+        self.sources: tuple[PeerEntry, ...] = config.peers
+        self._client_ssl = client_ssl
+        self._index = 0
+        self._roots = _StoredRoots(store)
+        self.alerts: deque[Alert] = deque(maxlen=MAX_ALERTS_KEPT)
+        self.source_height = tip.height
+        self._stopped = False
+
+    @property
+    def source(self) -> str:
+        return self.sources[self._index].name if self.sources else ""
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def following(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "source_height": self.source_height,
+            "lag_blocks": max(0, self.source_height - self.tip.height),
+        }
+
+    async def run(self) -> None:
+        if not self.sources:
+            raise ValueError("an observer needs validators to follow (config peers)")
+        timeout = aiohttp.ClientTimeout(total=30, connect=5)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                while not self._stopped:
+                    progressed = await self._follow_once(session)
+                    if not progressed:
+                        await asyncio.sleep(self.limits.follow_poll_interval_ms / 1000)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                log.exception("follower stopped")
+                self.fatal = exc
+            raise
+
+    async def _follow_once(self, session: aiohttp.ClientSession) -> bool:
+        """Fetch and apply one page from the current source; True if blocks were applied."""
+        source = self.sources[self._index]
+        try:
+            page = await self._fetch(session, source)
+        except (aiohttp.ClientError, OSError, TimeoutError, DecodeError, ValueError) as exc:
+            log.debug("source %s: %s", source.name, exc)
+            self._next_source()
+            return False
+        blocks = page.get("blocks") if isinstance(page, dict) else None
+        height = page.get("height") if isinstance(page, dict) else None
+        if type(height) is int:
+            self.source_height = max(self.source_height, height)
+        if not isinstance(blocks, list) or not blocks:
+            self._next_source()
+            return False
+        for served in blocks:
+            try:
+                block = check_block(
+                    served, self.tip, self.config.chain_id, self.validators, self._roots
+                )
+            except BlockRejected as rejected:
+                self._alert(rejected, source)
+                self._next_source()
+                return False
+            executed = self.execute_and_announce(block)
+            self.tip = ChainTip(
+                executed.height, executed.block_hash, executed.time_ms, executed.state_root
+            )
+        return True
+
+    async def _fetch(self, session: aiohttp.ClientSession, source: PeerEntry) -> object:
+        url = f"{source.api_url}/v1/chain?from={self.tip.height + 1}&limit={self.limits.follow_page_blocks}"
+        context: ssl.SSLContext | bool = self._client_ssl if self._client_ssl is not None else False
+        async with session.get(url, headers={"Accept": MSGPACK}, ssl=context) as response:
+            if response.status != 200:
+                raise ValueError(f"HTTP {response.status}")
+            body = await response.content.read(self.limits.max_frame_bytes + 1)
+            if len(body) > self.limits.max_frame_bytes:
+                raise ValueError("chain page too large")
+            return decode(body)
+
+    def _next_source(self) -> None:
+        self._index = (self._index + 1) % len(self.sources)
+
+    def _alert(self, rejected: BlockRejected, source: PeerEntry) -> None:
+        alert = Alert(rejected.kind, source.name, self.tip.height + 1, rejected.message, now_ms())
+        self.alerts.append(alert)
+        self.metrics.observer_alerts.labels(rejected.kind, source.name).inc()
+        log.warning(
+            "rejected block %d from validator %s: %s (%s)",
+            alert.height,
+            source.name,
+            rejected.message,
+            rejected.kind,
+        )

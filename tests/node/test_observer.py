@@ -1,0 +1,226 @@
+"""A regulator's observer: follows a 4-validator network, refuses writes and
+consensus traffic, and rejects blocks a lying validator serves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from netfixture import LocalNetwork, free_base_port, local_network
+
+from consensus.codec import decode, encode
+from node.app import start_node
+from node.config import load_node_config
+from node.peers import CLOSE_POLICY
+from node.tls import client_context
+
+pytestmark = pytest.mark.asyncio
+
+FOLLOW_TIMEOUT_S = 30
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
+    with local_network(tmp_path_factory.mktemp("observed"), observers=1) as running:
+        yield running
+
+
+def names(network: LocalNetwork, role: str) -> list[str]:
+    return [str(n["name"]) for n in network.nodes if n["role"] == role]
+
+
+async def heights_and_roots(network: LocalNetwork, node_names: list[str]) -> list[tuple[int, str]]:
+    async with aiohttp.ClientSession() as http:
+        statuses = [await network.status(http, name) for name in node_names]
+    return [(int(s["height"]), str(s["state_root"])) if s else (-1, "") for s in statuses]
+
+
+async def wait_same_tip(network: LocalNetwork, node_names: list[str]) -> tuple[int, str]:
+    deadline = time.monotonic() + FOLLOW_TIMEOUT_S
+    while True:
+        tips = await heights_and_roots(network, node_names)
+        if len(set(tips)) == 1 and tips[0][0] > 0:
+            return tips[0]
+        if time.monotonic() > deadline:
+            pytest.fail(f"nodes never reached one tip: {tips}")
+        await asyncio.sleep(0.1)
+
+
+async def test_the_observer_keeps_up_with_validators_under_load(network: LocalNetwork) -> None:
+    observer = names(network, "observer")[0]
+    lags: list[int] = []
+
+    async def sample_lag(stop: asyncio.Event) -> None:
+        async with aiohttp.ClientSession() as http:
+            while not stop.is_set():
+                status = await network.status(http, observer)
+                if status:
+                    lags.append(int(status["following"]["lag_blocks"]))
+                await asyncio.sleep(0.05)
+
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(sample_lag(stop))
+    async with network.client("farm") as farm:
+        first = await farm.next_nonce()
+        txs = [
+            await farm.sign(
+                "food",
+                "harvest",
+                {"lot_id": f"O-{i}", "product": "rice", "mass_grams": 5},
+                nonce=first + i,
+            )
+            for i in range(400)
+        ]
+        for chunk in range(0, len(txs), 100):
+            await farm.submit_many(txs[chunk : chunk + 100])
+        for tx in txs[-1:]:
+            await farm.wait_tx(tx, timeout_s=60)
+    stop.set()
+    await sampler
+    height, _ = await wait_same_tip(network, [*names(network, "validator"), observer])
+    assert height >= 2
+    assert lags, "the observer's status was never read"
+
+
+async def test_writes_and_consensus_traffic_are_refused(network: LocalNetwork) -> None:
+    observer = next(n for n in network.nodes if n["role"] == "observer")
+    async with aiohttp.ClientSession() as http:
+        url = f"{observer['api_url']}/v1/txs"
+        async with http.post(
+            url, data=b"\x80", headers={"Content-Type": "application/msgpack"}, ssl=network.ssl()
+        ) as response:
+            assert response.status == 403
+            assert (await response.json())["error"]["code"] == "read_only"
+        node_dir = network.dir / "nodes" / "v1"
+        context = client_context(
+            network.dir / "ca" / "ca.pem", node_dir / "tls.pem", node_dir / "tls.key"
+        )
+        async with http.ws_connect(str(observer["peer_url"]), ssl=context) as ws:
+            message = await ws.receive(timeout=5)
+        assert message.type == aiohttp.WSMsgType.CLOSE and message.data == CLOSE_POLICY
+
+
+# ---------------------------------------------------------------- a lying validator
+
+
+def forge_certificate(block: dict[str, object]) -> None:
+    certificate = block["certificate"]
+    assert isinstance(certificate, list) and certificate
+    first = bytearray(certificate[0])
+    first[-1] ^= 1  # the last byte of the signature
+    certificate[0] = bytes(first)
+
+
+def tamper_transaction(block: dict[str, object]) -> None:
+    payloads = block["payloads"]
+    assert isinstance(payloads, list)
+    if payloads:
+        changed = bytearray(payloads[0])
+        changed[len(changed) // 2] ^= 1
+        payloads[0] = bytes(changed)
+    else:
+        payloads.append(b"a transaction nobody committed")
+
+
+async def lying_proxy(
+    honest_url: str, ssl_context: object, lie: Callable[[dict[str, object]], None]
+) -> tuple[web.AppRunner, str]:
+    """A validator's API that passes everything through but lies in every chain page."""
+
+    async def chain(request: web.Request) -> web.Response:
+        async with aiohttp.ClientSession() as http:
+            url = f"{honest_url}/v1/chain?{request.query_string}"
+            async with http.get(
+                url, headers={"Accept": "application/msgpack"}, ssl=ssl_context
+            ) as response:
+                page = decode(await response.read())
+        assert isinstance(page, dict)
+        for block in page["blocks"]:
+            lie(block)
+        return web.Response(body=encode(page), content_type="application/msgpack")
+
+    app = web.Application()
+    app.add_routes([web.get("/v1/chain", chain)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_base_port(1)
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize(
+    ("lie", "kind"),
+    [(forge_certificate, "bad_certificate"), (tamper_transaction, "tampered_transaction")],
+)
+async def test_an_observer_rejects_a_lying_validator_and_follows_the_honest_ones(
+    network: LocalNetwork, tmp_path: Path, lie: Callable[[dict[str, object]], None], kind: str
+) -> None:
+    honest = next(n for n in network.nodes if n["name"] == "v1")
+    runner, proxy_url = await lying_proxy(str(honest["api_url"]), network.ssl(), lie)
+    # A second observer, in this process, whose first source is the liar posing as v1.
+    source = json.loads((network.dir / "nodes" / "o0" / "config.json").read_text())
+    config = {**source, "node_name": "o-test", "data_dir": str(tmp_path / "data")}
+    config["genesis_file"] = str(network.dir / "genesis.json")
+    o0 = network.dir / "nodes" / "o0"
+    config["tls"] = {
+        "enabled": True,
+        "ca_file": str(network.dir / "ca" / "ca.pem"),
+        "cert_file": str(o0 / "tls.pem"),
+        "key_file": str(o0 / "tls.key"),
+    }
+    port = free_base_port(1)
+    config["api_port"], config["peer_port"] = port, port + 100
+    validators = [n for n in network.nodes if n["role"] == "validator"]
+    config["peers"] = [{"replica_id": 1, "name": "v1", "peer_url": "", "api_url": proxy_url}] + [
+        {"replica_id": n["replica_id"], "name": n["name"], "peer_url": "", "api_url": n["api_url"]}
+        for n in validators
+        if n["name"] != "v1"
+    ]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    loaded = load_node_config(path)
+    observer = await start_node(loaded)
+    api = f"https://127.0.0.1:{port}"
+    try:
+        target, _ = await wait_same_tip(network, ["v0"])
+        deadline = time.monotonic() + FOLLOW_TIMEOUT_S
+        while observer.store.height() < target and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert observer.store.height() >= target
+        alerts = list(observer.engine.alerts)  # type: ignore[union-attr]
+        assert alerts and {a.kind for a in alerts} == {kind}
+        assert {a.validator for a in alerts} == {"v1"}
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{api}/v1/status", ssl=network.ssl()) as response:
+                status = await response.json()
+            async with http.get(f"{api}/metrics", ssl=network.ssl()) as response:
+                metrics = await response.text()
+            async with http.get(
+                f"{validators[0]['api_url']}/v1/blocks/{target}", ssl=network.ssl()
+            ) as response:
+                honest_block = await response.json()
+            async with http.get(f"{api}/v1/blocks/{target}", ssl=network.ssl()) as response:
+                observed_block = await response.json()
+        assert status["alerts"][0]["kind"] == kind
+        assert f'provenet_observer_alerts_total{{kind="{kind}",validator="v1"}}' in metrics
+        assert observed_block["hash"] == honest_block["hash"]
+        assert (
+            observer.engine.ledger.state.root().hex()
+            == (await heights_and_roots(network, ["v0"]))[0][1]
+        )
+    finally:
+        await observer.stop()
+        await runner.cleanup()
+
+    # Restarted, it resumes from its own store rather than from height 0.
+    again = await start_node(loaded)
+    try:
+        assert again.store.height() >= target
+    finally:
+        await again.stop()
