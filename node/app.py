@@ -29,6 +29,7 @@ from consensus.replica import Replica
 from consensus.wire import record_from_wire
 from contracts.genesis import genesis_state
 from contracts.state import MemoryState
+from node import dashboard
 from node.api import ClientApi, error_middleware
 from node.chain import now_ms
 from node.config import ConfigError, NetworkGenesis, NodeConfig, load_genesis, load_node_config
@@ -285,6 +286,7 @@ def _api_app(config: NodeConfig, api: ClientApi) -> web.Application:
         middlewares=[error_middleware(config.limits.retry_after_s)],
     )
     app.add_routes(api.routes())
+    app.add_routes(dashboard.routes())
     return app
 
 

@@ -17,6 +17,7 @@
     status: null,
     validators: [],
     lastHeight: 0, // highest block shown in the live list
+    initialHeight: 0, // blocks up to this one were already there when the page opened
     ws: null,
     wsFailures: 0,
     polling: false,
@@ -350,6 +351,7 @@
     const height = Number(state.status && state.status.height) || 0;
     const from = Math.max(1, height - BLOCKS_SHOWN + 1);
     state.lastHeight = from - 1;
+    state.initialHeight = height;
     openStream();
   }
 
@@ -460,24 +462,38 @@
       .join(", ");
     const row = el(
       "tr",
-      { "data-height": height, class: "fresh" },
+      { "data-height": height, class: height > state.initialHeight ? "fresh" : null },
       el("td", { text: height }),
       el("td", { text: fmtTime(frame.time_ms) }),
       el("td", {}, String(txs.length), txs.length > ok ? el("span", { class: "rejected", text: " (" + (txs.length - ok) + " rejected)" }) : null),
       el("td", { class: "events", text: kindText || (txs.length ? "" : "empty") }),
-      el("td", { class: "hash", text: short(frame.hash, 16), title: frame.hash || "" })
+      el("td", { class: "hash", text: short(frame.hash, 12), title: frame.hash || "" })
     );
     const body = $("blocks").tBodies[0];
     body.insertBefore(row, body.firstChild);
     while (body.rows.length > BLOCKS_SHOWN) body.deleteRow(body.rows.length - 1);
     setTimeout(() => row.classList.remove("fresh"), 1200);
     if (!statusSoon) statusSoon = setTimeout(() => { statusSoon = null; refreshStatus(); }, 400);
+    if (height > state.initialHeight && !auditSoon) auditSoon = setTimeout(refreshAudits, 1500);
+  }
+
+  // The audit views follow the chain: redrawn a moment after new blocks.
+  let auditSoon = null;
+
+  function refreshAudits() {
+    auditSoon = null;
+    loadNoncompliant();
+    loadSanctions();
+    if (!state.activityTouched) {
+      $("activity-to").value = String(state.lastHeight);
+      loadActivity();
+    }
   }
 
   // ------------------------------------------------------------ provenance graph
 
-  const NODE_W = 220;
-  const GAP_X = 90;
+  const NODE_W = 210;
+  const GAP_X = 100;
   const GAP_Y = 28;
   const MARGIN = 24;
   const LINE = 15;
@@ -603,7 +619,8 @@
       edges.push({
         from: id,
         to: node.id,
-        label: "extracted" + (extracted && extracted.actor ? " · " + extracted.actor : ""),
+        label: "extracted",
+        actor: extracted && extracted.actor ? extracted.actor : "",
       });
     }
     const root = nodes.get(trace.asset_id);
@@ -612,7 +629,7 @@
       if (sold) {
         const id = "sale:" + root.id;
         nodes.set(id, { id, type: "sale", event: sold, failures: [], badges: [] });
-        edges.push({ from: root.id, to: id, label: "sold · " + (sold.actor || "") });
+        edges.push({ from: root.id, to: id, label: "sold", actor: sold.actor || "" });
       }
     }
     return { nodes, edges, target: trace.asset_id, failing };
@@ -620,12 +637,9 @@
 
   function edgeOf(parent, child, childNode) {
     const first = childNode.events.find((e) => e.attributes && e.attributes.parent === parent) || childNode.events[0];
-    let label = "";
-    if (first) {
-      label = String(first.kind || "").replace(/_from$/, "").replace(/_/g, " ");
-      if (first.actor) label += " · " + first.actor;
-    }
-    return { from: parent, to: child, label };
+    if (!first) return { from: parent, to: child, label: "", actor: "" };
+    const label = String(first.kind || "").replace(/_from$/, "").replace(/_/g, " ");
+    return { from: parent, to: child, label, actor: first.actor || "" };
   }
 
   function badgesOf(asset, kp, grading) {
@@ -636,7 +650,7 @@
       badges.push({
         kind: "kp",
         id: certId,
-        text: "KP " + certId + route,
+        text: (/KP/.test(certId) ? "" : "KP ") + certId + route,
         revoked: cert.revoked === true,
         title: "Kimberley Process certificate " + certId + (cert.issuer ? ", issued by " + cert.issuer : "") +
           (cert.confirmed_by ? ", import confirmed by " + cert.confirmed_by : "") + (cert.status ? " (" + cert.status + ")" : "") +
@@ -649,7 +663,7 @@
       badges.push({
         kind: "grading",
         id: asset.grading_report,
-        text: "GR " + asset.grading_report + (grade ? " " + grade : ""),
+        text: (/^GR/.test(asset.grading_report) ? "" : "GR ") + asset.grading_report + (grade ? " " + grade : ""),
         revoked: report.revoked === true,
         title: "grading report " + asset.grading_report + (report.lab ? " by " + report.lab : "") + (report.revoked ? " — REVOKED" : ""),
       });
@@ -771,7 +785,12 @@
   function nodeHeight(node) {
     node.lines = nodeLines(node);
     node.badgeRows = badgeRows(node);
-    return 12 + LINE + 4 + node.lines.length * LINE + node.badgeRows.length * (BADGE_H + 4) + 8;
+    const lines = node.lines.length + failureRules(node).length;
+    return 12 + LINE + 4 + lines * LINE + node.badgeRows.length * (BADGE_H + 4) + 8;
+  }
+
+  function failureRules(node) {
+    return [...new Set(node.failures.map((f) => String(f.rule)))];
   }
 
   function truncate(text, max) {
@@ -864,9 +883,12 @@
         "marker-end": e.failing || e.tainted ? "url(#arrow-failing)" : "url(#arrow)",
       })
     );
+    const maxChars = Math.floor((GAP_X - 8) / 6);
     if (e.label) {
-      const labelText = truncate(e.label, Math.floor((GAP_X + 40) / 6));
-      group.appendChild(svg("text", { x: mid, y: (y1 + y2) / 2 - 6, class: "edge-label", "text-anchor": "middle", text: labelText }));
+      group.appendChild(svg("text", { x: mid, y: (y1 + y2) / 2 - 7, class: "edge-label", "text-anchor": "middle", text: truncate(e.label, maxChars) }));
+    }
+    if (e.actor) {
+      group.appendChild(svg("text", { x: mid, y: (y1 + y2) / 2 + 15, class: "edge-label actor", "text-anchor": "middle", text: truncate("by " + e.actor, maxChars) }));
     }
     return group;
   }
@@ -897,11 +919,14 @@
     group.appendChild(svg("rect", { class: "node-band", width: 6, height: node.height, rx: 3, ry: 3 }));
     let y = 12 + LINE - 3;
     group.appendChild(svg("text", { x: 14, y, class: "node-title", text: truncate(nodeTitle(node), 28) }));
-    if (node.failing) group.appendChild(svg("text", { x: NODE_W - 12, y, class: "fail-mark", "text-anchor": "end", text: "✗ " + node.failures[0].rule }));
     y += 4;
     for (const line of node.lines) {
       y += LINE;
       group.appendChild(svg("text", { x: 14, y: y - 3, class: "node-line", text: truncate(line, 33) }));
+    }
+    for (const rule of failureRules(node)) {
+      y += LINE;
+      group.appendChild(svg("text", { x: 14, y: y - 3, class: "fail-mark", text: truncate("✗ " + rule, 33) }));
     }
     y += 6;
     for (const row of node.badgeRows) {
@@ -1069,7 +1094,7 @@
 
   async function loadAudit(containerId, path, what, render) {
     const box = $(containerId);
-    box.dataset.state = "loading";
+    if (box.dataset.state !== "ready") box.dataset.state = "loading";
     let body;
     try {
       body = await api(path);
@@ -1100,10 +1125,12 @@
       box.appendChild(renderJson(result));
       return;
     }
+    const checked = typeof result.checked === "number" ? " (" + result.checked + " checked)" : "";
     if (assets.length === 0) {
-      box.appendChild(el("p", { class: "verdict ok", text: "Every traced diamond is conflict-free." }));
+      box.appendChild(el("p", { class: "verdict ok", text: "Every diamond in circulation is conflict-free" + checked + "." }));
       return;
     }
+    box.appendChild(el("p", { class: "verdict bad", text: assets.length + " diamond" + (assets.length === 1 ? "" : "s") + " fail compliance" + checked + "." }));
     box.appendChild(
       el(
         "table",
@@ -1116,7 +1143,7 @@
             el(
               "tr",
               { "data-asset-id": a.asset_id },
-              el("td", {}, assetLink(String(a.asset_id))),
+              el("td", {}, assetLink(String(a.asset_id)), a.owner ? el("div", { class: "muted", text: a.owner + (a.status ? " · " + a.status : "") }) : null),
               el("td", {}, (Array.isArray(a.failures) ? a.failures : []).map((f) =>
                 el("div", {}, el("code", { text: isObject(f) ? f.rule : String(f) }), isObject(f) ? " at " + f.asset_id + (f.detail ? ": " + f.detail : "") : "")))
             )
@@ -1142,11 +1169,12 @@
     box.appendChild(
       sanctions.length
         ? el("table", { class: "grid", id: "sanctions-table" },
-            el("thead", {}, el("tr", {}, ["kind", "target", "reason", "height", "tainted"].map((h) => el("th", { text: h })))),
+            el("thead", {}, el("tr", {}, ["kind", "target", "reason", "by", "height", "tainted"].map((h) => el("th", { text: h })))),
             el("tbody", {}, sanctions.map((s) =>
               el("tr", { "data-kind": s.kind, "data-target": s.target },
                 el("td", { text: s.kind }), el("td", { text: s.target }), el("td", { text: s.reason ?? "" }),
-                el("td", { text: s.height ?? "" }), el("td", {}, taint(s.tainted))))))
+                el("td", { text: s.imposed_by ?? s.by ?? "" }), el("td", { text: s.height ?? "" }),
+                el("td", {}, taint(s.tainted))))))
         : el("p", { class: "muted", text: "none" })
     );
     box.appendChild(el("h4", { text: "Revocations (" + revocations.length + ")" }));
