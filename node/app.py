@@ -31,6 +31,7 @@ from contracts.genesis import genesis_state
 from contracts.state import MemoryState
 from node import dashboard
 from node.api import ClientApi, error_middleware
+from node.bundle import bundle_routes
 from node.chain import now_ms
 from node.config import ConfigError, NetworkGenesis, NodeConfig, load_genesis, load_node_config
 from node.engine import Engine
@@ -223,7 +224,9 @@ async def _start_validator(config: NodeConfig) -> RunningNode:
     peer_app = web.Application(client_max_size=config.limits.max_frame_bytes)
     peer_app.add_routes([web.get("/peer", peers.handle_inbound)])
     engine_task = asyncio.create_task(engine.run(initial_effects), name="replica")
-    runners = await _listen(config, _api_app(config, api), peer_app, api_ssl, peer_server_ssl)
+    runners = await _listen(
+        config, _api_app(config, api, chain.network), peer_app, api_ssl, peer_server_ssl
+    )
     await peers.start()
     log.info(
         "node %s (validator %d) listening: api %d, peers %d; height %d",
@@ -259,7 +262,9 @@ async def _start_observer(config: NodeConfig) -> RunningNode:
     peer_app = web.Application(client_max_size=1024)
     peer_app.add_routes([web.get("/peer", refuse_peer)])
     task = asyncio.create_task(follower.run(), name="follower")
-    runners = await _listen(config, _api_app(config, api), peer_app, api_ssl, peer_server_ssl)
+    runners = await _listen(
+        config, _api_app(config, api, chain.network), peer_app, api_ssl, peer_server_ssl
+    )
     log.info(
         "observer %s listening: api %d; following %d validators from height %d",
         config.node_name,
@@ -280,12 +285,13 @@ async def refuse_peer(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _api_app(config: NodeConfig, api: ClientApi) -> web.Application:
+def _api_app(config: NodeConfig, api: ClientApi, network: NetworkGenesis) -> web.Application:
     app = web.Application(
         client_max_size=config.limits.max_body_bytes,
         middlewares=[error_middleware(config.limits.retry_after_s)],
     )
     app.add_routes(api.routes())
+    app.add_routes(bundle_routes(api, network))
     app.add_routes(dashboard.routes())
     return app
 

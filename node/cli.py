@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from node.catalog import CHAIN_ID, DEFAULT_BASE_PORT
+from node.cli_bundle import add_bundle_commands
 from node.config import ConfigError
 from node.keys import KeyFileError
 from node.netctl import DEFAULT_UP_TIMEOUT_S, NetError
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_net_commands(commands)
     _add_node_commands(commands)
     _add_client_commands(commands)
+    add_bundle_commands(commands)
     return parser
 
 

@@ -1,0 +1,95 @@
+"""Provenance bundles in the SDK: fetch one from a node, check one offline.
+
+A bundle is one file holding every transaction of a diamond's provenance
+with its block header, Merkle inclusion proof and commit certificate (format
+and checks: :mod:`node.bundle_verify`).  Fetching needs a node; checking
+needs only the network's genesis file::
+
+    async with ProvenetClient.from_network_dir("net") as client:
+        data = await fetch_bundle(client, "S-1")
+    verdict = verify_bundle(data, load_genesis(Path("net/genesis.json")))
+    print(verdict.format())
+
+    verdict = verify_bundle_file("S-1.bundle", "genesis.json")   # offline, no node
+    verdict.conflict_free, [step.call for step in verdict.steps]
+
+A bundle that does not verify raises :class:`BundleError`, whose ``kind``
+names the proof that failed (``validator_set``, ``signature``, ``tx_id``,
+``inclusion``, ``certificate``, ``missing_upstream_link``, ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+import aiohttp
+
+from consensus.codec import DecodeError, decode
+from node.bundle_verify import BUNDLE_LIMITS, BundleError, Check, Step, Verdict, verify_bundle
+from node.config import NetworkGenesis, load_genesis
+from node.sdk.client import ProvenetClient
+from node.sdk.transport import MSGPACK, NodeFailed, api_error, describe_failure
+
+__all__ = [
+    "BundleError",
+    "Check",
+    "Step",
+    "Verdict",
+    "fetch_bundle",
+    "verify_bundle",
+    "verify_bundle_file",
+]
+
+
+async def fetch_bundle(client: ProvenetClient, asset_id: str) -> bytes:
+    """The bundle of ``asset_id`` as a node serves it: canonical msgpack bytes.
+
+    Tries the client's nodes in turn like every SDK call.  The bytes are not
+    verified here (the client holds no organisation list): pass them to
+    :func:`verify_bundle` with the genesis.  An unknown asset raises
+    ProvenetError ``unknown_asset``.
+    """
+    transport = client.transport
+    path = f"/v1/bundle/{quote(asset_id, safe='')}"
+
+    async def get(url: str) -> bytes:
+        try:
+            async with transport.session().get(
+                url + path,
+                headers={"Accept": MSGPACK},
+                ssl=transport.ssl,
+                timeout=transport.timeout(),
+            ) as response:
+                raw = await response.read()
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise NodeFailed(describe_failure(exc)) from None
+        document = _decoded(raw)
+        if status >= 500:
+            raise NodeFailed(f"HTTP {status}")
+        if status >= 400:
+            raise api_error(status, document, retry_after)
+        if not isinstance(document, dict):
+            raise NodeFailed("the bundle answer is not a canonical msgpack map")
+        return raw
+
+    return await transport.failover(get)
+
+
+def _decoded(raw: bytes) -> object:
+    try:
+        return decode(raw, BUNDLE_LIMITS)
+    except DecodeError:
+        return None
+
+
+def verify_bundle_file(path: Path | str, genesis: NetworkGenesis | Path | str) -> Verdict:
+    """Check a bundle file offline against a genesis (loaded, or its genesis.json path).
+
+    Returns the :class:`Verdict` (provenance steps, trace, compliance) or
+    raises :class:`BundleError` naming the proof that failed.
+    """
+    network = genesis if isinstance(genesis, NetworkGenesis) else load_genesis(Path(genesis))
+    return verify_bundle(Path(path).read_bytes(), network)

@@ -1,0 +1,438 @@
+"""Provenance bundles: built by a real node, checked offline with only the genesis.
+
+One in-process validator runs a 10-step diamond history (mine registration
+to retail sale) through the SDK, serves the bundle over HTTP, and is then
+stopped: every check below runs with no node at all.  Tampering tests
+change one thing each and expect the failure to name it; a sweep flips
+bytes all over the file and expects every flip to fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import io
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from netfixture import free_base_port
+
+from consensus.codec import decode, encode
+from node.app import start_node
+from node.bundle import UnknownAsset, build_bundle
+from node.bundle_verify import BundleError, Verdict, verify_bundle
+from node.cli_bundle import add_bundle_commands
+from node.config import NetworkGenesis, load_genesis, load_node_config
+from node.demo import Cast
+from node.netinit import init_network
+from node.sdk.bundle import fetch_bundle, verify_bundle_file
+from node.sdk.client import ProvenetClient
+from node.sdk.errors import ProvenetError
+
+TOKEN = "t1"
+STONE = f"S-{TOKEN}-1"
+SIBLING = f"S-{TOKEN}-2"
+PARCEL = f"P-{TOKEN}"
+MINE = f"MINE-{TOKEN}"
+CERT = f"BW-KP-{TOKEN}"
+REPORT = f"GR-{TOKEN}"
+
+# The 10 steps of the stone's history, (org, method, args).
+HISTORY: list[tuple[str, str, dict[str, Any]]] = [
+    ("kp-bw", "register_mine", {"mine_id": MINE, "country": "BW", "operator": "miner"}),
+    ("miner", "extract", {"mine_id": MINE, "parcel_id": PARCEL, "carats_points": 10_000}),
+    ("kp-bw", "issue_kp_certificate", {
+        "cert_id": CERT, "exporter": "miner", "importer": "cutter", "origin_country": "BW",
+        "destination_country": "BE", "parcels": [PARCEL], "carats_points": 10_000,
+        "value_cents": 5_000_000, "hs_code": "7102.31", "expiry_height": 1_000,
+    }),
+    ("miner", "ship", {"cert_id": CERT}),
+    ("kp-be", "confirm_import", {"cert_id": CERT, "carats_points": 10_000}),
+    ("cutter", "cut", {"asset_id": PARCEL, "stones": [
+        {"asset_id": STONE, "carats_points": 1_500}, {"asset_id": SIBLING, "carats_points": 1_500},
+    ]}),
+    ("cutter", "transfer", {"asset_id": STONE, "to_org": "lab", "custody_only": True}),
+    ("lab", "grade", {"asset_id": STONE, "report_id": REPORT, "carats_points": 1_500,
+                      "colour": "E", "clarity": "VS1", "cut_grade": "Excellent"}),
+    ("cutter", "transfer", {"asset_id": STONE, "to_org": "leadfirm"}),
+    ("leadfirm", "sell", {"asset_id": STONE, "buyer_ref": "customer-1", "price_cents": 1_250_000}),
+]  # fmt: skip
+METHODS = [method for _, method, _ in HISTORY]
+
+# A second history: two extractions merged, split, both halves exported under
+# one certificate, each cut.  The bundle of T1 needs its sibling parcel QB too
+# (issued, shipped and confirmed with QA), including QB's later cut.
+MERGED = [
+    ("kp-bw", "register_mine", {"mine_id": "MINE-t2", "country": "BW", "operator": "miner"}),
+    ("miner", "extract", {"mine_id": "MINE-t2", "parcel_id": "Q1", "carats_points": 5_000}),
+    ("miner", "extract", {"mine_id": "MINE-t2", "parcel_id": "Q2", "carats_points": 3_000}),
+    ("miner", "merge", {"inputs": ["Q1", "Q2"], "output_id": "QM"}),
+    ("miner", "split", {"asset_id": "QM", "outputs": [
+        {"asset_id": "QA", "carats_points": 4_000}, {"asset_id": "QB", "carats_points": 4_000},
+    ]}),
+    ("kp-bw", "issue_kp_certificate", {
+        "cert_id": "BW-KP-t2", "exporter": "miner", "importer": "cutter", "origin_country": "BW",
+        "destination_country": "BE", "parcels": ["QA", "QB"], "carats_points": 8_000,
+        "value_cents": 4_000_000, "hs_code": "7102.31", "expiry_height": 1_000,
+    }),
+    ("miner", "ship", {"cert_id": "BW-KP-t2"}),
+    ("kp-be", "confirm_import", {"cert_id": "BW-KP-t2", "carats_points": 8_000}),
+    ("cutter", "cut", {"asset_id": "QA", "stones": [{"asset_id": "T1", "carats_points": 1_500}]}),
+    ("cutter", "cut", {"asset_id": "QB", "stones": [{"asset_id": "T9", "carats_points": 1_500}]}),
+]  # fmt: skip
+
+
+@dataclass
+class Chain:
+    dir: Path
+    genesis_file: Path
+    network: NetworkGenesis
+    data: bytes  # the stone's bundle, fetched over HTTP through the SDK
+    built: bytes  # the same, built directly from the store
+    sibling: bytes  # the sibling stone's bundle (cut from the same parcel, never graded)
+    sanctioned: bytes  # the stone's bundle after a regulator sanctioned the cutter
+    merged: bytes  # T1's bundle (the MERGED history)
+    revoked: bytes  # T1's bundle after a regulator revoked its KP certificate
+    cli_file: Path  # what `provenet bundle` wrote
+    cli_output: str
+    unknown_error: ProvenetError | None
+    online_compliance_after_sanction: dict[str, Any]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="provenet")
+    add_bundle_commands(parser.add_subparsers())
+    return parser
+
+
+def run_cli(*argv: str) -> int:
+    args = _parser().parse_args(list(argv))
+    code: int = args.handler(args)
+    return code
+
+
+async def _build_chain(tmp: Path) -> Chain:
+    init_network(tmp / "net", 1, tls=False, base_port=free_base_port(1))
+    net = tmp / "net"
+    node = await start_node(load_node_config(net / "nodes" / "v0" / "config.json"))
+    url = f"http://127.0.0.1:{node.config.api_port}"
+    cast = Cast(lambda org: ProvenetClient.from_network_dir(net, org_id=org), out=lambda _: None)
+    try:
+        for org, method, args in HISTORY:
+            await cast.step(org, "diamonds", method, args)
+        reader = ProvenetClient.from_url(url, genesis_file=net / "genesis.json")
+        async with reader:
+            data = await fetch_bundle(reader, STONE)
+            sibling = await fetch_bundle(reader, SIBLING)
+            try:
+                await fetch_bundle(reader, "NO-SUCH-STONE")
+                unknown_error = None
+            except ProvenetError as error:
+                unknown_error = error
+        built = encode(build_bundle(node.store, node.engine.ledger.state, node.network, STONE))
+        cli_file = tmp / "stone.bundle"
+        argv = ["bundle", STONE, "-o", str(cli_file), "--node", url, "--genesis", str(net / "genesis.json")]  # fmt: skip
+        cli_output = await asyncio.to_thread(_capture, lambda: run_cli(*argv))
+        for org, method, args in MERGED:
+            await cast.step(org, "diamonds", method, args)
+        merged = encode(build_bundle(node.store, node.engine.ledger.state, node.network, "T1"))
+        await cast.step(
+            "regulator", "diamonds", "revoke_certificate",
+            {"kind": "kp", "cert_id": "BW-KP-t2", "reason": "forged"},
+        )  # fmt: skip
+        revoked = encode(build_bundle(node.store, node.engine.ledger.state, node.network, "T1"))
+        await cast.step(
+            "regulator", "diamonds", "sanction",
+            {"kind": "org", "target": "cutter", "reason": "laundering rough"},
+        )  # fmt: skip
+        sanctioned = encode(build_bundle(node.store, node.engine.ledger.state, node.network, STONE))
+        online = await cast.client("leadfirm").compliance(STONE)
+    finally:
+        await cast.close()
+        await node.stop()
+    return Chain(
+        dir=net,
+        genesis_file=net / "genesis.json",
+        network=load_genesis(net / "genesis.json"),
+        data=data,
+        built=built,
+        sibling=sibling,
+        sanctioned=sanctioned,
+        merged=merged,
+        revoked=revoked,
+        cli_file=cli_file,
+        cli_output=cli_output,
+        unknown_error=unknown_error,
+        online_compliance_after_sanction=online,
+    )
+
+
+def _capture(work: Callable[[], int]) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = work()
+    assert code == 0, out.getvalue()
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
+    return asyncio.run(_build_chain(tmp_path_factory.mktemp("bundle")))
+
+
+def _fails(data: bytes, network: NetworkGenesis) -> BundleError:
+    with pytest.raises(BundleError) as failure:
+        verify_bundle(data, network)
+    return failure.value
+
+
+def _document(chain: Chain) -> dict[str, Any]:
+    document = decode(chain.data)
+    assert isinstance(document, dict)
+    return document
+
+
+def _entry_of(document: dict[str, Any], method: str, occurrence: int = 0) -> int:
+    """Position of the n-th entry calling ``method``."""
+    hits = [
+        n
+        for n, entry in enumerate(document["entries"])
+        if decode(entry["tx"])["method"] == method  # type: ignore[index]
+    ]
+    return hits[occurrence]
+
+
+# ------------------------------------------------------------------ clean bundles
+
+
+def test_a_clean_bundle_verifies_offline_with_the_whole_history(chain: Chain) -> None:
+    verdict = verify_bundle(chain.data, chain.network)
+    assert [step.method for step in verdict.steps] == METHODS
+    assert [step.org_id for step in verdict.steps] == [org for org, _, _ in HISTORY]
+    assert verdict.conflict_free and verdict.compliance["failures"] == []
+    assert {check.rule: check.ok for check in verdict.checks} == {
+        "mine_registration": True,
+        "kp_crossing": True,
+    }
+    assert [node["asset_id"] for node in verdict.trace["nodes"]] == [STONE, PARCEL]
+    assert verdict.trace["nodes"][0]["status"] == "sold"
+    assert verdict.trace["kp_certificates"][0]["confirmed_by"] == "kp-be"
+    heights = [step.height for step in verdict.steps]
+    assert heights == sorted(heights) and verdict.as_of_height >= heights[-1]
+
+
+def test_the_route_the_store_and_the_cli_give_the_same_bytes(chain: Chain) -> None:
+    assert chain.data == chain.built
+    assert chain.cli_file.read_bytes() == chain.data
+    assert "verified against the genesis: conflict-free" in chain.cli_output
+    assert f"{len(HISTORY)} transactions" in chain.cli_output
+
+
+def test_an_unknown_asset_is_a_clear_error(chain: Chain) -> None:
+    assert chain.unknown_error is not None
+    assert chain.unknown_error.code == "unknown_asset"
+    assert chain.unknown_error.status == 404
+    assert "NO-SUCH-STONE" in chain.unknown_error.message
+
+
+def test_build_bundle_refuses_an_unknown_asset(chain: Chain) -> None:
+    from contracts.genesis import genesis_state
+    from contracts.state import MemoryState
+
+    state = MemoryState(genesis_state(chain.network.genesis))
+    with pytest.raises(UnknownAsset, match="no diamond asset S-9"):
+        build_bundle(None, state, chain.network, "S-9")  # type: ignore[arg-type]
+
+
+def test_cli_verify_prints_the_provenance_and_the_verdict(
+    chain: Chain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("verify", str(chain.cli_file), "--genesis", str(chain.genesis_file)) == 0
+    out = capsys.readouterr().out
+    assert f"Bundle for {STONE}" in out and "Offline verdict: CONFLICT-FREE" in out
+    for method in METHODS:
+        assert f"diamonds.{method}" in out
+    assert f"kp_crossing {CERT}" in out and "issued by kp-bw (KP authority of BW)" in out
+    assert (
+        run_cli("verify", str(chain.cli_file), "--genesis", str(chain.genesis_file), "--json") == 0
+    )
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["verified"] and verdict["conflict_free"] and len(verdict["steps"]) == 10
+
+
+def test_the_sdk_checks_a_file(chain: Chain) -> None:
+    verdict = verify_bundle_file(chain.cli_file, chain.genesis_file)
+    assert isinstance(verdict, Verdict) and verdict.conflict_free
+
+
+def test_a_sibling_stone_has_its_own_bundle(chain: Chain) -> None:
+    verdict = verify_bundle(chain.sibling, chain.network)
+    assert verdict.asset_id == SIBLING
+    assert [step.method for step in verdict.steps] == METHODS[:6]
+
+
+def test_a_sanction_in_force_is_in_the_bundle_and_one_after_it_is_not(
+    chain: Chain, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert chain.online_compliance_after_sanction["conflict_free"] is False
+    verdict = verify_bundle(chain.sanctioned, chain.network)
+    assert verdict.steps[-1].method == "sanction"
+    assert not verdict.conflict_free
+    assert {f["rule"] for f in verdict.compliance["failures"]} == {
+        f["rule"] for f in chain.online_compliance_after_sanction["failures"]
+    }
+    path = tmp_path / "sanctioned.bundle"
+    path.write_bytes(chain.sanctioned)
+    assert run_cli("verify", str(path), "--genesis", str(chain.genesis_file)) == 3
+    assert "NOT CONFLICT-FREE" in capsys.readouterr().out
+    # The bundle built before the sanction still verifies as it stood then.
+    assert verify_bundle(chain.data, chain.network).conflict_free
+
+
+def test_a_merged_and_co_shipped_history_replays(chain: Chain) -> None:
+    verdict = verify_bundle(chain.merged, chain.network)
+    assert [step.call for step in verdict.steps] == [f"diamonds.{m}" for _, m, _ in MERGED]
+    assert verdict.conflict_free
+    assert [node["asset_id"] for node in verdict.trace["nodes"]] == ["T1", "QA", "QM", "Q1", "Q2"]
+    document = decode(chain.merged)
+    assert isinstance(document, dict)
+    del document["entries"][2]  # Q2's extraction
+    failure = _fails(encode(document), chain.network)
+    assert failure.kind == "missing_upstream_link"
+    assert "asset Q2, parent of QM" in failure.message
+
+
+def test_a_revocation_in_force_is_in_the_bundle(chain: Chain) -> None:
+    verdict = verify_bundle(chain.revoked, chain.network)
+    assert verdict.steps[-1].method == "revoke_certificate"
+    assert not verdict.conflict_free
+    assert {f["rule"] for f in verdict.compliance["failures"]} == {"kp_certificate_revoked"}
+
+
+# ------------------------------------------------------------------ tampering
+
+
+def test_a_changed_transaction_byte_fails_its_signature(chain: Chain) -> None:
+    document = _document(chain)
+    position = _entry_of(document, "issue_kp_certificate")
+    envelope = document["entries"][position]["tx"]
+    at = envelope.index(b"7102.31")
+    # The same-length text keeps the envelope canonical: only the signature can tell.
+    document["entries"][position]["tx"] = envelope[:at] + b"7102.21" + envelope[at + 7 :]
+    failure = _fails(encode(document), chain.network)
+    assert failure.kind == "signature"
+    assert f"entry {position} (diamonds.issue_kp_certificate" in str(failure)
+    # Flipped in place in the file, the same byte fails the same way.
+    at = chain.data.index(b"7102.31")
+    tampered = chain.data[:at] + b"7102.21" + chain.data[at + 7 :]
+    assert _fails(tampered, chain.network).kind == "signature"
+
+
+def test_a_changed_certificate_signature_fails_the_certificate(chain: Chain) -> None:
+    document = _document(chain)
+    position = _entry_of(document, "grade")
+    commit = document["entries"][position]["certificate"][0]
+    commit["signature"] = bytes([commit["signature"][0] ^ 1]) + commit["signature"][1:]
+    failure = _fails(encode(document), chain.network)
+    assert failure.kind == "certificate"
+    assert "bad signature from validator 0" in failure.message
+    assert f"entry {position} (diamonds.grade" in failure.message
+
+
+@pytest.mark.parametrize(
+    ("method", "occurrence", "named"),
+    [
+        ("extract", 0, f"asset {PARCEL}, parent of {STONE}"),
+        ("register_mine", 0, f"mine {MINE}, origin of {PARCEL}"),
+        ("issue_kp_certificate", 0, f"KP certificate {CERT}"),
+        ("ship", 0, f"the shipment under KP certificate {CERT}"),
+        ("confirm_import", 0, "diamonds.cut by cutter"),
+        ("transfer", 0, "diamonds.grade by lab"),
+        ("cut", 0, f"no transaction in the bundle creates asset {STONE}"),
+    ],
+)
+def test_a_dropped_upstream_link_is_named(
+    chain: Chain, method: str, occurrence: int, named: str
+) -> None:
+    document = _document(chain)
+    del document["entries"][_entry_of(document, method, occurrence)]
+    failure = _fails(encode(document), chain.network)
+    assert failure.kind == "missing_upstream_link"
+    assert str(failure).startswith("missing upstream link: ")
+    assert named in failure.message
+
+
+def test_another_network_s_validator_set_fails(chain: Chain, tmp_path: Path) -> None:
+    init_network(tmp_path / "other", 1, tls=False, base_port=free_base_port(1))
+    other = load_genesis(tmp_path / "other" / "genesis.json")
+    failure = _fails(chain.data, other)
+    assert failure.kind == "validator_set"
+    assert "public_key" in failure.message
+    # A bundle whose validator list was swapped for another fails against the real genesis.
+    document = _document(chain)
+    document["validators"][0]["public_key"] = other.validators[0].public_key
+    assert _fails(encode(document), chain.network).kind == "validator_set"
+    # Swapping both (a forged genesis naming other validators) breaks every certificate.
+    forged = dataclasses.replace(
+        chain.network,
+        validators=(
+            dataclasses.replace(
+                chain.network.validators[0], public_key=other.validators[0].public_key
+            ),
+        ),
+    )
+    failure = _fails(encode(document), forged)
+    assert failure.kind == "certificate"
+
+
+def test_an_unrelated_entry_or_another_asset_id_fails(chain: Chain) -> None:
+    sibling = decode(chain.sibling)
+    assert isinstance(sibling, dict)
+    stone = _document(chain)
+    sibling["entries"].append(stone["entries"][_entry_of(stone, "grade")])
+    failure = _fails(encode(sibling), chain.network)
+    assert failure.kind == "unrelated_entry"
+    assert f"not part of the provenance of {SIBLING}" in failure.message
+    # The stone's bundle renamed to its sibling: the stone's own steps do not belong.
+    stone["asset_id"] = SIBLING
+    assert _fails(encode(stone), chain.network).kind == "unrelated_entry"
+
+
+def test_every_flipped_byte_fails(chain: Chain) -> None:
+    rng = random.Random(20240605)
+    data = chain.data
+    positions = sorted(rng.sample(range(len(data)), 200))
+    kinds: dict[str, int] = {}
+    for position in positions:
+        tampered = bytearray(data)
+        tampered[position] ^= rng.randrange(1, 256)
+        try:
+            verify_bundle(bytes(tampered), chain.network)
+        except BundleError as failure:
+            kinds[failure.kind] = kinds.get(failure.kind, 0) + 1
+        else:
+            pytest.fail(f"flipping byte {position} of {len(data)} went unnoticed")
+    assert sum(kinds.values()) == 200
+    print(f"byte flips by failure kind: {sorted(kinds.items())}")
+
+
+def test_bundle_size_and_offline_verification_time(chain: Chain) -> None:
+    verify_bundle(chain.data, chain.network)  # warm the imports
+    runs = 20
+    started = time.perf_counter()
+    for _ in range(runs):
+        verify_bundle(chain.data, chain.network)
+    elapsed_ms = (time.perf_counter() - started) * 1000 / runs
+    print(
+        f"10-step stone: bundle {len(chain.data):,} bytes ({len(HISTORY)} transactions, "
+        f"1 validator), offline verification {elapsed_ms:.1f} ms"
+    )
+    assert elapsed_ms < 1_000
