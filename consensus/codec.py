@@ -87,22 +87,52 @@ def encode(value: object) -> bytes:
 
 
 def _canonical(value: object, depth: int) -> object:
-    """Check ``value`` and return it with every map's keys sorted."""
-    if depth > DEFAULT_LIMITS.max_depth:
-        raise EncodeError("value nests deeper than the codec allows")
-    if value is None or isinstance(value, bool | str | bytes):
+    """Check ``value`` and return it with every map's keys sorted.
+
+    Exact-type tests come first because this walk is the hottest code of a
+    node (every record, vote and signed body goes through it); subclasses
+    (an ``IntEnum``, a ``str`` enum) take the slower ``isinstance`` path below.
+    """
+    kind = type(value)
+    if kind is str or kind is bytes or kind is bool or value is None:
         return value
-    if isinstance(value, int):
-        if not _INT_MIN <= value <= _INT_MAX:
+    if kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
             raise EncodeError(f"integer {value} is outside the msgpack range")
         return value
-    if isinstance(value, list | tuple):
-        return [_canonical(item, depth + 1) for item in value]
-    if isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str):
+    if depth > DEFAULT_LIMITS.max_depth:
+        raise EncodeError("value nests deeper than the codec allows")
+    if kind is list or kind is tuple:
+        items: list[object] | tuple[object, ...] = value  # type: ignore[assignment]
+        _check_item_depth(len(items), depth)
+        if all(type(item) is bytes or type(item) is str for item in items):
+            return list(items)
+        return [_canonical(item, depth + 1) for item in items]
+    if kind is dict:
+        mapping: dict[object, object] = value  # type: ignore[assignment]
+        _check_item_depth(len(mapping), depth)
+        for key in mapping:
+            if type(key) is not str:
                 raise EncodeError(f"map key {key!r} is not a string")
-        return {key: _canonical(value[key], depth + 1) for key in sorted(value)}
+        return {key: _canonical(mapping[key], depth + 1) for key in sorted(mapping)}  # type: ignore[type-var]
+    return _canonical_subclass(value, depth)
+
+
+def _check_item_depth(count: int, depth: int) -> None:
+    """A container's items sit one level below it (the fast paths skip their own check)."""
+    if count and depth + 1 > DEFAULT_LIMITS.max_depth:
+        raise EncodeError("value nests deeper than the codec allows")
+
+
+def _canonical_subclass(value: object, depth: int) -> object:
+    if isinstance(value, bool | str | bytes):
+        return value
+    if isinstance(value, int):
+        return _canonical(int(value), depth)
+    if isinstance(value, list | tuple):
+        return _canonical(list(value), depth)
+    if isinstance(value, dict):
+        return _canonical(dict(value), depth)
     raise EncodeError(f"type {type(value).__name__} is not in the canonical subset")
 
 

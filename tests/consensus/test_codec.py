@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.codec import (
+    DEFAULT_LIMITS,
     DecodeError,
     Ed25519Signer,
     EncodeError,
@@ -162,3 +163,27 @@ def test_digest_is_sha256() -> None:
     assert (
         digest(b"abc").hex() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
+
+
+def _nested(levels: int, leaf: object) -> object:
+    value = leaf
+    for level in range(levels):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+def test_encode_accepts_exactly_what_decode_accepts_at_the_depth_limit() -> None:
+    limit = DEFAULT_LIMITS.max_depth
+    for leaf in (b"x", "x", 7, None, [], {}):
+        for levels in (limit - 1, limit, limit + 1):
+            value = _nested(levels, leaf)
+            try:
+                encoded = encode(value)
+            except EncodeError:
+                encoded = None
+            try:
+                decode(msgpack.packb(value, use_bin_type=True))
+                decodable = True
+            except DecodeError:
+                decodable = False
+            assert (encoded is not None) == decodable, (leaf, levels)

@@ -41,7 +41,11 @@ def test_every_config_loads_and_matches_network_json(net: Path) -> None:
     assert [n.org_id for n in network.nodes] == ["leadfirm", "miner", "cutter", "lab"]
     for index, entry in enumerate(network.nodes):
         config = load_node_config(entry.config)
-        assert (config.node_name, config.replica_id, config.role) == (entry.name, index, "validator")
+        assert (config.node_name, config.replica_id, config.role) == (
+            entry.name,
+            index,
+            "validator",
+        )
         assert (config.api_port, config.peer_port) == (17_400 + index, 17_500 + index)
         assert entry.api_url == f"https://127.0.0.1:{17_400 + index}"
         assert entry.peer_url == f"wss://127.0.0.1:{17_500 + index}/peer"
@@ -49,7 +53,9 @@ def test_every_config_loads_and_matches_network_json(net: Path) -> None:
         assert config.data_dir == entry.directory / "data"
         assert config.tls.enabled and config.tls.ca_file == net / "ca" / "ca.pem"
         assert config.tls.cert_file and config.tls.cert_file.is_file()
-        assert sorted(p.name for p in config.peers) == sorted({"v0", "v1", "v2", "v3"} - {entry.name})
+        assert sorted(p.name for p in config.peers) == sorted(
+            {"v0", "v1", "v2", "v3"} - {entry.name}
+        )
         for secret in (config.key_file, config.tls.key_file):
             assert secret and secret.stat().st_mode & 0o777 == 0o600
 
@@ -66,7 +72,10 @@ def test_genesis_validators_are_the_node_keys_in_replica_order(net: Path) -> Non
         node_keys.append(identity.public_key)
     assert genesis.validator_set().public_keys == tuple(node_keys)
     assert [v.name for v in sorted(genesis.validators, key=lambda v: v.replica_id)] == [
-        "v0", "v1", "v2", "v3"
+        "v0",
+        "v1",
+        "v2",
+        "v3",
     ]
 
 
@@ -182,7 +191,10 @@ def test_reinit_needs_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     (tmp_path / "nodes" / "v0" / "data").mkdir()
     assert main([*args[:4], "1", "--force"]) == 0
     assert load_genesis(tmp_path / "genesis.json").validator_set() != first
-    assert not (tmp_path / "nodes" / "v3").exists() and not (tmp_path / "nodes" / "v0" / "data").exists()
+    assert (
+        not (tmp_path / "nodes" / "v3").exists()
+        and not (tmp_path / "nodes" / "v0" / "data").exists()
+    )
 
 
 @pytest.mark.parametrize(
@@ -204,7 +216,10 @@ def test_cli_refuses_operator_mistakes(tmp_path: Path, argv: list[str], code: in
 def test_status_and_down_of_a_stopped_network(tmp_path: Path) -> None:
     init_network(tmp_path, 2, tls=True, base_port=17_600)
     rows = status(tmp_path)
-    assert [(r["name"], r["up"], r["pid"]) for r in rows] == [("v0", False, None), ("v1", False, None)]
+    assert [(r["name"], r["up"], r["pid"]) for r in rows] == [
+        ("v0", False, None),
+        ("v1", False, None),
+    ]
     assert main(["net", "status", str(tmp_path)]) == 1
     assert main(["net", "down", str(tmp_path)]) == 0
 
@@ -214,9 +229,14 @@ def test_down_kills_a_stubborn_node_and_never_a_stranger(tmp_path: Path) -> None
     v0, v1 = load_network(tmp_path).nodes
     # A process that ignores SIGTERM, with v0's config path on its command line like a node.
     stubborn = subprocess.Popen(
-        [sys.executable, "-c", "import signal, sys, time\n"
-         "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)",
-         "node.cli", str(v0.config)],
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)",
+            "node.cli",
+            str(v0.config),
+        ],
         stdout=subprocess.PIPE,
     )
     try:
