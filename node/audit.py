@@ -9,6 +9,7 @@ a bound cut the answer short.  Observers serve them as well as validators.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -33,9 +34,10 @@ SANCTION_PREFIX = b"sanction/"
 
 @dataclass(frozen=True)
 class AuditLimits:
-    max_assets: int = 10_000
+    # Each view runs on the node's event loop, so each call is kept small.
+    max_assets: int = 2_000
     max_blocks: int = 1_000
-    max_results: int = 1_000
+    max_results: int = 500
 
 
 def _records(state: ReadableState, prefix: bytes, cls: type, limit: int) -> Iterator[object]:
@@ -46,14 +48,19 @@ def _records(state: ReadableState, prefix: bytes, cls: type, limit: int) -> Iter
 
 
 def noncompliant(state: ReadableState, limits: AuditLimits) -> dict[str, object]:
-    """Every diamond that still exists (not consumed) and fails compliance, and why."""
+    """Every diamond that still exists (not consumed) and fails compliance, and why.
+
+    Every asset record read counts against ``max_assets``, consumed or not,
+    so the cost of a call is bounded by the limit, not by the chain's size.
+    """
     failing: list[dict[str, object]] = []
-    checked = 0
+    read = checked = 0
     truncated = False
     for _, raw in state.scan(ASSET_PREFIX):
-        if checked >= limits.max_assets or len(failing) >= limits.max_results:
+        if read >= limits.max_assets or len(failing) >= limits.max_results:
             truncated = True
             break
+        read += 1
         diamond = record_from_bytes(Diamond, raw)
         if diamond.status == "consumed":
             continue
@@ -73,12 +80,14 @@ def noncompliant(state: ReadableState, limits: AuditLimits) -> dict[str, object]
 
 
 def _tainted(failing: list[dict[str, object]], needle: str) -> list[str]:
-    """Assets whose compliance failures name ``needle`` (a mine, country, certificate...)."""
+    """Assets whose compliance failures name ``needle`` as a whole identifier
+    (a sanction on "BW" must not taint an asset failing over "BW-KP-7")."""
+    pattern = re.compile(rf"(?<![\w.:-]){re.escape(needle)}(?![\w.:-])")
     tainted = []
     for asset in failing:
         failures = asset.get("failures")
         if isinstance(failures, list) and any(
-            isinstance(f, dict) and needle in str(f.get("detail", "")) for f in failures
+            isinstance(f, dict) and pattern.search(str(f.get("detail", ""))) for f in failures
         ):
             tainted.append(str(asset["asset_id"]))
     return tainted
@@ -118,7 +127,9 @@ def sanctions_and_revocations(state: ReadableState, limits: AuditLimits) -> dict
     for food_cert in _records(state, FOOD_CERT_PREFIX, FoodCertificate, limits.max_assets):
         if isinstance(food_cert, FoodCertificate) and food_cert.revoked:
             revocations.append({"kind": "food_certificate", **_plain(food_cert), "tainted": []})
-    for key, raw in state.scan(KEY_PREFIX):
+    for count, (key, raw) in enumerate(state.scan(KEY_PREFIX)):
+        if count >= limits.max_assets:
+            break
         record = record_from_bytes(KeyRecord, raw)
         if record.revoked_from_height is not None:
             revocations.append(
@@ -149,6 +160,7 @@ def activity(
     limits: AuditLimits,
 ) -> dict[str, object]:
     """Transactions per organisation (and per method) in blocks ``first..last``."""
+    wanted = last
     last = min(last, store.height(), first + limits.max_blocks - 1)
     orgs: dict[str, dict[str, object]] = {}
     org_of: dict[bytes, str] = {}
@@ -174,4 +186,5 @@ def activity(
             assert isinstance(methods, dict)
             name = f"{tx.contract}.{tx.method}"
             methods[name] = methods.get(name, 0) + 1
-    return {"from": max(1, first), "to": last, "orgs": orgs}
+    truncated = last < min(wanted, store.height())
+    return {"from": max(1, first), "to": last, "orgs": orgs, "truncated": truncated}

@@ -77,6 +77,16 @@ class BundleBuildError(Exception):
     code = "invalid_argument"
 
 
+class BundleTooCostly(BundleBuildError):
+    """Building would read more blocks than one request may (413 ``too_large``)."""
+
+    code = "too_large"
+
+
+# Blocks one bundle request may read to find a revocation or accreditation change.
+MAX_SEARCH_BLOCKS = 5_000
+
+
 class UnknownAsset(BundleBuildError):
     """No diamond asset has this id (404 ``unknown_asset``)."""
 
@@ -332,14 +342,24 @@ class _Collector:
         self, start: int, kind: str, attributes: dict[str, object], last: bool = False
     ) -> bytes:
         found: bytes | None = None
-        for height in range(start, self.store.height() + 1):
+        # A revocation or accreditation change is found by reading blocks on
+        # the node's event loop: the search is bounded so that one request
+        # cannot stall the node on a long chain.
+        end = min(self.store.height(), start + MAX_SEARCH_BLOCKS - 1)
+        if end < self.store.height() and last:
+            raise BundleTooCostly(
+                f"finding the latest {kind} would read more than {MAX_SEARCH_BLOCKS} blocks"
+            )
+        for height in range(start, end + 1):
             for tx_id, event_kind, event_attributes in self._events(height):
                 if event_kind == kind and _matches(event_attributes, attributes):
                     if not last:
                         return tx_id
                     found = tx_id
         if found is None:
-            raise RuntimeError(f"no {kind} event {attributes} from block {start}")
+            raise BundleTooCostly(
+                f"no {kind} event {attributes} within {MAX_SEARCH_BLOCKS} blocks of {start}"
+            )
         return found
 
 

@@ -62,12 +62,17 @@ and the asset id must be the one the entries are the provenance of.
 
 What offline verification cannot see
 ------------------------------------
-A bundle proves what happened up to its ``as_of`` block, which is itself
-certified.  A sanction, freeze or certificate revocation in force when the
-bundle was built is included (the builder adds the transaction that imposed
-it, and the replay applies it), but one imposed *after* the bundle was built
-is not visible offline, and neither is any later transaction on the asset:
-a bundle shows presence, never absence.  Re-fetch the bundle, or ask a node
+A bundle proves that every transaction it holds was committed, and that
+together they form a valid history of the asset.  It cannot prove that
+nothing was left out: an honest builder adds every sanction, freeze or
+certificate revocation in force when it builds the bundle (and the replay
+applies them), but a dishonest one can omit such a transaction, or one that
+caused an included transaction to be refused on chain, and the bundle still
+verifies.  Proving absence needs proofs against a certified state root,
+which this format version does not carry.  So a bundle shows presence,
+never absence, and an auditor who must rule out a sanction asks a node it
+trusts (its own observer) for ``/v1/compliance``; nothing after the
+``as_of`` block is visible offline either.  Re-fetch the bundle, or ask a node
 for ``/v1/compliance``, for the current verdict.  Signers are authenticated
 against the genesis organisations: a key or organisation added later by
 governance makes the bundle fail as ``signer`` (this format version does not
@@ -277,8 +282,11 @@ class Verdict:
         lines.extend(
             [
                 "",
-                f"Offline verdict: {verdict} (from the bundle alone, as of block {self.as_of_height}).",
-                "A sanction or revocation recorded after that block is not visible offline.",
+                f"Offline verdict: {verdict} (from the transactions in the bundle, "
+                f"committed up to block {self.as_of_height}).",
+                "A bundle proves what it holds, not what it leaves out: a sanction or revocation "
+                "the builder omitted, or recorded after that block, is not visible offline; "
+                "ask your own observer (/v1/compliance) to rule one out.",
             ]
         )
         return "\n".join(lines)

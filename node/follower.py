@@ -89,12 +89,12 @@ class Alert:
 
 
 def _header(fields: object) -> BlockHeader:
-    if not isinstance(fields, dict):
-        raise BlockRejected("malformed", "a block without a header")
-    try:
-        return header_from_dict(fields)
-    except TypeError as exc:
-        raise BlockRejected("malformed", f"header: {exc}") from None
+    if not isinstance(fields, dict) or set(fields) != set(_HEADER_TYPES):
+        raise BlockRejected("malformed", "a block without a well-formed header")
+    for name, kind in _HEADER_TYPES.items():
+        if type(fields[name]) is not kind:
+            raise BlockRejected("malformed", f"header field {name} is not {kind.__name__}")
+    return header_from_dict(fields)
 
 
 def _commits(raw: object) -> tuple[Commit, ...]:
@@ -120,8 +120,38 @@ def check_block(
 
     ``root_at`` maps heights to the state roots this node computed (a Store
     lookup in practice); a certified root for a height it does not know is
-    not checked.  Raises :class:`BlockRejected` naming the failed check.
+    not checked.  Raises :class:`BlockRejected` naming the failed check, and
+    nothing else: whatever a lying validator sends is a rejection, never a
+    crash.
     """
+    try:
+        return _check_block(served, tip, chain_id, validators, root_at)
+    except BlockRejected:
+        raise
+    except (DecodeError, TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise BlockRejected("malformed", f"malformed block: {exc}") from None
+
+
+_HEADER_TYPES = {
+    "chain_id": str,
+    "height": int,
+    "prev_block_hash": bytes,
+    "time_ms": int,
+    "proposer_time_ms": int,
+    "requests_root": bytes,
+    "request_count": int,
+    "executed_height": int,
+    "executed_state_root": bytes,
+}
+
+
+def _check_block(
+    served: object,
+    tip: ChainTip,
+    chain_id: str,
+    validators: ValidatorSet,
+    root_at: dict[int, bytes] | None,
+) -> CommittedBlock:
     if not isinstance(served, dict):
         raise BlockRejected("malformed", "a block is not a map")
     header = _header(served.get("header"))
@@ -199,7 +229,8 @@ class Follower(ChainHost):
         self._index = 0
         self._roots = _StoredRoots(store)
         self.alerts: deque[Alert] = deque(maxlen=MAX_ALERTS_KEPT)
-        self.source_height = tip.height
+        self._claims: dict[str, int] = {}
+        self._rejections_in_a_row = 0
         self._stopped = False
 
     @property
@@ -208,6 +239,14 @@ class Follower(ChainHost):
 
     def stop(self) -> None:
         self._stopped = True
+
+    @property
+    def source_height(self) -> int:
+        """The chain height at least one honest validator claimed: the (f+1)-th
+        highest of the latest claims (one lying validator cannot inflate it)."""
+        claims = sorted(self._claims.values(), reverse=True)
+        f = self.validators.f
+        return max(self.tip.height, claims[f]) if len(claims) > f else self.tip.height
 
     def following(self) -> dict[str, object]:
         return {
@@ -219,13 +258,13 @@ class Follower(ChainHost):
     async def run(self) -> None:
         if not self.sources:
             raise ValueError("an observer needs validators to follow (config peers)")
-        timeout = aiohttp.ClientTimeout(total=30, connect=5)
+        timeout = aiohttp.ClientTimeout(total=30, connect=5, sock_read=5)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 while not self._stopped:
                     progressed = await self._follow_once(session)
                     if not progressed:
-                        await asyncio.sleep(self.limits.follow_poll_interval_ms / 1000)
+                        await asyncio.sleep(self._pause_s())
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("follower stopped")
@@ -244,7 +283,7 @@ class Follower(ChainHost):
         blocks = page.get("blocks") if isinstance(page, dict) else None
         height = page.get("height") if isinstance(page, dict) else None
         if type(height) is int:
-            self.source_height = max(self.source_height, height)
+            self._claims[source.name] = height
         if not isinstance(blocks, list) or not blocks:
             self._next_source()
             return False
@@ -255,8 +294,10 @@ class Follower(ChainHost):
                 )
             except BlockRejected as rejected:
                 self._alert(rejected, source)
+                self._rejections_in_a_row += 1
                 self._next_source()
                 return False
+            self._rejections_in_a_row = 0
             executed = self.execute_and_announce(block)
             self.tip = ChainTip(
                 executed.height, executed.block_hash, executed.time_ms, executed.state_root
@@ -269,10 +310,21 @@ class Follower(ChainHost):
         async with session.get(url, headers={"Accept": MSGPACK}, ssl=context) as response:
             if response.status != 200:
                 raise ValueError(f"HTTP {response.status}")
-            body = await response.content.read(self.limits.max_frame_bytes + 1)
-            if len(body) > self.limits.max_frame_bytes:
-                raise ValueError("chain page too large")
-            return decode(body)
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(1 << 16):
+                body += chunk
+                if len(body) > self.limits.max_frame_bytes:
+                    raise ValueError("chain page too large")
+            return decode(bytes(body))
+
+    def _pause_s(self) -> float:
+        """The poll interval, longer once every source has been rejected in a
+        row: then the fault may be this node's own (its execution diverged),
+        and hammering the validators helps nobody."""
+        pause_ms = self.limits.follow_poll_interval_ms
+        if self._rejections_in_a_row >= len(self.sources):
+            pause_ms = max(pause_ms, self.limits.peer_backoff_max_ms)
+        return pause_ms / 1000
 
     def _next_source(self) -> None:
         self._index = (self._index + 1) % len(self.sources)

@@ -68,8 +68,12 @@ def init_network(
     existing network without ``force``, running nodes).
     """
     layout = _Layout(Path(dir).resolve(), chain_id, tls, base_port, host)
+    if type(validators) is not int or validators < 1:
+        raise NetError(f"--validators must be at least 1, not {validators}")
     if type(observers) is not int or observers < 0:
         raise NetError(f"--observers must be a whole number, not {observers}")
+    if validators + observers > MAX_VALIDATORS:
+        raise NetError(f"at most {MAX_VALIDATORS} nodes (validators and observers) per network")
     _check_arguments(validators + observers, base_port, chain_id, host)
     _prepare_directory(layout.root, force)
     org_keys = _write_org_keys(layout.root)

@@ -191,3 +191,42 @@ async def test_batch_submission_reports_each_transaction(single: Single) -> None
         results = (await response.json())["results"]
     assert results[0]["tx_id"] == tx_id(good).hex() and results[0]["error"] is None
     assert results[1]["error"]["code"] == "wrong_chain"
+
+
+async def test_audit_views_show_a_sanction_and_what_it_tainted(single: Single) -> None:
+    def signed(org: str, nonce: int, method: str, args: dict[str, object]) -> Transaction:
+        signer = load_identity(single.dir / "orgs" / f"{org}.key").signer
+        return sign_tx(
+            signer, chain_id=CHAIN, nonce=nonce, contract="diamonds", method=method, args=args
+        )
+
+    steps = [
+        signed(
+            "kp-bw", 0, "register_mine", {"mine_id": "M-A", "country": "BW", "operator": "miner"}
+        ),
+        signed("miner", 0, "extract", {"mine_id": "M-A", "parcel_id": "P-A", "carats_points": 100}),
+        signed("miner", 1, "extract", {"mine_id": "M-A", "parcel_id": "P-B", "carats_points": 100}),
+        signed("regulator", 0, "sanction", {"kind": "mine", "target": "M-A", "reason": "conflict"}),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for tx in steps:
+            status, answer = await submit(http, single, tx)
+            assert (status, answer["receipt"]["status"]) == (200, "ok"), answer
+        async with http.get(f"{single.url}/v1/audit/noncompliant") as response:
+            failing = (await response.json())["result"]
+        async with http.get(f"{single.url}/v1/audit/sanctions") as response:
+            sanctions = (await response.json())["result"]["sanctions"]
+        async with http.get(f"{single.url}/v1/audit/activity?from=1&to=4") as response:
+            activity = (await response.json())["result"]
+    assert {a["asset_id"] for a in failing["assets"]} == {"P-A", "P-B"}
+    assert {f["rule"] for a in failing["assets"] for f in a["failures"]} == {"mine_sanctioned"}
+    assert [(s["kind"], s["target"], sorted(s["tainted"])) for s in sanctions] == [
+        ("mine", "M-A", ["P-A", "P-B"])
+    ]
+    assert activity["orgs"]["miner"] == {
+        "txs": 2,
+        "ok": 2,
+        "rejected": 0,
+        "methods": {"diamonds.extract": 2},
+    }
+    assert activity["truncated"] is False

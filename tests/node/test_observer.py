@@ -14,9 +14,14 @@ import pytest
 from aiohttp import web
 from netfixture import LocalNetwork, free_base_port, local_network
 
+from consensus.blocks import ChainTip
 from consensus.codec import decode, encode
+from consensus.quorum import ValidatorSet
 from node.app import start_node
-from node.config import load_node_config
+from node.config import PeerEntry, load_node_config
+from node.follower import _HEADER_TYPES, BlockRejected, Follower, check_block
+from node.metrics import NodeMetrics
+from node.netinit import init_network
 from node.peers import CLOSE_POLICY
 from node.tls import client_context
 
@@ -224,3 +229,75 @@ async def test_an_observer_rejects_a_lying_validator_and_follows_the_honest_ones
         assert again.store.height() >= target
     finally:
         await again.stop()
+
+
+# ---------------------------------------------------------------- pure checks
+
+
+def _tip() -> ChainTip:
+    return ChainTip.genesis(bytes(32))
+
+
+@pytest.mark.parametrize(
+    "served",
+    [
+        None,
+        {"header": {"height": "1"}, "payloads": [], "certificate": []},
+        {
+            "header": {**dict.fromkeys(_HEADER_TYPES, 0), "chain_id": "c"},
+            "payloads": [],
+            "certificate": [],
+        },
+        {
+            "header": {
+                k: (b"" if t is bytes else "c" if t is str else 1) for k, t in _HEADER_TYPES.items()
+            },
+            "payloads": [b"x"],
+            "certificate": [b"\xc1"],
+        },
+        {
+            "header": {
+                k: (b"" if t is bytes else "c" if t is str else 1) for k, t in _HEADER_TYPES.items()
+            },
+            "payloads": "not a list",
+            "certificate": [],
+        },
+    ],
+)
+async def test_whatever_a_validator_serves_is_a_rejection_never_a_crash(served: object) -> None:
+    validators = ValidatorSet((bytes(range(32)),))
+    with pytest.raises(BlockRejected):
+        check_block(served, _tip(), "c", validators, None)
+
+
+async def test_a_chain_page_larger_than_one_network_chunk_is_read_whole(tmp_path: Path) -> None:
+    page = {"height": 1, "blocks": [], "padding": [b"p" * 60_000 for _ in range(40)]}
+    body = encode(page)
+
+    async def chain(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/msgpack")
+
+    app = web.Application()
+    app.add_routes([web.get("/v1/chain", chain)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_base_port(1)
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        init_network(tmp_path / "net", 1, tls=False, base_port=free_base_port(1), observers=1)
+        config = load_node_config(tmp_path / "net" / "nodes" / "o0" / "config.json")
+        follower = Follower(
+            config,
+            ValidatorSet((bytes(range(32)),)),
+            None,
+            None,
+            NodeMetrics(),
+            _tip(),
+            None,  # type: ignore[arg-type]
+        )
+        source = PeerEntry(0, "v0", "", f"http://127.0.0.1:{port}")
+        async with aiohttp.ClientSession() as session:
+            fetched = await follower._fetch(session, source)
+        assert fetched == page
+    finally:
+        await runner.cleanup()
