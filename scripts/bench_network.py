@@ -37,8 +37,23 @@ What it does
    ``--duration-s`` seconds, one ``POST /v1/txs`` per transaction at a steady
    pace, to a backup (``--latency-node``, so the forward to the primary
    counts), with the realistic mixed diamond workload in one lane.
-6. Checks that every node reports the same height, block hash and state root,
-   and always stops the network (``node.netctl.down``) at the end.
+6. Checks that every validator reports the same height, block hash and state
+   root, and that every observer holds that state root, and always stops the
+   network (``node.netctl.down``) at the end.
+
+Observers (``--observers M``, default 1): the network also runs M observer
+nodes (``o0``...), which follow the validators over ``GET /v1/chain`` and
+re-execute every block.  During both runs an event watcher process
+subscribes to ``GET /v1/events`` on ``v0`` and on ``o0`` at once and stamps
+every block's arrival on each with its own ``time.monotonic()``; it also
+samples ``o0``'s ``/v1/status`` (``following.lag_blocks``) every 0.1 s.
+Each run then gets an ``observer`` section: the lag in blocks (the sampled
+``lag_blocks``, and v0's height minus o0's latest at every v0 block
+arrival), the lag in milliseconds (o0's arrival minus v0's for the same
+height), whether o0 reached the validators' height and state root after the
+run, and o0's CPU seconds (over the run, and including its catch-up).  The
+observers' and the watcher's CPU are not in ``cpu_s_per_node`` (validators
+only) but count as the bench's own in ``cpu_s_outside_bench_processes``.
 
 CPU seconds per node are utime + stime deltas of each node process from
 ``/proc/<pid>/stat`` over each run; the clients' and this process's own CPU
@@ -47,8 +62,8 @@ the JSON says whether the host's cores were the limit; ``cpu_budget_per_tx``
 puts the node CPU per committed transaction next to the part of it that
 signature verification must take.
 
-Usage: scripts/bench [--validators N] [--clients C] [--chains K] [--mode independent|mixed]
-                     [--rate R] [--duration-s S] [--tls] [--keep] ...
+Usage: scripts/bench [--validators N] [--observers M] [--clients C] [--chains K]
+                     [--mode independent|mixed] [--rate R] [--duration-s S] [--tls] [--keep] ...
 """
 
 from __future__ import annotations
@@ -61,6 +76,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -545,6 +561,8 @@ class Phase:
     started: float = 0.0
     ended: float = 0.0
     timed_out: bool = False
+    # CPU seconds of the observers at the phase's start (to add their catch-up after it)
+    observer_cpu_before: dict[str, float | None] = field(default_factory=dict)
 
 
 async def run_phase(
@@ -553,8 +571,17 @@ async def run_phase(
     pids: dict[str, int],
     max_s: float,
     stall_s: float,
+    observer_pids: dict[str, int] | None = None,
+    watcher_pid: int | None = None,
 ) -> dict[str, Any]:
-    """Start the phase's clients, let them run to completion, return CPU figures."""
+    """Start the phase's clients, let them run to completion, return CPU figures.
+
+    ``pids`` are the validators (``cpu_s_per_node``); the observers' and the
+    event watcher's CPU over the same window is reported beside them.
+    """
+    extra = dict(observer_pids or {})
+    if watcher_pid is not None:
+        extra[" watcher"] = watcher_pid
     context = multiprocessing.get_context("spawn")
     loop = asyncio.get_running_loop()
     processes: list[multiprocessing.process.BaseProcess] = []
@@ -605,6 +632,10 @@ async def run_phase(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), 1.0)
         before = CpuSample.take(pids)
+        extra_before = {name: process_cpu_s(pid) for name, pid in extra.items()}
+        phase.observer_cpu_before = {
+            name: cpu for name, cpu in extra_before.items() if name != " watcher"
+        }
         phase.started = time.monotonic()
         for conn in conns.values():
             conn.send(("go", phase.started))
@@ -635,6 +666,7 @@ async def run_phase(
                 waiter.cancel()
         phase.ended = time.monotonic()
         after = CpuSample.take(pids)
+        extra_after = {name: process_cpu_s(pid) for name, pid in extra.items()}
         for conn in conns.values():
             with contextlib.suppress(OSError):
                 conn.send(("stop",))
@@ -643,15 +675,25 @@ async def run_phase(
             wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), 0.5)
-        return cpu_delta(before, after)
+        cpu = cpu_delta(before, after)
+        extra_delta = {
+            name: round(end - start, 2)
+            for name, start in extra_before.items()
+            if start is not None and (end := extra_after.get(name)) is not None
+        }
+        if observer_pids:
+            cpu["cpu_s_observers"] = {n: extra_delta.get(n) for n in observer_pids}
+        if watcher_pid is not None:
+            cpu["cpu_s_event_watcher"] = extra_delta.get(" watcher")
+        return cpu
     finally:
         for index in conns:
             tracker.conns.pop((phase.name, index), None)
-        for process in processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=5)
+        for child in processes:
+            child.join(timeout=5)
+            if child.is_alive():
+                child.terminate()
+                child.join(timeout=5)
         for pump in pumps:  # they see EOF once their client has exited
             pump.join(timeout=5)
         for conn in conns.values():
@@ -721,7 +763,10 @@ def summarise(phase: Phase, tracker: Tracker, cpu: dict[str, Any]) -> dict[str, 
     if cpu.get("machine_busy_core_s") is not None:
         # Busy CPU not charged to the nodes or the bench's processes: kernel threads
         # working for them (disk journal, network softirqs) and any other program.
+        # The observers and the event watcher are the bench's processes too.
         ours = cpu["cpu_s_all_nodes"] + cpu["cpu_s_bench_parent"] + client_cpu
+        ours += sum(v for v in (cpu.get("cpu_s_observers") or {}).values() if v is not None)
+        ours += cpu.get("cpu_s_event_watcher") or 0.0
         summary["cpu"]["cpu_s_outside_bench_processes"] = round(
             max(0.0, cpu["machine_busy_core_s"] - ours), 2
         )
@@ -745,6 +790,291 @@ def summarise(phase: Phase, tracker: Tracker, cpu: dict[str, Any]) -> dict[str, 
     return summary
 
 
+# ------------------------------------------------------------ the observer watcher
+
+# A block frame starts {"type": "block", "height": N, ...}; reading the height
+# with a regular expression keeps the arrival stamp of the other stream from
+# waiting on json.loads of a large frame.
+FRAME_HEIGHT = re.compile(r'"height":\s*(\d+)')
+
+
+@dataclass
+class WatchJob:
+    """What the event watcher process follows; picklable for the 'spawn' start method."""
+
+    validator: str
+    validator_url: str
+    observer: str
+    observer_url: str
+    ca_file: str | None
+    from_height: int
+    sample_interval_s: float = 0.1
+
+
+def watch_main(job: WatchJob, conn: Connection) -> None:
+    """Entry point of the event watcher process."""
+    try:
+        result = run_loop(_watch(job, conn))
+        conn.send(("done", result))
+    except BaseException as exc:  # report, never hang the parent
+        with contextlib.suppress(OSError):
+            conn.send(("error", f"watcher: {exc!r}"))
+        raise
+
+
+async def _watch(job: WatchJob, conn: Connection) -> dict[str, Any]:
+    """Follow the validator's and the observer's block streams side by side until told to stop.
+
+    Every frame is stamped with ``time.monotonic()`` as it arrives, before it
+    is parsed.  At each validator frame the observer's latest height is
+    noted; the observer's ``/v1/status`` is sampled every
+    ``sample_interval_s`` for its own ``following.lag_blocks``.
+    """
+    stop = asyncio.Event()
+
+    def on_message(message: Any) -> None:
+        if message == ("stop",):
+            stop.set()
+
+    pump_pipe(conn, asyncio.get_running_loop(), on_message, lambda exc: stop.set())
+    names = (job.validator, job.observer)
+    arrivals: dict[str, dict[int, float]] = {name: {} for name in names}
+    last = dict.fromkeys(names, job.from_height - 1)
+    at_validator: list[tuple[float, int, int]] = []  # (seen, validator height, observer height)
+    samples: list[tuple[float, Any, Any, Any, Any]] = []  # (t, lag, source_height, height, source)
+    reconnects: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    connected = {name: asyncio.Event() for name in names}
+    ssl_context = _client_ssl(job.ca_file)
+
+    async def follow(session: aiohttp.ClientSession, name: str, api_url: str) -> None:
+        url = api_url.replace("http", "ws", 1) + "/v1/events"
+        while True:
+            try:
+                async with session.ws_connect(
+                    f"{url}?from_height={last[name] + 1}", max_msg_size=0
+                ) as ws:
+                    connected[name].set()
+                    async for message in ws:
+                        seen = time.monotonic()
+                        if message.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        found = FRAME_HEIGHT.search(message.data, 0, 200)
+                        height = (
+                            int(found.group(1)) if found else int(json.loads(message.data)["height"])
+                        )
+                        if height <= last[name]:
+                            continue
+                        last[name] = height
+                        arrivals[name][height] = seen
+                        if name == job.validator:
+                            at_validator.append((seen, height, last[job.observer]))
+            except (aiohttp.ClientError, OSError) as exc:
+                errors[f"{name}:{type(exc).__name__}"] += 1
+            reconnects[name] += 1
+            await asyncio.sleep(0.05)
+
+    async def sample(session: aiohttp.ClientSession) -> None:
+        url = f"{job.observer_url}/v1/status"
+        while True:
+            due = time.monotonic() + job.sample_interval_s
+            try:
+                async with session.get(url, headers={"Accept": "application/json"}) as response:
+                    body = await response.json(content_type=None)
+                following = body.get("following") or {}
+                samples.append((
+                    time.monotonic(),
+                    following.get("lag_blocks"),
+                    following.get("source_height"),
+                    body.get("height"),
+                    following.get("source"),
+                ))
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError, AttributeError) as exc:
+                errors[f"status:{type(exc).__name__}"] += 1
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+    started = os.times()
+    connector = aiohttp.TCPConnector(ssl=ssl_context)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        tasks = [
+            asyncio.create_task(follow(session, job.validator, job.validator_url)),
+            asyncio.create_task(follow(session, job.observer, job.observer_url)),
+            asyncio.create_task(sample(session)),
+        ]
+        try:
+            waiter = asyncio.gather(*(event.wait() for event in connected.values()))
+            await asyncio.wait_for(waiter, 10)
+            conn.send(("ready",))
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    ended = os.times()
+    return {
+        "arrivals": {name: sorted(seen.items()) for name, seen in arrivals.items()},
+        "at_validator": at_validator,
+        "samples": samples,
+        "reconnects": {name: reconnects[name] for name in names},
+        "errors": dict(errors),
+        "cpu_s": round(ended.user + ended.system - started.user - started.system, 3),
+    }
+
+
+class Watcher:
+    """The event watcher process, seen from the parent."""
+
+    def __init__(self, job: WatchJob) -> None:
+        self.job = job
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.conn: Connection | None = None
+        self.pump: threading.Thread | None = None
+        self.result: dict[str, Any] | None = None
+        self.error: str | None = None
+        self.ready = asyncio.Event()
+        self.finished = asyncio.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def _on_message(self, message: Any) -> None:
+        match message:
+            case ("ready",):
+                self.ready.set()
+            case ("done", result):
+                self.result = result
+                self.finished.set()
+            case ("error", text):
+                self.error = text
+                self.finished.set()
+
+    def _on_eof(self, exc: BaseException) -> None:
+        if self.result is None and self.error is None:
+            self.error = f"watcher exited without a result ({exc!r})"
+        self.finished.set()
+
+    async def start(self, timeout_s: float = 30.0) -> None:
+        context = multiprocessing.get_context("spawn")
+        parent_end, child_end = context.Pipe()
+        self.process = context.Process(target=watch_main, args=(self.job, child_end), daemon=True)
+        self.process.start()
+        child_end.close()
+        self.conn = parent_end
+        self.pump = pump_pipe(parent_end, asyncio.get_running_loop(), self._on_message, self._on_eof)
+        ready = asyncio.ensure_future(self.ready.wait())
+        finished = asyncio.ensure_future(self.finished.wait())
+        await asyncio.wait({ready, finished}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        finished.cancel()
+        if not self.ready.is_set():
+            raise RuntimeError(self.error or "the event watcher did not connect in time")
+
+    async def stop(self, timeout_s: float = 15.0) -> dict[str, Any] | None:
+        """Tell the watcher to stop, collect what it saw, make sure the process is gone."""
+        if self.process is None or self.conn is None:
+            return None
+        try:
+            with contextlib.suppress(OSError):
+                self.conn.send(("stop",))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.finished.wait(), timeout_s)
+        finally:
+            await asyncio.to_thread(self.process.join, 5)
+            if self.process.is_alive():
+                self.process.terminate()
+                await asyncio.to_thread(self.process.join, 5)
+            if self.pump is not None:
+                await asyncio.to_thread(self.pump.join, 5)
+            self.conn.close()
+        return self.result
+
+
+async def observer_settled(
+    session: aiohttp.ClientSession,
+    validators: Sequence[netctl.NodeEntry],
+    observer: netctl.NodeEntry,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """Wait until the observer is at the validators' common height; compare it with them."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    while True:
+        statuses = [await get_json(session, f"{e.api_url}/v1/status") for e in validators]
+        mine = await get_json(session, f"{observer.api_url}/v1/status")
+        heights = {s["height"] for s in statuses}
+        settled = len(heights) == 1 and mine["height"] in heights
+        if settled or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    roots = {s["state_root"] for s in statuses}
+    hashes = {s["block_hash"] for s in statuses}
+    top = max(heights)
+    return {
+        "observer_height": mine["height"],
+        "validator_heights": sorted(heights),
+        "same_height": settled,
+        "same_state_root": settled and roots == {mine["state_root"]},
+        "same_block_hash": settled and hashes == {mine["block_hash"]},
+        "waited_s": round(time.monotonic() - started, 3),
+        "alerts": len(mine.get("alerts") or []),
+        "lag_blocks_at_end": top - mine["height"],
+    }
+
+
+def observer_summary(
+    seen: dict[str, Any],
+    job: WatchJob,
+    phase: Phase,
+    heights: tuple[int, int] | None,
+    settled: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The observer section of one run, from what the watcher saw."""
+    summary: dict[str, Any] = {
+        "observer": job.observer,
+        "compared_with": job.validator,
+        "heights": list(heights) if heights else None,
+    }
+    lo, hi = heights if heights else (1, 0)
+    validator_seen = dict(seen["arrivals"][job.validator])
+    observer_seen = dict(seen["arrivals"][job.observer])
+    lag_ms = []
+    for height in range(lo, hi + 1):
+        if height in validator_seen and height in observer_seen:
+            lag_ms.append((observer_seen[height] - validator_seen[height]) * 1000)
+    at_arrival = [v - o for _, v, o in seen["at_validator"] if lo <= v <= hi]
+    status_lag = [
+        lag
+        for t, lag, *_ in seen["samples"]
+        if phase.started <= t <= phase.ended and isinstance(lag, int)
+    ]
+    summary["lag_blocks_status"] = {
+        **percentiles(status_lag),
+        "samples": len(status_lag),
+        "what": "o0 /v1/status following.lag_blocks, sampled every "
+        f"{job.sample_interval_s:g} s during the run",
+    }
+    summary["lag_blocks_at_validator_arrival"] = {
+        **percentiles(at_arrival),
+        "min": min(at_arrival, default=None),
+        "samples": len(at_arrival),
+        "what": f"{job.validator} height minus the last {job.observer} height seen, "
+        f"at each {job.validator} block arrival",
+    }
+    summary["lag_ms"] = {
+        **percentiles(lag_ms),
+        "min": round(min(lag_ms), 2) if lag_ms else None,
+        "blocks": len(lag_ms),
+        "missing_on_observer": sum(1 for h in range(lo, hi + 1) if h not in observer_seen),
+        "missing_on_validator": sum(1 for h in range(lo, hi + 1) if h not in validator_seen),
+        "what": f"{job.observer} arrival minus {job.validator} arrival of the same height "
+        "(GET /v1/events on both, one watcher process)",
+    }
+    summary["end"] = settled
+    return summary
+
+
 # ------------------------------------------------------------ the network
 
 
@@ -754,12 +1084,12 @@ async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
 
 
 async def wait_connected(
-    session: aiohttp.ClientSession, network: netctl.Network, timeout_s: float
+    session: aiohttp.ClientSession, nodes: Sequence[netctl.NodeEntry], timeout_s: float
 ) -> None:
     """Until every node reports every peer link connected."""
     deadline = time.monotonic() + timeout_s
     while True:
-        statuses = [await get_json(session, f"{e.api_url}/v1/status") for e in network.nodes]
+        statuses = [await get_json(session, f"{e.api_url}/v1/status") for e in nodes]
         if all(
             all(peer.get("connected") for peer in (s.get("peers") or {}).values())
             for s in statuses
@@ -796,12 +1126,12 @@ async def next_nonces(
 
 
 async def agreement(
-    session: aiohttp.ClientSession, network: netctl.Network, timeout_s: float = 15.0
+    session: aiohttp.ClientSession, nodes: Sequence[netctl.NodeEntry], timeout_s: float = 15.0
 ) -> dict[str, Any]:
     """Wait until every node is at one height, then compare hashes and state roots."""
     deadline = time.monotonic() + timeout_s
     while True:
-        statuses = {e.name: await get_json(session, f"{e.api_url}/v1/status") for e in network.nodes}
+        statuses = {e.name: await get_json(session, f"{e.api_url}/v1/status") for e in nodes}
         heights = {s["height"] for s in statuses.values()}
         if len(heights) == 1 or time.monotonic() > deadline:
             break
@@ -820,6 +1150,35 @@ async def agreement(
         "mempool_sizes": {name: (s.get("mempool") or {}).get("size") for name, s in statuses.items()},
         "peer_frames_dropped": dropped,
     }
+
+
+async def observers_agree(
+    session: aiohttp.ClientSession,
+    observers: Sequence[netctl.NodeEntry],
+    validators: dict[str, Any],
+    timeout_s: float = 15.0,
+) -> dict[str, Any]:
+    """Each observer's height, and whether it holds the validators' state root there."""
+    heights = set(validators["heights"].values())
+    root = validators["state_root"]
+    deadline = time.monotonic() + timeout_s
+    result = {}
+    for entry in observers:
+        while True:
+            status = await get_json(session, f"{entry.api_url}/v1/status")
+            if status["height"] in heights or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        result[entry.name] = {
+            "height": status["height"],
+            "agrees": len(heights) == 1
+            and status["height"] in heights
+            and isinstance(root, str)
+            and status["state_root"] == root,
+            "alerts": len(status.get("alerts") or []),
+            "following": status.get("following"),
+        }
+    return result
 
 
 def start_network(netdir: Path, timeout_s: float) -> dict[str, int]:
@@ -863,22 +1222,29 @@ def ports_free(host: str, ports: Sequence[int]) -> list[int]:
 async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) -> None:
     netdir = root / "net"
     n = args.validators
-    ports = [args.base_port + i for i in range(n)]
-    ports += [args.base_port + PEER_PORT_OFFSET + i for i in range(n)]
+    total = n + args.observers
+    ports = [args.base_port + i for i in range(total)]
+    ports += [args.base_port + PEER_PORT_OFFSET + i for i in range(total)]
     busy = ports_free("127.0.0.1", ports)
     if busy:
         raise RuntimeError(f"ports {busy} are in use; choose another --base-port")
-    init_network(netdir, n, tls=args.tls, base_port=args.base_port)
+    init_network(netdir, n, tls=args.tls, base_port=args.base_port, observers=args.observers)
     network = netctl.load_network(netdir)
-    log(f"starting {n} validators in {netdir}")
-    pids = await asyncio.to_thread(start_network, netdir, 60.0)
+    validators = [e for e in network.nodes if e.role == "validator"]
+    observers = [e for e in network.nodes if e.role == "observer"]
+    log(f"starting {n} validators and {len(observers)} observers in {netdir}")
+    all_pids = await asyncio.to_thread(start_network, netdir, 60.0)
+    pids = {e.name: all_pids[e.name] for e in validators}
+    observer_pids = {e.name: all_pids[e.name] for e in observers}
     report["node_pids"] = pids
+    if observers:
+        report["observer_pids"] = observer_pids
     ssl_context: ssl.SSLContext | bool = network.ssl_context() or False
     ca_file = str(network.ca_file) if network.tls and network.ca_file else None
     connector = aiohttp.TCPConnector(ssl=ssl_context)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await wait_connected(session, network, 20.0)
-        primary_url = network.nodes[0].api_url
+        await wait_connected(session, validators, 20.0)
+        primary_url = validators[0].api_url
         signers = {org: load_identity(path).signer for org, path in network.orgs.items()}
         nonces = await next_nonces(session, primary_url, signers)
         tag = f"b{int(time.time())}"
@@ -897,20 +1263,61 @@ async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) ->
             f"signed {len(workload.txs)} {args.mode} transactions in "
             f"{time.perf_counter() - started:.1f} s; lanes {[len(lane) for lane in lanes]}"
         )
-        tracker = Tracker(network.nodes[-1].api_url, ssl_context)
-        height = (await get_json(session, f"{network.nodes[-1].api_url}/v1/status"))["height"]
+        tracker = Tracker(validators[-1].api_url, ssl_context)
+        height = (await get_json(session, f"{validators[-1].api_url}/v1/status"))["height"]
         subscriber = asyncio.create_task(tracker.run(session, height + 1))
+        watcher: Watcher | None = None
+        # run name -> (phase, its heights, the observer's state after it, its CPU)
+        observed: dict[str, tuple[Phase, tuple[int, int] | None, dict[str, Any], dict[str, Any]]] = {}
+
+        async def observe(phase: Phase) -> None:
+            """After a run: wait for the observer to catch up and note how it ended."""
+            if not observers:
+                return
+            settled = await observer_settled(session, validators, observers[0], 30.0)
+            heights = [b.height for b in tracker.blocks if b.tracked[phase.name]]
+            cpu = {}
+            for name, pid in observer_pids.items():
+                start, end = phase.observer_cpu_before.get(name), process_cpu_s(pid)
+                cpu[name] = round(end - start, 2) if start is not None and end is not None else None
+            observed[phase.name] = (
+                phase,
+                (min(heights), max(heights)) if heights else None,
+                settled,
+                cpu,
+            )
+            log(
+                f"{phase.name}: {observers[0].name} at height {settled['observer_height']} "
+                f"after {settled['waited_s']} s; same root {settled['same_state_root']}"
+            )
+
         try:
             await asyncio.wait_for(tracker.connected.wait(), 10)
             await commit_setup(session, primary_url, [encode_tx(tx) for tx in workload.setup])
             log(f"committed {len(workload.setup)} setup transactions")
+            if observers:
+                settled = await observer_settled(session, validators, observers[0], 30.0)
+                if not settled["same_height"]:
+                    raise RuntimeError(f"{observers[0].name} did not catch up: {settled}")
+                watcher = Watcher(
+                    WatchJob(
+                        validator=validators[0].name,
+                        validator_url=validators[0].api_url,
+                        observer=observers[0].name,
+                        observer_url=observers[0].api_url,
+                        ca_file=ca_file,
+                        from_height=settled["observer_height"] + 1,
+                    )
+                )
+                await watcher.start()
+                log(f"watching {validators[0].name} and {observers[0].name} block streams")
 
             # ---- throughput run
             tracker.track("throughput", lanes)
             jobs = [
                 ClientJob(
                     index=i,
-                    api_url=network.nodes[i % n].api_url,
+                    api_url=validators[i % n].api_url,
                     ca_file=ca_file,
                     envelopes=lane,
                     kind="batch",
@@ -922,14 +1329,22 @@ async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) ->
             phase = Phase("throughput", lanes, jobs)
             log(f"throughput run: {len(jobs)} client processes, {sum(map(len, lanes))} txs")
             blocks_before = len(tracker.blocks)
-            cpu = await run_phase(phase, tracker, pids, args.max_run_s, args.stall_s)
+            cpu = await run_phase(
+                phase,
+                tracker,
+                pids,
+                args.max_run_s,
+                args.stall_s,
+                observer_pids,
+                watcher.pid if watcher else None,
+            )
             summary = summarise(phase, tracker, cpu)
             summary["blocks_all"] = len(tracker.blocks) - blocks_before
             report["throughput"] = {
                 "mode": args.mode,
                 "chains": args.chains,
                 "clients": len(jobs),
-                "client_nodes": [network.nodes[i % n].name for i in range(len(jobs))],
+                "client_nodes": [validators[i % n].name for i in range(len(jobs))],
                 "lane_sizes": [len(lane) for lane in lanes],
                 "txs_per_post": args.batch,
                 "window_per_lane": args.window,
@@ -939,6 +1354,7 @@ async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) ->
                 f"throughput: {summary.get('committed_tx_per_s')} tx/s, "
                 f"p50 {summary['latency_ms']['p50']} ms, batch {summary['mean_batch_size']}"
             )
+            await observe(phase)
 
             # ---- latency run
             if args.duration_s > 0 and args.rate > 0:
@@ -955,13 +1371,19 @@ async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) ->
                 )
                 await commit_setup(session, primary_url, [encode_tx(tx) for tx in workload.setup])
                 lane = [encode_tx(tx) for tx in workload.txs[:count]]
-                node = network.nodes[args.latency_node % n]
+                node = validators[args.latency_node % n]
                 tracker.track("latency", [lane])
                 job = ClientJob(0, node.api_url, ca_file, lane, "paced", rate=args.rate)
                 phase = Phase("latency", [lane], [job])
                 log(f"latency run: {args.rate:g} tx/s for {args.duration_s:g} s to {node.name}")
                 cpu = await run_phase(
-                    phase, tracker, pids, args.duration_s + args.stall_s + 30, args.stall_s
+                    phase,
+                    tracker,
+                    pids,
+                    args.duration_s + args.stall_s + 30,
+                    args.stall_s,
+                    observer_pids,
+                    watcher.pid if watcher else None,
                 )
                 summary = summarise(phase, tracker, cpu)
                 for key in (
@@ -983,12 +1405,54 @@ async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) ->
                 }
                 log(f"latency: p50 {summary['latency_ms']['p50']} ms, "
                     f"p99 {summary['latency_ms']['p99']} ms")
+                await observe(phase)
         finally:
+            if watcher is not None:
+                try:
+                    seen = await watcher.stop()
+                    attach_observer_sections(report, watcher, seen, observed)
+                except Exception as exc:  # the report still gets the rest
+                    report["observer_error"] = f"{type(exc).__name__}: {exc}"
             subscriber.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await subscriber
-        report["subscriber"] = {"node": network.nodes[-1].name, "reconnects": tracker.reconnects}
-        report["agreement"] = await agreement(session, network)
+        report["subscriber"] = {"node": validators[-1].name, "reconnects": tracker.reconnects}
+        report["agreement"] = await agreement(session, validators)
+        if observers:
+            report["agreement"]["observers"] = await observers_agree(
+                session, observers, report["agreement"]
+            )
+
+
+def attach_observer_sections(
+    report: dict[str, Any],
+    watcher: Watcher,
+    seen: dict[str, Any] | None,
+    observed: dict[str, tuple[Phase, tuple[int, int] | None, dict[str, Any], dict[str, Any]]],
+) -> None:
+    """Put an ``observer`` section into each run's report from what the watcher saw."""
+    if seen is None:
+        report["observer_error"] = watcher.error or "the event watcher returned nothing"
+        return
+    for name, (phase, heights, settled, cpu) in observed.items():
+        if name not in report:
+            continue
+        section = observer_summary(seen, watcher.job, phase, heights, settled)
+        run_cpu = (report[name].get("cpu") or {}).get("cpu_s_observers") or {}
+        section["cpu_s"] = {
+            observer: {"run": run_cpu.get(observer), "run_and_catch_up": total}
+            for observer, total in cpu.items()
+        }
+        section["cpu_s_event_watcher_run"] = (report[name].get("cpu") or {}).get(
+            "cpu_s_event_watcher"
+        )
+        report[name]["observer"] = section
+    report["event_watcher"] = {
+        "nodes": [watcher.job.validator, watcher.job.observer],
+        "reconnects": seen["reconnects"],
+        "errors": seen["errors"],
+        "cpu_s": seen["cpu_s"],
+    }
 
 
 def verify_ceiling(validators: int, count: int) -> dict[str, Any]:
@@ -1027,6 +1491,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="transactions in flight per client (submitted, not committed); "
                         "keep clients x window under about 1 s of throughput, or requests "
                         "outwait the nodes' 1 s re-broadcast and 2 s view-change timers")
+    parser.add_argument("--observers", type=int, default=0,
+                        help="observer nodes (default 0: validators only, the issue's figure); "
+                             "with 1 or more the runs compare o0's block stream with v0's")
     parser.add_argument("--base-port", type=int, default=7700)
     parser.add_argument("--tls", action=argparse.BooleanOptionalAction, default=False,
                         help="TLS on API and peer links (default off)")
@@ -1042,6 +1509,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.validators < 1 or args.clients < 1 or args.chains < 1:
         parser.error("--validators, --clients and --chains must be at least 1")
+    if args.observers < 0:
+        parser.error("--observers must be at least 0")
     if args.batch < 1 or args.window < args.batch:
         parser.error("--batch must be at least 1 and --window at least --batch")
     return args
@@ -1052,6 +1521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {
         "bench": "provenet network",
         "validators": args.validators,
+        "observers": args.observers,
         "tls": args.tls,
         "host": {
             "cpu_count": os.cpu_count(),
@@ -1134,6 +1604,21 @@ def finish(report: dict[str, Any]) -> None:
         "throughput_target_met": bool(throughput and throughput >= TARGET_TX_PER_S),
         "latency_target_met": bool(latency is not None and latency < TARGET_P50_MS),
     }
+    observer = {}
+    for name in ("throughput", "latency"):
+        section = (report.get(name) or {}).get("observer")
+        if section:
+            observer[name] = {
+                "lag_ms_p50": section["lag_ms"]["p50"],
+                "lag_ms_p99": section["lag_ms"]["p99"],
+                "lag_blocks_max": section["lag_blocks_at_validator_arrival"]["max"],
+                "same_height_and_root": bool(
+                    (section.get("end") or {}).get("same_height")
+                    and (section.get("end") or {}).get("same_state_root")
+                ),
+            }
+    if observer:
+        report["summary"]["observer"] = observer
     contended = []
     for name in ("throughput", "latency"):
         cpu = (report.get(name) or {}).get("cpu") or {}
