@@ -578,7 +578,10 @@ class ClientApi:
     async def healthz(self, request: web.Request) -> web.Response:
         if self.engine.fatal is not None:
             raise ApiError("unavailable", f"replica task stopped: {self.engine.fatal!r}")
-        return respond(request, {"ok": True, "height": self.store.height()})
+        # The node's name lets `net up` tell its own node from another
+        # process that happens to hold the same port.
+        body = {"ok": True, "node": self.engine.config.node_name, "height": self.store.height()}
+        return respond(request, body)
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.engine.metrics.registry)

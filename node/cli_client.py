@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from contracts.tx import args_problem
 from node import demo
 from node.config import ConfigError
 from node.keys import load_identity
@@ -147,11 +148,16 @@ def _keys_dir(args: argparse.Namespace) -> Path:
 def parse_args_json(text: str) -> dict[str, object]:
     """ARGS_JSON as transaction arguments: no floats, ``{"$bytes": hex}`` for bytes."""
     try:
-        value = json.loads(text, parse_float=_refuse_float, object_hook=_bytes_hook)
+        value = json.loads(
+            text, parse_float=_refuse_float, parse_constant=_refuse_float, object_hook=_bytes_hook
+        )
     except json.JSONDecodeError as exc:
         raise ConfigError(f"ARGS_JSON is not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ConfigError("ARGS_JSON must be a JSON object")
+    problem = args_problem(value)
+    if problem is not None:
+        raise ConfigError(f"ARGS_JSON {problem}")
     return value
 
 
@@ -176,6 +182,11 @@ def _run(work: Coroutine[Any, Any, int]) -> int:
         return asyncio.run(work)
     except ProvenetError as error:
         _say(f"provenet: error: {error.code}: {error.message}", sys.stderr)
+        return 1
+    except (TypeError, ValueError) as error:
+        # The transaction could not be built from what was given (an
+        # out-of-range expiry height, say): an operator's mistake, one line.
+        _say(f"provenet: error: {error}", sys.stderr)
         return 1
 
 

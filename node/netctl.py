@@ -318,11 +318,12 @@ def _json_or_none(body: bytes) -> Any:
 
 
 def _healthy(entry: NodeEntry, context: ssl.SSLContext | None) -> bool:
+    """This node (by name, not just whoever holds its port) answers /healthz."""
     try:
-        status, _ = get_json(f"{entry.api_url}/healthz", context, REQUEST_TIMEOUT_S)
+        status, body = get_json(f"{entry.api_url}/healthz", context, REQUEST_TIMEOUT_S)
     except (OSError, ValueError):
         return False
-    return status == 200
+    return status == 200 and isinstance(body, dict) and body.get("node") == entry.name
 
 
 def wait_healthy(
@@ -343,11 +344,10 @@ def wait_healthy(
     while pending:
         still: list[NodeEntry] = []
         for entry in pending:
-            if _healthy(entry, context):
-                continue
+            # Death first: a dead node's port may be answered by another network.
             if entry.pid_file.exists() and running_pid(entry) is None:
                 failed.append(entry.name)
-            else:
+            elif not _healthy(entry, context):
                 still.append(entry)
         pending = still
         if pending and time.monotonic() >= deadline:

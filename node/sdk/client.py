@@ -87,9 +87,12 @@ _NONCE_UNUSED_CODES = frozenset(
     {"bad_nonce", "expired", "unknown_key", "key_revoked", "bad_signature", "wrong_chain",
      "too_large"}
 )  # fmt: skip
-# Refusals, drops or receipts meaning "sign again with a fresh nonce".
-_RESIGN_CODES = frozenset({"nonce_used", "nonce_conflict", "nonce_gap", "bad_nonce"})
-_NONCE_ATTEMPTS = 3
+# submit() signs one transaction per call and never a second one on its
+# own: one node's "dropped", or a refusal after a failover, cannot prove the
+# first will never commit, and a second signature with a fresh nonce could
+# then execute the call twice.  The error goes to the caller (the local nonce
+# count is reset where the nonce was not used), who decides whether to send
+# the call again.
 
 
 def _nonce_count(answer: object) -> int | None:
@@ -264,17 +267,31 @@ class ProvenetClient:
         ...                                             "mass_grams": 1_000_000})
         """
         identity = self._require_identity()
+        reserved = nonce is None
         if nonce is None:
             nonce = await self.next_nonce()
-        return sign_tx(
-            identity.signer,
-            chain_id=self.chain_id,
-            nonce=nonce,
-            contract=contract,
-            method=method,
-            args=args,
-            expiry_height=expiry_height,
-        )
+        try:
+            return sign_tx(
+                identity.signer,
+                chain_id=self.chain_id,
+                nonce=nonce,
+                contract=contract,
+                method=method,
+                args=args,
+                expiry_height=expiry_height,
+            )
+        except BaseException:
+            if reserved:
+                self._give_back(identity.public_key, nonce)
+            raise
+
+    def _give_back(self, sender: bytes, nonce: int) -> None:
+        """Return a reserved nonce that was never signed (bad arguments, cancellation):
+        the next transaction takes it, so no gap stalls the sender."""
+        if self._nonces.get(sender) == nonce + 1:
+            self._nonces[sender] = nonce
+        else:
+            self.forget_nonce(sender)
 
     # ---------------------------------------------------------------- submitting
 
@@ -302,23 +319,12 @@ class ProvenetClient:
         >>> receipt["height"]
         17
         """
-        for attempt in range(_NONCE_ATTEMPTS):
-            last = attempt + 1 == _NONCE_ATTEMPTS
-            tx = await self.sign(contract, method, args, expiry_height=expiry_height)
-            # A refusal for its nonce means this transaction never ran and never
-            # can (its id is spent or its nonce taken), so signing anew with a
-            # fresh nonce cannot make anything run twice.
-            try:
-                result = await self.submit_tx(
-                    tx, wait=wait, timeout_s=timeout_s, raise_on_reject=raise_on_reject
-                )
-            except ProvenetError as error:
-                if last or error.code not in _RESIGN_CODES:
-                    raise
-                continue
-            if last or result.get("code") not in _RESIGN_CODES:
-                return result
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        # One signature per call: retries resend these same bytes (same id), so
+        # a call can never execute twice (see the note above ProvenetClient).
+        tx = await self.sign(contract, method, args, expiry_height=expiry_height)
+        return await self.submit_tx(
+            tx, wait=wait, timeout_s=timeout_s, raise_on_reject=raise_on_reject
+        )
 
     async def submit_tx(
         self,

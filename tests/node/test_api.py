@@ -22,7 +22,7 @@ from node.app import RunningNode, start_node
 from node.config import load_genesis, load_node_config
 from node.keys import load_identity
 from node.netinit import init_network
-from node.sdk import verify_tx_proof
+from node.sdk import ProvenetClient, verify_tx_proof
 
 pytestmark = pytest.mark.asyncio
 
@@ -230,3 +230,14 @@ async def test_audit_views_show_a_sanction_and_what_it_tainted(single: Single) -
         "methods": {"diamonds.extract": 2},
     }
     assert activity["truncated"] is False
+
+
+async def test_a_signature_that_fails_gives_its_nonce_back(single: Single) -> None:
+    client = ProvenetClient.from_network_dir(single.dir, org_id="farm")
+    async with client:
+        first = await client.next_nonce()
+        with pytest.raises(TypeError):
+            await client.sign("food", "harvest", {"mass": 1.5})
+        tx = await client.sign("food", "harvest", {"lot_id": "N1", "product": "x", "mass_grams": 1})
+    # The failed call's nonce was not lost: the next transaction takes it.
+    assert tx.nonce == first + 1
