@@ -12,7 +12,6 @@ from consensus.blocks import BlockHeader
 from consensus.merkle import inclusion_proof
 from consensus.messages import Commit
 from consensus.wire import message_to_wire
-from contracts.tx import Transaction
 from node.storage import StoredBlock
 
 
@@ -51,10 +50,6 @@ def receipt_view(receipt: dict[str, object]) -> dict[str, object]:
         "events": receipt["events"],
         "writes": receipt["writes"],
     }
-
-
-def tx_view(tx: Transaction) -> dict[str, object]:
-    return {**tx.body(), "signature": tx.signature}
 
 
 def block_view(stored: StoredBlock) -> dict[str, object]:

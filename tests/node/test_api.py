@@ -152,6 +152,7 @@ async def test_errors_are_json_with_stable_codes(single: Single) -> None:
             ("GET", "/v1/txs/zz", 400, "bad_request"),
             ("GET", f"/v1/txs/{'00' * 32}", 404, "not_found"),
             ("GET", "/v1/compliance/NO-SUCH-STONE", 404, "unknown_asset"),
+            ("GET", "/v1/recall_impact/NO-SUCH-LOT", 404, "unknown_asset"),
             ("POST", "/v1/query", 400, "malformed_json"),
         ]
         for method, path, status, code in cases:
