@@ -218,7 +218,15 @@ def codec_limits(limits: ContractLimits) -> Limits:
 
 def decode_tx(data: bytes, limits: ContractLimits | None = None) -> Transaction:
     """Decode a canonical envelope; raise ``DecodeError`` for anything else."""
-    value = decode(data, codec_limits(limits or ContractLimits()))
+    return tx_from_value(decode(data, codec_limits(limits or ContractLimits())))
+
+
+def tx_from_value(value: object) -> Transaction:
+    """The transaction of an already decoded envelope value; ``DecodeError`` if it is not one.
+
+    Apart from :func:`decode_tx` so a caller can tell bytes that are not
+    canonical msgpack from a canonical value that is not a transaction.
+    """
     if not isinstance(value, dict) or set(value) != _FIELDS:
         raise DecodeError("a transaction is a map of exactly the envelope fields")
     signature = value["signature"]

@@ -18,17 +18,29 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+import msgpack
 from aiohttp import WSCloseCode, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from consensus.codec import DecodeError, decode, digest, encode
+from consensus.codec import DecodeError, Limits, decode, digest, encode
 from contracts.orgs import KeyRecord, key_key
 from contracts.queries import query
 from contracts.records import load
-from contracts.tx import Transaction, decode_tx, encode_tx
+from contracts.tx import Transaction, codec_limits, encode_tx, tx_from_value
 from node import audit
+from node.api_errors import STATUS_OF, ApiError
 from node.chain import ChainHost, Subscriber, now_ms
+from node.config import NodeLimits
 from node.mempool import PoolEntry, Refused
+from node.ratelimit import (
+    BucketConfig,
+    ClientLimiter,
+    TokenBucket,
+    body_cost,
+    envelopes_cost,
+    request_cost,
+)
+from node.request_body import JSON_OR_MSGPACK, MSGPACK, media_type, parse_json, read_body
 from node.views import (
     block_view,
     event_view,
@@ -40,49 +52,12 @@ from node.views import (
 
 log = logging.getLogger("provenet.api")
 
-MSGPACK = "application/msgpack"
 # Heights, limits and timeouts: ASCII digits that fit SQLite's 64-bit integers.
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
-STATUS_OF = {
-    "malformed_json": 400,
-    "malformed_msgpack": 400,
-    "malformed_tx": 400,
-    "float_not_allowed": 400,
-    "bad_request": 400,
-    "wrong_chain": 400,
-    "expired": 400,
-    "unknown_query": 400,
-    "unknown_contract": 400,
-    "invalid_argument": 400,
-    "bad_signature": 401,
-    "unknown_key": 403,
-    "key_revoked": 403,
-    "read_only": 403,
-    "not_found": 404,
-    "unknown_asset": 404,
-    "unknown_mine": 404,
-    "unknown_org": 404,
-    "unknown_certificate": 404,
-    "unknown_proposal": 404,
-    "method_not_allowed": 405,
-    "nonce_used": 409,
-    "nonce_conflict": 409,
-    "nonce_gap": 409,
-    "too_large": 413,
-    "unsupported_media_type": 415,
-    "mempool_full": 429,
-    "sender_queue_full": 429,
-    "too_many_subscribers": 503,
-    "unavailable": 503,
-    "internal": 500,
-}
-
-
-class ApiError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+# Reads that walk many assets or blocks cost a client this many units of its
+# admission budget (node/ratelimit.py); everything else costs what its body does.
+EXPENSIVE_READ_COST = 100
+_EXPENSIVE_READ_PREFIXES = ("/v1/audit/", "/v1/bundle/")
 
 
 def _wants_msgpack(request: web.Request) -> bool:
@@ -119,7 +94,8 @@ def error_middleware(retry_after_s: int) -> Callable[..., Awaitable[web.StreamRe
         try:
             return await handler(request)
         except ApiError as exc:
-            return error_response(request, exc.code, exc.message, retry_after_s)
+            wait_s = exc.retry_after_s if exc.retry_after_s is not None else retry_after_s
+            return error_response(request, exc.code, exc.message, wait_s)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -134,15 +110,57 @@ def error_middleware(retry_after_s: int) -> Callable[..., Awaitable[web.StreamRe
     return middleware
 
 
-def _reject_float(text: str) -> Any:
-    raise ApiError("float_not_allowed", f"{text} is a float; amounts are integers")
+class AdmissionBudget:
+    """Charges every request to its connection's and its address's token buckets.
 
+    See node/ratelimit.py for the buckets; this is where the API decides what
+    a request costs and refuses it with 429 ``rate_limited`` (and
+    Retry-After) before it is read, parsed or admitted.  A batch pays for
+    its envelopes through :meth:`charge` once their count is known and
+    before any of them is looked at; a body sent without Content-Length
+    pays for its size once read (:meth:`charge_incurred`).
+    """
 
-def parse_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw, parse_float=_reject_float, parse_constant=_reject_float)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError("malformed_json", f"body is not JSON: {exc}") from None
+    def __init__(self, limits: NodeLimits) -> None:
+        self.limiter = ClientLimiter(
+            BucketConfig(limits.client_cost_per_s, limits.client_cost_burst),
+            BucketConfig(limits.address_cost_per_s, limits.address_cost_burst),
+            limits.max_rate_limited_addresses,
+        )
+
+    def buckets(self, request: web.Request) -> tuple[TokenBucket, ...]:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        address, port = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else ("", 0)
+        return self.limiter.buckets(address, port, now_ms())
+
+    def charge(self, request: web.Request, cost: int) -> None:
+        """Take ``cost`` units from the client's budget, or refuse with 429."""
+        buckets = self.buckets(request)
+        current = now_ms()
+        wait_ms = self.limiter.try_charge(buckets, cost, current)
+        if wait_ms:
+            raise ApiError(
+                "rate_limited",
+                f"this client is over its admission budget; retry in {wait_ms} ms",
+                retry_after_s=max(1, -(-wait_ms // 1000)),
+            )
+
+    def charge_incurred(self, request: web.Request, cost: int) -> None:
+        """Take a cost already incurred, into debt if need be: the next request waits."""
+        self.limiter.charge(self.buckets(request), cost, now_ms())
+
+    def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
+        @web.middleware
+        async def middleware(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            cost = request_cost(request.content_length or 0)
+            if request.path.startswith(_EXPENSIVE_READ_PREFIXES):
+                cost += EXPENSIVE_READ_COST
+            self.charge(request, cost)
+            return await handler(request)
+
+        return middleware
 
 
 def _hex(value: object, field: str) -> bytes:
@@ -188,15 +206,47 @@ def decode_payload(payload: bytes, engine: ChainHost) -> Transaction:
             "too_large", f"transaction of {len(payload)} bytes exceeds {limits.max_tx_bytes}"
         )
     try:
-        decode(payload)
+        value = decode(payload, codec_limits(limits))
     except DecodeError as exc:
         if "float" in str(exc):
             raise ApiError("float_not_allowed", str(exc)) from None
         raise ApiError("malformed_msgpack", f"not canonical msgpack: {exc}") from None
     try:
-        return decode_tx(payload, limits)
+        return tx_from_value(value)
     except DecodeError as exc:
         raise ApiError("malformed_tx", str(exc)) from None
+
+
+def msgpack_list_length(raw: bytes) -> int | None:
+    """The item count a msgpack list declares in its header, read without decoding it."""
+    unpacker = msgpack.Unpacker(max_buffer_size=16)
+    unpacker.feed(raw[:5])
+    try:
+        return int(unpacker.read_array_header())
+    except Exception:  # msgpack raises several types; all mean "not a list header".
+        return None
+
+
+def batch_limits(limits: NodeLimits) -> Limits:
+    """Decoder bounds of a msgpack batch body: one flat list of envelope bytes."""
+    return Limits(
+        max_size_bytes=limits.max_body_bytes,
+        max_depth=1,
+        max_collection_len=limits.max_batch_envelopes,
+        max_str_len=0,
+        max_bytes_len=limits.max_body_bytes,
+    )
+
+
+def query_limits(limits: NodeLimits) -> Limits:
+    """Decoder bounds of a msgpack query body ``{contract, name, args}``."""
+    return Limits(
+        max_size_bytes=limits.max_body_bytes,
+        max_depth=8,
+        max_collection_len=limits.max_json_containers,
+        max_str_len=limits.max_body_bytes,
+        max_bytes_len=limits.max_body_bytes,
+    )
 
 
 class ClientApi:
@@ -211,6 +261,7 @@ class ClientApi:
         self._status = status
         self.read_only = read_only
         self._audit = audit.AuditLimits()
+        self.budget = AdmissionBudget(self.limits)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -249,73 +300,141 @@ class ClientApi:
         # refused request must change nothing.
         timeout_ms = self._timeout_ms(request)
         payload = await self._read_payload(request)
-        status = self.accept(payload)
+        tx, status = self.accept(payload)
         tx_id = digest(payload)
         if request.query.get("wait") in ("1", "true", "yes") and status["status"] == "pending":
             await self.engine.wait_for(tx_id, timeout_ms / 1000)
             status = self.tx_status(tx_id) or status
+            self._refuse_if_nonce_lost(tx, status)
         return respond(request, status, 202 if status["status"] == "pending" else 200)
 
     async def submit_batch(self, request: web.Request) -> web.Response:
         if self.read_only:
             raise ApiError("read_only", "this is a read-only observer node; submit to a validator")
-        raw = await request.read()
-        payloads = self._batch_payloads(request, raw)
+        kind, raw = await self._read(request)
+        payloads = self._batch_payloads(kind, raw)
+        # The whole batch is paid for before any envelope is looked at.
+        self.budget.charge(request, envelopes_cost(len(payloads)))
         results: list[dict[str, object]] = []
-        for payload in payloads:
-            try:
-                status = self.accept(payload)
-                results.append(
-                    {"tx_id": status["tx_id"], "status": status["status"], "error": None}
-                )
-            except ApiError as exc:
-                error = {"code": exc.code, "message": exc.message}
-                results.append({"tx_id": digest(payload), "status": "refused", "error": error})
+        for start in range(0, len(payloads), self.limits.admission_chunk_envelopes):
+            if start:
+                # Admission work is bounded per turn of the event loop: the
+                # replica task, which shares the loop, runs between chunks.
+                await asyncio.sleep(0)
+            chunk = payloads[start : start + self.limits.admission_chunk_envelopes]
+            results.extend(self._accept_one(payload) for payload in chunk)
         return respond(request, {"results": results})
 
-    def _batch_payloads(self, request: web.Request, raw: bytes) -> list[bytes]:
-        if request.content_type == MSGPACK:
+    def _accept_one(self, payload: bytes) -> dict[str, object]:
+        """One batch entry's result; a refusal is a result, not an error of the batch."""
+        try:
+            _, status = self.accept(payload)
+        except ApiError as exc:
+            error = {"code": exc.code, "message": exc.message}
+            return {"tx_id": digest(payload), "status": "refused", "error": error}
+        return {"tx_id": status["tx_id"], "status": status["status"], "error": None}
+
+    def _batch_payloads(self, kind: str, raw: bytes) -> list[bytes]:
+        """The envelopes of a batch body, refused whole if there are too many."""
+        maximum = self.limits.max_batch_envelopes
+        if kind == MSGPACK:
+            declared = msgpack_list_length(raw)
+            if declared is not None and declared > maximum:
+                raise ApiError(
+                    "too_large", f"a batch of {declared} envelopes exceeds the limit of {maximum}"
+                )
             try:
-                items = decode(raw)
+                items = decode(raw, batch_limits(self.limits))
             except DecodeError as exc:
                 raise ApiError("malformed_msgpack", str(exc)) from None
         else:
-            document = parse_json(raw)
+            # {"envelopes": [...]}: the object, the list and its items.
+            document = parse_json(raw, self.limits.max_json_containers, maximum + 2)
             items = document.get("envelopes") if isinstance(document, dict) else None
-            if isinstance(items, list):
+            if isinstance(items, list) and len(items) <= maximum:
                 items = [_hex(item, "envelope") for item in items]
-        if not isinstance(items, list) or not all(isinstance(item, bytes) for item in items):
+        if not isinstance(items, list):
+            raise ApiError("bad_request", "expected a list of transaction envelopes")
+        if len(items) > maximum:
+            raise ApiError(
+                "too_large", f"a batch of {len(items)} envelopes exceeds the limit of {maximum}"
+            )
+        if not all(isinstance(item, bytes) for item in items):
             raise ApiError("bad_request", "expected a list of transaction envelopes")
         return items
 
-    async def _read_payload(self, request: web.Request) -> bytes:
-        raw = await request.read()
-        match request.content_type:
-            case "application/msgpack":
-                return raw
-            case "application/json" | "application/octet-stream" | "":
-                return payload_from_json(parse_json(raw))
-        raise ApiError("unsupported_media_type", "send application/json or application/msgpack")
+    async def _read(self, request: web.Request) -> tuple[str, bytes]:
+        """The body's media type (JSON or msgpack, else 415) and its bytes, within the limit."""
+        kind = media_type(request, JSON_OR_MSGPACK)
+        raw = await read_body(request, self.limits.max_body_bytes)
+        if request.content_length is None:
+            self.budget.charge_incurred(request, body_cost(len(raw)))
+        return kind, raw
 
-    def accept(self, payload: bytes) -> dict[str, object]:
+    async def _read_payload(self, request: web.Request) -> bytes:
+        kind, raw = await self._read(request)
+        if kind == MSGPACK:
+            return raw
+        return payload_from_json(self._parse_json(raw))
+
+    def _parse_json(self, raw: bytes) -> Any:
+        return parse_json(raw, self.limits.max_json_containers, self.limits.max_json_values)
+
+    def accept(self, payload: bytes) -> tuple[Transaction, dict[str, object]]:
         """Admit one envelope, or return what is already known about it."""
+        tx = decode_payload(payload, self.engine)
+        # The cheapest refusal of a stranger's transaction comes before the
+        # store is asked about it: a key that was never a member signed nothing
+        # this node knows.
+        record = self._member_key(tx)
         tx_id = digest(payload)
         known = self.tx_status(tx_id)
         if known is not None and known["status"] != "dropped":
-            return known
+            self._refuse_if_nonce_lost(tx, known)
+            return tx, known
         # A transaction dropped before execution never ran: the same bytes may
         # try again (its nonce gap may have filled since), and are checked anew.
-        tx = decode_payload(payload, self.engine)
-        self._check(tx)
+        self._check(tx, record)
         try:
             self.engine.submit(PoolEntry(tx, tx_id, payload, now_ms()))
         except Refused as refusal:
             self.engine.metrics.submissions.labels(refusal.code).inc()
             raise ApiError(refusal.code, refusal.message) from None
         self.engine.metrics.submissions.labels("accepted").inc()
-        return self._pending(tx_id)
+        return tx, self._pending(tx_id)
 
-    def _check(self, tx: Transaction) -> None:
+    def _refuse_if_nonce_lost(self, tx: Transaction, status: dict[str, object]) -> None:
+        """A double-spend loser is answered one way: 409 ``nonce_used``.
+
+        Another transaction of the same sender took this one's nonce, and it
+        can never execute.  The node learns that in one of three ways (at
+        admission, when the winner executes while this one waits in the
+        mempool, or when this one reaches a block after the winner and the
+        contracts refuse it as ``bad_nonce``); the submitter hears the same
+        answer from all three.  ``GET /v1/txs/{id}`` still reports what
+        happened to it, proof included.
+        """
+        receipt = status.get("receipt")
+        code = receipt.get("code") if isinstance(receipt, dict) else None
+        lost = (status["status"] == "dropped" and code == "nonce_used") or (
+            status["status"] == "committed"
+            and code == "bad_nonce"
+            and tx.nonce < self.engine.committed_nonce(tx.sender)
+        )
+        if lost:
+            raise ApiError(
+                "nonce_used",
+                f"nonce {tx.nonce} of this sender was used by another transaction; "
+                f"this one ({status['status']}) will never execute",
+            )
+
+    def _member_key(self, tx: Transaction) -> KeyRecord:
+        record = load(self.engine.ledger.state, key_key(tx.sender), KeyRecord)
+        if record is None:
+            raise ApiError("unknown_key", f"key {tx.sender.hex()[:16]} is not a member key")
+        return record
+
+    def _check(self, tx: Transaction, record: KeyRecord) -> None:
         engine = self.engine
         if tx.chain_id != engine.config.chain_id:
             raise ApiError(
@@ -325,9 +444,6 @@ class ClientApi:
         next_height = self.store.height() + 1
         if tx.expiry_height is not None and tx.expiry_height < next_height:
             raise ApiError("expired", f"transaction expired at height {tx.expiry_height}")
-        record = load(engine.ledger.state, key_key(tx.sender), KeyRecord)
-        if record is None:
-            raise ApiError("unknown_key", f"key {tx.sender.hex()[:16]} is not a member key")
         if record.revoked_from_height is not None and next_height >= record.revoked_from_height:
             raise ApiError(
                 "key_revoked", f"key {tx.sender.hex()[:16]} of {record.org_id} is revoked"
@@ -448,7 +564,15 @@ class ClientApi:
         return web.Response(body=encode(page), content_type=MSGPACK)
 
     async def post_query(self, request: web.Request) -> web.Response:
-        document = parse_json(await request.read())
+        kind, raw = await self._read(request)
+        document: object
+        if kind == MSGPACK:
+            try:
+                document = decode(raw, query_limits(self.limits))
+            except DecodeError as exc:
+                raise ApiError("malformed_msgpack", str(exc)) from None
+        else:
+            document = self._parse_json(raw)
         if not isinstance(document, dict):
             raise ApiError("bad_request", "expected {contract, name, args}")
         contract, name, args = (

@@ -288,7 +288,8 @@ async def refuse_peer(request: web.Request) -> web.StreamResponse:
 def _api_app(config: NodeConfig, api: ClientApi, network: NetworkGenesis) -> web.Application:
     app = web.Application(
         client_max_size=config.limits.max_body_bytes,
-        middlewares=[error_middleware(config.limits.retry_after_s)],
+        # The budget runs inside the error middleware so its 429 is shaped like any error.
+        middlewares=[error_middleware(config.limits.retry_after_s), api.budget.middleware()],
     )
     app.add_routes(api.routes())
     app.add_routes(bundle_routes(api, network))

@@ -120,6 +120,25 @@ class NodeLimits:
     chain_page_bytes: int = 8 * 1_048_576
     # Verified-signature cache (so no transaction is verified twice on one node).
     verified_cache_entries: int = 262_144
+    # Envelopes one POST /v1/txs/batch may carry (checked before any is looked at).
+    max_batch_envelopes: int = 1_024
+    # Arrays and objects, and values of any kind, one JSON body may hold
+    # (bounded on the raw bytes before parsing: node/request_body.py).
+    max_json_containers: int = 10_000
+    max_json_values: int = 100_000
+    # Envelopes admitted per turn of the event loop before the replica task
+    # (which shares the loop) gets to run again.
+    admission_chunk_envelopes: int = 64
+    # Admission budgets in cost units (node/ratelimit.py: one per request, per
+    # KiB of body and per envelope), refilled per second up to the burst: per
+    # connection, and per client address over all its connections.  Well
+    # above what `scripts/bench` offers one node (a few thousand per second).
+    client_cost_per_s: int = 20_000
+    client_cost_burst: int = 40_000
+    address_cost_per_s: int = 40_000
+    address_cost_burst: int = 80_000
+    # Client addresses whose budgets are remembered (least recent forgotten).
+    max_rate_limited_addresses: int = 4_096
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():

@@ -14,12 +14,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import aiohttp
 
+from contracts.tx import Transaction, sign_tx
+from node.app import RunningNode, start_node
+from node.config import load_node_config
+from node.keys import load_identity
+from node.netinit import init_network
 from node.sdk import ProvenetClient
 from node.tls import client_context
 
@@ -94,6 +99,46 @@ class LocalNetwork:
                 return dict(await response.json())
         except (aiohttp.ClientError, OSError):
             return None
+
+
+CHAIN = "provenet-local"
+
+
+class Single:
+    """One in-process validator without TLS (a network of one commits alone)."""
+
+    def __init__(self, node: RunningNode, directory: Path) -> None:
+        self.node = node
+        self.dir = directory
+        self.url = f"http://127.0.0.1:{node.config.api_port}"
+        self.farm = load_identity(directory / "orgs" / "farm.key").signer
+
+    def harvest(self, nonce: int, lot: str, expiry_height: int | None = None) -> Transaction:
+        args: dict[str, object] = {"lot_id": lot, "product": "wheat", "mass_grams": 1_000}
+        return sign_tx(
+            self.farm,
+            chain_id=CHAIN,
+            nonce=nonce,
+            contract="food",
+            method="harvest",
+            args=args,
+            expiry_height=expiry_height,
+        )
+
+
+@asynccontextmanager
+async def single_node(parent: Path, limits: dict[str, int]) -> AsyncIterator[Single]:
+    """Start one validator in this process with ``limits`` overriding NodeLimits."""
+    init_network(parent / "net", 1, tls=False, base_port=free_base_port(1))
+    config_path = parent / "net" / "nodes" / "v0" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["limits"] = limits
+    config_path.write_text(json.dumps(config))
+    node = await start_node(load_node_config(config_path))
+    try:
+        yield Single(node, parent / "net")
+    finally:
+        await node.stop()
 
 
 @contextmanager

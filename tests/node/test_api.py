@@ -14,53 +14,23 @@ from pathlib import Path
 import aiohttp
 import pytest
 import pytest_asyncio
-from netfixture import free_base_port
+from netfixture import CHAIN, Single, single_node
 
 from consensus.codec import decode, encode
 from contracts.tx import Transaction, encode_tx, sign_tx, tx_id
-from node.app import RunningNode, start_node
-from node.config import load_genesis, load_node_config
+from node.config import load_genesis
 from node.keys import load_identity
-from node.netinit import init_network
 from node.sdk import ProvenetClient, verify_tx_proof
 
 pytestmark = pytest.mark.asyncio
 
-CHAIN = "provenet-local"
-
-
-class Single:
-    def __init__(self, node: RunningNode, directory: Path) -> None:
-        self.node = node
-        self.dir = directory
-        self.url = f"http://127.0.0.1:{node.config.api_port}"
-        self.farm = load_identity(directory / "orgs" / "farm.key").signer
-
-    def harvest(self, nonce: int, lot: str, expiry_height: int | None = None) -> Transaction:
-        args: dict[str, object] = {"lot_id": lot, "product": "wheat", "mass_grams": 1_000}
-        return sign_tx(
-            self.farm,
-            chain_id=CHAIN,
-            nonce=nonce,
-            contract="food",
-            method="harvest",
-            args=args,
-            expiry_height=expiry_height,
-        )
+JSON = "application/json"
 
 
 @pytest_asyncio.fixture
 async def single(tmp_path: Path) -> AsyncIterator[Single]:
-    init_network(tmp_path / "net", 1, tls=False, base_port=free_base_port(1))
-    config_path = tmp_path / "net" / "nodes" / "v0" / "config.json"
-    config = json.loads(config_path.read_text())
-    config["limits"] = {"mempool_max_txs": 3, "retry_after_s": 2}
-    config_path.write_text(json.dumps(config))
-    node = await start_node(load_node_config(config_path))
-    try:
-        yield Single(node, tmp_path / "net")
-    finally:
-        await node.stop()
+    async with single_node(tmp_path, {"mempool_max_txs": 3, "retry_after_s": 2}) as node:
+        yield node
 
 
 async def submit(
@@ -156,7 +126,9 @@ async def test_errors_are_json_with_stable_codes(single: Single) -> None:
             ("POST", "/v1/query", 400, "malformed_json"),
         ]
         for method, path, status, code in cases:
-            async with http.request(method, f"{single.url}{path}", data=b"{") as response:
+            async with http.request(
+                method, f"{single.url}{path}", data=b"{", headers={"Content-Type": JSON}
+            ) as response:
                 assert response.status == status, path
                 assert (await response.json())["error"]["code"] == code, path
         status, answer = await submit(http, single, single.harvest(1, "X1", expiry_height=0))

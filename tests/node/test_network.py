@@ -335,6 +335,102 @@ async def test_bad_input_gets_its_error_code_and_the_node_stays_healthy(
         assert receipt["status"] == "ok"
 
 
+async def test_a_double_spend_loser_is_answered_409_nonce_used_whichever_way_it_lost(
+    network: LocalNetwork,
+) -> None:
+    """Two transactions with one nonce, sent at once to two validators: one commits,
+    and the other is answered 409 ``nonce_used`` whether it lost at admission, in
+    the mempool when the winner executed, or in a block after the winner."""
+    farm = load_identity(network.dir / "orgs" / "farm.key").signer
+    names = [str(n["name"]) for n in network.nodes]
+    losers: dict[str, int] = {}
+    async with network.client("farm") as client, aiohttp.ClientSession() as http:
+        for round_index in range(6):
+            nonce = await client.next_nonce()
+            client.forget_nonce()
+            pair = [
+                sign_tx(
+                    farm,
+                    chain_id="provenet-local",
+                    nonce=nonce,
+                    contract="food",
+                    method="harvest",
+                    args=harvest_args(f"spend-{round_index}-{side}", nonce),
+                )
+                for side in ("a", "b")
+            ]
+            targets = [names[round_index % 4], names[(round_index + 1) % 4]]
+
+            async def send(tx: object, name: str) -> tuple[int, dict[str, object]]:
+                url = f"{network.api_url(name)}/v1/txs?wait=true&timeout_ms=20000"
+                headers = {"Content-Type": "application/msgpack"}
+                async with http.post(
+                    url, data=encode_tx(tx), headers=headers, ssl=network.ssl()
+                ) as response:
+                    return response.status, await response.json()
+
+            answers = await asyncio.gather(
+                *(send(tx, n) for tx, n in zip(pair, targets, strict=True))
+            )
+            winners = [a for s, a in answers if s == 200]
+            refused = [a for s, a in answers if s != 200]
+            assert len(winners) == 1 and winners[0]["receipt"]["status"] == "ok", answers
+            assert [(a["error"]["code"]) for a in refused] == ["nonce_used"], answers
+            loser = pair[[s for s, _ in answers].index(409)]
+            url = f"{network.api_url(names[0])}/v1/txs/{tx_id(loser).hex()}"
+            async with http.get(url, ssl=network.ssl()) as response:
+                fate = (await response.json()).get("status") if response.status == 200 else "none"
+            losers[str(fate)] = losers.get(str(fate), 0) + 1
+    # How each loser lost depends on the race; the answer never did.
+    assert sum(losers.values()) == 6, losers
+
+
+async def test_a_loser_waiting_in_a_mempool_is_answered_409_when_the_winner_executes(
+    network: LocalNetwork,
+) -> None:
+    """The loser waits in v0's mempool for an earlier nonce while the winner and
+    that earlier nonce commit through v1: v0 drops it, and its waiting submit
+    hears 409 ``nonce_used``, not a 200 "dropped"."""
+    farm = load_identity(network.dir / "orgs" / "farm.key").signer
+    async with network.client("farm") as client, aiohttp.ClientSession() as http:
+        nonce = await client.next_nonce()
+        client.forget_nonce()
+
+        def harvest(at: int, tag: str) -> bytes:
+            return encode_tx(
+                sign_tx(
+                    farm,
+                    chain_id="provenet-local",
+                    nonce=at,
+                    contract="food",
+                    method="harvest",
+                    args=harvest_args(tag, at),
+                )
+            )
+
+        async def send(body: bytes, name: str) -> tuple[int, dict[str, object]]:
+            url = f"{network.api_url(name)}/v1/txs?wait=true&timeout_ms=20000"
+            headers = {"Content-Type": "application/msgpack"}
+            async with http.post(url, data=body, headers=headers, ssl=network.ssl()) as response:
+                return response.status, await response.json()
+
+        loser = asyncio.create_task(send(harvest(nonce + 1, "held-loser"), "v0"))
+        await asyncio.sleep(0.5)
+        assert not loser.done(), "the loser waits for its earlier nonce"
+        # The gap filler and the winner go to v1 together, so the winner is on
+        # its way to the primary before v0 could release the loser.
+        winner = harvest(nonce + 1, "held-winner")
+        batch = encode([harvest(nonce, "gap-filler"), winner])
+        url = f"{network.api_url('v1')}/v1/txs/batch"
+        headers = {"Content-Type": "application/msgpack"}
+        async with http.post(url, data=batch, headers=headers, ssl=network.ssl()) as response:
+            assert response.status == 200
+        status, answer = await asyncio.wait_for(loser, timeout=30)
+        assert (status, answer["error"]["code"]) == (409, "nonce_used"), answer
+        committed = await send(winner, "v1")
+        assert committed[0] == 200 and committed[1]["receipt"]["status"] == "ok", committed
+
+
 async def test_a_revoked_key_is_refused(network: LocalNetwork) -> None:
     second = Ed25519Signer.from_seed(b"grocer-second-key".ljust(32, b"\0"))
     async with network.client("grocer") as grocer:
