@@ -23,6 +23,7 @@ from node.config import load_genesis, load_node_config
 from node.keys import load_identity
 from node.netinit import init_network
 from node.sdk import ProvenetClient, verify_tx_proof
+from node.sdk.errors import ProvenetError
 
 pytestmark = pytest.mark.asyncio
 
@@ -270,3 +271,19 @@ async def test_arguments_that_can_never_be_valid_are_refused_before_ordering(
         assert answer["receipt"]["status"] == "ok"
         async with http.get(nonce_url) as response:
             assert (await response.json())["next_nonce"] == 1
+
+
+async def test_the_sdk_reuses_the_nonce_of_a_transaction_refused_before_ordering(
+    single: Single,
+) -> None:
+    client = ProvenetClient.from_network_dir(single.dir, org_id="farm")
+    async with client:
+        with pytest.raises(ProvenetError) as refused:
+            await client.submit(
+                "food", "harvest", {"lot_id": "S/1", "product": "x", "mass_grams": 1}
+            )
+        assert (refused.value.code, refused.value.status) == ("invalid_argument", 400)
+        result = await client.submit(
+            "food", "harvest", {"lot_id": "S1", "product": "x", "mass_grams": 1}
+        )
+    assert result["status"] == "ok"
