@@ -6,7 +6,10 @@ Arguments arrive as an untrusted map.  A handler reads each one through an
 :class:`Args` reader that checks its type and range and raises
 ``invalid_argument`` naming the argument; :meth:`Args.done` then refuses
 any argument the handler did not read, so a typo in a field name is an
-error rather than a silently ignored value.
+error rather than a silently ignored value.  Every contract method reads
+its arguments this way in one parse function that needs no state
+(contracts.methods), so admission can run the very same checks before a
+transaction is ordered.
 
 Identifiers (organisations, assets, certificates...) are 1 to
 ``max_id_len`` characters of letters, digits and ``. _ : -``.  Keeping
@@ -68,12 +71,13 @@ def check_amount(value: object, what: str, minimum: int = 1) -> int:
 class Args:
     """Typed accessors over an argument map; see the module docstring."""
 
-    __slots__ = ("_limits", "_raw", "_read")
+    __slots__ = ("_finished", "_limits", "_raw", "_read")
 
     def __init__(self, raw: dict[str, object], limits: ContractLimits) -> None:
         self._raw = raw
         self._limits = limits
         self._read: set[str] = set()
+        self._finished = False
 
     def _get(self, name: str, optional: bool = False) -> object:
         self._read.add(name)
@@ -179,3 +183,9 @@ class Args:
         unknown = sorted(set(self._raw) - self._read)
         if unknown:
             raise invalid(f"unknown argument(s) {unknown}")
+        self._finished = True
+
+    @property
+    def finished(self) -> bool:
+        """Whether :meth:`done` has accepted the map: every argument was read."""
+        return self._finished

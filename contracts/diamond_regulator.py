@@ -22,6 +22,12 @@ from dataclasses import replace
 
 from contracts.args import invalid
 from contracts.context import Call
+from contracts.diamond_args import (
+    FreezeArgs,
+    LiftSanctionArgs,
+    RevokeCertificateArgs,
+    SanctionArgs,
+)
 from contracts.diamond_records import (
     PACK,
     asset_key,
@@ -34,7 +40,6 @@ from contracts.diamond_records import (
 )
 from contracts.errors import ErrorCode, Rejected
 from contracts.orgs import (
-    SANCTION_KINDS,
     Sanction,
     get_org,
     require_role,
@@ -45,42 +50,18 @@ from contracts.orgs import (
 from contracts.provenance import record_event
 from contracts.records import save
 
-REGULATOR_METHODS = frozenset(
-    {"sanction", "lift_sanction", "freeze", "unfreeze", "revoke_certificate"}
-)
-CERTIFICATE_KINDS = frozenset({"kp", "grading"})
 
-
-def regulate(call: Call) -> None:
-    match call.tx.method:
-        case "sanction":
-            sanction(call)
-        case "lift_sanction":
-            lift_sanction(call)
-        case "freeze":
-            set_frozen(call, frozen=True)
-        case "unfreeze":
-            set_frozen(call, frozen=False)
-        case "revoke_certificate":
-            revoke_certificate(call)
-        case other:
-            raise AssertionError(f"{other} is listed in REGULATOR_METHODS")
-
-
-def _sanction_target(call: Call) -> tuple[str, str]:
-    kind = call.args.choice("kind", SANCTION_KINDS)
-    target = call.args.country("target") if kind == "country" else call.args.ident("target")
+def _require_target(call: Call, kind: str, target: str) -> None:
+    """A sanctioned mine or organisation must exist; a country need not."""
     if kind == "mine":
         get_mine(call.store, target)
     elif kind == "org":
         get_org(call.store, target)
-    return kind, target
 
 
-def sanction(call: Call) -> None:
-    kind, target = _sanction_target(call)
-    reason = call.args.text("reason")
-    call.args.done()
+def sanction(call: Call, args: SanctionArgs) -> None:
+    kind, target, reason = args.kind, args.target, args.reason
+    _require_target(call, kind, target)
     _require_acting_regulator(call)
     if sanction_of(call.store, kind, target) is not None:
         raise Rejected(ErrorCode.DUPLICATE, f"{kind} {target} is already sanctioned")
@@ -89,9 +70,9 @@ def sanction(call: Call) -> None:
     call.emit("sanctioned", {"kind": kind, "target": target, "reason": reason})
 
 
-def lift_sanction(call: Call) -> None:
-    kind, target = _sanction_target(call)
-    call.args.done()
+def lift_sanction(call: Call, args: LiftSanctionArgs) -> None:
+    kind, target = args.kind, args.target
+    _require_target(call, kind, target)
     _refuse_lifting_own_sanction(call, kind, target)
     _require_acting_regulator(call)
     if sanction_of(call.store, kind, target) is None:
@@ -100,10 +81,17 @@ def lift_sanction(call: Call) -> None:
     call.emit("sanction_lifted", {"kind": kind, "target": target})
 
 
-def set_frozen(call: Call, frozen: bool) -> None:
-    diamond = get_diamond(call.store, call.args.ident("asset_id"))
-    reason = call.args.text("reason", optional=True)
-    call.args.done()
+def freeze(call: Call, args: FreezeArgs) -> None:
+    set_frozen(call, args, frozen=True)
+
+
+def unfreeze(call: Call, args: FreezeArgs) -> None:
+    set_frozen(call, args, frozen=False)
+
+
+def set_frozen(call: Call, args: FreezeArgs, frozen: bool) -> None:
+    diamond = get_diamond(call.store, args.asset_id)
+    reason = args.reason
     _require_acting_regulator(call)
     if diamond.frozen == frozen:
         raise invalid(f"asset {diamond.asset_id} is already {'frozen' if frozen else 'unfrozen'}")
@@ -113,11 +101,8 @@ def set_frozen(call: Call, frozen: bool) -> None:
     save(call.store, asset_key(diamond.asset_id), updated)
 
 
-def revoke_certificate(call: Call) -> None:
-    kind = call.args.choice("kind", CERTIFICATE_KINDS)
-    cert_id = call.args.ident("cert_id")
-    reason = call.args.text("reason")
-    call.args.done()
+def revoke_certificate(call: Call, args: RevokeCertificateArgs) -> None:
+    kind, cert_id, reason = args.kind, args.cert_id, args.reason
     if kind == "kp":
         kp = get_kp(call.store, cert_id)
         _require_regulator_or(call, kp.issuer)

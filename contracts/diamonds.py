@@ -44,14 +44,34 @@ Regulators sanction countries, mines and organisations, freeze assets and
 revoke certificates (contracts.diamond_regulator).  A sanctioned
 organisation (or one in a sanctioned country) cannot send any diamond
 transaction, a regulator included.
+
+Each handler here receives its arguments already read and typed by its
+parse function in contracts.diamond_args (paired in contracts.methods)
+and checks only what needs state or the block.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from contracts.args import MAX_AMOUNT, Args, invalid
+from contracts.args import MAX_AMOUNT
 from contracts.context import Call
+from contracts.diamond_args import (
+    CertificateArgs,
+    ConfirmImportArgs,
+    CutArgs,
+    ExtractArgs,
+    GradeArgs,
+    KpCertificateArgs,
+    MergeArgs,
+    MineAccreditationArgs,
+    NewAsset,
+    RegisterMineArgs,
+    RejectImportArgs,
+    SellArgs,
+    SplitArgs,
+    TransferArgs,
+)
 from contracts.diamond_compliance import compliance
 from contracts.diamond_records import (
     ACTIVE,
@@ -61,7 +81,6 @@ from contracts.diamond_records import (
     CERT_SHIPPED,
     CONSUMED,
     IN_TRANSIT,
-    KP_HS_CODES,
     PACK,
     POLISHED,
     ROUGH,
@@ -80,7 +99,6 @@ from contracts.diamond_records import (
     mine_key,
     require_new,
 )
-from contracts.diamond_regulator import REGULATOR_METHODS, regulate
 from contracts.errors import ErrorCode, Rejected
 from contracts.orgs import (
     get_org,
@@ -91,46 +109,6 @@ from contracts.orgs import (
 )
 from contracts.provenance import record_event
 from contracts.records import save
-
-_GRADE_TEXT_LIMIT = 32
-
-
-def dispatch(call: Call) -> None:
-    method = call.tx.method
-    if method in REGULATOR_METHODS:
-        regulate(call)
-        return
-    require_unsanctioned_org(call.store, call.sender_org)
-    match method:
-        case "register_mine":
-            register_mine(call)
-        case "set_mine_accreditation":
-            set_mine_accreditation(call)
-        case "extract":
-            extract(call)
-        case "issue_kp_certificate":
-            issue_kp_certificate(call)
-        case "ship":
-            ship(call)
-        case "confirm_import":
-            confirm_import(call)
-        case "reject_import":
-            reject_import(call)
-        case "transfer":
-            transfer(call)
-        case "split":
-            split(call)
-        case "merge":
-            merge(call)
-        case "cut":
-            cut(call)
-        case "grade":
-            grade(call)
-        case "sell":
-            sell(call)
-        case other:
-            raise Rejected(ErrorCode.UNKNOWN_METHOD, f"diamonds has no method {other!r}")
-
 
 # --- helpers ---------------------------------------------------------------
 
@@ -190,19 +168,9 @@ def _new_asset(
     )
 
 
-def _outputs(call: Call, name: str) -> list[tuple[str, int]]:
-    """Read a list of {asset_id, carats_points} for new assets."""
-    outputs: list[tuple[str, int]] = []
-    for item in call.args.items(name, call.config.limits.max_outputs):
-        reader = call.args.sub(item, f"{name} item")
-        asset_id = reader.ident("asset_id")
-        carats_points = reader.amount("carats_points")
-        reader.done()
-        require_new(call.store, asset_key(asset_id), f"asset {asset_id}")
-        outputs.append((asset_id, carats_points))
-    if len({asset_id for asset_id, _ in outputs}) != len(outputs):
-        raise invalid(f"{name} repeats an asset id")
-    return outputs
+def _require_new_assets(call: Call, outputs: tuple[NewAsset, ...]) -> None:
+    for output in outputs:
+        require_new(call.store, asset_key(output.asset_id), f"asset {output.asset_id}")
 
 
 def _require_kp_participant(call: Call, country: str) -> None:
@@ -224,11 +192,10 @@ def _require_authority(call: Call, country: str) -> None:
 # --- mines and extraction ---------------------------------------------------
 
 
-def register_mine(call: Call) -> None:
-    mine_id = call.args.ident("mine_id")
-    country = call.args.country("country")
-    operator = get_org(call.store, call.args.ident("operator"))
-    call.args.done()
+def register_mine(call: Call, args: RegisterMineArgs) -> None:
+    mine_id = args.mine_id
+    country = args.country
+    operator = get_org(call.store, args.operator)
     _require_authority(call, country)
     _require_kp_participant(call, country)
     if operator.country != country:
@@ -244,20 +211,18 @@ def register_mine(call: Call) -> None:
     )
 
 
-def set_mine_accreditation(call: Call) -> None:
-    mine = get_mine(call.store, call.args.ident("mine_id"))
-    accredited = call.args.flag("accredited", default=True)
-    call.args.done()
+def set_mine_accreditation(call: Call, args: MineAccreditationArgs) -> None:
+    mine = get_mine(call.store, args.mine_id)
+    accredited = args.accredited
     _require_authority(call, mine.country)
     save(call.store, mine_key(mine.mine_id), replace(mine, accredited=accredited))
     call.emit("mine_accreditation", {"mine_id": mine.mine_id, "accredited": accredited})
 
 
-def extract(call: Call) -> None:
-    mine = get_mine(call.store, call.args.ident("mine_id"))
-    parcel_id = call.args.ident("parcel_id")
-    carats_points = call.args.amount("carats_points")
-    call.args.done()
+def extract(call: Call, args: ExtractArgs) -> None:
+    mine = get_mine(call.store, args.mine_id)
+    parcel_id = args.parcel_id
+    carats_points = args.carats_points
     if call.sender_org.org_id != mine.operator:
         raise Rejected(
             ErrorCode.UNAUTHORIZED, f"only operator {mine.operator} extracts at mine {mine.mine_id}"
@@ -294,8 +259,8 @@ def extract(call: Call) -> None:
 # --- Kimberley Process export and import -------------------------------------
 
 
-def issue_kp_certificate(call: Call) -> None:
-    cert = _read_certificate(call)
+def issue_kp_certificate(call: Call, args: KpCertificateArgs) -> None:
+    cert = _new_certificate(call, args)
     require_scope(call.sender_org, "kp_authority", cert.origin_country)
     for country in (cert.origin_country, cert.destination_country):
         _require_kp_participant(call, country)
@@ -317,34 +282,25 @@ def issue_kp_certificate(call: Call) -> None:
     call.emit("kp_certificate_issued", {"cert_id": cert.cert_id, "parcels": list(cert.parcels)})
 
 
-def _read_certificate(call: Call) -> KpCertificate:
-    args = call.args
-    parcels = args.ident_list("parcels", call.config.limits.max_inputs)
-    cert = KpCertificate(
-        cert_id=args.ident("cert_id"),
+def _new_certificate(call: Call, args: KpCertificateArgs) -> KpCertificate:
+    return KpCertificate(
+        cert_id=args.cert_id,
         issuer=call.sender_org.org_id,
-        exporter=args.ident("exporter"),
-        importer=args.ident("importer"),
-        origin_country=args.country("origin_country"),
-        destination_country=args.country("destination_country"),
-        parcels=parcels,
-        parcel_count=len(parcels),
-        hs_code=args.choice("hs_code", KP_HS_CODES),
-        carats_points=args.amount("carats_points"),
-        value_cents=args.amount("value_cents", minimum=0),
-        expiry_height=args.amount("expiry_height"),
+        exporter=args.exporter,
+        importer=args.importer,
+        origin_country=args.origin_country,
+        destination_country=args.destination_country,
+        parcels=args.parcels,
+        parcel_count=len(args.parcels),
+        hs_code=args.hs_code,
+        carats_points=args.carats_points,
+        value_cents=args.value_cents,
+        expiry_height=args.expiry_height,
         status=CERT_ISSUED,
         revoked=False,
         issued_height=call.block.height,
         confirmed_by="",
     )
-    args.done()
-    # KPCS: the certificate number starts with the issuing country's code.
-    if not cert.cert_id.startswith(cert.origin_country):
-        raise invalid(f"certificate id {cert.cert_id} must start with {cert.origin_country}")
-    if cert.origin_country == cert.destination_country:
-        raise invalid("an export certificate needs two different countries")
-    return cert
 
 
 def _recheck_crossing(call: Call, cert: KpCertificate) -> None:
@@ -409,9 +365,8 @@ def _open_certificate(call: Call, cert_id: str, expected_status: str) -> KpCerti
     return cert
 
 
-def ship(call: Call) -> None:
-    cert = _open_certificate(call, call.args.ident("cert_id"), CERT_ISSUED)
-    call.args.done()
+def ship(call: Call, args: CertificateArgs) -> None:
+    cert = _open_certificate(call, args.cert_id, CERT_ISSUED)
     if call.sender_org.org_id != cert.exporter:
         raise Rejected(
             ErrorCode.UNAUTHORIZED, f"only exporter {cert.exporter} ships under {cert.cert_id}"
@@ -425,10 +380,9 @@ def ship(call: Call) -> None:
     save(call.store, kp_key(cert.cert_id), replace(cert, status=CERT_SHIPPED))
 
 
-def confirm_import(call: Call) -> None:
-    cert = _open_certificate(call, call.args.ident("cert_id"), CERT_SHIPPED)
-    received_points = call.args.amount("carats_points")
-    call.args.done()
+def confirm_import(call: Call, args: ConfirmImportArgs) -> None:
+    cert = _open_certificate(call, args.cert_id, CERT_SHIPPED)
+    received_points = args.carats_points
     require_scope(call.sender_org, "kp_authority", cert.destination_country)
     _recheck_crossing(call, cert)
     if received_points != cert.carats_points:
@@ -457,15 +411,14 @@ def confirm_import(call: Call) -> None:
     save(call.store, kp_key(cert.cert_id), confirmed)
 
 
-def reject_import(call: Call) -> None:
+def reject_import(call: Call, args: RejectImportArgs) -> None:
     """Refuse a shipped import and send its parcels back to the exporter.
 
     Deliberately ignores expiry and revocation: those are the usual reasons
     to reject, and the parcels must never stay in transit for ever.
     """
-    cert = get_kp(call.store, call.args.ident("cert_id"))
-    reason = call.args.text("reason")
-    call.args.done()
+    cert = get_kp(call.store, args.cert_id)
+    reason = args.reason
     _require_authority(call, cert.destination_country)
     if cert.status != CERT_SHIPPED:
         raise Rejected(
@@ -487,11 +440,10 @@ def reject_import(call: Call) -> None:
 # --- custody, split, merge, cut, grade, sell ---------------------------------
 
 
-def transfer(call: Call) -> None:
-    diamond = _usable(call, call.args.ident("asset_id"), owner=call.sender_org.org_id)
-    recipient = get_org(call.store, call.args.ident("to_org"))
-    custody_only = call.args.flag("custody_only", default=False)
-    call.args.done()
+def transfer(call: Call, args: TransferArgs) -> None:
+    diamond = _usable(call, args.asset_id, owner=call.sender_org.org_id)
+    recipient = get_org(call.store, args.to_org)
+    custody_only = args.custody_only
     require_unsanctioned_org(call.store, recipient)
     if diamond.kind == ROUGH and recipient.country != diamond.country:
         raise Rejected(
@@ -510,16 +462,14 @@ def transfer(call: Call) -> None:
     )
 
 
-def split(call: Call) -> None:
-    parcel = _usable(call, call.args.ident("asset_id"), owner=call.sender_org.org_id)
-    outputs = _outputs(call, "outputs")
-    call.args.done()
+def split(call: Call, args: SplitArgs) -> None:
+    parcel = _usable(call, args.asset_id, owner=call.sender_org.org_id)
+    _require_new_assets(call, args.outputs)
+    outputs = [(output.asset_id, output.carats_points) for output in args.outputs]
     if parcel.kind != ROUGH:
         raise Rejected(
             ErrorCode.NOT_ROUGH, f"only rough parcels split; {parcel.asset_id} is {parcel.kind}"
         )
-    if len(outputs) < 2:
-        raise invalid("a split makes at least two parcels")
     total_points = sum(points for _, points in outputs)
     if total_points != parcel.carats_points:
         raise Rejected(
@@ -538,12 +488,9 @@ def _consume(call: Call, diamond: Diamond, kind: str, outputs: list[str]) -> Non
     _save_diamond(call, replace(diamond, status=CONSUMED), kind, {"outputs": outputs})
 
 
-def merge(call: Call) -> None:
-    input_ids = call.args.ident_list("inputs", call.config.limits.max_inputs)
-    output_id = call.args.ident("output_id")
-    call.args.done()
-    if len(input_ids) < 2:
-        raise invalid("a merge takes at least two parcels")
+def merge(call: Call, args: MergeArgs) -> None:
+    input_ids = args.inputs
+    output_id = args.output_id
     require_new(call.store, asset_key(output_id), f"asset {output_id}")
     parcels = [_usable(call, asset_id, owner=call.sender_org.org_id) for asset_id in input_ids]
     for parcel in parcels:
@@ -569,10 +516,10 @@ def merge(call: Call) -> None:
     )
 
 
-def cut(call: Call) -> None:
-    rough = _usable(call, call.args.ident("asset_id"), owner=call.sender_org.org_id)
-    stones = _outputs(call, "stones")
-    call.args.done()
+def cut(call: Call, args: CutArgs) -> None:
+    rough = _usable(call, args.asset_id, owner=call.sender_org.org_id)
+    _require_new_assets(call, args.stones)
+    stones = [(stone.asset_id, stone.carats_points) for stone in args.stones]
     require_role(call.sender_org, "manufacturer")
     if rough.kind != ROUGH:
         raise Rejected(ErrorCode.NOT_ROUGH, f"asset {rough.asset_id} is already polished")
@@ -594,20 +541,19 @@ def cut(call: Call) -> None:
         _save_diamond(call, stone, "cut_from", {"parent": rough.asset_id, "carats_points": points})
 
 
-def grade(call: Call) -> None:
-    stone = _usable(call, call.args.ident("asset_id"))
+def grade(call: Call, args: GradeArgs) -> None:
+    stone = _usable(call, args.asset_id)
     report = GradingReport(
-        report_id=call.args.ident("report_id"),
+        report_id=args.report_id,
         lab=call.sender_org.org_id,
         asset_id=stone.asset_id,
-        carats_points=call.args.amount("carats_points"),
-        colour=_grade_text(call.args, "colour"),
-        clarity=_grade_text(call.args, "clarity"),
-        cut_grade=_grade_text(call.args, "cut_grade"),
+        carats_points=args.carats_points,
+        colour=args.colour,
+        clarity=args.clarity,
+        cut_grade=args.cut_grade,
         revoked=False,
         issued_height=call.block.height,
     )
-    call.args.done()
     require_scope(call.sender_org, "grading_lab")
     if stone.kind != POLISHED:
         raise Rejected(
@@ -648,18 +594,10 @@ def _require_ungraded(call: Call, stone: Diamond) -> None:
     )
 
 
-def _grade_text(args: Args, name: str) -> str:
-    value = args.text(name)
-    if not 1 <= len(value) <= _GRADE_TEXT_LIMIT:
-        raise invalid(f"{name} must be 1-{_GRADE_TEXT_LIMIT} characters")
-    return value
-
-
-def sell(call: Call) -> None:
-    stone = _usable(call, call.args.ident("asset_id"), owner=call.sender_org.org_id)
-    buyer_ref = call.args.ident("buyer_ref")
-    price_cents = call.args.amount("price_cents", minimum=0)
-    call.args.done()
+def sell(call: Call, args: SellArgs) -> None:
+    stone = _usable(call, args.asset_id, owner=call.sender_org.org_id)
+    buyer_ref = args.buyer_ref
+    price_cents = args.price_cents
     require_role(call.sender_org, "retailer")
     if stone.kind != POLISHED:
         raise Rejected(

@@ -88,9 +88,10 @@ class ErrorCode(StrEnum):
 class Rejected(Exception):
     """A rule refused the transaction or query; carries a stable code.
 
-    Only contract code raises this, and only ``execute`` and ``query`` catch
-    it: it is how a rule deep in a handler aborts the whole transaction
-    without writing anything.
+    Only contract code raises this, and only ``execute``, ``query`` and
+    ``contracts.admission.check_stateless`` (which returns it to the node)
+    catch it: it is how a rule deep in a handler aborts the whole
+    transaction without writing anything.
     """
 
     def __init__(self, code: ErrorCode, message: str) -> None:

@@ -18,19 +18,29 @@ Each method is one EPCIS business step on lots measured in grams:
   recalled lot, and every lot made from it however many steps downstream,
   can no longer be shipped or processed (``recalled``); the
   ``recall_impact`` query lists them all with their holders.
+
+Each handler receives its arguments already read and typed by its parse
+function in contracts.food_args (paired in contracts.methods).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from contracts.args import invalid
 from contracts.context import Call
 from contracts.errors import ErrorCode, Rejected
+from contracts.food_args import (
+    CertifyArgs,
+    HarvestArgs,
+    LotArgs,
+    ProcessArgs,
+    RecallArgs,
+    RevokeCertificateArgs,
+    ShipArgs,
+)
 from contracts.food_queries import recalled_upstream
 from contracts.food_records import (
     ACTIVE,
-    CERT_KINDS,
     CONSUMED,
     IN_TRANSIT,
     PACK,
@@ -47,27 +57,6 @@ from contracts.provenance import record_event
 from contracts.records import save
 
 _EDGE_MARKER = b"\xc0"  # the canonical encoding of nil: an edge has no value
-
-
-def dispatch(call: Call) -> None:
-    require_unsanctioned_org(call.store, call.sender_org)
-    match call.tx.method:
-        case "harvest":
-            harvest(call)
-        case "process":
-            process(call)
-        case "ship":
-            ship(call)
-        case "receive":
-            receive(call)
-        case "certify":
-            certify(call)
-        case "revoke_certificate":
-            revoke_certificate(call)
-        case "recall":
-            recall(call)
-        case other:
-            raise Rejected(ErrorCode.UNKNOWN_METHOD, f"food has no method {other!r}")
 
 
 def _save_lot(call: Call, lot: Lot, kind: str, attributes: dict[str, object]) -> None:
@@ -114,48 +103,19 @@ def _new_lot(
     )
 
 
-def harvest(call: Call) -> None:
-    lot_id = call.args.ident("lot_id")
-    product = call.args.ident("product")
-    mass_grams = call.args.amount("mass_grams")
-    call.args.done()
+def harvest(call: Call, args: HarvestArgs) -> None:
+    lot_id, product, mass_grams = args.lot_id, args.product, args.mass_grams
     require_role(call.sender_org, "supplier")
     _require_new_lot(call, lot_id)
     lot = _new_lot(call, lot_id, product, mass_grams, ())
     _save_lot(call, lot, "harvested", {"product": product, "mass_grams": mass_grams})
 
 
-def _read_inputs(call: Call) -> list[tuple[Lot, int]]:
-    inputs: list[tuple[Lot, int]] = []
-    for item in call.args.items("inputs", call.config.limits.max_inputs):
-        reader = call.args.sub(item, "inputs item")
-        lot_id = reader.ident("lot_id")
-        used_grams = reader.amount("mass_grams")
-        reader.done()
-        inputs.append((_held(call, lot_id), used_grams))
-    if len({lot.lot_id for lot, _ in inputs}) != len(inputs):
-        raise invalid("inputs repeat a lot")
-    return inputs
-
-
-def _read_outputs(call: Call) -> list[tuple[str, str, int]]:
-    outputs: list[tuple[str, str, int]] = []
-    for item in call.args.items("outputs", call.config.limits.max_outputs):
-        reader = call.args.sub(item, "outputs item")
-        outputs.append(
-            (reader.ident("lot_id"), reader.ident("product"), reader.amount("mass_grams"))
-        )
-        reader.done()
-        _require_new_lot(call, outputs[-1][0])
-    if len({lot_id for lot_id, _, _ in outputs}) != len(outputs):
-        raise invalid("outputs repeat a lot")
-    return outputs
-
-
-def process(call: Call) -> None:
-    inputs = _read_inputs(call)
-    outputs = _read_outputs(call)
-    call.args.done()
+def process(call: Call, args: ProcessArgs) -> None:
+    inputs = [(_held(call, use.lot_id), use.mass_grams) for use in args.inputs]
+    for new_lot in args.outputs:
+        _require_new_lot(call, new_lot.lot_id)
+    outputs = [(lot.lot_id, lot.product, lot.mass_grams) for lot in args.outputs]
     require_role(call.sender_org, "manufacturer")
     for lot, used_grams in inputs:
         if used_grams > lot.mass_grams:
@@ -189,11 +149,10 @@ def process(call: Call) -> None:
         )
 
 
-def ship(call: Call) -> None:
-    lot = _held(call, call.args.ident("lot_id"))
-    receiver = get_org(call.store, call.args.ident("to_org"))
-    claims = call.args.word_list("claims", CERT_KINDS, optional=True)
-    call.args.done()
+def ship(call: Call, args: ShipArgs) -> None:
+    lot = _held(call, args.lot_id)
+    receiver = get_org(call.store, args.to_org)
+    claims = args.claims
     require_unsanctioned_org(call.store, receiver)
     for kind in claims:
         _require_valid_claim(call, lot, kind)
@@ -218,9 +177,8 @@ def _require_valid_claim(call: Call, lot: Lot, kind: str) -> None:
         )
 
 
-def receive(call: Call) -> None:
-    lot = get_lot(call.store, call.args.ident("lot_id"))
-    call.args.done()
+def receive(call: Call, args: LotArgs) -> None:
+    lot = get_lot(call.store, args.lot_id)
     if lot.status != IN_TRANSIT:
         raise Rejected(ErrorCode.NOT_AVAILABLE, f"lot {lot.lot_id} is {lot.status}, not in transit")
     if lot.destination != call.sender_org.org_id:
@@ -232,12 +190,11 @@ def receive(call: Call) -> None:
     _save_lot(call, received, "received", {"from_org": lot.owner})
 
 
-def certify(call: Call) -> None:
-    cert_id = call.args.ident("cert_id")
-    lot = get_lot(call.store, call.args.ident("lot_id"))
-    kind = call.args.choice("kind", CERT_KINDS)
-    expiry_height = call.args.amount("expiry_height")
-    call.args.done()
+def certify(call: Call, args: CertifyArgs) -> None:
+    cert_id = args.cert_id
+    lot = get_lot(call.store, args.lot_id)
+    kind = args.kind
+    expiry_height = args.expiry_height
     require_scope(call.sender_org, kind)
     if call.store.get(cert_key(cert_id)) is not None:
         raise Rejected(ErrorCode.DUPLICATE, f"certificate {cert_id} already exists")
@@ -260,10 +217,9 @@ def certify(call: Call) -> None:
     )
 
 
-def revoke_certificate(call: Call) -> None:
-    cert = get_certificate(call.store, call.args.ident("cert_id"))
-    reason = call.args.text("reason")
-    call.args.done()
+def revoke_certificate(call: Call, args: RevokeCertificateArgs) -> None:
+    cert = get_certificate(call.store, args.cert_id)
+    reason = args.reason
     if call.sender_org.org_id != cert.issuer:
         require_role(call.sender_org, "regulator")
     if cert.revoked:
@@ -274,10 +230,9 @@ def revoke_certificate(call: Call) -> None:
     call.emit("certificate_revoked", {"cert_id": cert.cert_id, "reason": reason})
 
 
-def recall(call: Call) -> None:
-    lot = get_lot(call.store, call.args.ident("lot_id"))
-    reason = call.args.text("reason")
-    call.args.done()
+def recall(call: Call, args: RecallArgs) -> None:
+    lot = get_lot(call.store, args.lot_id)
+    reason = args.reason
     if not call.sender_org.has_role("regulator"):
         require_scope(call.sender_org, "food_safety")
     if lot.recalled:

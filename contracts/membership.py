@@ -34,33 +34,44 @@ It may not revoke its *last* key that way (``unauthorized``): a thief
 could otherwise lock the organisation out for good.  To replace a last
 key, propose ``rotate_key``; only governance may leave an organisation
 keyless (``revoke_key``), and it then stops counting as a voter.
+
+Methods and actions read their arguments in contracts.membership_args,
+without state; the handlers here check them against state.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from consensus.codec import decode, encode
-from contracts.args import Args, invalid
+from consensus.codec import decode
+from contracts.args import Args
 from contracts.context import Call
 from contracts.errors import ErrorCode, Rejected
+from contracts.membership_args import (
+    MAX_KEYS_PER_ORG,
+    ActionParams,
+    AddKeyParams,
+    AddOrgParams,
+    ProposeArgs,
+    RevokeKeyParams,
+    RevokeOwnKeyArgs,
+    RotateKeyParams,
+    SetRolesParams,
+    VoteArgs,
+    parse_action,
+)
 from contracts.orgs import (
     ORG_PREFIX,
-    ROLES,
-    SCOPES,
     KeyRecord,
     Org,
     get_org,
     is_sanctioned_org,
     key_key,
     org_key,
-    require_unsanctioned_org,
 )
 from contracts.records import load, record_from_bytes, save
 from contracts.state import ReadableState
 
-ACTIONS = frozenset({"add_org", "add_key", "rotate_key", "revoke_key", "set_roles"})
-MAX_KEYS_PER_ORG = 8
 STATUS_OPEN = "open"
 
 
@@ -81,30 +92,16 @@ def proposal_key(proposal_id: str) -> bytes:
     return b"m/proposal/" + proposal_id.encode()
 
 
-def dispatch(call: Call) -> None:
-    match call.tx.method:
-        case "propose":
-            propose(call)
-        case "vote":
-            vote(call)
-        case "revoke_own_key":
-            revoke_own_key(call)
-        case other:
-            raise Rejected(ErrorCode.UNKNOWN_METHOD, f"membership has no method {other!r}")
-
-
-def propose(call: Call) -> None:
-    action = call.args.choice("action", ACTIONS)
-    params = call.args.map("params")
-    call.args.done()
-    require_unsanctioned_org(call.store, call.sender_org)
-    # Validate now so that a malformed proposal never reaches a vote.
-    apply_action(call, action, params, dry_run=True)
+def propose(call: Call, args: ProposeArgs) -> None:
+    action = args.action
+    # Check against state now so that a proposal that cannot apply never
+    # reaches a vote.
+    apply_action(call, args.params, dry_run=True)
     proposal_id = call.tx_id.hex()
     proposal = Proposal(
         proposal_id=proposal_id,
         action=action,
-        params=encode(params.raw()),
+        params=args.params_bytes,
         proposer=call.sender_org.org_id,
         approvals=(call.sender_org.org_id,),
         rejections=(),
@@ -116,11 +113,9 @@ def propose(call: Call) -> None:
     _decide(call, proposal)
 
 
-def vote(call: Call) -> None:
-    proposal_id = call.args.digest_hex("proposal_id")
-    approve = call.args.flag("approve", default=True)
-    call.args.done()
-    require_unsanctioned_org(call.store, call.sender_org)
+def vote(call: Call, args: VoteArgs) -> None:
+    proposal_id = args.proposal_id
+    approve = args.approve
     proposal = load(call.store, proposal_key(proposal_id), Proposal)
     if proposal is None:
         raise Rejected(ErrorCode.UNKNOWN_PROPOSAL, f"no proposal {proposal_id}")
@@ -146,9 +141,9 @@ def _decide(call: Call, proposal: Proposal) -> None:
     numerator = call.config.threshold_numerator
     denominator = call.config.threshold_denominator
     if approvals * denominator >= numerator * members:
-        params = call.args.sub(decode(proposal.params), "params")
         try:
-            apply_action(call, proposal.action, params, dry_run=False)
+            params = parse_action(proposal.action, _stored_params(call, proposal))
+            apply_action(call, params, dry_run=False)
         except Rejected as failure:
             proposal = replace(
                 proposal, status="failed", outcome=f"{failure.code}: {failure.message}"
@@ -169,6 +164,12 @@ def _decide(call: Call, proposal: Proposal) -> None:
     save(call.store, proposal_key(proposal.proposal_id), proposal)
 
 
+def _stored_params(call: Call, proposal: Proposal) -> Args:
+    raw = decode(proposal.params)
+    assert isinstance(raw, dict), "a proposal stores a params map"
+    return Args(raw, call.config.limits)
+
+
 def current_voters(store: ReadableState) -> set[str]:
     """Organisations that can vote now: keyed and unsanctioned."""
     voters: set[str] = set()
@@ -179,32 +180,22 @@ def current_voters(store: ReadableState) -> set[str]:
     return voters
 
 
-def apply_action(call: Call, action: str, params: Args, dry_run: bool) -> None:
-    """Check an action's parameters against state and, unless dry, apply it.
+def apply_action(call: Call, params: ActionParams, dry_run: bool) -> None:
+    """Check an action's parsed parameters against state and, unless dry, apply it.
 
     Every check precedes every write, so a refusal leaves nothing behind.
     """
-    match action:
-        case "add_org":
+    match params:
+        case AddOrgParams():
             _add_org(call, params, dry_run)
-        case "add_key":
+        case AddKeyParams():
             _add_key(call, params, dry_run)
-        case "rotate_key":
+        case RotateKeyParams():
             _rotate_key(call, params, dry_run)
-        case "revoke_key":
+        case RevokeKeyParams():
             _revoke_key(call, params, dry_run)
-        case "set_roles":
+        case SetRolesParams():
             _set_roles(call, params, dry_run)
-        case _:
-            raise AssertionError(f"action {action} passed validation")
-
-
-def _read_roles(params: Args) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    roles = params.word_list("roles", ROLES)
-    scopes = params.word_list("scopes", SCOPES, optional=True)
-    if scopes and "certifier" not in roles:
-        raise invalid("scopes are only meaningful for a certifier")
-    return roles, scopes
 
 
 def _require_new_key(call: Call, public_key: bytes) -> None:
@@ -212,20 +203,9 @@ def _require_new_key(call: Call, public_key: bytes) -> None:
         raise Rejected(ErrorCode.DUPLICATE, f"key {public_key.hex()[:16]} is already registered")
 
 
-def _add_org(call: Call, params: Args, dry_run: bool) -> None:
-    org_id = params.ident("org_id")
-    name = params.text("name")
-    country = params.country("country")
-    roles, scopes = _read_roles(params)
-    raw_keys = params.items("keys", MAX_KEYS_PER_ORG)
-    params.done()
-    keys: list[bytes] = []
-    for raw in raw_keys:
-        if not isinstance(raw, bytes) or len(raw) != 32:
-            raise invalid("keys must be 32-byte Ed25519 public keys")
-        keys.append(raw)
-    if len(set(keys)) != len(keys):
-        raise invalid("keys repeat")
+def _add_org(call: Call, params: AddOrgParams, dry_run: bool) -> None:
+    org_id, name, country = params.org_id, params.name, params.country
+    roles, scopes, keys = params.roles, params.scopes, params.keys
     if call.store.get(org_key(org_id)) is not None:
         raise Rejected(ErrorCode.DUPLICATE, f"organisation {org_id} already exists")
     for public_key in keys:
@@ -239,10 +219,9 @@ def _add_org(call: Call, params: Args, dry_run: bool) -> None:
     call.emit("org_added", {"org_id": org_id, "country": country, "roles": list(roles)})
 
 
-def _add_key(call: Call, params: Args, dry_run: bool) -> None:
-    org = get_org(call.store, params.ident("org_id"))
-    public_key = params.key("key")
-    params.done()
+def _add_key(call: Call, params: AddKeyParams, dry_run: bool) -> None:
+    org = get_org(call.store, params.org_id)
+    public_key = params.key
     _require_new_key(call, public_key)
     if len(org.keys) >= MAX_KEYS_PER_ORG:
         raise Rejected(
@@ -284,11 +263,10 @@ def _retire_key(call: Call, org: Org, public_key: bytes, record: KeyRecord) -> O
     return org
 
 
-def _rotate_key(call: Call, params: Args, dry_run: bool) -> None:
-    org = get_org(call.store, params.ident("org_id"))
-    old_key = params.key("old_key")
-    new_key = params.key("new_key")
-    params.done()
+def _rotate_key(call: Call, params: RotateKeyParams, dry_run: bool) -> None:
+    org = get_org(call.store, params.org_id)
+    old_key = params.old_key
+    new_key = params.new_key
     record = _owned_key(call, org, old_key)
     _require_new_key(call, new_key)
     if dry_run:
@@ -297,29 +275,26 @@ def _rotate_key(call: Call, params: Args, dry_run: bool) -> None:
     _install_key(call, org, new_key)
 
 
-def _revoke_key(call: Call, params: Args, dry_run: bool) -> None:
-    org = get_org(call.store, params.ident("org_id"))
-    public_key = params.key("key")
-    params.done()
+def _revoke_key(call: Call, params: RevokeKeyParams, dry_run: bool) -> None:
+    org = get_org(call.store, params.org_id)
+    public_key = params.key
     record = _owned_key(call, org, public_key)
     if dry_run:
         return
     _retire_key(call, org, public_key, record)
 
 
-def _set_roles(call: Call, params: Args, dry_run: bool) -> None:
-    org = get_org(call.store, params.ident("org_id"))
-    roles, scopes = _read_roles(params)
-    params.done()
+def _set_roles(call: Call, params: SetRolesParams, dry_run: bool) -> None:
+    org = get_org(call.store, params.org_id)
+    roles, scopes = params.roles, params.scopes
     if dry_run:
         return
     save(call.store, org_key(org.org_id), replace(org, roles=roles, scopes=scopes))
     call.emit("roles_set", {"org_id": org.org_id, "roles": list(roles), "scopes": list(scopes)})
 
 
-def revoke_own_key(call: Call) -> None:
-    public_key = call.args.key("key")
-    call.args.done()
+def revoke_own_key(call: Call, args: RevokeOwnKeyArgs) -> None:
+    public_key = args.key
     org = call.sender_org
     record = _owned_key(call, org, public_key)
     if len(org.keys) == 1:

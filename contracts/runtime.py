@@ -18,8 +18,11 @@ admitted transaction consumes its nonce whether its contract call succeeds
 or is rejected, so a client's later transactions never wait on a refused
 one and a refused transaction cannot be replayed.
 
-*Dispatch* runs the contract method against a metered
-:class:`~contracts.buffer.TxBuffer`.  If the method raises
+*Dispatch* looks the method up in the table of contracts.methods
+(``unknown_contract``, ``unknown_method``), runs its stateless parse
+function (``invalid_argument``, ``limit_exceeded``: the checks a node
+also runs at its door, contracts.admission) and then its handler against
+a metered :class:`~contracts.buffer.TxBuffer`.  If either raises
 :class:`~contracts.errors.Rejected`, the buffer is dropped and the receipt
 carries the code; otherwise its writes are applied in key order.  Either
 way the nonce is then bumped.  The receipt's ``writes`` counts the keys
@@ -41,17 +44,17 @@ equal receipts and equal state on every node.
 from __future__ import annotations
 
 from consensus.codec import Verifier, digest, ed25519_verify, encode
-from contracts import diamonds, food, membership
-from contracts.args import Args
+from contracts.admission import check_envelope
 from contracts.buffer import TxBuffer
 from contracts.config import CONFIG_KEY, ChainConfig, load_config
 from contracts.context import Call
 from contracts.errors import ErrorCode, Rejected
+from contracts.methods import dispatch
 from contracts.orgs import KeyRecord, Org, key_key, nonce_key, org_key
 from contracts.receipt import STATUS_OK, STATUS_REJECTED, BlockContext, Receipt
 from contracts.records import load, load_int
 from contracts.state import ReadableState, State, apply_writes
-from contracts.tx import Transaction, args_problem, encode_tx, signing_message, value_depth
+from contracts.tx import Transaction, args_problem, encode_tx, signing_message
 
 
 def execute(
@@ -82,9 +85,9 @@ def execute(
     buffer = TxBuffer(state, limits.max_steps_per_tx, limits.max_writes_per_tx)
     sender_org = load(state, org_key(org_id), Org)
     assert sender_org is not None, "every registered key belongs to a member"
-    call = Call(tx, transaction_id, block, config, sender_org, buffer, Args(tx.args, limits))
+    call = Call(tx, transaction_id, block, config, sender_org, buffer)
     try:
-        _dispatch(call)
+        dispatch(call)
     except Rejected as refusal:
         _consume_nonce(state, tx)
         return Receipt(transaction_id, STATUS_REJECTED, refusal.code, refusal.message, (), 1)
@@ -103,13 +106,7 @@ def _admit(
     verifier: Verifier,
 ) -> str:
     """Check the envelope; return the sending organisation's id."""
-    limits = config.limits
-    if size_bytes > limits.max_tx_bytes:
-        raise Rejected(
-            ErrorCode.TOO_LARGE, f"transaction of {size_bytes} bytes exceeds {limits.max_tx_bytes}"
-        )
-    if value_depth(tx.args) > limits.max_args_depth:
-        raise Rejected(ErrorCode.TOO_LARGE, f"arguments nest deeper than {limits.max_args_depth}")
+    check_envelope(tx, size_bytes, config.limits)
     if tx.chain_id != config.chain_id:
         raise Rejected(ErrorCode.WRONG_CHAIN, f"transaction is for chain {tx.chain_id!r}")
     if tx.expiry_height is not None and tx.expiry_height < block.height:
@@ -134,15 +131,3 @@ def _admit(
 
 def _consume_nonce(state: State, tx: Transaction) -> None:
     state.put(nonce_key(tx.sender), encode(tx.nonce + 1))
-
-
-def _dispatch(call: Call) -> None:
-    match call.tx.contract:
-        case "membership":
-            membership.dispatch(call)
-        case "diamonds":
-            diamonds.dispatch(call)
-        case "food":
-            food.dispatch(call)
-        case other:
-            raise Rejected(ErrorCode.UNKNOWN_CONTRACT, f"no contract {other!r}")

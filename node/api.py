@@ -23,6 +23,7 @@ from aiohttp import WSCloseCode, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from consensus.codec import DecodeError, Limits, decode, digest, encode
+from contracts.admission import check_stateless
 from contracts.orgs import KeyRecord, key_key
 from contracts.queries import query
 from contracts.records import load
@@ -441,6 +442,12 @@ class ClientApi:
                 "wrong_chain",
                 f"this node serves chain {engine.config.chain_id!r}, not {tx.chain_id!r}",
             )
+        # The contracts' own stateless argument checks, so that a transaction
+        # that can never execute is refused before it is ordered and keeps
+        # its nonce free (contracts.admission).
+        refusal = check_stateless(tx, engine.ledger.contract_limits)
+        if refusal is not None:
+            raise ApiError(refusal.code, refusal.message)
         next_height = self.store.height() + 1
         if tx.expiry_height is not None and tx.expiry_height < next_height:
             raise ApiError("expired", f"transaction expired at height {tx.expiry_height}")

@@ -21,6 +21,7 @@ from contracts.tx import Transaction, encode_tx, sign_tx, tx_id
 from node.config import load_genesis
 from node.keys import load_identity
 from node.sdk import ProvenetClient, verify_tx_proof
+from node.sdk.errors import ProvenetError
 
 pytestmark = pytest.mark.asyncio
 
@@ -214,3 +215,47 @@ async def test_a_signature_that_fails_gives_its_nonce_back(single: Single) -> No
         tx = await client.sign("food", "harvest", {"lot_id": "N1", "product": "x", "mass_grams": 1})
     # The failed call's nonce was not lost: the next transaction takes it.
     assert tx.nonce == first + 1
+
+
+async def test_arguments_that_can_never_be_valid_are_refused_before_ordering(
+    single: Single,
+) -> None:
+    extract = sign_tx(
+        single.farm,
+        chain_id=CHAIN,
+        nonce=0,
+        contract="diamonds",
+        method="extract",
+        args={"mine_id": "M1", "parcel_id": "P1", "carats_points": -100_000},
+    )
+    nonce_url = f"{single.url}/v1/nonce/{single.farm.public_key.hex()}"
+    async with aiohttp.ClientSession() as http:
+        status, answer = await submit(http, single, extract)
+        assert (status, answer["error"]["code"]) == (400, "invalid_argument")
+        assert "carats_points" in answer["error"]["message"]
+        async with http.get(nonce_url) as response:
+            assert (await response.json())["next_nonce"] == 0
+        async with http.get(f"{single.url}/v1/txs/{tx_id(extract).hex()}") as response:
+            assert response.status == 404  # never ordered, so never committed
+        # The nonce the refused transaction named is still free.
+        status, answer = await submit(http, single, single.harvest(0, "V1"))
+        assert status == 200 and answer["status"] == "committed"
+        assert answer["receipt"]["status"] == "ok"
+        async with http.get(nonce_url) as response:
+            assert (await response.json())["next_nonce"] == 1
+
+
+async def test_the_sdk_reuses_the_nonce_of_a_transaction_refused_before_ordering(
+    single: Single,
+) -> None:
+    client = ProvenetClient.from_network_dir(single.dir, org_id="farm")
+    async with client:
+        with pytest.raises(ProvenetError) as refused:
+            await client.submit(
+                "food", "harvest", {"lot_id": "S/1", "product": "x", "mass_grams": 1}
+            )
+        assert (refused.value.code, refused.value.status) == ("invalid_argument", 400)
+        result = await client.submit(
+            "food", "harvest", {"lot_id": "S1", "product": "x", "mass_grams": 1}
+        )
+    assert result["status"] == "ok"

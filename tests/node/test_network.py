@@ -289,7 +289,9 @@ async def test_bad_input_gets_its_error_code_and_the_node_stays_healthy(
                         nonce=0,
                         contract="food",
                         method="harvest",
-                        args={},
+                        # Valid arguments: the contracts' stateless checks
+                        # run before the key is looked up.
+                        args=harvest_args("stranger", 0),
                     )
                 ),
                 "application/msgpack",
@@ -460,7 +462,12 @@ async def test_a_revoked_key_is_refused(network: LocalNetwork) -> None:
                 break  # the proposal passed on an earlier vote and is closed
         await grocer.submit("membership", "revoke_own_key", {"key": second.public_key})
     revoked = sign_tx(
-        second, chain_id="provenet-local", nonce=0, contract="food", method="harvest", args={}
+        second,
+        chain_id="provenet-local",
+        nonce=0,
+        contract="food",
+        method="harvest",
+        args=harvest_args("revoked", 0),  # valid, so that the key is what is refused
     )
     async with aiohttp.ClientSession() as http:
         status, answer, _ = await post(network, http, encode_tx(revoked), "application/msgpack")
