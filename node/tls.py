@@ -13,14 +13,14 @@ and the node compares the peer's CN with the identity the peer claims
 (:func:`peer_common_name`).  The client API uses the same server
 certificate; API clients verify it against the CA and need no certificate.
 
-Private keys are written with mode 0600, readable by their owner only.
+Private keys are written with mode 0600, readable by their owner only, and
+certificates 0644, through :func:`node.files.write_file`.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import ssl
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,6 +29,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from node.files import (
+    PRIVATE_DIR_MODE,
+    PRIVATE_FILE_MODE,
+    PUBLIC_DIR_MODE,
+    PUBLIC_FILE_MODE,
+    make_directory,
+    write_file,
+)
 
 CA_VALIDITY_DAYS = 3_650
 # Certificates start an hour in the past so a host whose clock is slightly
@@ -49,7 +58,9 @@ def make_ca(directory: Path, common_name: str = "Provenet network CA") -> tuple[
     signing one certificate, not redistributing a trust list to every node.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    # 0755: the CA certificate is public (nodes and clients read it); the
+    # CA key beside it is protected by its own 0600.
+    make_directory(directory, PUBLIC_DIR_MODE)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     start = _now() - datetime.timedelta(seconds=BACKDATE_S)
@@ -115,7 +126,8 @@ def issue_node_cert(
         .sign(issuer_key, hashes.SHA256())
     )
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # 0700 when created here: a node's directory holds its private keys.
+    make_directory(out_dir, PRIVATE_DIR_MODE)
     return _write_pair(out_dir / NODE_CERT_NAME, out_dir / NODE_KEY_NAME, certificate, key)
 
 
@@ -238,23 +250,12 @@ def _write_pair(
     certificate: x509.Certificate,
     key: ec.EllipticCurvePrivateKey,
 ) -> tuple[Path, Path]:
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    """The key first: a certificate on disk without its key would be of no use."""
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    write_private(key_path, pem)
+    write_file(key_path, pem, PRIVATE_FILE_MODE)
+    write_file(cert_path, certificate.public_bytes(serialization.Encoding.PEM), PUBLIC_FILE_MODE)
     return cert_path, key_path
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a secret with mode 0600, also when the file already exists.
-
-    Why the chmod: ``os.open``'s mode applies only to a file it creates, and
-    a re-initialised network overwrites the old key files.
-    """
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(data)
