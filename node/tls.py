@@ -15,6 +15,12 @@ certificate; API clients verify it against the CA and need no certificate.
 
 Private keys are written with mode 0600, readable by their owner only, and
 certificates 0644, through :func:`node.files.write_file`.
+
+Every context, server and client, offers only AEAD cipher suites
+(:data:`AEAD_CIPHERS`).  TLS 1.3's suites are all AEAD; TLS 1.2, still
+allowed for older clients, would otherwise also accept CBC suites with
+HMAC, whose padding checks have a long history of timing attacks
+(Lucky Thirteen) and which no current client needs.
 """
 
 from __future__ import annotations
@@ -47,6 +53,11 @@ CA_CERT_NAME = "ca.pem"
 CA_KEY_NAME = "ca.key"
 NODE_CERT_NAME = "tls.pem"
 NODE_KEY_NAME = "tls.key"
+
+# TLS 1.2 suites in OpenSSL's cipher-string syntax: ECDHE key exchange (forward
+# secrecy) with AES-GCM or ChaCha20-Poly1305 only.  This string does not
+# touch TLS 1.3, whose suites OpenSSL configures separately and are all AEAD.
+AEAD_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 _IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -141,7 +152,7 @@ def server_context(
     it off because participants authenticate by signing transactions.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    _restrict_protocol(context)
     context.load_cert_chain(str(cert_file), str(key_file))
     if require_client_cert:
         context.verify_mode = ssl.CERT_REQUIRED
@@ -159,13 +170,19 @@ def client_context(
     own certificate so the other side's mutual-TLS check passes.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    _restrict_protocol(context)
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cafile=str(ca_file))
     if cert_file is not None:
         context.load_cert_chain(str(cert_file), None if key_file is None else str(key_file))
     return context
+
+
+def _restrict_protocol(context: ssl.SSLContext) -> None:
+    """TLS 1.2 or later, AEAD suites only: the same rule on every context."""
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(AEAD_CIPHERS)
 
 
 def peer_common_name(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:

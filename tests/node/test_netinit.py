@@ -165,6 +165,48 @@ def test_api_server_without_client_cert_serves_a_plain_client(net: Path) -> None
     assert _handshake(server, client_context(ca)) == (None, "v2")
 
 
+@pytest.mark.parametrize(
+    ("suite", "accepted"),
+    [
+        ("ECDHE-ECDSA-AES128-SHA256", False),
+        ("ECDHE-ECDSA-AES256-SHA384", False),
+        ("ECDHE-ECDSA-AES128-GCM-SHA256", True),
+        ("ECDHE-ECDSA-CHACHA20-POLY1305", True),
+    ],
+)
+@pytest.mark.parametrize("require_client_cert", [False, True])
+def test_tls12_server_accepts_aead_suites_only(
+    net: Path, suite: str, accepted: bool, require_client_cert: bool
+) -> None:
+    """A TLS 1.2 client offering only a CBC suite gets no connection, API port or peer port."""
+    ca = net / "ca" / "ca.pem"
+    server = server_context(ca, *_files(net, "v0"), require_client_cert=require_client_cert)
+    client = client_context(ca, *_files(net, "v1"))
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    client.set_ciphers(suite)
+    server_result, client_result = _handshake(server, client)
+    if accepted:
+        expected_server = "v1" if require_client_cert else None
+        assert (server_result, client_result) == (expected_server, "v0")
+    else:
+        assert isinstance(server_result, ssl.SSLError) and "cipher" in str(server_result).lower()
+        assert isinstance(client_result, ssl.SSLError)
+
+
+def test_every_context_offers_aead_suites_only(net: Path) -> None:
+    """The node as a TLS client (peer links, CLI, SDK) offers no CBC suite either."""
+    ca = net / "ca" / "ca.pem"
+    contexts = [
+        server_context(ca, *_files(net, "v0"), require_client_cert=True),
+        server_context(ca, *_files(net, "v0"), require_client_cert=False),
+        client_context(ca, *_files(net, "v0")),
+        client_context(ca),
+    ]
+    for context in contexts:
+        suites = {c["name"]: c["aead"] for c in context.get_ciphers()}
+        assert suites and all(suites.values()), sorted(n for n, aead in suites.items() if not aead)
+
+
 # ------------------------------------------------------------ options and CLI
 
 
