@@ -48,6 +48,9 @@ DATABASE_FILE = "node.sqlite"
 LOCK_FILE = "LOCK"
 # Open client connections (event streams, waits) get this long to finish at shutdown.
 SHUTDOWN_TIMEOUT_S = 2.0
+# The Server header of every response: no versions (aiohttp's default names
+# Python's and its own), which would tell a scanner which known bugs to try.
+SERVER_HEADER = "provenet"
 
 
 @dataclass
@@ -309,11 +312,16 @@ async def _listen(
         (peer_app, config.peer_port, peer_ssl),
         (api_app, config.api_port, api_ssl),
     ):
+        app.on_response_prepare.append(_set_server_header)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         await web.TCPSite(runner, config.listen_host, port, ssl_context=context).start()
         runners.append(runner)
     return runners
+
+
+async def _set_server_header(_request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_HEADER
 
 
 def _validator_set_view(config: NodeConfig, network: NetworkGenesis) -> dict[str, object]:

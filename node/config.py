@@ -10,8 +10,15 @@ the ``consensus`` section, which overrides :class:`~consensus.config.ReplicaConf
 fields by name.  Relative paths in a config file are relative to the file's
 own directory, so a network directory can be moved or copied to another host.
 
-A malformed file is the operator's mistake: :class:`ConfigError` says which
-field is wrong, and the node does not start.
+A malformed file is the operator's mistake, and the node does not start.
+Both files are read by schemas (one per section, :mod:`node.schema`):
+every unknown key (a typo would otherwise silently leave a default in
+force), every missing required key, every value of the wrong type or
+range, and every key given twice in one object is one :class:`ConfigError`
+line naming the file, the key path and what was expected.  Checks that
+span keys (ports, peers and TLS, the consensus overrides together, genesis
+roles against scopes, validators against organisations) run at load too,
+so a node that loads its files does not fail on them later.
 
 Genesis JSON (bytes are lowercase hex)::
 
@@ -37,19 +44,38 @@ Node config JSON::
 from __future__ import annotations
 
 import dataclasses
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from consensus.codec import PUBLIC_KEY_SIZE
 from consensus.config import ReplicaConfig
 from consensus.quorum import ValidatorSet
-from contracts.genesis import Genesis, GenesisOrg
-
-
-class ConfigError(ValueError):
-    """A configuration or genesis file is malformed; the message names the field."""
-
+from contracts.args import check_country, check_id
+from contracts.config import ContractLimits
+from contracts.errors import Rejected
+from contracts.genesis import DEFAULT_MAX_CUTTING_YIELD_BP, Genesis, GenesisOrg, genesis_state
+from contracts.orgs import ROLES, SCOPES
+from node.schema import (
+    OMITTED,
+    At,
+    Check,
+    ConfigError,
+    boolean,
+    choice,
+    hex_bytes,
+    integer,
+    list_of,
+    nested,
+    optional,
+    read_json_file,
+    read_object,
+    required,
+    text,
+    unique,
+)
 
 # Where a node's defaults differ from the pure core's: a networked node batches
 # more per block (each block costs about 30 signatures whatever its size) and
@@ -217,92 +243,135 @@ class NodeConfig:
                 **{**NODE_CONSENSUS_DEFAULTS, **self.consensus},
             )
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"consensus: {exc}") from None
+            raise ConfigError(f"{self.path}: consensus: {exc}") from None
 
 
-# ------------------------------------------------------------------ reading
+# ------------------------------------------------------------------ genesis.json
+#
+# Each section is a schema (node/schema.py): key -> check, unknown keys refused.
+# Identifiers and countries follow the contracts' own rules (contracts/args.py),
+# roles and scopes the contracts' lists (contracts/orgs.py), so a genesis that
+# loads is one the contracts accept; genesis_state() runs last as a backstop.
+
+# The words a contract check is given for the value it checks; its message
+# "it must be an identifier ..." becomes "expected an identifier ...".
+_SUBJECT = "it"
 
 
-def _need(data: dict[str, Any], name: str, kind: type, where: str) -> Any:
-    if name not in data:
-        raise ConfigError(f"{where}: missing field {name!r}")
-    value = data[name]
-    if kind is int and type(value) is not int:
-        raise ConfigError(f"{where}: {name} must be an integer")
-    if not isinstance(value, kind):
-        raise ConfigError(f"{where}: {name} must be a {kind.__name__}")
-    return value
+def _by_contract_rule(rule: Callable[[object, str], object]) -> Check:
+    def check(value: Any, at: At) -> Any:
+        try:
+            return rule(value, _SUBJECT)
+        except Rejected as exc:
+            prefix = f"{_SUBJECT} must be "
+            expected = exc.message.removeprefix(prefix)
+            raise at.expected(expected, value) from None
+
+    return check
 
 
-def _hex(value: object, where: str, size: int | None = None) -> bytes:
-    try:
-        raw = bytes.fromhex(value) if isinstance(value, str) else None
-    except ValueError:
-        raw = None
-    if raw is None or (size is not None and len(raw) != size):
-        raise ConfigError(f"{where}: expected {size or 'some'} bytes as hex")
-    return raw
+_identifier = _by_contract_rule(lambda value, what: check_id(value, what, ContractLimits()))
+_country = _by_contract_rule(check_country)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object")
-    return data
+def _threshold(value: Any, at: At) -> tuple[int, int]:
+    if (
+        type(value) is list
+        and len(value) == 2
+        and all(type(part) is int for part in value)
+        and 0 < value[0] <= value[1]
+    ):
+        return value[0], value[1]
+    raise at.expected("[numerator, denominator]: integers, 0 < numerator <= denominator", value)
 
 
-def _resolve(base: Path, value: str | None) -> Path | None:
-    if value is None:
-        return None
-    candidate = Path(value)
-    return candidate if candidate.is_absolute() else (base / candidate).resolve()
+ORGANISATION_SCHEMA = {
+    "org_id": required(_identifier),
+    "name": required(text),
+    "country": required(_country),
+    "roles": required(list_of(choice(ROLES), min_items=1)),
+    "scopes": optional(list_of(choice(SCOPES)), ()),
+    "keys": required(list_of(hex_bytes(PUBLIC_KEY_SIZE), min_items=1)),
+}
+VALIDATOR_SCHEMA = {
+    "replica_id": required(integer()),
+    "name": required(text),
+    "org_id": required(_identifier),
+    "public_key": required(hex_bytes(PUBLIC_KEY_SIZE)),
+}
+GENESIS_SCHEMA = {
+    "chain_id": required(text),
+    "genesis_time_ms": optional(integer(), 0),
+    "validators": required(list_of(nested(VALIDATOR_SCHEMA), min_items=1)),
+    "organisations": required(list_of(nested(ORGANISATION_SCHEMA), min_items=1)),
+    "kp_participants": optional(list_of(_country), ()),
+    # The contracts' default governance threshold: two thirds.
+    "threshold": optional(_threshold, (2, 3)),
+    "max_cutting_yield_bp": optional(integer(1, 10_000), DEFAULT_MAX_CUTTING_YIELD_BP),
+}
 
 
 def load_genesis(path: Path) -> NetworkGenesis:
-    data = _read_json(path)
-    where = str(path)
+    at = At(str(path))
+    data = read_object(read_json_file(path), at, GENESIS_SCHEMA)
+    _check_organisations(data["organisations"], at.key("organisations"))
+    _check_validators(data["validators"], data["organisations"], at.key("validators"))
+    numerator, denominator = data["threshold"]
+    genesis = Genesis(
+        chain_id=data["chain_id"],
+        organisations=tuple(GenesisOrg(**org) for org in data["organisations"]),
+        kp_participants=data["kp_participants"],
+        threshold_numerator=numerator,
+        threshold_denominator=denominator,
+        max_cutting_yield_bp=data["max_cutting_yield_bp"],
+    )
     try:
-        orgs = tuple(
-            GenesisOrg(
-                org_id=_need(org, "org_id", str, where),
-                name=_need(org, "name", str, where),
-                country=_need(org, "country", str, where),
-                roles=tuple(_need(org, "roles", list, where)),
-                keys=tuple(
-                    _hex(key, f"{where}: keys", 32) for key in _need(org, "keys", list, where)
-                ),
-                scopes=tuple(org.get("scopes", [])),
+        genesis_state(genesis)
+    except ValueError as exc:  # a rule the checks above missed: still one line
+        raise at.error(f"the contracts refuse this genesis: {exc}") from None
+    validators = tuple(ValidatorEntry(**entry) for entry in data["validators"])
+    return NetworkGenesis(genesis, validators, data["genesis_time_ms"])
+
+
+def _check_organisations(orgs: tuple[dict[str, Any], ...], at: At) -> None:
+    unique([(at.index(i).key("org_id"), org["org_id"]) for i, org in enumerate(orgs)], "org_id")
+    unique(
+        [
+            (at.index(i).key("keys").index(j), key)
+            for i, org in enumerate(orgs)
+            for j, key in enumerate(org["keys"])
+        ],
+        "key",
+    )
+    for i, org in enumerate(orgs):
+        roles_at = at.index(i).key("roles")
+        unique([(roles_at.index(j), role) for j, role in enumerate(org["roles"])], "role")
+        if org["scopes"] and "certifier" not in org["roles"]:
+            raise at.index(i).key("scopes").error("scopes need the 'certifier' role in roles")
+
+
+def _check_validators(
+    validators: tuple[dict[str, Any], ...], orgs: tuple[dict[str, Any], ...], at: At
+) -> None:
+    count = len(validators)
+    org_ids = {org["org_id"] for org in orgs}
+    for i, entry in enumerate(validators):
+        if entry["replica_id"] >= count:
+            raise (
+                at.index(i)
+                .key("replica_id")
+                .expected(
+                    f"0..{count - 1} (replica ids number the validators)", entry["replica_id"]
+                )
             )
-            for org in _need(data, "organisations", list, where)
-        )
-        numerator, denominator = data.get("threshold", [2, 3])
-        genesis = Genesis(
-            chain_id=_need(data, "chain_id", str, where),
-            organisations=orgs,
-            kp_participants=tuple(data.get("kp_participants", [])),
-            threshold_numerator=numerator,
-            threshold_denominator=denominator,
-            max_cutting_yield_bp=data.get("max_cutting_yield_bp", 6_000),
-        )
-        validators = tuple(
-            ValidatorEntry(
-                replica_id=_need(entry, "replica_id", int, where),
-                name=_need(entry, "name", str, where),
-                org_id=_need(entry, "org_id", str, where),
-                public_key=_hex(entry.get("public_key"), f"{where}: validator key", 32),
+        if entry["org_id"] not in org_ids:
+            raise (
+                at.index(i)
+                .key("org_id")
+                .expected("the org_id of one of the organisations", entry["org_id"])
             )
-            for entry in _need(data, "validators", list, where)
-        )
-    except (TypeError, AttributeError) as exc:
-        raise ConfigError(f"{where}: malformed genesis ({exc})") from None
-    if sorted(v.replica_id for v in validators) != list(range(len(validators))):
-        raise ConfigError(f"{where}: validator replica ids must be 0..n-1")
-    return NetworkGenesis(genesis, validators, data.get("genesis_time_ms", 0))
+    for key, what in (("replica_id", "replica_id"), ("name", "name"), ("public_key", "key")):
+        unique([(at.index(i).key(key), v[key]) for i, v in enumerate(validators)], what)
 
 
 def genesis_to_json(network: NetworkGenesis) -> dict[str, object]:
@@ -336,61 +405,172 @@ def genesis_to_json(network: NetworkGenesis) -> dict[str, object]:
     }
 
 
+# ------------------------------------------------------------------ config.json
+
+_port = integer(1, 65_535)
+
+
+def _url(*schemes: str) -> Check:
+    listed = " or ".join(f"{scheme}://" for scheme in schemes)
+
+    def check(value: Any, at: At) -> str:
+        text(value, at)
+        try:
+            parts = urlsplit(value)
+            valid = parts.scheme in schemes and bool(parts.hostname) and parts.port is not None
+        except ValueError:
+            valid = False
+        if not valid:
+            raise at.expected(f"a URL starting {listed}, with a host and a port", value)
+        return str(value)
+
+    return check
+
+
+TLS_SCHEMA = {
+    "enabled": required(boolean),
+    "ca_file": optional(text, None),
+    "cert_file": optional(text, None),
+    "key_file": optional(text, None),
+}
+PEER_SCHEMA = {
+    "replica_id": required(integer()),
+    "name": required(text),
+    "peer_url": required(_url("ws", "wss")),
+    "api_url": required(_url("http", "https")),
+}
+# ReplicaConfig fields the node sets itself, from the genesis and the node's identity.
+_NODE_SET_CONSENSUS_FIELDS = frozenset({"chain_id", "validators", "replica_id"})
+CONSENSUS_SCHEMA = {
+    f.name: optional(integer(), OMITTED)
+    for f in dataclasses.fields(ReplicaConfig)
+    if f.name not in _NODE_SET_CONSENSUS_FIELDS
+}
+LIMITS_SCHEMA = {f.name: optional(integer(), OMITTED) for f in dataclasses.fields(NodeLimits)}
+CONFIG_SCHEMA = {
+    "chain_id": required(text),
+    "node_name": required(text),
+    "org_id": required(_identifier),
+    "role": required(choice(("validator", "observer"))),
+    "replica_id": optional(integer(), None),
+    "data_dir": required(text),
+    "key_file": optional(text, None),
+    "genesis_file": required(text),
+    "listen_host": optional(text, "127.0.0.1"),
+    "api_port": required(_port),
+    "peer_port": required(_port),
+    "peers": optional(list_of(nested(PEER_SCHEMA)), ()),
+    "tls": optional(nested(TLS_SCHEMA), {"enabled": False}),
+    "consensus": optional(nested(CONSENSUS_SCHEMA), {}),
+    "limits": optional(nested(LIMITS_SCHEMA), {}),
+}
+
+
+def _resolve(base: Path, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    candidate = Path(value)
+    return candidate if candidate.is_absolute() else (base / candidate).resolve()
+
+
 def load_node_config(path: Path) -> NodeConfig:
     path = path.resolve()
-    data = _read_json(path)
-    where = str(path)
+    at = At(str(path))
+    data = read_object(read_json_file(path), at, CONFIG_SCHEMA)
+    _check_role(data, at)
+    tls_data = data["tls"]
+    _check_tls(tls_data, at.key("tls"))
+    _check_peers(data["peers"], data["replica_id"], tls_data["enabled"], at.key("peers"))
+    if data["peer_port"] == data["api_port"]:
+        raise at.key("peer_port").expected("a port other than api_port", data["peer_port"])
+    _check_consensus(data["consensus"], data["chain_id"], at.key("consensus"))
+    try:
+        limits = NodeLimits(**data["limits"])
+    except ConfigError as exc:
+        raise at.key("limits").error(str(exc)) from None
     base = path.parent
-    role = _need(data, "role", str, where)
-    if role not in ("validator", "observer"):
-        raise ConfigError(f"{where}: role must be 'validator' or 'observer'")
-    replica_id = data.get("replica_id")
-    if role == "validator" and type(replica_id) is not int:
-        raise ConfigError(f"{where}: a validator needs an integer replica_id")
-    tls_data = data.get("tls", {"enabled": False})
-    tls = TlsFiles(
-        enabled=bool(tls_data.get("enabled", False)),
-        ca_file=_resolve(base, tls_data.get("ca_file")),
-        cert_file=_resolve(base, tls_data.get("cert_file")),
-        key_file=_resolve(base, tls_data.get("key_file")),
-    )
-    if tls.enabled and not (tls.ca_file and tls.cert_file and tls.key_file):
-        raise ConfigError(f"{where}: tls needs ca_file, cert_file and key_file")
-    peers = tuple(
-        PeerEntry(
-            replica_id=_need(entry, "replica_id", int, where),
-            name=_need(entry, "name", str, where),
-            peer_url=_need(entry, "peer_url", str, where),
-            api_url=_need(entry, "api_url", str, where),
-        )
-        for entry in data.get("peers", [])
-    )
-    consensus = data.get("consensus", {})
-    if not isinstance(consensus, dict) or any(type(v) is not int for v in consensus.values()):
-        raise ConfigError(f"{where}: consensus must map field names to integers")
-    limits_data = data.get("limits", {})
-    known = {f.name for f in dataclasses.fields(NodeLimits)}
-    unknown = set(limits_data) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown limits {sorted(unknown)}")
-    key_file = _resolve(base, data.get("key_file"))
-    if role == "validator" and key_file is None:
-        raise ConfigError(f"{where}: a validator needs key_file")
     return NodeConfig(
         path=path,
-        chain_id=_need(data, "chain_id", str, where),
-        node_name=_need(data, "node_name", str, where),
-        org_id=_need(data, "org_id", str, where),
-        role=role,
-        replica_id=replica_id if role == "validator" else None,
-        data_dir=_resolve(base, _need(data, "data_dir", str, where)) or base,
-        key_file=key_file,
-        genesis_file=_resolve(base, _need(data, "genesis_file", str, where)) or base,
-        listen_host=data.get("listen_host", "127.0.0.1"),
-        api_port=_need(data, "api_port", int, where),
-        peer_port=_need(data, "peer_port", int, where),
-        peers=peers,
-        tls=tls,
-        consensus=consensus,
-        limits=NodeLimits(**limits_data),
+        chain_id=data["chain_id"],
+        node_name=data["node_name"],
+        org_id=data["org_id"],
+        role=data["role"],
+        replica_id=data["replica_id"],
+        data_dir=_resolve(base, data["data_dir"]) or base,
+        key_file=_resolve(base, data["key_file"]),
+        genesis_file=_resolve(base, data["genesis_file"]) or base,
+        listen_host=data["listen_host"],
+        api_port=data["api_port"],
+        peer_port=data["peer_port"],
+        peers=tuple(PeerEntry(**entry) for entry in data["peers"]),
+        tls=TlsFiles(
+            enabled=tls_data["enabled"],
+            ca_file=_resolve(base, tls_data.get("ca_file")),
+            cert_file=_resolve(base, tls_data.get("cert_file")),
+            key_file=_resolve(base, tls_data.get("key_file")),
+        ),
+        consensus=data["consensus"],
+        limits=limits,
     )
+
+
+def _check_role(data: dict[str, Any], at: At) -> None:
+    """A validator has a replica id and a consensus key; an observer has neither id."""
+    if data["role"] == "validator":
+        for key in ("replica_id", "key_file"):
+            if data[key] is None:
+                raise at.key(key).error("missing (a validator needs it)")
+    elif data["replica_id"] is not None:
+        raise at.key("replica_id").error("an observer has no replica_id (remove it)")
+
+
+def _check_tls(tls: dict[str, Any], at: At) -> None:
+    if not tls["enabled"]:
+        return
+    for key in ("ca_file", "cert_file", "key_file"):
+        if tls.get(key) is None:
+            raise at.key(key).error("missing (tls is enabled)")
+
+
+def _check_peers(peers: tuple[dict[str, Any], ...], own_id: int | None, tls: bool, at: At) -> None:
+    """Each peer once, never the node itself; a validator links with TLS exactly when it uses it.
+
+    Why only peer_url: the other side of a peer link refuses a plain link
+    when it runs TLS, and a validator would retry forever.  API reads are
+    checked by signatures, not by the transport, so api_url may be either.
+    """
+    peer_scheme = "wss" if tls else "ws"
+    for i, peer in enumerate(peers):
+        if peer["replica_id"] == own_id:
+            raise (
+                at.index(i)
+                .key("replica_id")
+                .expected("another node's replica_id, not this node's own", own_id)
+            )
+        if own_id is not None and not peer["peer_url"].startswith(f"{peer_scheme}://"):
+            state = "enabled" if tls else "disabled"
+            raise (
+                at.index(i)
+                .key("peer_url")
+                .expected(f"a URL starting {peer_scheme}:// (tls is {state})", peer["peer_url"])
+            )
+    for key in ("replica_id", "name"):
+        unique([(at.index(i).key(key), peer[key]) for i, peer in enumerate(peers)], key)
+
+
+def _check_consensus(overrides: dict[str, int], chain_id: str, at: At) -> None:
+    """Check the overrides together (window a multiple of the interval, ...) at load.
+
+    ReplicaConfig checks them only when built, with the real validator set
+    at start; a stand-in set of one lets a bad value fail here, with the key.
+    """
+    stand_in = ValidatorSet((bytes(PUBLIC_KEY_SIZE),))
+    try:
+        ReplicaConfig(
+            chain_id=chain_id,
+            validators=stand_in,
+            replica_id=0,
+            **{**NODE_CONSENSUS_DEFAULTS, **overrides},
+        )
+    except ValueError as exc:
+        raise at.error(str(exc)) from None

@@ -13,11 +13,11 @@ key raises :class:`KeyFileError`.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from consensus.codec import Ed25519Signer
+from node.files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_directory, write_file
 
 
 class KeyFileError(ValueError):
@@ -35,17 +35,19 @@ class Identity:
 
 
 def save_identity(path: Path, identity: Identity) -> None:
-    """Write ``identity`` to ``path`` with mode 0600, creating parent directories."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``identity`` to ``path`` with mode 0600 (also over an existing file).
+
+    Missing parent directories are created 0700: a directory made to hold a
+    key needs no other reader.
+    """
+    path = Path(path)
+    make_directory(path.parent, PRIVATE_DIR_MODE)
     document = {
         "org_id": identity.org_id,
         "public_key": identity.public_key.hex(),
         "seed": identity.signer.seed().hex(),
     }
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump(document, handle, indent=2)
-        handle.write("\n")
+    write_file(path, (json.dumps(document, indent=2) + "\n").encode(), PRIVATE_FILE_MODE)
 
 
 def load_identity(path: Path) -> Identity:

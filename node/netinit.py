@@ -12,7 +12,11 @@ file, so the directory can be copied elsewhere whole.
 Ports: node i serves its API on ``base_port + i`` and its peer link on
 ``base_port + 100 + i``.  ``network.json`` is written last: a directory
 without it is not (yet) a network, and an interrupted init can simply be
-run again.  Re-initialising an existing network destroys its chain (new
+run again.  Every file and directory gets an explicit mode whatever the
+umask (see ``DIRECTORY_MODES``; files through :func:`node.files.write_file`:
+0644 for public files, 0600 for keys), because anyone who can rewrite the
+genesis, a config or the CA certificate controls the network.
+Re-initialising an existing network destroys its chain (new
 keys, new genesis, node data removed), so it needs ``force`` and is refused
 while any of its nodes still runs.
 """
@@ -31,6 +35,13 @@ from consensus.codec import Ed25519Signer
 from contracts.genesis import Genesis, GenesisOrg, genesis_state
 from node.catalog import CHAIN_ID, DEFAULT_BASE_PORT, KP_PARTICIPANTS, ORGS, validator_org
 from node.config import NetworkGenesis, ValidatorEntry, genesis_to_json
+from node.files import (
+    PRIVATE_DIR_MODE,
+    PUBLIC_DIR_MODE,
+    PUBLIC_FILE_MODE,
+    make_directory,
+    write_file,
+)
 from node.keys import Identity, save_identity
 from node.netctl import (
     GENESIS_FILE,
@@ -50,6 +61,20 @@ OBSERVER_ORG = "regulator"
 MAX_VALIDATORS = PEER_PORT_OFFSET  # beyond this api and peer ports would collide
 # What `net init` writes and `--force` removes; nothing else in DIR is touched.
 GENERATED = (NETWORK_FILE, GENESIS_FILE, "ca", "nodes", "orgs")
+# The directories net init makes, and why each has its mode.  Files carry
+# their own modes too (node.files: 0644 public, 0600 keys), so a directory's
+# mode decides only who may list it and reach what is inside.
+DIRECTORY_MODES = {
+    # ca.pem is public (every node and client reads it); ca.key is 0600.
+    "ca": PUBLIC_DIR_MODE,
+    # Only the node directories, listed by anyone who runs `net status`.
+    "nodes": PUBLIC_DIR_MODE,
+    # Nothing but the organisations' private transaction keys.
+    "orgs": PRIVATE_DIR_MODE,
+}
+# nodes/<name>/: the node's consensus and TLS keys, and (once it runs) its
+# chain data and signed records: the node's own user is the only reader.
+NODE_DIR_MODE = PRIVATE_DIR_MODE
 
 
 def init_network(
@@ -153,7 +178,12 @@ def _prepare_directory(root: Path, force: bool) -> None:
             )
         for name in GENERATED:
             _remove(root / name)
-    root.mkdir(parents=True, exist_ok=True)
+    # A root we create is 0755: it holds only public files and the
+    # directories below, each of which protects its own secrets.  A root that
+    # already exists keeps the mode its owner gave it.
+    make_directory(root, PUBLIC_DIR_MODE)
+    for name in ("nodes", "orgs"):  # ca/ only with TLS, made by _write_ca
+        make_directory(root / name, DIRECTORY_MODES[name])
 
 
 def _remove(path: Path) -> None:
@@ -217,7 +247,7 @@ def _write_observer(
 ) -> None:
     """nodes/<name>/ of an observer: a TLS certificate and config.json, no consensus key."""
     directory = entry.directory
-    directory.mkdir(parents=True, exist_ok=True)
+    make_directory(directory, NODE_DIR_MODE)
     if ca_file is not None:
         extra_hosts = () if layout.host in ("127.0.0.1", "localhost") else (layout.host,)
         issue_node_cert(ca_file, ca_file.parent / "ca.key", entry.name, directory, extra_hosts)
@@ -287,6 +317,7 @@ def _make_genesis(
 
 
 def _write_ca(layout: _Layout) -> Path:
+    make_directory(layout.root / "ca", DIRECTORY_MODES["ca"])
     ca_cert, _ = make_ca(layout.root / "ca", common_name=f"Provenet CA {layout.chain_id}")
     return ca_cert
 
@@ -301,7 +332,7 @@ def _write_node(
 ) -> None:
     """nodes/<name>/: consensus key, TLS certificate and config.json."""
     directory = entry.directory
-    directory.mkdir(parents=True, exist_ok=True)
+    make_directory(directory, NODE_DIR_MODE)
     save_identity(directory / "node.key", identity)
     if ca_file is not None:
         extra_hosts = () if layout.host in ("127.0.0.1", "localhost") else (layout.host,)
@@ -347,5 +378,5 @@ def _tls_section(ca_file: Path | None) -> dict[str, Any]:
 
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    """Genesis, network.json and node configs are public: every node reads them."""
+    write_file(path, (json.dumps(document, indent=2) + "\n").encode(), PUBLIC_FILE_MODE)

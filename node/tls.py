@@ -13,14 +13,20 @@ and the node compares the peer's CN with the identity the peer claims
 (:func:`peer_common_name`).  The client API uses the same server
 certificate; API clients verify it against the CA and need no certificate.
 
-Private keys are written with mode 0600, readable by their owner only.
+Private keys are written with mode 0600, readable by their owner only, and
+certificates 0644, through :func:`node.files.write_file`.
+
+Every context, server and client, offers only AEAD cipher suites
+(:data:`AEAD_CIPHERS`).  TLS 1.3's suites are all AEAD; TLS 1.2, still
+allowed for older clients, would otherwise also accept CBC suites with
+HMAC, whose padding checks have a long history of timing attacks
+(Lucky Thirteen) and which no current client needs.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import ssl
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,6 +36,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from node.files import (
+    PRIVATE_DIR_MODE,
+    PRIVATE_FILE_MODE,
+    PUBLIC_DIR_MODE,
+    PUBLIC_FILE_MODE,
+    make_directory,
+    write_file,
+)
+
 CA_VALIDITY_DAYS = 3_650
 # Certificates start an hour in the past so a host whose clock is slightly
 # behind the one that ran `net init` still accepts them.
@@ -38,6 +53,11 @@ CA_CERT_NAME = "ca.pem"
 CA_KEY_NAME = "ca.key"
 NODE_CERT_NAME = "tls.pem"
 NODE_KEY_NAME = "tls.key"
+
+# TLS 1.2 suites in OpenSSL's cipher-string syntax: ECDHE key exchange (forward
+# secrecy) with AES-GCM or ChaCha20-Poly1305 only.  This string does not
+# touch TLS 1.3, whose suites OpenSSL configures separately and are all AEAD.
+AEAD_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 _IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -49,7 +69,9 @@ def make_ca(directory: Path, common_name: str = "Provenet network CA") -> tuple[
     signing one certificate, not redistributing a trust list to every node.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    # 0755: the CA certificate is public (nodes and clients read it); the
+    # CA key beside it is protected by its own 0600.
+    make_directory(directory, PUBLIC_DIR_MODE)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     start = _now() - datetime.timedelta(seconds=BACKDATE_S)
@@ -115,7 +137,8 @@ def issue_node_cert(
         .sign(issuer_key, hashes.SHA256())
     )
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # 0700 when created here: a node's directory holds its private keys.
+    make_directory(out_dir, PRIVATE_DIR_MODE)
     return _write_pair(out_dir / NODE_CERT_NAME, out_dir / NODE_KEY_NAME, certificate, key)
 
 
@@ -129,7 +152,7 @@ def server_context(
     it off because participants authenticate by signing transactions.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    _restrict_protocol(context)
     context.load_cert_chain(str(cert_file), str(key_file))
     if require_client_cert:
         context.verify_mode = ssl.CERT_REQUIRED
@@ -147,13 +170,19 @@ def client_context(
     own certificate so the other side's mutual-TLS check passes.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    _restrict_protocol(context)
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cafile=str(ca_file))
     if cert_file is not None:
         context.load_cert_chain(str(cert_file), None if key_file is None else str(key_file))
     return context
+
+
+def _restrict_protocol(context: ssl.SSLContext) -> None:
+    """TLS 1.2 or later, AEAD suites only: the same rule on every context."""
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(AEAD_CIPHERS)
 
 
 def peer_common_name(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
@@ -238,23 +267,12 @@ def _write_pair(
     certificate: x509.Certificate,
     key: ec.EllipticCurvePrivateKey,
 ) -> tuple[Path, Path]:
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    """The key first: a certificate on disk without its key would be of no use."""
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    write_private(key_path, pem)
+    write_file(key_path, pem, PRIVATE_FILE_MODE)
+    write_file(cert_path, certificate.public_bytes(serialization.Encoding.PEM), PUBLIC_FILE_MODE)
     return cert_path, key_path
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a secret with mode 0600, also when the file already exists.
-
-    Why the chmod: ``os.open``'s mode applies only to a file it creates, and
-    a re-initialised network overwrites the old key files.
-    """
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(data)

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from consensus.codec import Ed25519Signer
+from node.catalog import ORGS
 from node.cli import main
 from node.config import load_genesis, load_node_config
-from node.keys import load_identity
+from node.keys import Identity, load_identity, save_identity
 from node.netctl import NetError, load_network, status, stop_nodes
 from node.netinit import init_network
 from node.tls import client_context, issue_node_cert, make_ca, peer_common_name, server_context
@@ -163,6 +165,48 @@ def test_api_server_without_client_cert_serves_a_plain_client(net: Path) -> None
     assert _handshake(server, client_context(ca)) == (None, "v2")
 
 
+@pytest.mark.parametrize(
+    ("suite", "accepted"),
+    [
+        ("ECDHE-ECDSA-AES128-SHA256", False),
+        ("ECDHE-ECDSA-AES256-SHA384", False),
+        ("ECDHE-ECDSA-AES128-GCM-SHA256", True),
+        ("ECDHE-ECDSA-CHACHA20-POLY1305", True),
+    ],
+)
+@pytest.mark.parametrize("require_client_cert", [False, True])
+def test_tls12_server_accepts_aead_suites_only(
+    net: Path, suite: str, accepted: bool, require_client_cert: bool
+) -> None:
+    """A TLS 1.2 client offering only a CBC suite gets no connection, API port or peer port."""
+    ca = net / "ca" / "ca.pem"
+    server = server_context(ca, *_files(net, "v0"), require_client_cert=require_client_cert)
+    client = client_context(ca, *_files(net, "v1"))
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    client.set_ciphers(suite)
+    server_result, client_result = _handshake(server, client)
+    if accepted:
+        expected_server = "v1" if require_client_cert else None
+        assert (server_result, client_result) == (expected_server, "v0")
+    else:
+        assert isinstance(server_result, ssl.SSLError) and "cipher" in str(server_result).lower()
+        assert isinstance(client_result, ssl.SSLError)
+
+
+def test_every_context_offers_aead_suites_only(net: Path) -> None:
+    """The node as a TLS client (peer links, CLI, SDK) offers no CBC suite either."""
+    ca = net / "ca" / "ca.pem"
+    contexts = [
+        server_context(ca, *_files(net, "v0"), require_client_cert=True),
+        server_context(ca, *_files(net, "v0"), require_client_cert=False),
+        client_context(ca, *_files(net, "v0")),
+        client_context(ca),
+    ]
+    for context in contexts:
+        suites = {c["name"]: c["aead"] for c in context.get_ciphers()}
+        assert suites and all(suites.values()), sorted(n for n, aead in suites.items() if not aead)
+
+
 # ------------------------------------------------------------ options and CLI
 
 
@@ -250,3 +294,67 @@ def test_down_kills_a_stubborn_node_and_never_a_stranger(tmp_path: Path) -> None
     finally:
         stubborn.kill()
         stubborn.wait()
+
+
+# ------------------------------------------------------------ file modes
+
+
+# Every path net init writes, relative to the network directory, and its mode.
+EXPECTED_MODES = {
+    ".": 0o755,
+    "network.json": 0o644,
+    "genesis.json": 0o644,
+    "ca": 0o755,
+    "ca/ca.pem": 0o644,
+    "ca/ca.key": 0o600,
+    "orgs": 0o700,
+    "nodes": 0o755,
+    **{f"orgs/{org_id}.key": 0o600 for org_id in ORGS},
+    **{
+        f"nodes/{name}/{leaf}": mode
+        for name in ("v0", "v1", "o0")
+        for leaf, mode in (
+            ("", 0o700),
+            ("config.json", 0o644),
+            ("tls.pem", 0o644),
+            ("tls.key", 0o600),
+        )
+    },
+    "nodes/v0/node.key": 0o600,
+    "nodes/v1/node.key": 0o600,
+}
+
+
+def test_init_sets_every_mode_whatever_the_umask(tmp_path: Path) -> None:
+    """Under umask 000 a trust file left to the umask would be world-writable."""
+    root = tmp_path / "net"
+    previous = os.umask(0o000)
+    try:
+        init_network(root, 2, observers=1, base_port=17_800)
+        # A forced re-init replaces existing files: their modes are set again.
+        for path in root.rglob("*"):
+            path.chmod(0o777)
+        init_network(root, 2, observers=1, base_port=17_800, force=True)
+    finally:
+        os.umask(previous)
+    written = {str(path.relative_to(root)): path.stat().st_mode & 0o777 for path in root.rglob("*")}
+    written["."] = root.stat().st_mode & 0o777
+    expected = {os.path.normpath(name): mode for name, mode in EXPECTED_MODES.items()}
+    assert {name: oct(mode) for name, mode in written.items()} == {
+        name: oct(mode) for name, mode in expected.items()
+    }
+
+
+def test_key_and_certificate_writers_replace_an_open_file_mode(tmp_path: Path) -> None:
+    """Overwriting a world-readable key file leaves it 0600 (one writer for every key)."""
+    key_path = tmp_path / "k.key"
+    key_path.write_text("old")
+    key_path.chmod(0o666)
+    save_identity(key_path, Identity("leadfirm", Ed25519Signer.generate()))
+    assert key_path.stat().st_mode & 0o777 == 0o600
+    ca_cert, ca_key = make_ca(tmp_path / "ca")
+    ca_key.chmod(0o666)
+    ca_cert.chmod(0o666)
+    make_ca(tmp_path / "ca")
+    assert (ca_cert.stat().st_mode & 0o777, ca_key.stat().st_mode & 0o777) == (0o644, 0o600)
+    assert not list(tmp_path.rglob("*.tmp"))

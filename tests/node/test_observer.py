@@ -182,8 +182,11 @@ async def test_an_observer_rejects_a_lying_validator_and_follows_the_honest_ones
     port = free_base_port(1)
     config["api_port"], config["peer_port"] = port, port + 100
     validators = [n for n in network.nodes if n["role"] == "validator"]
-    config["peers"] = [{"replica_id": 1, "name": "v1", "peer_url": "", "api_url": proxy_url}] + [
-        {"replica_id": n["replica_id"], "name": n["name"], "peer_url": "", "api_url": n["api_url"]}
+    # An observer never dials peer_url (it reads the API), but the schema wants a URL.
+    config["peers"] = [
+        {"replica_id": 1, "name": "v1", "peer_url": honest["peer_url"], "api_url": proxy_url}
+    ] + [
+        {k: n[k] for k in ("replica_id", "name", "peer_url", "api_url")}
         for n in validators
         if n["name"] != "v1"
     ]
