@@ -26,7 +26,7 @@ from contracts.orgs import KeyRecord, key_key
 from contracts.queries import query
 from contracts.records import load
 from contracts.tx import Transaction, decode_tx, encode_tx
-from node import audit
+from node import audit, openapi
 from node.chain import ChainHost, Subscriber, now_ms
 from node.mempool import PoolEntry, Refused
 from node.views import (
@@ -238,6 +238,7 @@ class ClientApi:
             web.get("/v1/validators", self.get_validators),
             web.get("/healthz", self.healthz),
             web.get("/metrics", self.metrics),
+            web.get(openapi.OPENAPI_PATH, self.openapi_spec),
         ]
 
     # ------------------------------------------------------------ submitting
@@ -589,6 +590,10 @@ class ClientApi:
     async def metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.engine.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def openapi_spec(self, request: web.Request) -> web.Response:
+        """This API's OpenAPI 3.1 description (node/openapi.json), always JSON."""
+        return web.Response(body=openapi.spec_bytes(), content_type="application/json")
 
 
 async def _read_until_closed(ws: web.WebSocketResponse) -> None:
