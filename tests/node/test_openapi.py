@@ -56,14 +56,15 @@ MSGPACK = "application/msgpack"
 
 HERE = Path(__file__).resolve().parent
 SPEC_FILE = Path(openapi.__file__).with_name(openapi.SPEC_NAME)
-# Codes the node does not answer with yet, though the spec already lists
-# them (issue 9 adds them to STATUS_OF): none may have a status other
-# than the 400 the node gives an unlisted code.
+# Codes the spec lists that STATUS_OF does not have yet (issue 9 adds
+# them), with the status they will have.  The node answers any other code
+# missing from STATUS_OF (a contract's, such as budget_exceeded) with 400.
 NOT_YET_IN_STATUS_OF = {"rate_limited": 429}
 
-# The fuzz run's bounds.  A request answered in more than REQUEST_TIMEOUT_S
-# counts as a hang; the whole schemathesis process is stopped after
-# RUN_TIMEOUT_S (and the test fails).
+# The fuzz run's bounds.  A request not answered in REQUEST_TIMEOUT_S is a
+# hang (schemathesis reports a network error and exits 1); a schemathesis
+# process still running after DEFAULT_ or FUZZ_RUN_TIMEOUT_S is killed and
+# the test fails.
 REQUEST_TIMEOUT_S = 10
 DEFAULT_EXAMPLES = 25
 DEFAULT_RUN_TIMEOUT_S = 150
@@ -77,7 +78,8 @@ KNOWN_SERVER_BUGS = {
     "undeclared_media_type_refused": "POST /v1/txs/batch and /v1/query take a body of any "
     "media type as JSON, never 415 (issue 9, defect 5)",
 }
-# Of those, the checks schemathesis has and the ones tests/node/api_fuzz_hooks.py adds.
+# The checks tests/node/api_fuzz_hooks.py adds: turned off through
+# PROVENET_FUZZ_SKIP_CHECKS, schemathesis's own through --exclude-checks.
 OUR_CHECKS = {"error_code_documented", "undeclared_media_type_refused"}
 
 
