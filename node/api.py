@@ -28,7 +28,7 @@ from contracts.orgs import KeyRecord, key_key
 from contracts.queries import query
 from contracts.records import load
 from contracts.tx import Transaction, codec_limits, encode_tx, tx_from_value
-from node import audit
+from node import audit, openapi
 from node.api_errors import STATUS_OF, ApiError
 from node.chain import ChainHost, Subscriber, now_ms
 from node.config import NodeLimits
@@ -103,6 +103,9 @@ def error_middleware(retry_after_s: int) -> Callable[..., Awaitable[web.StreamRe
             code = _AIOHTTP_CODES.get(exc.status, "bad_request")
             response = error_response(request, code, exc.reason, retry_after_s)
             response.set_status(exc.status)
+            # A 405 names the methods the path takes (RFC 9110, 15.5.6).
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
             return response
         except Exception:
             log.exception("unexpected error serving %s", request.path)
@@ -268,7 +271,9 @@ class ClientApi:
         return [
             web.post("/v1/txs", self.submit),
             web.post("/v1/txs/batch", self.submit_batch),
-            web.get("/v1/txs/{tx_id}", self.get_tx),
+            # Hex only, so /v1/txs/batch is not also a transaction id and a 405
+            # there names POST alone.
+            web.get("/v1/txs/{tx_id:[0-9a-fA-F]+}", self.get_tx),
             web.get("/v1/blocks/latest", self.latest_block),
             web.get("/v1/blocks/{height}", self.get_block),
             web.get("/v1/blocks", self.block_range),
@@ -290,6 +295,7 @@ class ClientApi:
             web.get("/v1/validators", self.get_validators),
             web.get("/healthz", self.healthz),
             web.get("/metrics", self.metrics),
+            web.get(openapi.OPENAPI_PATH, self.openapi_spec),
         ]
 
     # ------------------------------------------------------------ submitting
@@ -720,6 +726,10 @@ class ClientApi:
     async def metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.engine.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def openapi_spec(self, request: web.Request) -> web.Response:
+        """This API's OpenAPI 3.1 description (node/openapi.json), always JSON."""
+        return web.Response(body=openapi.spec_bytes(), content_type="application/json")
 
 
 async def _read_until_closed(ws: web.WebSocketResponse) -> None:

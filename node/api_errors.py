@@ -22,6 +22,8 @@ STATUS_OF = {
     "unknown_method": 400,
     "invalid_argument": 400,
     "limit_exceeded": 400,
+    # A query that ran out of its step budget (contracts/queries.py).
+    "budget_exceeded": 400,
     "bad_signature": 401,
     "unknown_key": 403,
     "key_revoked": 403,

@@ -120,7 +120,9 @@ async def test_errors_are_json_with_stable_codes(single: Single) -> None:
         cases = [
             ("GET", "/v1/blocks/999", 404, "not_found"),
             ("GET", "/no/such/route", 404, "not_found"),
-            ("GET", "/v1/txs/zz", 400, "bad_request"),
+            ("GET", "/v1/txs/zz", 404, "not_found"),
+            ("GET", "/v1/txs/abc", 400, "bad_request"),
+            ("GET", "/v1/txs/batch", 405, "method_not_allowed"),
             ("GET", f"/v1/txs/{'00' * 32}", 404, "not_found"),
             ("GET", "/v1/compliance/NO-SUCH-STONE", 404, "unknown_asset"),
             ("GET", "/v1/recall_impact/NO-SUCH-LOT", 404, "unknown_asset"),
