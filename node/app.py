@@ -38,6 +38,7 @@ from node.engine import Engine
 from node.follower import Follower
 from node.keys import KeyFileError, load_identity
 from node.ledger import Ledger, TxCache
+from node.listener import PortSpec, listen, raise_file_limit
 from node.metrics import NodeMetrics
 from node.peers import CLOSE_POLICY, PeerIdentity, PeerLinks
 from node.storage import StorageError, Store
@@ -225,7 +226,12 @@ async def _start_validator(config: NodeConfig) -> RunningNode:
     peer_app.add_routes([web.get("/peer", peers.handle_inbound)])
     engine_task = asyncio.create_task(engine.run(initial_effects), name="replica")
     runners = await _listen(
-        config, _api_app(config, api, chain.network), peer_app, api_ssl, peer_server_ssl
+        config,
+        _api_app(config, api, chain.network),
+        peer_app,
+        api_ssl,
+        peer_server_ssl,
+        chain.metrics,
     )
     await peers.start()
     log.info(
@@ -263,7 +269,12 @@ async def _start_observer(config: NodeConfig) -> RunningNode:
     peer_app.add_routes([web.get("/peer", refuse_peer)])
     task = asyncio.create_task(follower.run(), name="follower")
     runners = await _listen(
-        config, _api_app(config, api, chain.network), peer_app, api_ssl, peer_server_ssl
+        config,
+        _api_app(config, api, chain.network),
+        peer_app,
+        api_ssl,
+        peer_server_ssl,
+        chain.metrics,
     )
     log.info(
         "observer %s listening: api %d; following %d validators from height %d",
@@ -302,17 +313,20 @@ async def _listen(
     peer_app: web.Application,
     api_ssl: ssl.SSLContext | None,
     peer_ssl: ssl.SSLContext | None,
+    metrics: NodeMetrics,
 ) -> list[web.AppRunner]:
-    runners = []
-    for app, port, context in (
-        (peer_app, config.peer_port, peer_ssl),
-        (api_app, config.api_port, api_ssl),
-    ):
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-        await runner.setup()
-        await web.TCPSite(runner, config.listen_host, port, ssl_context=context).start()
-        runners.append(runner)
-    return runners
+    """Both ports behind node/listener.py's connection caps and timeouts."""
+    return await listen(
+        config.listen_host,
+        [
+            PortSpec("peer", peer_app, config.peer_port, peer_ssl),
+            PortSpec("api", api_app, config.api_port, api_ssl),
+        ],
+        config.limits,
+        frozenset(peer.name for peer in config.peers),
+        metrics.registry,
+        SHUTDOWN_TIMEOUT_S,
+    )
 
 
 def _validator_set_view(config: NodeConfig, network: NetworkGenesis) -> dict[str, object]:
@@ -416,6 +430,7 @@ def run_node(config_path: Path) -> int:
         log.error("cannot start: %s", exc)
         return 2
     _install_event_loop()
+    raise_file_limit()
     try:
         return asyncio.run(_serve(config))
     except (ConfigError, KeyFileError, StorageError, OSError) as exc:
