@@ -27,10 +27,11 @@ Limits (``NodeLimits``):
   client's /64) on one port.  A new one over the cap is closed at once.
 - ``max_connections_per_port``: on the API port, connections over the cap
   are closed at once.  On the peer port the cap applies to connections not
-  known to be a validator's, and a new one evicts the *oldest* of those
-  instead: a validator's link needs a few round trips to identify itself,
-  and eviction of the oldest means strangers, however many, only churn
-  each other.  A connection is known to be a validator's once its TLS
+  known to be a validator's, and a new one evicts one of those instead:
+  the oldest from the address holding the most (:class:`ByAddress`).  A
+  validator's link needs a few round trips to identify itself; strangers,
+  however many, then only churn each other, and a newcomer from an address
+  holding few is evicted only if every address holds as few.  A connection is known to be a validator's once its TLS
   certificate names a validator (mutual TLS on the peer port), or, without
   TLS, once its signed link handshake succeeds (node/peers.py calls
   :func:`mark_authenticated`); from then on it counts against
@@ -79,8 +80,7 @@ import resource
 import socket
 import ssl
 import time
-from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
@@ -112,6 +112,9 @@ TRIM_MIN_INTERVAL_S = 5.0
 ACCEPT_RETRY_DELAY_S = 0.1
 # Sockets taken from the accept queue per loop turn, after the one awaited.
 ACCEPT_BATCH = 127
+# The Server header, without versions: aiohttp's default names Python's and its
+# own, which would tell a scanner which known bugs to try (issue 9, item 13).
+SERVER_HEADER = "provenet"
 # Longest reason quoted from aiohttp's parser (it may quote the input itself).
 MAX_ERROR_MESSAGE_CHARS = 120
 
@@ -184,8 +187,8 @@ class PortLimits:
     max_connections: int
     max_per_address: int
     max_per_identity: int
-    # Peer port: a full port evicts the oldest unidentified connection.
-    evict_oldest_when_full: bool
+    # Peer port: a full port evicts an unidentified connection (ByAddress.victim).
+    evict_when_full: bool
     # TLS certificate names whose connections count per identity (validators).
     trusted_names: frozenset[str]
 
@@ -196,17 +199,79 @@ class Admission(Generic[Key]):
     evicted: tuple[Key, ...] = ()
 
 
-class ConnectionTable(Generic[Key]):
-    """Which connections one port holds, by address and identity; no I/O.
+class ByAddress(Generic[Key]):
+    """Entries grouped by client address, each group in arrival order; no I/O.
 
-    Unidentified connections are kept in arrival order (a dict's order) so
-    the oldest is found in O(1) when one must be evicted.
+    ``victim`` is the oldest entry of the address holding the most: when a
+    full table must make room, the caller with the most entries pays, so a
+    newcomer from an address holding few (a validator dialling in) is not
+    evicted unless every address in the table holds as few.  Counts are
+    kept in buckets, so every operation is O(1).
     """
+
+    def __init__(self) -> None:
+        self._address_of: dict[Key, str] = {}
+        self._entries: dict[str, dict[Key, None]] = {}
+        self._addresses_holding: dict[int, dict[str, None]] = {}
+        self._most = 0
+
+    def __len__(self) -> int:
+        return len(self._address_of)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._address_of
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(list(self._address_of))
+
+    def count(self, address: str) -> int:
+        entries = self._entries.get(address)
+        return 0 if entries is None else len(entries)
+
+    def add(self, key: Key, address: str) -> None:
+        held = self.count(address)
+        self._address_of[key] = address
+        self._entries.setdefault(address, {})[key] = None
+        self._move(address, held, held + 1)
+        self._most = max(self._most, held + 1)
+
+    def remove(self, key: Key) -> bool:
+        """Forget ``key``; False when it was not held."""
+        address = self._address_of.pop(key, None)
+        if address is None:
+            return False
+        entries = self._entries[address]
+        del entries[key]
+        if not entries:
+            del self._entries[address]
+        held = len(entries)
+        self._move(address, held + 1, held)
+        while self._most > 0 and not self._addresses_holding.get(self._most):
+            self._most -= 1
+        return True
+
+    def victim(self) -> Key | None:
+        if self._most == 0:
+            return None
+        address = next(iter(self._addresses_holding[self._most]))
+        return next(iter(self._entries[address]))
+
+    def _move(self, address: str, old: int, new: int) -> None:
+        if old > 0:
+            bucket = self._addresses_holding[old]
+            del bucket[address]
+            if not bucket:
+                del self._addresses_holding[old]
+        if new > 0:
+            self._addresses_holding.setdefault(new, {})[address] = None
+
+
+class ConnectionTable(Generic[Key]):
+    """Which connections one port holds, by address and identity; no I/O."""
 
     def __init__(self, limits: PortLimits) -> None:
         self.limits = limits
-        self._unidentified: dict[Key, str] = {}
-        self._per_address: Counter[str] = Counter()
+        self._unidentified: ByAddress[Key] = ByAddress()
         self._identified: dict[str, dict[Key, None]] = {}
         self._identity_of: dict[Key, str] = {}
 
@@ -218,25 +283,22 @@ class ConnectionTable(Generic[Key]):
 
     def admit(self, key: Key, address: str) -> Admission[Key]:
         limits = self.limits
-        if self._per_address[address] >= limits.max_per_address:
+        if self._unidentified.count(address) >= limits.max_per_address:
             return Admission("per_address")
         evicted: tuple[Key, ...] = ()
         if len(self._unidentified) >= limits.max_connections:
-            if not limits.evict_oldest_when_full or not self._unidentified:
+            victim = self._unidentified.victim() if limits.evict_when_full else None
+            if victim is None:
                 return Admission("per_port")
-            oldest = next(iter(self._unidentified))
-            self.release(oldest)
-            evicted = (oldest,)
-        self._unidentified[key] = address
-        self._per_address[address] += 1
+            self.release(victim)
+            evicted = (victim,)
+        self._unidentified.add(key, address)
         return Admission(None, evicted)
 
     def identify(self, key: Key, identity: str) -> tuple[Key, ...]:
         """Count ``key`` as ``identity``'s from now on; return links it replaces."""
-        address = self._unidentified.pop(key, None)
-        if address is None:
+        if not self._unidentified.remove(key):
             return ()
-        self._forget_address(address)
         links = self._identified.setdefault(identity, {})
         replaced = []
         while len(links) >= max(1, self.limits.max_per_identity):
@@ -249,9 +311,7 @@ class ConnectionTable(Generic[Key]):
 
     def release(self, key: Key) -> bool:
         """Forget ``key``; False when it was not held (released already)."""
-        address = self._unidentified.pop(key, None)
-        if address is not None:
-            self._forget_address(address)
+        if self._unidentified.remove(key):
             return True
         identity = self._identity_of.pop(key, None)
         if identity is None:
@@ -264,11 +324,6 @@ class ConnectionTable(Generic[Key]):
 
     def unidentified(self) -> list[Key]:
         return list(self._unidentified)
-
-    def _forget_address(self, address: str) -> None:
-        self._per_address[address] -= 1
-        if self._per_address[address] <= 0:
-            del self._per_address[address]
 
 
 class ListenerMetrics:
@@ -476,6 +531,9 @@ class NodeRequestHandler(web.RequestHandler):
         response = web.Response(
             status=status, text=_error_body(code, text), content_type="application/json"
         )
+        # These answers skip the app's on_response_prepare, which sets the
+        # same header on all others (node/app.py).
+        response.headers["Server"] = SERVER_HEADER
         response.force_close()
         return response
 
@@ -568,6 +626,7 @@ class _Port:
             sock.close()
             return
         sock.setblocking(False)
+        connection.sock = sock
         connection.setup = asyncio.get_running_loop().create_task(connection.serve(sock))
 
     async def abort_unattached(self) -> None:
@@ -600,11 +659,14 @@ class _Connection(asyncio.Protocol):
         self.address = address
         self.handler: NodeRequestHandler | None = None
         self.setup: asyncio.Task[None] | None = None
+        # The accepted socket until serve() hands it to the loop.
+        self.sock: socket.socket | None = None
         self._transport: asyncio.Transport | None = None
         self._closed = False
 
     async def serve(self, sock: socket.socket) -> None:
         """Make the transport (TLS handshake included); on failure, free the slot."""
+        self.sock = None  # the loop owns it from here
         port = self.port
         loop = asyncio.get_running_loop()
         try:
@@ -652,9 +714,14 @@ class _Connection(asyncio.Protocol):
         self.port.release(self)
         if self._transport is not None:
             self._transport.abort()
-        elif self.setup is not None:
-            # Still in its TLS handshake: cancelling the setup aborts it.
+            return
+        if self.setup is not None:
+            # In its TLS handshake: cancelling the setup aborts it.  A setup
+            # not started yet never runs, so its socket is closed here.
             self.setup.cancel()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
     # -- the stream, forwarded to aiohttp's handler
 
@@ -835,7 +902,7 @@ async def listen(
             max_connections=per_port,
             max_per_address=limits.max_connections_per_address,
             max_per_identity=limits.max_connections_per_validator,
-            evict_oldest_when_full=peer,
+            evict_when_full=peer,
             trusted_names=validator_names if peer else frozenset(),
         )
         label = f"{spec.kind} port {spec.port}"

@@ -28,13 +28,15 @@ Until its handshake is done a caller is a stranger who can make the node
 buffer one frame, so pending handshakes are bounded (:class:`PendingHandshakes`):
 per TLS identity (the certificate's name), per client address, and in all
 for callers whose certificate does not name a validator, each within
-``peer_handshake_timeout_ms``.  A full table closes the *oldest* stranger's
-pending handshake to make room rather than refuse the newcomer, and a
-validator's certificate counts only against its own per-identity limit: a
-real validator's link is never refused because others hold handshakes open.
-Without TLS nobody is known before the signed hello, so the per-address limit
-and the eviction of the oldest are all that stand for it; run TLS between
-hosts you do not control.
+``peer_handshake_timeout_ms``.  A full table closes a stranger's pending
+handshake (the oldest from the address holding the most) to make room
+rather than refuse the newcomer, and a validator's certificate counts only
+against its own per-identity limit: a real validator's link is never
+refused because others hold handshakes open.  Without TLS nobody is known
+before the signed hello, so the per-address limit and that eviction are
+all that stand for it (a validator is evicted only if strangers from as
+many addresses as there are slots hold one each); run TLS between hosts
+you do not control.
 
 Sending never blocks the replica task: frames go into a bounded queue per
 peer (the oldest is dropped and counted when it is full: consensus re-sends
@@ -61,7 +63,7 @@ from consensus.messages import ForwardedRequest, Message, StateResponse, signatu
 from consensus.quorum import ValidatorSet
 from consensus.wire import WireLimits, message_from_wire
 from node.config import NodeLimits, PeerEntry
-from node.listener import address_key, mark_authenticated
+from node.listener import ByAddress, address_key, mark_authenticated
 from node.metrics import NodeMetrics
 
 log = logging.getLogger("provenet.peers")
@@ -147,11 +149,9 @@ class PendingHandshakes:
         self.max_strangers = max(1, max_strangers)
         self.per_identity = max(1, per_identity)
         self.per_address = max(1, per_address)
-        # Insertion order is age, so the oldest stranger is found at once.
-        self._strangers: dict[PendingHandshake, None] = {}
+        self._strangers: ByAddress[PendingHandshake] = ByAddress()
         self._validators: set[PendingHandshake] = set()
         self._by_identity: Counter[str] = Counter()
-        self._by_address: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return len(self._strangers) + len(self._validators)
@@ -159,24 +159,25 @@ class PendingHandshakes:
     def admit(self, entry: PendingHandshake) -> str | None:
         """Hold ``entry``; the refusal reason when a limit says no.
 
-        A full stranger table closes (``close()``) its oldest entry instead
-        of refusing: the newcomer may be a validator that needs one round
-        trip, and strangers then only churn each other.
+        A full stranger table closes (``close()``) one of its entries
+        instead of refusing: the oldest from the address holding the most
+        (``ByAddress.victim``).  The newcomer may be a validator that needs
+        one round trip, and strangers then only churn each other.
         """
         if entry.identity is not None and self._by_identity[entry.identity] >= self.per_identity:
             return "handshakes_per_identity"
         if entry.validator:
             self._validators.add(entry)
         else:
-            if self._by_address[entry.address] >= self.per_address:
+            if self._strangers.count(entry.address) >= self.per_address:
                 return "handshakes_per_address"
             if len(self._strangers) >= self.max_strangers:
-                oldest = next(iter(self._strangers))
-                self.done(oldest)
-                oldest.evicted = True
-                oldest.close()
-            self._strangers[entry] = None
-            self._by_address[entry.address] += 1
+                victim = self._strangers.victim()
+                assert victim is not None
+                self.done(victim)
+                victim.evicted = True
+                victim.close()
+            self._strangers.add(entry, entry.address)
         if entry.identity is not None:
             self._by_identity[entry.identity] += 1
         return None
@@ -185,19 +186,12 @@ class PendingHandshakes:
         """Forget ``entry`` (finished, failed or evicted); calling twice is harmless."""
         if entry in self._validators:
             self._validators.discard(entry)
-        elif entry in self._strangers:
-            del self._strangers[entry]
-            _decrement(self._by_address, entry.address)
-        else:
+        elif not self._strangers.remove(entry):
             return
         if entry.identity is not None:
-            _decrement(self._by_identity, entry.identity)
-
-
-def _decrement(counter: Counter[str], key: str) -> None:
-    counter[key] -= 1
-    if counter[key] <= 0:
-        del counter[key]
+            self._by_identity[entry.identity] -= 1
+            if self._by_identity[entry.identity] <= 0:
+                del self._by_identity[entry.identity]
 
 
 class PeerLinks:
