@@ -50,14 +50,18 @@ and one INFO line when it has shed nothing for ``SHED_QUIET_S`` (with the
 count); ``provenet_connections_shed_total{port,reason}`` counts every one
 and ``provenet_connections_open{port}`` shows the current load.
 
-Memory: a TLS connection costs the process tens of KiB of C heap (the SSL
-object, its buffers and the event loop's 256 KiB read buffer), which glibc
-keeps after the connection closes and, with bursts of connections, its
-heap fragments and grows burst after burst (measured: six bursts of 3,000
-idle connections took RSS from 56 to 480 MiB; ``malloc_trim`` brings it
-back to the start).  The caps bound how many such connections exist at
-once, and :class:`_MemoryTrimmer` returns the freed heap to the system
-after many connections have closed.
+Memory: a TLS connection costs the process about 50 KiB of C heap under
+uvloop (the SSL object and its buffers) and about 300 KiB under the
+standard loop (which gives each a 256 KiB read buffer up front).  glibc
+keeps that heap after the connection closes and, with bursts of
+connections, fragments it, so RSS grew burst after burst (six bursts of
+3,000 idle connections: 56 to 480 MiB, never returned; ``malloc_trim``
+gives it all back, nothing stays alive).  On the standard loop before
+CPython 3.11.8 a failed handshake also leaves its protocol in a reference
+cycle until the next full collection (gh-109534).  The caps bound how
+many connections exist at once, and :class:`_MemoryTrimmer` collects and
+returns the freed heap to the system once a burst of closes is over
+(``scripts/bench_connections.py`` measures it).
 
 HTTP parser errors (a line too long, too many headers, conflicting
 lengths, a bad method or version...) are answered in the API's error shape
@@ -73,6 +77,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import ipaddress
 import json
 import logging
@@ -350,6 +355,14 @@ class ListenerMetrics:
         )
 
 
+_SHED_REASONS = {
+    "per_address": "the per-address cap is reached, by {address}",
+    "per_port": "the per-port cap is reached, latest from {address}",
+    "evicted": "the port is full: evicting strangers, first from {address}",
+    "accept_failed": "accept() failed: {address}",
+}
+
+
 class _ShedLog:
     """One WARNING line when a port starts shedding, one INFO line when it stops."""
 
@@ -363,6 +376,7 @@ class _ShedLog:
         self._timer: asyncio.TimerHandle | None = None
 
     def shed(self, reason: str, address: str) -> None:
+        """Count one connection refused or closed for ``reason``; log if it is the first."""
         self._metrics.shed.labels(self.kind, reason).inc()
         now = time.monotonic()
         self._last_shed = now
@@ -371,11 +385,10 @@ class _ShedLog:
             return
         self._shed_since = now
         log.warning(
-            "%s: shedding connections (%s cap reached, by %s); counted in "
+            "%s: shedding connections (%s); counted in "
             "provenet_connections_shed_total until it stops",
             self.label,
-            reason.replace("_", "-"),
-            address,
+            _SHED_REASONS.get(reason, reason).format(address=address),
         )
         self._timer = asyncio.get_running_loop().call_later(SHED_QUIET_S, self._check_quiet)
 
@@ -408,7 +421,9 @@ class _MemoryTrimmer:
     Why: glibc keeps freed memory in its heap; after bursts of TLS
     connections the heap fragments and the process's RSS grows with every
     burst even though nothing is live.  ``malloc_trim(0)`` releases the free
-    pages; it walks the heap, so it runs once a burst is over, not per close.
+    pages; it walks the heap (and a full garbage collection runs first), so
+    it runs once a burst is over and at most every ``TRIM_MIN_INTERVAL_S``,
+    not per close.
     """
 
     def __init__(self) -> None:
@@ -435,12 +450,18 @@ class _MemoryTrimmer:
             return
         assert self._malloc_trim is not None
         started = time.perf_counter()
+        # The standard loop's TLS protocol sits in a reference cycle once its
+        # connection failed (CPython gh-109534, before 3.11.8), with a 256 KiB
+        # buffer each: only a full collection frees them for the trim.
+        gc.collect()
+        collected = time.perf_counter()
         self._malloc_trim(0)
         self._last_trim = time.monotonic()
         log.debug(
-            "returned freed heap after %d closed connections in %.1f ms",
+            "after %d closed connections: collected in %.1f ms, returned the freed heap in %.1f ms",
             self._closed,
-            (time.perf_counter() - started) * 1000,
+            (collected - started) * 1000,
+            (time.perf_counter() - collected) * 1000,
         )
         self._closed = 0
 
@@ -696,8 +717,9 @@ class _Connection(asyncio.Protocol):
         if self._closed:  # evicted while the handshake finished
             transport.abort()
             return
-        name = _certificate_name(transport)
-        if name is not None and name in self.port.table.limits.trusted_names:
+        trusted = self.port.table.limits.trusted_names
+        name = _certificate_name(transport) if trusted else None
+        if name is not None and name in trusted:
             self.port.identify(self, name)
         handler = self.port.make_handler()
         handler.connection = self
