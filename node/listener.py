@@ -85,11 +85,12 @@ import resource
 import socket
 import ssl
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from aiohttp import web
+from aiohttp.http import HttpProcessingError, RawRequestMessage
 from aiohttp.web_request import BaseRequest
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client import Counter as MetricCounter
@@ -532,6 +533,44 @@ class NodeRequestHandler(web.RequestHandler):
         self.on_malformed = on_malformed
         self.connection: _Connection | None = None
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._fail_body_on_parser_error()
+
+    def _fail_body_on_parser_error(self) -> None:
+        """Fail the body a handler is reading when the parser gave up on it.
+
+        aiohttp 3.14's C parser, on a framing error inside a request body
+        (an invalid chunk size after the headers), queues a 400 for after
+        the request but leaves the body the handler is reading without data,
+        end or error, and the request hangs for good (its Python parser
+        fails the body with RequestPayloadError: this does the same).
+        """
+        request = getattr(self, "_current_request", None)
+        queued = getattr(self, "_messages", None)
+        if request is None or not queued or isinstance(queued[-1][0], RawRequestMessage):
+            return
+        body = request.content
+        if not body.is_eof() and body.exception() is None:
+            failure = getattr(queued[-1][0], "exc", None)
+            reason = _parser_reason(None, failure if isinstance(failure, Exception) else None)
+            body.set_exception(web.RequestPayloadError(reason))
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        """A traceback for our bugs; one rate-limited line for what a client sent."""
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, _CLIENT_FAULTS):
+            self.on_malformed()
+            self.client_errors.info(
+                "malformed HTTP from %s: %s", self._peer(), _parser_reason(None, exc)
+            )
+            return
+        super().log_exception(*args, **kwargs)
+
+    def _peer(self) -> str:
+        peer = self.peername
+        return str(peer[0]) if isinstance(peer, tuple) else "unknown"
+
     def handle_error(
         self,
         request: BaseRequest,
@@ -559,14 +598,47 @@ class NodeRequestHandler(web.RequestHandler):
         return response
 
 
+# Exceptions that come from what a client sent, not from the node.
+_CLIENT_FAULTS = (web.RequestPayloadError, HttpProcessingError, ConnectionError)
+
+
 def _parser_reason(message: str | None, exc: BaseException | None) -> str:
     """aiohttp's reason on one short line, without the input it quotes below it."""
+    if message is None and isinstance(exc, HttpProcessingError):
+        message = exc.message
     text = message or (str(exc) if exc is not None else "") or "bad request"
+    text = text.removeprefix("400, message:")
     first_paragraph = text.split("\n\n", 1)[0]
     reason = " ".join(first_paragraph.split()).rstrip(":")
     if len(reason) > MAX_ERROR_MESSAGE_CHARS:
         reason = reason[:MAX_ERROR_MESSAGE_CHARS] + "..."
     return reason
+
+
+@web.middleware
+async def malformed_body_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A body aiohttp's parser refused half-way (bad chunk framing): 400 ``malformed_http``.
+
+    Innermost, so the app's own error handling sees a response, not an
+    exception it would take for the node's bug.
+    """
+    try:
+        return await handler(request)
+    except (web.RequestPayloadError, HttpProcessingError) as exc:
+        # The C parser's error arrives as RequestPayloadError, the Python
+        # parser's as the TransferEncodingError it raised.
+        response = web.Response(
+            status=400,
+            text=_error_body(
+                "malformed_http", f"malformed HTTP request body: {_parser_reason(None, exc)}"
+            ),
+            content_type="application/json",
+        )
+        response.headers["Server"] = SERVER_HEADER
+        response.force_close()
+        return response
 
 
 def _server_error(
@@ -927,6 +999,7 @@ async def listen(
             evict_when_full=peer,
             trusted_names=validator_names if peer else frozenset(),
         )
+        spec.app.middlewares.append(malformed_body_middleware)
         label = f"{spec.kind} port {spec.port}"
         guard = _Port(spec.kind, label, port_caps, limits, spec.tls, metrics, trimmer)
         runner = web.AppRunner(spec.app, access_log=None, shutdown_timeout=shutdown_timeout_s)
