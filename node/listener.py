@@ -719,6 +719,9 @@ class _Port:
             sock.close()
             return
         sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            # As create_server's transports do: small responses go out at once.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection.sock = sock
         connection.setup = asyncio.get_running_loop().create_task(connection.serve(sock))
 
