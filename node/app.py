@@ -38,6 +38,7 @@ from node.engine import Engine
 from node.follower import Follower
 from node.keys import KeyFileError, load_identity
 from node.ledger import Ledger, TxCache
+from node.listener import SERVER_HEADER, PortSpec, listen, raise_file_limit
 from node.metrics import NodeMetrics
 from node.peers import CLOSE_POLICY, PeerIdentity, PeerLinks
 from node.storage import StorageError, Store
@@ -50,7 +51,6 @@ LOCK_FILE = "LOCK"
 SHUTDOWN_TIMEOUT_S = 2.0
 # The Server header of every response: no versions (aiohttp's default names
 # Python's and its own), which would tell a scanner which known bugs to try.
-SERVER_HEADER = "provenet"
 
 
 @dataclass
@@ -228,7 +228,12 @@ async def _start_validator(config: NodeConfig) -> RunningNode:
     peer_app.add_routes([web.get("/peer", peers.handle_inbound)])
     engine_task = asyncio.create_task(engine.run(initial_effects), name="replica")
     runners = await _listen(
-        config, _api_app(config, api, chain.network), peer_app, api_ssl, peer_server_ssl
+        config,
+        _api_app(config, api, chain.network),
+        peer_app,
+        api_ssl,
+        peer_server_ssl,
+        chain.metrics,
     )
     await peers.start()
     log.info(
@@ -266,7 +271,12 @@ async def _start_observer(config: NodeConfig) -> RunningNode:
     peer_app.add_routes([web.get("/peer", refuse_peer)])
     task = asyncio.create_task(follower.run(), name="follower")
     runners = await _listen(
-        config, _api_app(config, api, chain.network), peer_app, api_ssl, peer_server_ssl
+        config,
+        _api_app(config, api, chain.network),
+        peer_app,
+        api_ssl,
+        peer_server_ssl,
+        chain.metrics,
     )
     log.info(
         "observer %s listening: api %d; following %d validators from height %d",
@@ -306,18 +316,25 @@ async def _listen(
     peer_app: web.Application,
     api_ssl: ssl.SSLContext | None,
     peer_ssl: ssl.SSLContext | None,
+    metrics: NodeMetrics,
 ) -> list[web.AppRunner]:
-    runners = []
-    for app, port, context in (
-        (peer_app, config.peer_port, peer_ssl),
-        (api_app, config.api_port, api_ssl),
-    ):
+    """Both ports behind node/listener.py's connection caps and timeouts."""
+    # Only now, with the configuration and genesis accepted: a node refusing
+    # to start says one line, and this one is not it.
+    raise_file_limit()
+    for app in (peer_app, api_app):
         app.on_response_prepare.append(_set_server_header)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-        await runner.setup()
-        await web.TCPSite(runner, config.listen_host, port, ssl_context=context).start()
-        runners.append(runner)
-    return runners
+    return await listen(
+        config.listen_host,
+        [
+            PortSpec("peer", peer_app, config.peer_port, peer_ssl),
+            PortSpec("api", api_app, config.api_port, api_ssl),
+        ],
+        config.limits,
+        frozenset(peer.name for peer in config.peers),
+        metrics.registry,
+        SHUTDOWN_TIMEOUT_S,
+    )
 
 
 async def _set_server_header(_request: web.Request, response: web.StreamResponse) -> None:

@@ -98,7 +98,9 @@ class NodeLimits:
     # view changes, each carrying up to a window of batches of at most
     # consensus.max_batch_bytes (32 x 256 KiB = 8 MiB), plus the new view's own.
     max_frame_bytes: int = 64 * 1_048_576
-    # Inbound peer connections still in their handshake (each may buffer one frame).
+    # Inbound peer connections still in their handshake (each may buffer one
+    # frame) from callers whose TLS certificate does not name a validator; when
+    # full, the oldest of them is closed to make room (node/peers.py).
     max_pending_handshakes: int = 4
     # Peer messages queued for the replica task before new ones are dropped.
     inbound_queue_max: int = 100_000
@@ -125,8 +127,9 @@ class NodeLimits:
     # Reconnect back-off for peer links.
     peer_backoff_min_ms: int = 50
     peer_backoff_max_ms: int = 2_000
-    # A peer has this long to complete the link handshake.
-    peer_handshake_timeout_ms: int = 5_000
+    # A peer has this long to complete the link handshake (one round trip and
+    # a signature; a slot held longer is a caller stalling on purpose).
+    peer_handshake_timeout_ms: int = 2_000
     # How often the replica task ticks: the replica's timers (status, request
     # and view-change timeouts) run on ticks, and so does the batch timeout,
     # which is why the tick is faster while requests wait to be proposed.
@@ -165,6 +168,26 @@ class NodeLimits:
     address_cost_burst: int = 80_000
     # Client addresses whose budgets are remembered (least recent forgotten).
     max_rate_limited_addresses: int = 4_096
+    # Connections (node/listener.py), counted per raw TCP connection before any
+    # TLS handshake.  On the API port the caps refuse new connections; on the
+    # peer port they apply to connections not (yet) known to be a validator's,
+    # and a full port closes the oldest of those to make room, so strangers can
+    # never lock a validator out.  Lowered at start if the file limit is smaller.
+    max_connections_per_port: int = 4_096
+    # From one client address (an IPv6 client's /64) on one port.
+    max_connections_per_address: int = 64
+    # Peer port: links from one validator (by its certificate, or its signed
+    # link handshake without TLS); a further one replaces the oldest.
+    max_connections_per_validator: int = 4
+    # A connection with no request in flight is closed after this long without
+    # a complete request (also the first request after connecting).
+    connection_idle_timeout_ms: int = 30_000
+    # A TLS handshake not finished in this long closes the connection.
+    tls_handshake_timeout_ms: int = 5_000
+    # Peer link handshakes pending at once per TLS identity (certificate name)
+    # and per client address (the latter not for a validator's certificate).
+    max_pending_handshakes_per_identity: int = 2
+    max_pending_handshakes_per_address: int = 4
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():

@@ -24,6 +24,20 @@ have their signature checked here, against the signer named in the message
 queued for the replica task.  A frame that decodes but fails its check is
 a peer misbehaving: it is dropped and counted, and the link stays up.
 
+Until its handshake is done a caller is a stranger who can make the node
+buffer one frame, so pending handshakes are bounded (:class:`PendingHandshakes`):
+per TLS identity (the certificate's name), per client address, and in all
+for callers whose certificate does not name a validator, each within
+``peer_handshake_timeout_ms``.  A full table closes a stranger's pending
+handshake (the oldest from the address holding the most) to make room
+rather than refuse the newcomer, and a validator's certificate counts only
+against its own per-identity limit: a real validator's link is never
+refused because others hold handshakes open.  Without TLS nobody is known
+before the signed hello, so the per-address limit and that eviction are
+all that stand for it (a validator is evicted only if strangers from as
+many addresses as there are slots hold one each); run TLS between hosts
+you do not control.
+
 Sending never blocks the replica task: frames go into a bounded queue per
 peer (the oldest is dropped and counted when it is full: consensus re-sends
 what matters), and a task per peer reconnects with exponential back-off.
@@ -37,9 +51,9 @@ import logging
 import os
 import random
 import ssl
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -49,6 +63,7 @@ from consensus.messages import ForwardedRequest, Message, StateResponse, signatu
 from consensus.quorum import ValidatorSet
 from consensus.wire import WireLimits, message_from_wire
 from node.config import NodeLimits, PeerEntry
+from node.listener import ByAddress, address_key, mark_authenticated
 from node.metrics import NodeMetrics
 
 log = logging.getLogger("provenet.peers")
@@ -114,6 +129,71 @@ class _Outbound:
         self.queued_bytes -= len(self.queue.popleft())
 
 
+@dataclass(eq=False)
+class PendingHandshake:
+    """One inbound link between its websocket upgrade and its signed hello."""
+
+    address: str
+    # The TLS certificate's common name, when the peer port runs TLS.
+    identity: str | None
+    # The certificate names a validator: exempt from the stranger limits.
+    validator: bool
+    close: Callable[[], None] = field(repr=False)
+    evicted: bool = False
+
+
+class PendingHandshakes:
+    """Pending link handshakes, bounded per identity, per address and for strangers; no I/O."""
+
+    def __init__(self, max_strangers: int, per_identity: int, per_address: int) -> None:
+        self.max_strangers = max(1, max_strangers)
+        self.per_identity = max(1, per_identity)
+        self.per_address = max(1, per_address)
+        self._strangers: ByAddress[PendingHandshake] = ByAddress()
+        self._validators: set[PendingHandshake] = set()
+        self._by_identity: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._strangers) + len(self._validators)
+
+    def admit(self, entry: PendingHandshake) -> str | None:
+        """Hold ``entry``; the refusal reason when a limit says no.
+
+        A full stranger table closes (``close()``) one of its entries
+        instead of refusing: the oldest from the address holding the most
+        (``ByAddress.victim``).  The newcomer may be a validator that needs
+        one round trip, and strangers then only churn each other.
+        """
+        if entry.identity is not None and self._by_identity[entry.identity] >= self.per_identity:
+            return "handshakes_per_identity"
+        if entry.validator:
+            self._validators.add(entry)
+        else:
+            if self._strangers.count(entry.address) >= self.per_address:
+                return "handshakes_per_address"
+            if len(self._strangers) >= self.max_strangers:
+                victim = self._strangers.victim()
+                assert victim is not None
+                self.done(victim)
+                victim.evicted = True
+                victim.close()
+            self._strangers.add(entry, entry.address)
+        if entry.identity is not None:
+            self._by_identity[entry.identity] += 1
+        return None
+
+    def done(self, entry: PendingHandshake) -> None:
+        """Forget ``entry`` (finished, failed or evicted); calling twice is harmless."""
+        if entry in self._validators:
+            self._validators.discard(entry)
+        elif not self._strangers.remove(entry):
+            return
+        if entry.identity is not None:
+            self._by_identity[entry.identity] -= 1
+            if self._by_identity[entry.identity] <= 0:
+                del self._by_identity[entry.identity]
+
+
 class PeerLinks:
     def __init__(
         self,
@@ -138,7 +218,11 @@ class PeerLinks:
                 max_size_bytes=limits.max_frame_bytes, max_bytes_len=limits.max_frame_bytes
             )
         )
-        self._pending_handshakes = 0
+        self._pending = PendingHandshakes(
+            limits.max_pending_handshakes,
+            limits.max_pending_handshakes_per_identity,
+            limits.max_pending_handshakes_per_address,
+        )
         self._outbound = {peer.replica_id: _Outbound(peer, limits) for peer in peers}
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
@@ -262,25 +346,49 @@ class PeerLinks:
     # ------------------------------------------------------------ receiving
 
     async def handle_inbound(self, request: web.Request) -> web.StreamResponse:
-        # Until the handshake is done the caller is a stranger who can make us
-        # buffer one frame each: so few strangers are let in at once.
-        if self._pending_handshakes >= self.limits.max_pending_handshakes:
-            self.metrics.peer_rejected.labels("too_many_handshakes").inc()
+        pending = self._pending_entry(request)
+        refusal = self._pending.admit(pending)
+        if refusal is not None:
+            self.metrics.peer_rejected.labels(refusal).inc()
             raise web.HTTPServiceUnavailable(reason="too many pending peer handshakes")
         ws = web.WebSocketResponse(max_msg_size=self.limits.max_frame_bytes, heartbeat=5.0)
-        self._pending_handshakes += 1
         try:
-            await ws.prepare(request)
-            peer_id = await self._accept_handshake(ws, request)
-        except HandshakeError as exc:
-            self.metrics.peer_rejected.labels(str(exc)).inc()
-            log.info("refused peer link from %s: %s", request.remote, exc)
-            await ws.close(code=CLOSE_POLICY, message=str(exc).encode()[:120])
+            async with asyncio.timeout(self.limits.peer_handshake_timeout_ms / 1000):
+                await ws.prepare(request)
+                peer_id = await self._accept_handshake(ws, request)
+        except (HandshakeError, TimeoutError, ConnectionError) as exc:
+            reason = _handshake_failure(exc, pending)
+            self.metrics.peer_rejected.labels(reason).inc()
+            log.info("refused peer link from %s: %s", request.remote, reason)
+            if not pending.evicted:
+                await ws.close(code=CLOSE_POLICY, message=reason.encode()[:120])
             return ws
         finally:
-            self._pending_handshakes -= 1
+            self._pending.done(pending)
+        # From now on strangers cannot evict this link (node/listener.py).
+        mark_authenticated(request, self.identity.names.get(peer_id, f"validator-{peer_id}"))
         await self._receive_frames(ws, peer_id)
         return ws
+
+    def _pending_entry(self, request: web.Request) -> PendingHandshake:
+        transport = request.transport
+        name = None
+        if self._tls_required and transport is not None:
+            from node.tls import peer_common_name
+
+            name = peer_common_name(transport.get_extra_info("ssl_object"))
+
+        def close() -> None:
+            # Evicted: strangers get no close frame, just the end of the stream.
+            if transport is not None:
+                transport.abort()
+
+        return PendingHandshake(
+            address=address_key(request.remote),
+            identity=name,
+            validator=name is not None and name in self.identity.names.values(),
+            close=close,
+        )
 
     async def _accept_handshake(self, ws: web.WebSocketResponse, request: web.Request) -> int:
         identity = self.identity
@@ -290,10 +398,7 @@ class PeerLinks:
                 {"chain_id": identity.chain_id, "replica_id": identity.me, "challenge": challenge}
             )
         )
-        try:
-            message = await ws.receive(timeout=self.limits.peer_handshake_timeout_ms / 1000)
-        except TimeoutError:
-            raise HandshakeError("handshake_timeout") from None
+        message = await ws.receive()
         if message.type != aiohttp.WSMsgType.BINARY:
             raise HandshakeError("handshake_not_binary")
         try:
@@ -363,6 +468,16 @@ class PeerLinks:
                 if not signature_valid(message, key, self.identity.chain_id, self._verify):
                     return "bad_signature"
         return "accepted" if self._sink(peer_id, message) else "inbound_queue_full"
+
+
+def _handshake_failure(exc: Exception, pending: PendingHandshake) -> str:
+    if pending.evicted:
+        return "handshake_evicted"
+    if isinstance(exc, TimeoutError):
+        return "handshake_timeout"
+    if isinstance(exc, ConnectionError):
+        return "handshake_connection_lost"
+    return str(exc)
 
 
 async def _drain(ws: aiohttp.ClientWebSocketResponse) -> None:
