@@ -373,7 +373,7 @@ class ClientApi:
     async def _read(self, request: web.Request) -> tuple[str, bytes]:
         """The body's media type (JSON or msgpack, else 415) and its bytes, within the limit."""
         kind = media_type(request, JSON_OR_MSGPACK)
-        raw = await read_body(request, self.limits.max_body_bytes)
+        raw = await read_body(request, self.limits.max_body_bytes, self.limits.body_read_timeout_ms)
         if request.content_length is None:
             self.budget.charge_incurred(request, body_cost(len(raw)))
         return kind, raw

@@ -35,6 +35,7 @@ STATUS_OF = {
     "unknown_certificate": 404,
     "unknown_proposal": 404,
     "method_not_allowed": 405,
+    "request_timeout": 408,
     "nonce_used": 409,
     "nonce_conflict": 409,
     "nonce_gap": 409,

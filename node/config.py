@@ -188,6 +188,12 @@ class NodeLimits:
     # and per client address (the latter not for a validator's certificate).
     max_pending_handshakes_per_identity: int = 2
     max_pending_handshakes_per_address: int = 4
+    # A request body must arrive whole within this long of its headers (the
+    # idle timeout does not run while a request is in flight).
+    body_read_timeout_ms: int = 10_000
+    # After answering a request whose body it did not read (a 413, a 415),
+    # the node reads and discards the rest for at most this long, then closes.
+    unread_body_linger_ms: int = 1_000
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():

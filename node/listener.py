@@ -674,6 +674,7 @@ class _Port:
         self.tls = tls
         self.idle_timeout_s = node_limits.connection_idle_timeout_ms / 1000
         self.tls_handshake_timeout_s = max(0.001, node_limits.tls_handshake_timeout_ms / 1000)
+        self.linger_s = node_limits.unread_body_linger_ms / 1000
         self.metrics = metrics
         self.shedding = _ShedLog(kind, label, metrics)
         self.client_errors = _RateLimitedLog(CLIENT_ERROR_LOG_INTERVAL_S)
@@ -689,6 +690,7 @@ class _Port:
             client_errors=self.client_errors,
             on_malformed=self.metrics.malformed_http.labels(self.kind).inc,
             keepalive_timeout=self.idle_timeout_s,
+            lingering_time=self.linger_s,
             access_log=None,
         )
 

@@ -49,6 +49,7 @@ _REASONS = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    408: "The body did not arrive in time",
     409: "Nonce conflict",
     413: "Too large",
     415: "Unsupported media type",
@@ -816,6 +817,7 @@ def _submit_ops() -> dict[str, Schema]:
                     *_ADMISSION_409,
                     "too_large",
                     "unsupported_media_type",
+                    "request_timeout",
                     *_ADMISSION_429,
                 )
             ),
@@ -846,6 +848,7 @@ def _submit_ops() -> dict[str, Schema]:
                     "read_only",
                     "too_large",
                     "unsupported_media_type",
+                    "request_timeout",
                 )
             ),
         },
@@ -947,6 +950,7 @@ def _query_ops() -> dict[str, Schema]:
             "unknown_proposal",
             "too_large",
             "unsupported_media_type",
+            "request_timeout",
         )
     )
     named_errors = _errors(("invalid_argument", "limit_exceeded", "budget_exceeded", *_QUERY_404))

@@ -10,7 +10,10 @@ Every check here is made before the work it guards, cheapest first:
 2. the media type against the ones the endpoint takes (415
    ``unsupported_media_type``); a body is JSON or msgpack by its
    ``Content-Type`` and never by guessing;
-3. the body itself, read with the limit enforced as it arrives;
+3. the body itself, read with the limit enforced as it arrives and within a
+   deadline (408 ``request_timeout``: a client trickling a body holds a
+   connection, and the idle timeout does not run while a request is in
+   flight);
 4. JSON only: the number of values, bounded on the raw bytes before the
    parser allocates any (413 ``too_large``): arrays and objects are at most
    the count of ``[`` and ``{``, and values at most that plus the count of
@@ -28,6 +31,7 @@ Every check here is made before the work it guards, cheapest first:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -57,14 +61,21 @@ def media_type(request: web.Request, accepted: frozenset[str]) -> str:
     return kind
 
 
-async def read_body(request: web.Request, max_bytes: int) -> bytes:
-    """The whole body, refused with 413 as soon as it passes ``max_bytes``."""
+async def read_body(request: web.Request, max_bytes: int, timeout_ms: int) -> bytes:
+    """The whole body, refused with 413 as soon as it passes ``max_bytes``, and
+    with 408 if it has not all arrived ``timeout_ms`` after the headers."""
     check_declared_length(request, max_bytes)
     body = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > max_bytes:
-            raise ApiError("too_large", f"the body exceeds the limit of {max_bytes} bytes")
+    try:
+        async with asyncio.timeout(timeout_ms / 1000):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise ApiError("too_large", f"the body exceeds the limit of {max_bytes} bytes")
+    except TimeoutError:
+        raise ApiError(
+            "request_timeout", f"the body did not arrive whole within {timeout_ms} ms"
+        ) from None
     return bytes(body)
 
 

@@ -181,3 +181,23 @@ async def test_a_client_over_its_budget_gets_429_and_others_are_still_served(
         # Another address has its own budget, and the chain goes on committing.
         async with aiohttp.ClientSession() as http:
             await commit(http, single, single.harvest(0, "polite"))
+
+
+async def test_a_body_that_never_arrives_whole_is_408_and_frees_the_connection(
+    tmp_path: Path,
+) -> None:
+    async with single_node(tmp_path, {"body_read_timeout_ms": 300}) as single:
+        reader, writer = await asyncio.open_connection("127.0.0.1", single.node.config.api_port)
+        try:
+            writer.write(
+                b"POST /v1/txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/msgpack\r\n"
+                b"Content-Length: 100\r\n\r\n" + b"\x00" * 10
+            )
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            assert head.startswith(b"HTTP/1.1 408"), head
+            # The node does not wait for the rest: the connection closes.
+            rest = await asyncio.wait_for(reader.read(), timeout=5)
+        finally:
+            writer.close()
+        assert b"request_timeout" in rest
