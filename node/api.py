@@ -21,13 +21,14 @@ from typing import Any
 from aiohttp import WSCloseCode, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from consensus.codec import DecodeError, decode, digest, encode
+from consensus.codec import DecodeError, Limits, decode, digest, encode
 from contracts.orgs import KeyRecord, key_key
 from contracts.queries import query
 from contracts.records import load
-from contracts.tx import Transaction, decode_tx, encode_tx
+from contracts.tx import Transaction, codec_limits, decode_tx, encode_tx
 from node import audit
 from node.chain import ChainHost, Subscriber, now_ms
+from node.config import NodeLimits
 from node.mempool import PoolEntry, Refused
 from node.views import (
     block_view,
@@ -188,7 +189,7 @@ def decode_payload(payload: bytes, engine: ChainHost) -> Transaction:
             "too_large", f"transaction of {len(payload)} bytes exceeds {limits.max_tx_bytes}"
         )
     try:
-        decode(payload)
+        decode(payload, codec_limits(limits))
     except DecodeError as exc:
         if "float" in str(exc):
             raise ApiError("float_not_allowed", str(exc)) from None
@@ -197,6 +198,19 @@ def decode_payload(payload: bytes, engine: ChainHost) -> Transaction:
         return decode_tx(payload, limits)
     except DecodeError as exc:
         raise ApiError("malformed_tx", str(exc)) from None
+
+
+def batch_limits(limits: NodeLimits) -> Limits:
+    """Decoder bounds of a msgpack batch body: one flat list of envelope bytes."""
+    return Limits(
+        max_size_bytes=limits.max_body_bytes,
+        max_depth=1,
+        max_collection_len=limits.max_batch_envelopes,
+        max_str_len=0,
+        max_bytes_len=limits.max_body_bytes,
+        max_objects=1 + limits.max_batch_envelopes,
+        max_containers=1,
+    )
 
 
 class ClientApi:
@@ -276,7 +290,7 @@ class ClientApi:
     def _batch_payloads(self, request: web.Request, raw: bytes) -> list[bytes]:
         if request.content_type == MSGPACK:
             try:
-                items = decode(raw)
+                items = decode(raw, batch_limits(self.limits))
             except DecodeError as exc:
                 raise ApiError("malformed_msgpack", str(exc)) from None
         else:

@@ -120,6 +120,8 @@ class NodeLimits:
     chain_page_bytes: int = 8 * 1_048_576
     # Verified-signature cache (so no transaction is verified twice on one node).
     verified_cache_entries: int = 262_144
+    # Envelopes one POST /v1/txs/batch may carry (checked before any is looked at).
+    max_batch_envelopes: int = 1_024
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():
