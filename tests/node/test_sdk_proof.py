@@ -268,3 +268,25 @@ def test_a_block_answer_verifies_and_its_transaction_list_is_bound() -> None:
     with pytest.raises(ProofError) as caught:
         verify_block(swapped, VALIDATORS, CHAIN)
     assert caught.value.part == "transactions"
+
+
+@pytest.mark.parametrize(("height", "index"), [(HEIGHT, True), (float(HEIGHT), 1), (HEIGHT, 1.0)])
+def test_a_status_naming_its_place_with_other_types_is_refused(
+    height: object, index: object
+) -> None:
+    """A JSON true or 7.0 equals 1 or 7 in Python; the place a status names
+    must be the proof's, type and all."""
+    from node.sdk.client import ProvenetClient
+
+    client = ProvenetClient(["http://127.0.0.1:1"], None, CHAIN, VALIDATORS)
+    status = {
+        "tx_id": TX_IDS[1].hex(),
+        "status": "committed",
+        "proof": proof_json(1),
+        "height": height,
+        "index": index,
+        "receipt": {"tx_id": TX_IDS[1].hex(), "status": "ok"},
+    }
+    assert client._verified_receipt(TX_IDS[1], {**status, "height": HEIGHT, "index": 1})
+    with pytest.raises(ProofError, match="another place"):
+        client._verified_receipt(TX_IDS[1], status)
