@@ -290,3 +290,17 @@ def test_a_status_naming_its_place_with_other_types_is_refused(
     assert client._verified_receipt(TX_IDS[1], {**status, "height": HEIGHT, "index": 1})
     with pytest.raises(ProofError, match="another place"):
         client._verified_receipt(TX_IDS[1], status)
+
+
+@pytest.mark.parametrize("field", ["height", "time_ms", "request_count"])
+def test_a_header_integer_too_large_to_hash_is_malformed(field: str) -> None:
+    """JSON integers are unbounded; one past the wire's 64 bits is a
+    malformed proof, not an encoder error (found by tests/fuzz)."""
+    proof = copy.deepcopy(proof_json(1))
+    proof["block"][field] = 2**64  # type: ignore[index]
+    assert refused(TX_IDS[1], proof).part == "malformed"
+    answer = block_json()
+    answer["header"][field] = 2**64  # type: ignore[index]
+    with pytest.raises(ProofError) as failure:
+        verify_block(answer, VALIDATORS, CHAIN)
+    assert failure.value.part == "malformed"
