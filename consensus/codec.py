@@ -253,26 +253,20 @@ def _walk_headers(raw: bytes, limits: Limits) -> None:
             left.pop()
             is_map.pop()
             continue
-        if is_map[-1]:
+        # Skip a run of scalars without leaving this loop (most of the work).
+        in_map = is_map[-1]
+        while count:
             head = raw[tell()]
-            if not count % 2 and head not in _STR_HEADS:
+            if in_map and not count % 2 and head not in _STR_HEADS:
                 raise DecodeError("map keys must be strings")
             kind = _KIND_OF[head]
-            if kind == _SCALAR:
-                skip()
-                left[-1] = count - 1
-                continue
-        else:
-            # Skip a run of scalars in a list without leaving this loop.
-            while count:
-                kind = _KIND_OF[raw[tell()]]
-                if kind != _SCALAR:
-                    break
-                skip()
-                count -= 1
-            if not count:
-                left[-1] = 0
-                continue
+            if kind != _SCALAR:
+                break
+            skip()
+            count -= 1
+        if not count:
+            left[-1] = 0
+            continue
         left[-1] = count - 1
         if kind == _ARRAY:
             items = reader.read_array_header()
