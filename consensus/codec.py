@@ -16,11 +16,25 @@ msgpack restricted to one form:
 * no floats, no extension types.
 
 :func:`decode` accepts exactly the bytes :func:`encode` would produce: it
-decodes with hard limits on size, depth and collection length, and then
-re-encodes the value and compares, which rejects every non-canonical form
-(unsorted or repeated keys, long-form integers, ``bin`` used for text...)
-with one test instead of a list of special cases.  Whatever the input,
-the only exception that leaves :func:`decode` is :class:`DecodeError`.
+decodes with hard limits (:class:`Limits`) on size, nesting depth,
+collection length, string and bytes length, and on the total number of
+values and of containers, and then re-encodes the value and compares, which
+rejects every non-canonical form (unsorted or repeated keys, long-form
+integers, ``bin`` used for text...) with one test instead of a list of
+special cases.  Whatever the input, the only exception that leaves
+:func:`decode` is :class:`DecodeError`.
+
+Decoding cost is bounded before the work: every value takes at least one
+byte, so an input no longer than the value and container limits cannot
+exceed them, and is unpacked at once.  A longer input is first walked by
+msgpack's own streaming reader, header by header (``read_array_header``,
+``read_map_header``, ``skip``), which builds no value: each container's
+item count is added to the running total when its header is read, so an
+input that holds too many values, too many containers, or nests too deep
+is refused after reading at most the limits' worth of headers, whatever its
+length.  Only then is it unpacked.  The cost of any input is therefore
+linear in its length and bounded by its limits (the time and memory per
+input kind are in the README, measured by ``scripts/bench_decode.py``).
 
 Signatures never cover bare payloads: :func:`signing_bytes` prefixes a
 domain tag (what kind of object this is) and the chain id (which network),
@@ -64,13 +78,25 @@ class EncodeError(TypeError):
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Bounds enforced by :func:`decode`.  Defaults suit consensus frames."""
+    """Bounds enforced by :func:`decode`.
+
+    The defaults suit the node's own records (its database and state), which
+    it wrote itself; every decoder of input from elsewhere passes limits
+    sized to what honest traffic of its kind needs.  ``max_depth`` counts
+    levels below the top value (items of a top-level list are at depth 1).
+    ``max_objects`` counts every value, containers and map keys included (a
+    map of n entries is 1 + 2n values); ``max_containers`` counts lists and
+    maps.  These two bound the work and memory of decoding, which grow with
+    the number of values, not with the number of bytes.
+    """
 
     max_size_bytes: int = 16 * 1024 * 1024
     max_depth: int = 32
     max_collection_len: int = 100_000
     max_str_len: int = 1024 * 1024
     max_bytes_len: int = 8 * 1024 * 1024
+    max_objects: int = 1_048_576
+    max_containers: int = 262_144
 
 
 DEFAULT_LIMITS = Limits()
@@ -146,9 +172,28 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> object:
         raise DecodeError("input is not bytes")
     if len(data) > limits.max_size_bytes:
         raise DecodeError(f"input of {len(data)} bytes exceeds {limits.max_size_bytes}")
+    raw = bytes(data)
+    if len(raw) > min(limits.max_objects, limits.max_containers):
+        _check_shape(raw, limits)
+        value = _unpack(raw, limits)
+    else:
+        # Every value takes a byte at least, so neither count can be over its
+        # limit: unpack at once, then check depth, floats and keys on the tree.
+        value = _unpack(raw, limits)
+        _check_tree(value, limits)
     try:
-        value = msgpack.unpackb(
-            bytes(data),
+        canonical = encode(value)
+    except EncodeError as exc:
+        raise DecodeError(str(exc)) from None
+    if canonical != raw:
+        raise DecodeError("input is not in canonical form")
+    return value
+
+
+def _unpack(raw: bytes, limits: Limits) -> object:
+    try:
+        return msgpack.unpackb(
+            raw,
             raw=False,
             use_list=True,
             strict_map_key=True,
@@ -163,14 +208,98 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> object:
         raise
     except Exception as exc:  # msgpack raises many types; all mean "malformed".
         raise DecodeError(f"malformed msgpack: {type(exc).__name__}") from None
-    _check_tree(value, limits)
+
+
+# What a value's first byte says it is (the msgpack specification's table).
+_SCALAR, _ARRAY, _MAP, _FLOAT, _EXT = range(5)
+_KINDS = bytearray(256)
+for _head in [*range(0x90, 0xA0), 0xDC, 0xDD]:
+    _KINDS[_head] = _ARRAY
+for _head in [*range(0x80, 0x90), 0xDE, 0xDF]:
+    _KINDS[_head] = _MAP
+for _head in (0xCA, 0xCB):
+    _KINDS[_head] = _FLOAT
+for _head in (0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8):
+    _KINDS[_head] = _EXT
+_KIND_OF = bytes(_KINDS)
+_STR_HEADS = frozenset([*range(0xA0, 0xC0), 0xD9, 0xDA, 0xDB])
+
+
+def _check_shape(raw: bytes, limits: Limits) -> None:
+    """Walk the headers of ``raw`` without building a value; refuse it at the
+    first header that takes it over a limit."""
     try:
-        canonical = encode(value)
-    except EncodeError as exc:
-        raise DecodeError(str(exc)) from None
-    if canonical != bytes(data):
-        raise DecodeError("input is not in canonical form")
-    return value
+        _walk_headers(raw, limits)
+    except DecodeError:
+        raise
+    except Exception as exc:  # truncated input, a never-used byte, ...
+        raise DecodeError(f"malformed msgpack: {type(exc).__name__}") from None
+
+
+def _walk_headers(raw: bytes, limits: Limits) -> None:
+    reader = msgpack.Unpacker(max_buffer_size=len(raw))
+    reader.feed(raw)
+    tell, skip = reader.tell, reader.skip
+    # For each open container: the values it still holds (a map's keys and
+    # values both count, so in a map an even count left means a key is next),
+    # and whether it is a map.
+    left = [1]
+    is_map = [False]
+    objects = 1
+    containers = 0
+    while left:
+        count = left[-1]
+        if not count:
+            left.pop()
+            is_map.pop()
+            continue
+        # Skip a run of scalars without leaving this loop (most of the work).
+        in_map = is_map[-1]
+        while count:
+            head = raw[tell()]
+            if in_map and not count % 2 and head not in _STR_HEADS:
+                raise DecodeError("map keys must be strings")
+            kind = _KIND_OF[head]
+            if kind != _SCALAR:
+                break
+            skip()
+            count -= 1
+        if not count:
+            left[-1] = 0
+            continue
+        left[-1] = count - 1
+        if kind == _ARRAY:
+            items = reader.read_array_header()
+            values = items
+        elif kind == _MAP:
+            items = reader.read_map_header()
+            values = 2 * items
+        elif kind == _FLOAT:
+            raise DecodeError("floats are not allowed")
+        else:
+            raise DecodeError("extension types are not allowed")
+        containers += 1
+        objects += values
+        _check_container(items, len(left), objects, containers, limits)
+        left.append(values)
+        is_map.append(kind == _MAP)
+    if tell() != len(raw):
+        raise DecodeError("trailing bytes after the value")
+
+
+def _check_container(
+    items: int, item_depth: int, objects: int, containers: int, limits: Limits
+) -> None:
+    if items > limits.max_collection_len:
+        raise DecodeError(
+            f"a collection of {items} exceeds {limits.max_collection_len} (max_collection_len)"
+        )
+    if items and item_depth > limits.max_depth:
+        raise DecodeError(f"nesting deeper than {limits.max_depth} (max_depth)")
+    if containers > limits.max_containers:
+        raise DecodeError(f"more than {limits.max_containers} containers (max_containers)")
+    if objects > limits.max_objects:
+        raise DecodeError(f"more than {limits.max_objects} values (max_objects)")
 
 
 def _check_tree(value: object, limits: Limits) -> None:
@@ -179,7 +308,7 @@ def _check_tree(value: object, limits: Limits) -> None:
     while stack:
         item, depth = stack.pop()
         if depth > limits.max_depth:
-            raise DecodeError(f"nesting deeper than {limits.max_depth}")
+            raise DecodeError(f"nesting deeper than {limits.max_depth} (max_depth)")
         if isinstance(item, float):
             raise DecodeError("floats are not allowed")
         if isinstance(item, list):

@@ -11,6 +11,11 @@ list under its :class:`WireLimits` bound, so a peer cannot make a replica
 allocate more than a frame's worth.  Signatures are *not* checked here: that
 is the replica's job, and the only one that knows the validator set.
 
+:func:`frame_limits` sizes those bounds to a network's consensus
+configuration: the largest frame an honest replica sends (a NEW-VIEW, see
+:func:`honest_frame_bounds` for the arithmetic) with a margin, so decoding a
+hostile frame costs at most about what decoding an honest one does.
+
 A request travels as its payload alone; the decoder recomputes its digest,
 so a frame can never carry a request whose digest does not match.
 
@@ -25,7 +30,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from consensus.codec import (
-    DEFAULT_LIMITS,
     DIGEST_SIZE,
     SIGNATURE_SIZE,
     DecodeError,
@@ -33,6 +37,7 @@ from consensus.codec import (
     decode,
     encode,
 )
+from consensus.config import ReplicaConfig
 from consensus.events import (
     PreparedRecord,
     PrePrepareRecord,
@@ -65,11 +70,17 @@ Fields = dict[str, object]
 MAX_INT = 2**63 - 1
 
 
+# The replica's own records are read back with the default limits, except
+# for their size: a persisted NEW-VIEW is as large as the largest frame.
+RECORD_CODEC_LIMITS = Limits(max_size_bytes=64 * 1024 * 1024)
+
+
 @dataclass(frozen=True)
 class WireLimits:
-    """Bounds on what one frame may hold.  Defaults suit up to 64 validators."""
+    """Bounds on what one frame may hold.  Defaults suit up to 64 validators
+    and the replica's own records; peer frames use :func:`frame_limits`."""
 
-    codec: Limits = DEFAULT_LIMITS
+    codec: Limits = RECORD_CODEC_LIMITS
     max_validators: int = 64
     max_requests_per_batch: int = 4_096
     max_payload_bytes: int = 64 * 1024
@@ -78,6 +89,125 @@ class WireLimits:
 
 
 DEFAULT_WIRE_LIMITS = WireLimits()
+
+# ---------------------------------------------------------------- sizing
+
+# Upper bounds on the encoding of the parts of a frame (keys, tags, integers
+# of up to 9 bytes, digests and signatures with their headers), checked
+# against real encodings in tests/consensus/test_wire.py:
+# a signed PREPARE, COMMIT or CHECKPOINT is about 170 bytes and 13 values
+# (a map of 6: 1 + 6 keys + 6 values); a batch's fields other than its
+# requests about 140 bytes; a request's bytes header at most 5 bytes.
+_VOTE_BYTES = 256
+_VOTE_VALUES = 13
+_FIELDS_BYTES = 256
+_REQUEST_HEADER_BYTES = 5
+# The deepest honest frame: NEW-VIEW > view_changes > VIEW-CHANGE > prepared
+# > certificate > PRE-PREPARE > batch > requests > payload.
+FRAME_MAX_DEPTH = 8
+# The longest key or type tag ("executed_state_root").
+FRAME_MAX_STR_LEN = 32
+# Widest map in a frame (STATUS: 7 fields).
+_MAX_FIELDS = 8
+# Margin of every derived bound over the honest maximum, as a fraction.
+_MARGIN_NUM, _MARGIN_DEN = 3, 2
+
+
+@dataclass(frozen=True)
+class FrameBounds:
+    """Bytes, values and containers of one frame (see ``codec.Limits``)."""
+
+    size_bytes: int
+    objects: int
+    containers: int
+
+    def __add__(self, other: FrameBounds) -> FrameBounds:
+        return FrameBounds(
+            self.size_bytes + other.size_bytes,
+            self.objects + other.objects,
+            self.containers + other.containers,
+        )
+
+    def __mul__(self, count: int) -> FrameBounds:
+        return FrameBounds(self.size_bytes * count, self.objects * count, self.containers * count)
+
+
+def honest_frame_bounds(config: ReplicaConfig, max_payload_bytes: int) -> FrameBounds:
+    """The largest frame an honest replica under ``config`` sends.
+
+    With n validators (q of them a quorum), a window of W heights, batches
+    of at most R requests and B payload bytes (or one request of at most P
+    bytes, ``max_payload_bytes``), and state transfers of T blocks:
+
+    * a batch is its fields, R request headers and at most max(B, P) bytes
+      of payloads: 11 + R values, 2 containers;
+    * a PRE-PREPARE is a signed vote's fields around a batch: 23 + R values;
+    * a prepared certificate is a PRE-PREPARE and up to n PREPAREs
+      (27 + R + 13n values); a checkpoint proof up to n CHECKPOINTs;
+    * a VIEW-CHANGE carries a checkpoint proof and at most W prepared
+      certificates (one per height of its window);
+    * a NEW-VIEW carries q VIEW-CHANGEs and at most W PRE-PREPAREs: the
+      largest message, about q * W * (B + n * 256) bytes;
+    * a state response carries at most T committed batches, each with a
+      certificate of at most n COMMITs.
+
+    For the defaults of a node (n = 4, q = 3, W = 32, R = 512, B = 256 KiB,
+    T = 16) a NEW-VIEW is at most 34 MB, 74,100 values and 1,000 containers,
+    and a state response 4.3 MB and 9,300 values.
+    """
+    n = config.validators.n
+    quorum = config.validators.quorum
+    window = config.window_size
+    requests = config.max_batch_size
+    payload_bytes = max(config.max_batch_bytes, max_payload_bytes)
+    vote = FrameBounds(_VOTE_BYTES, _VOTE_VALUES, 1)
+    batch = FrameBounds(
+        _FIELDS_BYTES + requests * _REQUEST_HEADER_BYTES + payload_bytes, 11 + requests, 2
+    )
+    # A map of k fields adds 1 + 2k values around its fields' own contents.
+    pre_prepare = batch + FrameBounds(_FIELDS_BYTES, 12, 1)
+    certificate = pre_prepare + vote * n + FrameBounds(_FIELDS_BYTES, 4 + 1, 1 + 1)
+    proof = vote * n + FrameBounds(_FIELDS_BYTES, 7, 2)
+    view_change = certificate * window + proof + FrameBounds(_FIELDS_BYTES, 13, 2)
+    new_view = view_change * quorum + pre_prepare * window + FrameBounds(_FIELDS_BYTES, 13, 3)
+    block = batch + vote * n + FrameBounds(_FIELDS_BYTES, 5, 2)
+    response = block * config.max_blocks_per_transfer + FrameBounds(_FIELDS_BYTES, 7, 2)
+    return FrameBounds(
+        max(new_view.size_bytes, response.size_bytes),
+        max(new_view.objects, response.objects),
+        max(new_view.containers, response.containers),
+    )
+
+
+def frame_limits(
+    config: ReplicaConfig, max_frame_bytes: int, max_payload_bytes: int = 64 * 1024
+) -> WireLimits:
+    """Decoding bounds for peer frames under ``config``: the honest maxima of
+    :func:`honest_frame_bounds` plus half again, and never more bytes than
+    ``max_frame_bytes``; every list as long as the protocol lets it be."""
+    honest = honest_frame_bounds(config, max_payload_bytes)
+    n = config.validators.n
+    longest = max(
+        config.max_batch_size, config.window_size, n, config.max_blocks_per_transfer, _MAX_FIELDS
+    )
+    codec = Limits(
+        max_size_bytes=min(max_frame_bytes, honest.size_bytes * _MARGIN_NUM // _MARGIN_DEN),
+        max_depth=FRAME_MAX_DEPTH,
+        max_collection_len=longest,
+        max_str_len=FRAME_MAX_STR_LEN,
+        max_bytes_len=max(max_payload_bytes, SIGNATURE_SIZE),
+        max_objects=honest.objects * _MARGIN_NUM // _MARGIN_DEN,
+        max_containers=honest.containers * _MARGIN_NUM // _MARGIN_DEN,
+    )
+    return WireLimits(
+        codec=codec,
+        max_validators=n,
+        max_requests_per_batch=config.max_batch_size,
+        max_payload_bytes=max_payload_bytes,
+        max_prepared_per_view_change=config.window_size,
+        max_blocks_per_response=config.max_blocks_per_transfer,
+    )
+
 
 # ---------------------------------------------------------------- encoding
 

@@ -213,6 +213,14 @@ def codec_limits(limits: ContractLimits) -> Limits:
         max_collection_len=limits.max_collection_len,
         max_str_len=limits.max_string_len,
         max_bytes_len=limits.max_string_len,
+        # An envelope is 17 values around its arguments.  The largest honest
+        # arguments are a food process's max_inputs + max_outputs maps of
+        # two or three fields (at most 7 values and 1 container each), or a
+        # list of identifiers; the bounds below hold both with room to spare
+        # and keep the decoding work of any envelope to a few milliseconds
+        # (scripts/bench_decode.py).
+        max_objects=64 + 8 * (limits.max_inputs + limits.max_outputs) + limits.max_collection_len,
+        max_containers=32 + limits.max_inputs + limits.max_outputs,
     )
 
 

@@ -239,17 +239,22 @@ def batch_limits(limits: NodeLimits) -> Limits:
         max_collection_len=limits.max_batch_envelopes,
         max_str_len=0,
         max_bytes_len=limits.max_body_bytes,
+        max_objects=1 + limits.max_batch_envelopes,
+        max_containers=1,
     )
 
 
 def query_limits(limits: NodeLimits) -> Limits:
-    """Decoder bounds of a msgpack query body ``{contract, name, args}``."""
+    """Decoder bounds of a msgpack query body ``{contract, name, args}``: the same
+    counts a JSON query body may hold."""
     return Limits(
         max_size_bytes=limits.max_body_bytes,
         max_depth=8,
         max_collection_len=limits.max_json_containers,
         max_str_len=limits.max_body_bytes,
         max_bytes_len=limits.max_body_bytes,
+        max_objects=limits.max_json_values,
+        max_containers=limits.max_json_containers,
     )
 
 

@@ -210,6 +210,7 @@ def _start_replica(
         chain.metrics,
         peer_client_ssl,
         tls_required=config.tls.enabled,
+        consensus=replica_config,
     )
     links_ref.append(peers)
     return engine, peers, initial_effects

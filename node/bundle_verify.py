@@ -129,14 +129,26 @@ HEADER_FIELDS = frozenset(
 )
 COMMIT_FIELDS = frozenset({"view", "height", "digest", "sender", "signature"})
 VALIDATOR_FIELDS = frozenset({"replica_id", "name", "org_id", "public_key"})
-# Bounds for reading a bundle file: larger than any single frame, since a
-# bundle may hold a few thousand transactions with their proofs.
+# Bounds for reading a bundle file.  An entry is at least ~420 bytes (an
+# envelope of 150 or more, its id, a signed header of seven fields) plus
+# ~140 per COMMIT and 34 per Merkle path digest, and holds 29 values and 4
+# containers plus 11 values and 1 container per COMMIT and 1 value per
+# digest: so an honest bundle holds at most one value per 12 bytes and one
+# container per 106 (whatever the number of validators), and the bounds
+# below leave half as much again.  32 MiB is some 22,000 entries with four
+# validators (a provenance of a few thousand transactions is a few MB), and
+# the most a hostile file can cost to decode is then about 3 s and 330 MiB
+# (scripts/bench_decode.py).
+# It nests 5 deep: bundle > entries > entry > certificate > commit > field.
+BUNDLE_MAX_BYTES = 32 * 1024 * 1024
 BUNDLE_LIMITS = Limits(
-    max_size_bytes=256 * 1024 * 1024,
-    max_depth=32,
-    max_collection_len=1_000_000,
-    max_str_len=1024 * 1024,
-    max_bytes_len=8 * 1024 * 1024,
+    max_size_bytes=BUNDLE_MAX_BYTES,
+    max_depth=5,
+    max_collection_len=65_536,
+    max_str_len=4096,
+    max_bytes_len=1024 * 1024,
+    max_objects=BUNDLE_MAX_BYTES // 8,
+    max_containers=BUNDLE_MAX_BYTES // 64,
 )
 
 # What each kind of failure is called when printed.
@@ -309,6 +321,11 @@ def _map(value: object, fields: frozenset[str], what: str) -> dict[str, Any]:
     return value
 
 
+def _exact(value: object, expected: object) -> bool:
+    """``value == expected`` with the same type: a decoded true is not 1."""
+    return type(value) is type(expected) and value == expected
+
+
 def _int(value: object, what: str) -> int:
     if type(value) is not int or value < 0:
         raise _fail_format(f"{what} must be a non-negative integer")
@@ -429,7 +446,8 @@ def verify_bundle(
     except DecodeError as exc:
         raise _fail_format(f"not a canonical Provenet bundle ({exc})") from None
     top = _map(document, TOP_FIELDS, "bundle")
-    if top["format"] != FORMAT or top["version"] != VERSION:
+    # Exact types: in Python True == 1, so a version of true would pass `==`.
+    if not (_exact(top["format"], FORMAT) and _exact(top["version"], VERSION)):
         raise _fail_format(
             f"format {top['format']!r} version {top['version']!r}, expected {FORMAT!r} {VERSION}"
         )

@@ -32,6 +32,7 @@ a restart the observer resumes from its own store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import ssl
 from collections import deque
@@ -46,13 +47,14 @@ from consensus.blocks import (
     certificate_problem,
     derive_header,
 )
-from consensus.codec import DecodeError, decode
+from consensus.codec import DecodeError, Limits, decode
+from consensus.config import ReplicaConfig
 from consensus.merkle import merkle_root
 from consensus.messages import Batch, Commit, Request
 from consensus.quorum import ValidatorSet
-from consensus.wire import message_from_wire
+from consensus.wire import DEFAULT_WIRE_LIMITS, WireLimits, message_from_wire
 from node.chain import ChainHost, now_ms
-from node.config import NodeConfig, PeerEntry
+from node.config import NODE_CONSENSUS_DEFAULTS, NodeConfig, NodeLimits, PeerEntry
 from node.ledger import Ledger
 from node.metrics import NodeMetrics
 from node.storage import Store, header_from_dict
@@ -61,6 +63,81 @@ log = logging.getLogger("provenet.follower")
 
 MSGPACK = "application/msgpack"
 MAX_ALERTS_KEPT = 100
+
+# A COMMIT in a page's certificate is its wire bytes: one flat map of six
+# fields (13 values, about 170 bytes).
+COMMIT_LIMITS = WireLimits(
+    codec=Limits(
+        max_size_bytes=512,
+        max_depth=1,
+        max_collection_len=8,
+        max_str_len=16,
+        max_bytes_len=64,
+        max_objects=16,
+        max_containers=1,
+    ),
+    max_validators=DEFAULT_WIRE_LIMITS.max_validators,
+)
+# Bytes of a block's header, of one COMMIT, and of a page's and a block's
+# keys and headers (upper bounds; the header is nine fields).
+_HEADER_BYTES = 512
+_COMMIT_BYTES = 256
+_REQUEST_HEADER_BYTES = 5
+# A page's bounds are its honest maximum plus half again.
+_MARGIN_NUM, _MARGIN_DEN = 3, 2
+
+
+def page_limits(limits: NodeLimits, validators: int, consensus: dict[str, int]) -> Limits:
+    """Decoding bounds of a ``GET /v1/chain`` page, sized to an honest one.
+
+    The observer asks for F = ``follow_page_blocks`` blocks; a validator
+    serves blocks until their payloads would pass ``chain_page_bytes`` (the
+    first block always).  A block holds at most R = ``max_batch_size``
+    requests of at most P = ``max_payload_bytes`` each (and B =
+    ``max_batch_bytes`` in all when it has more than one), and a certificate
+    of at most n COMMITs.  So a page is at most
+
+    * max(chain_page_bytes, B, P) bytes of payloads, plus for each block a
+      header, n COMMITs and R request headers;
+    * 5 + F * (25 + n + R) values: the page map's 5, and per block its map's
+      7, its header's 18, then n COMMITs and R payloads;
+    * 2 + 4F containers (the page and its list, and per block its map, its
+      header, its certificate and its payloads);
+    * nested 4 deep (page > blocks > block > payloads > payload).
+
+    With the defaults (F = 64, n = 4, R = 512, 8 MiB pages) that is 8.7 MB,
+    34,600 values and 258 containers.  The observer's ``chain_page_bytes``
+    must be at least the validators'.
+    """
+    batch = {**_consensus_defaults(), **NODE_CONSENSUS_DEFAULTS, **consensus}
+    requests = batch["max_batch_size"]
+    payload_bytes = DEFAULT_WIRE_LIMITS.max_payload_bytes
+    blocks = limits.follow_page_blocks
+    block_bytes = _HEADER_BYTES + validators * _COMMIT_BYTES + requests * _REQUEST_HEADER_BYTES
+    honest_bytes = (
+        max(limits.chain_page_bytes, batch["max_batch_bytes"], payload_bytes)
+        + blocks * block_bytes
+        + _HEADER_BYTES
+    )
+    return Limits(
+        max_size_bytes=honest_bytes * _MARGIN_NUM // _MARGIN_DEN,
+        max_depth=4,
+        max_collection_len=max(requests, validators, blocks, len(_HEADER_TYPES)),
+        max_str_len=1024,
+        max_bytes_len=payload_bytes,
+        max_objects=(5 + blocks * (25 + validators + requests)) * _MARGIN_NUM // _MARGIN_DEN,
+        max_containers=(2 + 4 * blocks) * _MARGIN_NUM // _MARGIN_DEN,
+    )
+
+
+def _consensus_defaults() -> dict[str, int]:
+    """The consensus core's own defaults of the batch bounds."""
+    wanted = ("max_batch_size", "max_batch_bytes")
+    return {
+        field.name: field.default
+        for field in dataclasses.fields(ReplicaConfig)
+        if field.name in wanted
+    }
 
 
 class BlockRejected(Exception):
@@ -102,7 +179,7 @@ def _commits(raw: object) -> tuple[Commit, ...]:
         raise BlockRejected("malformed", "certificate is not a list")
     commits = []
     for item in raw:
-        message = message_from_wire(item) if isinstance(item, bytes) else None
+        message = message_from_wire(item, COMMIT_LIMITS) if isinstance(item, bytes) else None
         if not isinstance(message, Commit):
             raise BlockRejected("bad_certificate", "certificate holds something other than commits")
         commits.append(message)
@@ -232,6 +309,7 @@ class Follower(ChainHost):
         self._claims: dict[str, int] = {}
         self._rejections_in_a_row = 0
         self._stopped = False
+        self._page_limits = page_limits(config.limits, validators.n, config.consensus)
 
     @property
     def source(self) -> str:
@@ -313,9 +391,9 @@ class Follower(ChainHost):
             body = bytearray()
             async for chunk in response.content.iter_chunked(1 << 16):
                 body += chunk
-                if len(body) > self.limits.max_frame_bytes:
+                if len(body) > self._page_limits.max_size_bytes:
                     raise ValueError("chain page too large")
-            return decode(bytes(body))
+            return decode(bytes(body), self._page_limits)
 
     def _pause_s(self) -> float:
         """The poll interval, longer once every source has been rejected in a

@@ -59,9 +59,10 @@ import aiohttp
 from aiohttp import web
 
 from consensus.codec import DecodeError, Limits, Signer, Verifier, decode, encode, signing_bytes
+from consensus.config import ReplicaConfig
 from consensus.messages import ForwardedRequest, Message, StateResponse, signature_valid
 from consensus.quorum import ValidatorSet
-from consensus.wire import WireLimits, message_from_wire
+from consensus.wire import frame_limits, honest_frame_bounds, message_from_wire
 from node.config import NodeLimits, PeerEntry
 from node.listener import ByAddress, address_key, mark_authenticated
 from node.metrics import NodeMetrics
@@ -70,8 +71,15 @@ log = logging.getLogger("provenet.peers")
 
 HELLO_DOMAIN = "peer-hello"
 CHALLENGE_BYTES = 32
-_HELLO_LIMITS = Limits(
-    max_size_bytes=1024, max_depth=2, max_collection_len=8, max_str_len=256, max_bytes_len=128
+# Both hello messages are one flat map of at most three fields (7 values).
+HELLO_LIMITS = Limits(
+    max_size_bytes=1024,
+    max_depth=1,
+    max_collection_len=8,
+    max_str_len=256,
+    max_bytes_len=128,
+    max_objects=16,
+    max_containers=1,
 )
 # websocket close codes (RFC 6455): policy violation, bad data, unsupported data.
 CLOSE_POLICY = 1008
@@ -97,6 +105,53 @@ class PeerIdentity:
     validators: ValidatorSet
     # Validator id -> node name, which is the CN of its TLS certificate.
     names: dict[int, str]
+
+
+def read_challenge(data: bytes, chain_id: str, listener: int) -> bytes:
+    """The challenge in a listener's first frame; :class:`HandshakeError` if
+    it is malformed or comes from another chain or another validator."""
+    try:
+        hello = decode(data, HELLO_LIMITS)
+    except DecodeError as exc:
+        raise HandshakeError(f"malformed challenge: {exc}") from None
+    if not isinstance(hello, dict) or hello.get("chain_id") != chain_id:
+        raise HandshakeError("peer is on another chain")
+    claimed = hello.get("replica_id")
+    # Exact types: True == 1 in Python, and a listener is never a boolean.
+    if type(claimed) is not int or claimed != listener:
+        raise HandshakeError(f"peer claims to be {claimed!r}, expected {listener}")
+    challenge = hello.get("challenge")
+    if not isinstance(challenge, bytes) or len(challenge) != CHALLENGE_BYTES:
+        raise HandshakeError("bad challenge")
+    return challenge
+
+
+def read_hello_reply(
+    data: bytes, identity: PeerIdentity, challenge: bytes, verify: Verifier
+) -> int:
+    """The validator that answered ``challenge`` with the reply ``data``, or
+    :class:`HandshakeError` with a stable code (a metrics label)."""
+    try:
+        hello = decode(data, HELLO_LIMITS)
+    except DecodeError:
+        raise HandshakeError("handshake_malformed") from None
+    if not isinstance(hello, dict):
+        raise HandshakeError("handshake_malformed")
+    peer_id = hello.get("replica_id")
+    signature = hello.get("signature")
+    if (
+        type(peer_id) is not int
+        or not identity.validators.contains(peer_id)
+        or peer_id == identity.me
+    ):
+        raise HandshakeError("not_a_validator")
+    if not isinstance(signature, bytes) or not verify(
+        identity.validators.key_of(peer_id),
+        hello_bytes(identity.chain_id, challenge, peer_id, identity.me),
+        signature,
+    ):
+        raise HandshakeError("bad_handshake_signature")
+    return peer_id
 
 
 class _Outbound:
@@ -205,6 +260,7 @@ class PeerLinks:
         metrics: NodeMetrics,
         client_ssl: ssl.SSLContext | None,
         tls_required: bool,
+        consensus: ReplicaConfig,
     ) -> None:
         self.identity = identity
         self.limits = limits
@@ -213,11 +269,22 @@ class PeerLinks:
         self.metrics = metrics
         self._client_ssl = client_ssl
         self._tls_required = tls_required
-        self._wire_limits = WireLimits(
-            codec=Limits(
-                max_size_bytes=limits.max_frame_bytes, max_bytes_len=limits.max_frame_bytes
+        # Frames are bounded by what the largest honest frame under this
+        # network's consensus configuration needs (consensus/wire.py
+        # honest_frame_bounds: a NEW-VIEW), in bytes, values and containers,
+        # so a peer's frame costs at most about what an honest one does.
+        self._wire_limits = frame_limits(consensus, limits.max_frame_bytes)
+        self.max_frame_bytes = self._wire_limits.codec.max_size_bytes
+        honest_bytes = honest_frame_bounds(
+            consensus, self._wire_limits.max_payload_bytes
+        ).size_bytes
+        if honest_bytes > limits.max_frame_bytes:
+            log.warning(
+                "a full NEW-VIEW may take %d bytes, over limits.max_frame_bytes (%d): "
+                "raise it or lower consensus.window_size or max_batch_bytes",
+                honest_bytes,
+                limits.max_frame_bytes,
             )
-        )
         self._pending = PendingHandshakes(
             limits.max_pending_handshakes,
             limits.max_pending_handshakes_per_identity,
@@ -234,7 +301,7 @@ class PeerLinks:
         link = self._outbound.get(to)
         if link is None:
             return
-        if len(frame) > self.limits.max_frame_bytes:
+        if len(frame) > self.max_frame_bytes:
             # The peer would close the link on it; consensus recovers the content.
             self.metrics.peer_frames.labels("out", "too_large").inc()
             return
@@ -296,7 +363,7 @@ class PeerLinks:
         async with self._session.ws_connect(
             link.peer.peer_url,
             ssl=self._client_ssl if self._client_ssl is not None else False,
-            max_msg_size=self.limits.max_frame_bytes,
+            max_msg_size=self.max_frame_bytes,
             heartbeat=5.0,
         ) as ws:
             await self._dial_handshake(ws, link.peer.replica_id)
@@ -327,16 +394,7 @@ class PeerLinks:
         message = await ws.receive(timeout=timeout_s)
         if message.type != aiohttp.WSMsgType.BINARY:
             raise HandshakeError(f"expected a challenge, got {message.type!r}")
-        hello = decode(message.data, _HELLO_LIMITS)
-        if not isinstance(hello, dict) or hello.get("chain_id") != self.identity.chain_id:
-            raise HandshakeError("peer is on another chain")
-        if hello.get("replica_id") != listener:
-            raise HandshakeError(
-                f"peer claims to be {hello.get('replica_id')}, expected {listener}"
-            )
-        challenge = hello.get("challenge")
-        if not isinstance(challenge, bytes) or len(challenge) != CHALLENGE_BYTES:
-            raise HandshakeError("bad challenge")
+        challenge = read_challenge(message.data, self.identity.chain_id, listener)
         me = self.identity.me
         signature = self.identity.signer.sign(
             hello_bytes(self.identity.chain_id, challenge, me, listener)
@@ -351,7 +409,7 @@ class PeerLinks:
         if refusal is not None:
             self.metrics.peer_rejected.labels(refusal).inc()
             raise web.HTTPServiceUnavailable(reason="too many pending peer handshakes")
-        ws = web.WebSocketResponse(max_msg_size=self.limits.max_frame_bytes, heartbeat=5.0)
+        ws = web.WebSocketResponse(max_msg_size=self.max_frame_bytes, heartbeat=5.0)
         try:
             async with asyncio.timeout(self.limits.peer_handshake_timeout_ms / 1000):
                 await ws.prepare(request)
@@ -401,26 +459,7 @@ class PeerLinks:
         message = await ws.receive()
         if message.type != aiohttp.WSMsgType.BINARY:
             raise HandshakeError("handshake_not_binary")
-        try:
-            hello = decode(message.data, _HELLO_LIMITS)
-        except DecodeError:
-            raise HandshakeError("handshake_malformed") from None
-        if not isinstance(hello, dict):
-            raise HandshakeError("handshake_malformed")
-        peer_id = hello.get("replica_id")
-        signature = hello.get("signature")
-        if (
-            type(peer_id) is not int
-            or not identity.validators.contains(peer_id)
-            or peer_id == identity.me
-        ):
-            raise HandshakeError("not_a_validator")
-        if not isinstance(signature, bytes) or not self._verify(
-            identity.validators.key_of(peer_id),
-            hello_bytes(identity.chain_id, challenge, peer_id, identity.me),
-            signature,
-        ):
-            raise HandshakeError("bad_handshake_signature")
+        peer_id = read_hello_reply(message.data, identity, challenge, self._verify)
         self._check_certificate(request, peer_id)
         return peer_id
 

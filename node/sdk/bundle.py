@@ -61,7 +61,7 @@ async def fetch_bundle(client: ProvenetClient, asset_id: str) -> bytes:
                 ssl=transport.ssl,
                 timeout=transport.timeout(),
             ) as response:
-                raw = await response.read()
+                raw = await _read_at_most(response, BUNDLE_LIMITS.max_size_bytes)
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -76,6 +76,16 @@ async def fetch_bundle(client: ProvenetClient, asset_id: str) -> bytes:
         return raw
 
     return await transport.failover(get)
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit_bytes: int) -> bytes:
+    """The body, refused as soon as it passes the largest bundle the SDK decodes."""
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > limit_bytes:
+            raise NodeFailed(f"the bundle answer exceeds {limit_bytes} bytes")
+    return bytes(body)
 
 
 def _decoded(raw: bytes) -> object:

@@ -463,7 +463,12 @@ class ProvenetClient:
             raise ProofError("malformed", "the status is for another transaction")
         header = verify_tx_proof(identifier, status.get("proof"), self.validators, self.chain_id)
         proof = _need_dict(status["proof"], "proof")
-        if status.get("height") != header.height or status.get("index") != proof["index"]:
+        # Exact types: a JSON true or 1.0 equals 1 in Python but is no height.
+        height, index = status.get("height"), status.get("index")
+        if (type(height), type(index)) != (int, int) or (height, index) != (
+            header.height,
+            proof["index"],
+        ):
             raise ProofError("header", "the status names another place than its proof")
         receipt = status.get("receipt")
         if (

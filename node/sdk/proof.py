@@ -54,11 +54,16 @@ def _field(data: object, name: str, what: str) -> object:
     return data[name]
 
 
+# Heights, views, times and counts are at most 2**63 - 1 on the wire; JSON
+# integers are unbounded, and a larger one could not even be hashed.
+_MAX_INT = 2**63 - 1
+
+
 def _int(data: object, name: str, what: str) -> int:
     value = _field(data, name, what)
     # bool is an int subclass; a JSON true is never a height.
-    if type(value) is not int or value < 0:
-        raise ProofError("malformed", f"{what}.{name} must be a non-negative integer")
+    if type(value) is not int or not 0 <= value <= _MAX_INT:
+        raise ProofError("malformed", f"{what}.{name} must be an integer in 0..2**63-1")
     return value
 
 

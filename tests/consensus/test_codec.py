@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consensus import codec
 from consensus.codec import (
     DEFAULT_LIMITS,
     DecodeError,
@@ -187,3 +190,102 @@ def test_encode_accepts_exactly_what_decode_accepts_at_the_depth_limit() -> None
             except DecodeError:
                 decodable = False
             assert (encoded is not None) == decodable, (leaf, levels)
+
+
+# ------------------------------------------------------------ bounded decoding cost
+
+# Small limits, and inputs well over them in values but within their bytes.
+COUNTED = Limits(
+    max_size_bytes=1 << 20,
+    max_depth=4,
+    max_collection_len=1_000,
+    max_str_len=64,
+    max_bytes_len=64,
+    max_objects=2_000,
+    max_containers=100,
+)
+
+
+def _lists_of(leaf: bytes, leaves: int, per_list: int) -> bytes:
+    """``leaves`` copies of ``leaf`` in a list of lists of ``per_list`` each (canonical)."""
+    assert leaves % per_list == 0 and per_list < 1 << 16 and leaves // per_list < 1 << 16
+    inner = b"\xdc" + per_list.to_bytes(2, "big") + leaf * per_list
+    return b"\xdc" + (leaves // per_list).to_bytes(2, "big") + inner * (leaves // per_list)
+
+
+@pytest.fixture
+def unpack_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the inputs msgpack is asked to build a value from."""
+    calls: list[int] = []
+    real = msgpack.unpackb
+
+    def counting(data: bytes, **options: object) -> object:
+        calls.append(len(data))
+        return real(data, **options)
+
+    monkeypatch.setattr(msgpack, "unpackb", counting)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("label", "data", "limit"),
+    [
+        # 40,000 zeros in lists: 40 lists, 40,041 values, within the bytes.
+        ("values", _lists_of(b"\x00", 40_000, 1_000), "max_objects"),
+        # 10,000 empty maps: 10,011 containers, 10 KB.
+        ("containers", _lists_of(b"\x80", 10_000, 1_000), "max_containers"),
+        ("depth", b"\x91" * 5_000 + b"\xc0", "max_depth"),
+        ("collection length", b"\xdc\x07\xd0" + b"\x00" * 2_000, "max_collection_len"),
+    ],
+)
+def test_decode_refuses_an_input_over_a_count_limit_before_building_anything(
+    label: str, data: bytes, limit: str, unpack_calls: list[int]
+) -> None:
+    assert len(data) <= COUNTED.max_size_bytes
+    with pytest.raises(DecodeError, match=limit):
+        decode(data, COUNTED)
+    assert unpack_calls == [], f"the {label} limit was checked only after unpacking"
+
+
+def test_the_default_limits_bound_values_and_containers() -> None:
+    # A 2 MB list of lists of zeros, and a 1.1 MB list of empty maps: inside
+    # the default 16 MiB, but over the default value and container counts.
+    with pytest.raises(DecodeError, match="max_objects"):
+        decode(_lists_of(b"\x00", 2_000_000, 40_000))
+    with pytest.raises(DecodeError, match="max_containers"):
+        decode(_lists_of(b"\x80", 1_100_000, 50_000))
+
+
+def test_inputs_at_the_count_limits_still_decode() -> None:
+    # 1,995 values (1 + 2 lists + 1,992 zeros) and 3 containers; then 99 containers.
+    zeros = b"\x92" + (b"\xdc\x03\xe4" + b"\x00" * 996) * 2
+    assert decode(zeros, COUNTED) == [[0] * 996, [0] * 996]
+    maps = b"\x92" + (b"\xdc\x00\x30" + b"\x80" * 48) * 2 + b""
+    assert decode(maps, replace(COUNTED, max_containers=99)) == [[{}] * 48, [{}] * 48]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=80) | values.map(encode),
+    st.integers(min_value=0, max_value=6),
+)
+def test_the_header_walk_and_the_tree_walk_accept_and_refuse_alike(
+    data: bytes, max_depth: int
+) -> None:
+    """An input no longer than the count limits is unpacked at once and its
+    tree checked; a longer one has its headers walked first.  Where the
+    counts do not bind, both routes agree on every input."""
+    limits = replace(COUNTED, max_depth=max_depth, max_str_len=40, max_bytes_len=40)
+
+    def outcome(walk_headers: bool) -> object:
+        try:
+            if walk_headers:
+                codec._check_shape(data, limits)
+            value = codec._unpack(data, limits)
+            if not walk_headers:
+                codec._check_tree(value, limits)
+            return ("ok", encode(value) == data, encode(value))
+        except (DecodeError, EncodeError):
+            return "refused"
+
+    assert outcome(walk_headers=True) == outcome(walk_headers=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.codec import DecodeError, decode, encode
+from consensus.config import ReplicaConfig
 from consensus.events import (
     PreparedRecord,
     PrePrepareRecord,
@@ -35,8 +37,12 @@ from consensus.messages import (
     Status,
     ViewChange,
 )
+from consensus.quorum import ValidatorSet
 from consensus.wire import (
+    FRAME_MAX_DEPTH,
     WireLimits,
+    frame_limits,
+    honest_frame_bounds,
     message_from_wire,
     message_to_wire,
     record_from_wire,
@@ -192,3 +198,149 @@ def test_a_vote_record_must_hold_a_vote() -> None:
     fields = {"r": "vote", "message": decode(message_to_wire(StateRequest(1, 2, 0, b"s" * 64)))}
     with pytest.raises(DecodeError):
         record_from_wire(encode(fields))
+
+
+# ------------------------------------------------------------ frame limits
+
+BIG = 2**63 - 1  # the longest integers, so every field takes its most bytes
+
+
+def _validators(count: int) -> ValidatorSet:
+    return ValidatorSet(tuple(bytes([index + 1]) * 32 for index in range(count)))
+
+
+def _config(validators: int) -> ReplicaConfig:
+    return ReplicaConfig(
+        chain_id="wire-test",
+        validators=_validators(validators),
+        replica_id=0,
+        checkpoint_interval=2,
+        window_size=4,
+        max_batch_size=8,
+        max_batch_bytes=4_096,
+        max_blocks_per_transfer=3,
+    )
+
+
+def _full_batch(config: ReplicaConfig, height: int) -> Batch:
+    """A batch as large as the config allows: R requests, B payload bytes."""
+    size = config.max_batch_bytes // config.max_batch_size
+    requests = tuple(
+        Request.of(bytes([height % 256, index]) + b"\x00" * (size - 2))
+        for index in range(config.max_batch_size)
+    )
+    return Batch(height, requests, BIG, BIG, b"\x01" * 32)
+
+
+def _largest_new_view(config: ReplicaConfig) -> NewView:
+    """A quorum of view changes, each with a full window of prepared
+    certificates (every validator's PREPARE in each), and a full window of
+    re-proposals: more than any honest primary sends."""
+    n, window, signature = config.validators.n, config.window_size, b"\x02" * 64
+
+    def pre_prepare(height: int) -> PrePrepare:
+        return PrePrepare(BIG, height, _full_batch(config, height), n - 1, signature)
+
+    def certificate(height: int) -> PreparedCertificate:
+        prepares = tuple(Prepare(BIG, height, b"\x03" * 32, s, signature) for s in range(n))
+        return PreparedCertificate(pre_prepare(height), prepares)
+
+    checkpoints = tuple(Checkpoint(BIG, b"\x04" * 32, s, signature) for s in range(n))
+    stable = CheckpointProof(BIG, b"\x04" * 32, checkpoints)
+    view_changes = tuple(
+        ViewChange(BIG, stable, tuple(certificate(h) for h in range(window)), s, signature)
+        for s in range(config.validators.quorum)
+    )
+    return NewView(
+        BIG, view_changes, tuple(pre_prepare(h) for h in range(window)), n - 1, signature
+    )
+
+
+def _largest_state_response(config: ReplicaConfig) -> StateResponse:
+    commits = tuple(
+        Commit(BIG, BIG, b"\x05" * 32, s, b"\x02" * 64) for s in range(config.validators.n)
+    )
+    blocks = tuple(
+        CertifiedBatch(_full_batch(config, height), commits)
+        for height in range(config.max_blocks_per_transfer)
+    )
+    return StateResponse(blocks, config.validators.n - 1)
+
+
+def _counts(value: object) -> tuple[int, int, int]:
+    """Values, containers and depth of a decoded value, as codec.Limits counts them."""
+    values = containers = deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        values += 1
+        deepest = max(deepest, depth)
+        if isinstance(item, list):
+            containers += 1
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, dict):
+            containers += 1
+            values += len(item)
+            stack.extend((child, depth + 1) for child in item.values())
+    return values, containers, deepest
+
+
+@pytest.mark.parametrize("validators", [1, 4, 7])
+@pytest.mark.parametrize("build", [_largest_new_view, _largest_state_response])
+def test_the_largest_honest_frames_fit_the_bounds_and_decode(
+    validators: int, build: Callable[[ReplicaConfig], Message]
+) -> None:
+    config = _config(validators)
+    message = build(config)
+    frame = message_to_wire(message)
+    honest = honest_frame_bounds(config, max_payload_bytes=1_024)
+    values, containers, depth = _counts(decode(frame))
+    assert len(frame) <= honest.size_bytes
+    assert values <= honest.objects
+    assert containers <= honest.containers
+    assert depth <= FRAME_MAX_DEPTH
+    assert message_from_wire(frame, frame_limits(config, 64 << 20, 1_024)) == message
+
+
+def _node_config() -> ReplicaConfig:
+    """A validator's configuration as a node runs it by default (node/config.py)."""
+    return ReplicaConfig(
+        "wire-test",
+        _validators(4),
+        0,
+        max_batch_size=512,
+        batch_timeout_ms=2,
+        max_blocks_per_transfer=16,
+    )
+
+
+def test_the_frame_bounds_of_a_default_node_are_as_documented() -> None:
+    config = _node_config()
+    honest = honest_frame_bounds(config, 64 * 1024)
+    assert 33_000_000 < honest.size_bytes < 35_000_000
+    assert 74_000 < honest.objects < 74_300
+    assert honest.containers < 1_000
+    limits = frame_limits(config, 64 << 20).codec
+    assert limits.max_size_bytes == honest.size_bytes * 3 // 2 < 64 << 20
+
+
+def test_a_frame_dense_in_values_is_refused_by_count_not_by_size() -> None:
+    limits = frame_limits(_node_config(), 64 << 20)
+    # 300 lists of 512 zeros: 153,901 values in 155 KB, far inside the bytes.
+    inner = b"\xdc\x02\x00" + b"\x00" * 512
+    frame = b"\xdc\x01\x2c" + inner * 300
+    assert len(frame) < limits.codec.max_size_bytes // 100
+    with pytest.raises(DecodeError, match="max_objects"):
+        message_from_wire(frame, limits)
+
+
+def test_a_persisted_new_view_larger_than_a_default_decode_reads_back() -> None:
+    """A replica persists every NEW-VIEW it sends or accepts and reads its
+    records back at start: one as large as a frame must decode."""
+    payload = b"\x07" * 65_000
+    requests = tuple(Request.of(payload + i.to_bytes(2, "big")) for i in range(300))
+    batch = Batch(1, requests, 1, 0, b"")
+    record = PrePrepareRecord(PrePrepare(0, 1, batch, 0, b"\x02" * 64))
+    data = record_to_wire(record)
+    assert len(data) > 16 * 1024 * 1024
+    assert record_from_wire(data) == record

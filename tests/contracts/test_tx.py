@@ -92,6 +92,32 @@ def test_size_and_depth_limits_are_enforced_by_decode() -> None:
         decode_tx(encode_tx(nested), ContractLimits(max_args_depth=4))
 
 
+def test_the_largest_honest_arguments_decode() -> None:
+    """A food process with the most inputs and outputs the chain allows, and
+    a list argument as long as a collection may be."""
+    limits = ContractLimits()
+    inputs = [{"lot_id": f"L{n:05d}", "mass_grams": 10**12} for n in range(limits.max_inputs)]
+    outputs = [
+        {"lot_id": f"O{n:05d}", "product": "flour", "mass_grams": 10**12}
+        for n in range(limits.max_outputs)
+    ]
+    process = signed(contract="food", method="process", args={"inputs": inputs, "outputs": outputs})
+    assert decode_tx(encode_tx(process), limits) == process
+    ids = signed(args={"parcels": [f"P{n}" for n in range(limits.max_collection_len)]})
+    assert decode_tx(encode_tx(ids), limits) == ids
+
+
+def test_an_envelope_dense_in_values_is_refused_by_count() -> None:
+    # 60 KB of one-byte values in lists, within max_tx_bytes and every list
+    # and depth bound, but far more values than any honest transaction holds.
+    dense = signed(args={"values": [[0] * 1_000 for _ in range(60)]})
+    with pytest.raises(DecodeError, match="max_objects"):
+        decode_tx(encode_tx(dense))
+    maps = signed(args={"maps": [[{} for _ in range(1_000)] for _ in range(2)]})
+    with pytest.raises(DecodeError, match="max_containers"):
+        decode_tx(encode_tx(maps))
+
+
 def test_api_misuse_raises_type_error() -> None:
     with pytest.raises(TypeError):
         Transaction(chain_id="c", sender=b"x", nonce=0, contract="a", method="b")

@@ -424,6 +424,23 @@ def test_every_flipped_byte_fails(chain: Chain) -> None:
     print(f"byte flips by failure kind: {sorted(kinds.items())}")
 
 
+def test_a_version_of_true_fails_as_format(chain: Chain) -> None:
+    """True == 1 in Python: the byte 0xc3 (true) where 0x01 stands must not verify."""
+    tampered = encode({**_document(chain), "version": True})
+    assert len(tampered) == len(chain.data)
+    failure = _fails(tampered, chain.network)
+    assert failure.kind == "format" and "version True" in failure.message
+
+
+def test_a_bundle_dense_in_values_is_refused_by_count(chain: Chain) -> None:
+    # 5 MB of lists of zeros: far inside the byte limit, over the value count.
+    lists = 5_000
+    inner = b"\xdc\x03\xe8" + b"\x00" * 1_000
+    data = b"\xdc" + lists.to_bytes(2, "big") + inner * lists
+    failure = _fails(data, chain.network)
+    assert failure.kind == "format" and "max_objects" in failure.message
+
+
 def test_bundle_size_and_offline_verification_time(chain: Chain) -> None:
     verify_bundle(chain.data, chain.network)  # warm the imports
     runs = 20

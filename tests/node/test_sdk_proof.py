@@ -268,3 +268,39 @@ def test_a_block_answer_verifies_and_its_transaction_list_is_bound() -> None:
     with pytest.raises(ProofError) as caught:
         verify_block(swapped, VALIDATORS, CHAIN)
     assert caught.value.part == "transactions"
+
+
+@pytest.mark.parametrize(("height", "index"), [(HEIGHT, True), (float(HEIGHT), 1), (HEIGHT, 1.0)])
+def test_a_status_naming_its_place_with_other_types_is_refused(
+    height: object, index: object
+) -> None:
+    """A JSON true or 7.0 equals 1 or 7 in Python; the place a status names
+    must be the proof's, type and all."""
+    from node.sdk.client import ProvenetClient
+
+    client = ProvenetClient(["http://127.0.0.1:1"], None, CHAIN, VALIDATORS)
+    status = {
+        "tx_id": TX_IDS[1].hex(),
+        "status": "committed",
+        "proof": proof_json(1),
+        "height": height,
+        "index": index,
+        "receipt": {"tx_id": TX_IDS[1].hex(), "status": "ok"},
+    }
+    assert client._verified_receipt(TX_IDS[1], {**status, "height": HEIGHT, "index": 1})
+    with pytest.raises(ProofError, match="another place"):
+        client._verified_receipt(TX_IDS[1], status)
+
+
+@pytest.mark.parametrize("field", ["height", "time_ms", "request_count"])
+def test_a_header_integer_too_large_to_hash_is_malformed(field: str) -> None:
+    """JSON integers are unbounded; one past the wire's 64 bits is a
+    malformed proof, not an encoder error (found by tests/fuzz)."""
+    proof = copy.deepcopy(proof_json(1))
+    proof["block"][field] = 2**64  # type: ignore[index]
+    assert refused(TX_IDS[1], proof).part == "malformed"
+    answer = block_json()
+    answer["header"][field] = 2**64  # type: ignore[index]
+    with pytest.raises(ProofError) as failure:
+        verify_block(answer, VALIDATORS, CHAIN)
+    assert failure.value.part == "malformed"
