@@ -38,6 +38,7 @@ DENSE_LISTS = 65_535
 DENSE_LIST_LEN = 15
 FLOODER_ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
 REQUEST_TIMEOUT_S = 5.0
+HEIGHT_WAIT_S = 60.0
 
 
 def junk_json_body() -> bytes:
@@ -198,7 +199,23 @@ async def _post_quietly(
 async def chain_height(
     session: aiohttp.ClientSession, urls: list[str], context: ssl.SSLContext | bool
 ) -> int:
-    """The highest height any node reports within a few seconds (the chain is one chain)."""
+    """The highest height any node reports (the chain is one chain).
+
+    Nodes that a flood has stalled may not answer for a while: ask again, for
+    up to ``HEIGHT_WAIT_S``, until one does.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + HEIGHT_WAIT_S
+    while True:
+        height = await _highest_answer(session, urls, context)
+        if height or loop.time() > deadline:
+            return height
+        await asyncio.sleep(0.5)
+
+
+async def _highest_answer(
+    session: aiohttp.ClientSession, urls: list[str], context: ssl.SSLContext | bool
+) -> int:
 
     async def one(url: str) -> int:
         try:
