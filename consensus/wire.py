@@ -101,7 +101,7 @@ DEFAULT_WIRE_LIMITS = WireLimits()
 _VOTE_BYTES = 256
 _VOTE_VALUES = 13
 _FIELDS_BYTES = 256
-_REQUEST_HEADER_BYTES = 5
+REQUEST_HEADER_BYTES = 5
 # The deepest honest frame: NEW-VIEW > view_changes > VIEW-CHANGE > prepared
 # > certificate > PRE-PREPARE > batch > requests > payload.
 FRAME_MAX_DEPTH = 8
@@ -109,8 +109,9 @@ FRAME_MAX_DEPTH = 8
 FRAME_MAX_STR_LEN = 32
 # Widest map in a frame (STATUS: 7 fields).
 _MAX_FIELDS = 8
-# Margin of every derived bound over the honest maximum, as a fraction.
-_MARGIN_NUM, _MARGIN_DEN = 3, 2
+# Margin of every derived bound over the honest maximum, as a fraction (the
+# observer's chain-page bounds use it too).
+MARGIN_NUM, MARGIN_DEN = 3, 2
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def honest_frame_bounds(config: ReplicaConfig, max_payload_bytes: int) -> FrameB
     payload_bytes = max(config.max_batch_bytes, max_payload_bytes)
     vote = FrameBounds(_VOTE_BYTES, _VOTE_VALUES, 1)
     batch = FrameBounds(
-        _FIELDS_BYTES + requests * _REQUEST_HEADER_BYTES + payload_bytes, 11 + requests, 2
+        _FIELDS_BYTES + requests * REQUEST_HEADER_BYTES + payload_bytes, 11 + requests, 2
     )
     # A map of k fields adds 1 + 2k values around its fields' own contents.
     pre_prepare = batch + FrameBounds(_FIELDS_BYTES, 12, 1)
@@ -180,7 +181,9 @@ def honest_frame_bounds(config: ReplicaConfig, max_payload_bytes: int) -> FrameB
 
 
 def frame_limits(
-    config: ReplicaConfig, max_frame_bytes: int, max_payload_bytes: int = 64 * 1024
+    config: ReplicaConfig,
+    max_frame_bytes: int,
+    max_payload_bytes: int = WireLimits.max_payload_bytes,
 ) -> WireLimits:
     """Decoding bounds for peer frames under ``config``: the honest maxima of
     :func:`honest_frame_bounds` plus half again, and never more bytes than
@@ -191,13 +194,13 @@ def frame_limits(
         config.max_batch_size, config.window_size, n, config.max_blocks_per_transfer, _MAX_FIELDS
     )
     codec = Limits(
-        max_size_bytes=min(max_frame_bytes, honest.size_bytes * _MARGIN_NUM // _MARGIN_DEN),
+        max_size_bytes=min(max_frame_bytes, honest.size_bytes * MARGIN_NUM // MARGIN_DEN),
         max_depth=FRAME_MAX_DEPTH,
         max_collection_len=longest,
         max_str_len=FRAME_MAX_STR_LEN,
         max_bytes_len=max(max_payload_bytes, SIGNATURE_SIZE),
-        max_objects=honest.objects * _MARGIN_NUM // _MARGIN_DEN,
-        max_containers=honest.containers * _MARGIN_NUM // _MARGIN_DEN,
+        max_objects=honest.objects * MARGIN_NUM // MARGIN_DEN,
+        max_containers=honest.containers * MARGIN_NUM // MARGIN_DEN,
     )
     return WireLimits(
         codec=codec,

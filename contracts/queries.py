@@ -29,13 +29,25 @@ from contracts.state import ReadableState
 
 
 def query(
-    state: ReadableState, contract: str, name: str, args: dict[str, object]
+    state: ReadableState,
+    contract: str,
+    name: str,
+    args: dict[str, object],
+    max_steps: int | None = None,
 ) -> dict[str, object]:
-    """Answer one query; see the module docstring."""
+    """Answer one query; see the module docstring.
+
+    ``max_steps`` lowers the chain's ``max_query_steps`` for this call (a
+    node bounds how long one client's query may hold it).  The answer says
+    how many ``steps`` the query took, refused or not.
+    """
     if not isinstance(contract, str) or not isinstance(name, str) or not isinstance(args, dict):
         raise TypeError("query(state, contract: str, name: str, args: dict)")
     config = load_config(state.get(CONFIG_KEY))
-    view = TxBuffer(state, config.limits.max_query_steps, 0)
+    budget = config.limits.max_query_steps
+    if max_steps is not None:
+        budget = min(budget, max_steps)
+    view = TxBuffer(state, budget, 0)
     reader = Args(args, config.limits)
     try:
         match contract:
@@ -49,8 +61,13 @@ def query(
                 raise Rejected(ErrorCode.UNKNOWN_CONTRACT, f"no contract {contract!r}")
         reader.done()
     except Rejected as refusal:
-        return {"ok": False, "error": str(refusal.code), "message": refusal.message}
-    return {"ok": True, "result": result}
+        return {
+            "ok": False,
+            "error": str(refusal.code),
+            "message": refusal.message,
+            "steps": view.steps,
+        }
+    return {"ok": True, "result": result, "steps": view.steps}
 
 
 def _unknown(contract: str, name: str) -> Rejected:

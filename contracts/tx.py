@@ -205,7 +205,14 @@ def tx_id(tx: Transaction) -> bytes:
 
 
 def codec_limits(limits: ContractLimits) -> Limits:
-    """Decoder bounds for a transaction under the chain's limits."""
+    """Decoder bounds for a transaction under the chain's limits, as execution applies them.
+
+    Execution must decode every envelope exactly as every other version of
+    the node did (a block's receipts and state root depend on it), so these
+    bounds never change without a change of protocol; a payload in a block
+    is at most ``max_tx_bytes``, which bounds the work already.  The node's
+    API door applies tighter counts first (:func:`admission_codec_limits`).
+    """
     return Limits(
         max_size_bytes=limits.max_tx_bytes,
         # The envelope map and the args map add one level each.
@@ -213,12 +220,23 @@ def codec_limits(limits: ContractLimits) -> Limits:
         max_collection_len=limits.max_collection_len,
         max_str_len=limits.max_string_len,
         max_bytes_len=limits.max_string_len,
-        # An envelope is 17 values around its arguments.  The largest honest
-        # arguments are a food process's max_inputs + max_outputs maps of
-        # two or three fields (at most 7 values and 1 container each), or a
-        # list of identifiers; the bounds below hold both with room to spare
-        # and keep the decoding work of any envelope to a few milliseconds
-        # (scripts/bench_decode.py).
+    )
+
+
+def admission_codec_limits(limits: ContractLimits) -> Limits:
+    """:func:`codec_limits` plus value and container counts, for admission only.
+
+    An envelope is 17 values around its arguments.  The largest honest
+    arguments are a food process's max_inputs + max_outputs maps of two or
+    three fields (at most 7 values and 1 container each), or a list of
+    identifiers; the bounds hold both with room to spare and keep the
+    decoding work of any envelope to a few milliseconds
+    (scripts/bench_decode.py).  A transaction over them is refused at the
+    door (``malformed_msgpack``), never ordered; one that reaches a block
+    anyway is decoded by :func:`codec_limits` like any other.
+    """
+    return replace(
+        codec_limits(limits),
         max_objects=64 + 8 * (limits.max_inputs + limits.max_outputs) + limits.max_collection_len,
         max_containers=32 + limits.max_inputs + limits.max_outputs,
     )

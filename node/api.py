@@ -27,11 +27,12 @@ from contracts.admission import check_stateless
 from contracts.orgs import KeyRecord, key_key
 from contracts.queries import query
 from contracts.records import load
-from contracts.tx import Transaction, codec_limits, encode_tx, tx_from_value
+from contracts.tx import Transaction, admission_codec_limits, encode_tx, tx_from_value
 from node import audit, openapi
 from node.api_errors import STATUS_OF, ApiError
 from node.chain import ChainHost, Subscriber, now_ms
 from node.config import NodeLimits
+from node.listener import address_key
 from node.mempool import PoolEntry, Refused
 from node.ratelimit import (
     BucketConfig,
@@ -40,6 +41,7 @@ from node.ratelimit import (
     body_cost,
     envelopes_cost,
     request_cost,
+    steps_cost,
 )
 from node.request_body import JSON_OR_MSGPACK, MSGPACK, media_type, parse_json, read_body
 from node.views import (
@@ -135,7 +137,9 @@ class AdmissionBudget:
     def buckets(self, request: web.Request) -> tuple[TokenBucket, ...]:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         address, port = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else ("", 0)
-        return self.limiter.buckets(address, port, now_ms())
+        # An IPv6 client owns a /64: one budget for all of it, as the
+        # listener's connection caps count it.
+        return self.limiter.buckets(address_key(address), port, now_ms())
 
     def charge(self, request: web.Request, cost: int) -> None:
         """Take ``cost`` units from the client's budget, or refuse with 429."""
@@ -162,7 +166,12 @@ class AdmissionBudget:
             if request.path.startswith(_EXPENSIVE_READ_PREFIXES):
                 cost += EXPENSIVE_READ_COST
             self.charge(request, cost)
-            return await handler(request)
+            response = await handler(request)
+            # Building and sending an answer costs what its size does (a chain
+            # page, a block range, a bundle): paid once it is known.
+            if isinstance(response, web.Response) and isinstance(response.body, bytes):
+                self.charge_incurred(request, body_cost(len(response.body)))
+            return response
 
         return middleware
 
@@ -210,7 +219,7 @@ def decode_payload(payload: bytes, engine: ChainHost) -> Transaction:
             "too_large", f"transaction of {len(payload)} bytes exceeds {limits.max_tx_bytes}"
         )
     try:
-        value = decode(payload, codec_limits(limits))
+        value = decode(payload, admission_codec_limits(limits))
     except DecodeError as exc:
         if "float" in str(exc):
             raise ApiError("float_not_allowed", str(exc)) from None
@@ -600,19 +609,25 @@ class ClientApi:
         )
         if not isinstance(contract, str) or not isinstance(name, str) or not isinstance(args, dict):
             raise ApiError("bad_request", "expected {contract: str, name: str, args: object}")
-        return respond(request, {"result": self.run_query(contract, name, args)})
+        return respond(request, {"result": self.run_query(request, contract, name, args)})
 
     def named_query(
         self, contract: str, name: str, arg: str
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(request: web.Request) -> web.Response:
-            result = self.run_query(contract, name, {arg: request.match_info[arg]})
+            result = self.run_query(request, contract, name, {arg: request.match_info[arg]})
             return respond(request, {"result": result})
 
         return handler
 
-    def run_query(self, contract: str, name: str, args: dict[str, object]) -> object:
-        answer = query(self.engine.ledger.state, contract, name, args)
+    def run_query(
+        self, request: web.Request, contract: str, name: str, args: dict[str, object]
+    ) -> object:
+        """Answer a query within the node's step cap; the client pays for the steps it took."""
+        answer = query(self.engine.ledger.state, contract, name, args, self.limits.max_query_steps)
+        steps = answer["steps"]
+        assert type(steps) is int, "a query's answer counts its steps"
+        self.budget.charge_incurred(request, steps_cost(steps))
         if not answer["ok"]:
             raise ApiError(str(answer["error"]), str(answer["message"]))
         return answer["result"]

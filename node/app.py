@@ -49,8 +49,6 @@ DATABASE_FILE = "node.sqlite"
 LOCK_FILE = "LOCK"
 # Open client connections (event streams, waits) get this long to finish at shutdown.
 SHUTDOWN_TIMEOUT_S = 2.0
-# The Server header of every response: no versions (aiohttp's default names
-# Python's and its own), which would tell a scanner which known bugs to try.
 
 
 @dataclass

@@ -162,10 +162,10 @@ class NodeLimits:
     # KiB of body and per envelope), refilled per second up to the burst: per
     # connection, and per client address over all its connections.  Well
     # above what `scripts/bench` offers one node (a few thousand per second).
-    client_cost_per_s: int = 20_000
-    client_cost_burst: int = 40_000
-    address_cost_per_s: int = 40_000
-    address_cost_burst: int = 80_000
+    client_cost_per_s: int = 10_000
+    client_cost_burst: int = 20_000
+    address_cost_per_s: int = 20_000
+    address_cost_burst: int = 40_000
     # Client addresses whose budgets are remembered (least recent forgotten).
     max_rate_limited_addresses: int = 4_096
     # Connections (node/listener.py), counted per raw TCP connection before any
@@ -191,14 +191,38 @@ class NodeLimits:
     # A request body must arrive whole within this long of its headers (the
     # idle timeout does not run while a request is in flight).
     body_read_timeout_ms: int = 10_000
+    # Steps (state reads) one query may take on this node, below the chain's
+    # max_query_steps: a query runs on the event loop the replica shares, and
+    # its client pays for every step (node/ratelimit.py).
+    max_query_steps: int = 100_000
     # After answering a request whose body it did not read (a 413, a 415),
     # the node reads and discards the rest for at most this long, then closes.
     unread_body_linger_ms: int = 1_000
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():
-            if type(value) is not int or value < 0:
-                raise ConfigError(f"limits.{name} must be a non-negative integer")
+            minimum = limit_minimum(name)
+            if type(value) is not int or value < minimum:
+                raise ConfigError(f"limits.{name} must be an integer of at least {minimum}")
+
+
+# Limits for which 0 means something a node can run with (no lingering, no
+# gap allowed, no event streams, retry at once); every other limit of 0
+# would refuse everything, divide by zero or spin, so it starts at 1.
+LIMITS_ALLOWING_ZERO = frozenset(
+    {
+        "unread_body_linger_ms",
+        "retry_after_s",
+        "max_nonce_gap",
+        "peer_backoff_min_ms",
+        "dropped_receipts_kept",
+        "max_subscribers",
+    }
+)
+
+
+def limit_minimum(name: str) -> int:
+    return 0 if name in LIMITS_ALLOWING_ZERO else 1
 
 
 @dataclass(frozen=True)
@@ -475,7 +499,10 @@ CONSENSUS_SCHEMA = {
     for f in dataclasses.fields(ReplicaConfig)
     if f.name not in _NODE_SET_CONSENSUS_FIELDS
 }
-LIMITS_SCHEMA = {f.name: optional(integer(), OMITTED) for f in dataclasses.fields(NodeLimits)}
+LIMITS_SCHEMA = {
+    f.name: optional(integer(limit_minimum(f.name)), OMITTED)
+    for f in dataclasses.fields(NodeLimits)
+}
 CONFIG_SCHEMA = {
     "chain_id": required(text),
     "node_name": required(text),

@@ -52,7 +52,14 @@ from consensus.config import ReplicaConfig
 from consensus.merkle import merkle_root
 from consensus.messages import Batch, Commit, Request
 from consensus.quorum import ValidatorSet
-from consensus.wire import DEFAULT_WIRE_LIMITS, WireLimits, message_from_wire
+from consensus.wire import (
+    DEFAULT_WIRE_LIMITS,
+    MARGIN_DEN,
+    MARGIN_NUM,
+    REQUEST_HEADER_BYTES,
+    WireLimits,
+    message_from_wire,
+)
 from node.chain import ChainHost, now_ms
 from node.config import NODE_CONSENSUS_DEFAULTS, NodeConfig, NodeLimits, PeerEntry
 from node.ledger import Ledger
@@ -82,9 +89,6 @@ COMMIT_LIMITS = WireLimits(
 # keys and headers (upper bounds; the header is nine fields).
 _HEADER_BYTES = 512
 _COMMIT_BYTES = 256
-_REQUEST_HEADER_BYTES = 5
-# A page's bounds are its honest maximum plus half again.
-_MARGIN_NUM, _MARGIN_DEN = 3, 2
 
 
 def page_limits(limits: NodeLimits, validators: int, consensus: dict[str, int]) -> Limits:
@@ -92,10 +96,13 @@ def page_limits(limits: NodeLimits, validators: int, consensus: dict[str, int]) 
 
     The observer asks for F = ``follow_page_blocks`` blocks; a validator
     serves blocks until their payloads would pass ``chain_page_bytes`` (the
-    first block always).  A block holds at most R = ``max_batch_size``
-    requests of at most P = ``max_payload_bytes`` each (and B =
-    ``max_batch_bytes`` in all when it has more than one), and a certificate
-    of at most n COMMITs.  So a page is at most
+    first block always).  A block holds at most R requests of at most P =
+    ``max_payload_bytes`` each (and B = ``max_batch_bytes`` in all when it
+    has more than one), and a certificate of at most n COMMITs.  R is the
+    wire's ``max_requests_per_batch``, the most any block can hold whatever
+    the validators configured (a larger PRE-PREPARE could not cross a peer
+    link), so an observer needs no copy of the validators' ``max_batch_size``
+    and never stalls on a page because they raised it.  So a page is at most
 
     * max(chain_page_bytes, B, P) bytes of payloads, plus for each block a
       header, n COMMITs and R request headers;
@@ -105,34 +112,34 @@ def page_limits(limits: NodeLimits, validators: int, consensus: dict[str, int]) 
       header, its certificate and its payloads);
     * nested 4 deep (page > blocks > block > payloads > payload).
 
-    With the defaults (F = 64, n = 4, R = 512, 8 MiB pages) that is 8.7 MB,
-    34,600 values and 258 containers.  The observer's ``chain_page_bytes``
+    With the defaults (F = 64, n = 4, R = 4,096, 8 MiB pages) that is 10 MB,
+    264,000 values and 258 containers.  The observer's ``chain_page_bytes``
     must be at least the validators'.
     """
     batch = {**_consensus_defaults(), **NODE_CONSENSUS_DEFAULTS, **consensus}
-    requests = batch["max_batch_size"]
+    requests = DEFAULT_WIRE_LIMITS.max_requests_per_batch
     payload_bytes = DEFAULT_WIRE_LIMITS.max_payload_bytes
     blocks = limits.follow_page_blocks
-    block_bytes = _HEADER_BYTES + validators * _COMMIT_BYTES + requests * _REQUEST_HEADER_BYTES
+    block_bytes = _HEADER_BYTES + validators * _COMMIT_BYTES + requests * REQUEST_HEADER_BYTES
     honest_bytes = (
         max(limits.chain_page_bytes, batch["max_batch_bytes"], payload_bytes)
         + blocks * block_bytes
         + _HEADER_BYTES
     )
     return Limits(
-        max_size_bytes=honest_bytes * _MARGIN_NUM // _MARGIN_DEN,
+        max_size_bytes=honest_bytes * MARGIN_NUM // MARGIN_DEN,
         max_depth=4,
         max_collection_len=max(requests, validators, blocks, len(_HEADER_TYPES)),
         max_str_len=1024,
         max_bytes_len=payload_bytes,
-        max_objects=(5 + blocks * (25 + validators + requests)) * _MARGIN_NUM // _MARGIN_DEN,
-        max_containers=(2 + 4 * blocks) * _MARGIN_NUM // _MARGIN_DEN,
+        max_objects=(5 + blocks * (25 + validators + requests)) * MARGIN_NUM // MARGIN_DEN,
+        max_containers=(2 + 4 * blocks) * MARGIN_NUM // MARGIN_DEN,
     )
 
 
 def _consensus_defaults() -> dict[str, int]:
     """The consensus core's own defaults of the batch bounds."""
-    wanted = ("max_batch_size", "max_batch_bytes")
+    wanted = ("max_batch_bytes",)
     return {
         field.name: field.default
         for field in dataclasses.fields(ReplicaConfig)

@@ -453,8 +453,12 @@ class _MemoryTrimmer:
         started = time.perf_counter()
         # The standard loop's TLS protocol sits in a reference cycle once its
         # connection failed (CPython gh-109534, before 3.11.8), with a 256 KiB
-        # buffer each: only a full collection frees them for the trim.
-        gc.collect()
+        # buffer each: only a full collection frees them for the trim.  Under
+        # uvloop (the node's loop) nothing is left in cycles, and a full
+        # collection of a large heap would hold the loop for tens of ms at a
+        # stranger's bidding, so it runs only on the standard loop.
+        if _on_standard_loop():
+            gc.collect()
         collected = time.perf_counter()
         self._malloc_trim(0)
         self._last_trim = time.monotonic()
@@ -470,6 +474,10 @@ class _MemoryTrimmer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _on_standard_loop() -> bool:
+    return type(asyncio.get_running_loop()).__module__.startswith("asyncio")
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:

@@ -14,11 +14,13 @@ which the API sends as ``Retry-After``.  A cost learnt only after the work
 :meth:`ClientLimiter.charge`, which may leave a bucket in debt: the client
 then waits until it has paid.
 
-What a request costs (see :func:`request_cost`): one unit, plus one per
-KiB of body (the decoding and hashing it causes), plus one per transaction
-envelope it asks the node to admit (a lookup, a decode and a signature
-check).  Debt is capped at one ``burst`` so a single huge request cannot
-lock a client out for long.
+What a request costs, in units of roughly ten microseconds of the event
+loop: one, plus one per KiB of body (the decoding and hashing it causes)
+and per KiB of answer (the encoding and sending), plus four per
+transaction envelope it asks the node to admit (a lookup, a decode and a
+signature check), plus one per step of a query (a state read).  Debt is
+not capped: a client that made the node work for a second waits about a
+second.
 
 A connection is known by its peer's (address, port), which no two open
 connections to one listener share.  Both tables are bounded: at most
@@ -37,6 +39,7 @@ BODY_KIB_BYTES = 1024
 # Cost units are roughly ten microseconds of the event loop's time.
 REQUEST_COST = 1
 ENVELOPE_COST = 4
+STEP_COST = 1
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class TokenBucket:
 
     def charge(self, cost: int, now_ms: int) -> None:
         self._refill(now_ms)
-        self._tokens = max(-float(self._config.burst), self._tokens - cost)
+        self._tokens -= cost
 
 
 def body_cost(body_bytes: int) -> int:
@@ -87,6 +90,11 @@ def body_cost(body_bytes: int) -> int:
 def envelopes_cost(count: int) -> int:
     """Admitting transaction envelopes (a lookup, a decode, perhaps a signature check)."""
     return count * ENVELOPE_COST
+
+
+def steps_cost(steps: int) -> int:
+    """A query's state reads (contracts/queries.py counts them as steps)."""
+    return steps * STEP_COST
 
 
 def request_cost(body_bytes: int) -> int:
@@ -149,7 +157,3 @@ class ClientLimiter:
         """Charge a cost already incurred, into debt if need be."""
         for bucket in buckets:
             bucket.charge(cost, now_ms)
-
-    def tracked(self) -> tuple[int, int]:
-        """How many (connections, addresses) have a bucket now."""
-        return len(self._connections), len(self._addresses)

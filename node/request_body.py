@@ -38,6 +38,7 @@ from typing import Any
 from aiohttp import web
 
 from node.api_errors import ApiError
+from node.strict_json import RepeatedKey, unique_keys
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"
@@ -83,17 +84,6 @@ def _reject_float(text: str) -> Any:
     raise ApiError("float_not_allowed", f"{text} is a float; amounts are integers")
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document = dict(pairs)
-    if len(document) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise ApiError("duplicate_key", f"the key {key!r} appears twice in one object")
-            seen.add(key)
-    return document
-
-
 def parse_json(raw: bytes, max_containers: int, max_values: int) -> Any:
     """Strictly parse a JSON body; see the module docstring for every refusal."""
     containers = raw.count(b"[") + raw.count(b"{")
@@ -112,8 +102,10 @@ def parse_json(raw: bytes, max_containers: int, max_values: int) -> Any:
             raw,
             parse_float=_reject_float,
             parse_constant=_reject_float,
-            object_pairs_hook=_unique_keys,
+            object_pairs_hook=unique_keys,
         )
+    except RepeatedKey as exc:
+        raise ApiError("duplicate_key", str(exc)) from None
     except RecursionError:
         raise ApiError("malformed_json", "the body nests deeper than the parser allows") from None
     except (ValueError, UnicodeDecodeError) as exc:

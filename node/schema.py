@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from node.strict_json import RepeatedKey, unique_keys
+
 # Longest rendering of an offending value or key in an error message.
 MAX_SHOWN_CHARS = 60
 
@@ -108,8 +110,8 @@ def read_json_file(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: is not UTF-8 text") from None
     try:
-        data = json.loads(text, object_pairs_hook=_refuse_duplicates)
-    except _DuplicateKey as exc:
+        data = json.loads(text, object_pairs_hook=unique_keys)
+    except RepeatedKey as exc:
         raise At(str(path)).key(exc.key).error("appears twice in one object") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: is not valid JSON: {exc}") from None
@@ -202,21 +204,6 @@ def nested(schema: Mapping[str, Field]) -> Check:
 
 
 # ------------------------------------------------------------------ helpers
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
 
 
 def _unknown_key_message(name: str, schema: Mapping[str, Field]) -> str:

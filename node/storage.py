@@ -30,9 +30,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from consensus.blocks import BlockHeader, ChainTip, CommittedBlock
-from consensus.codec import decode, encode
+from consensus.codec import Limits, decode, encode
 from consensus.messages import Commit, Request
 from consensus.wire import message_from_wire, message_to_wire
+
+# What this node wrote itself is read back without the counts that bound
+# input from elsewhere: a block's receipts are as many values as its
+# transactions made, and refusing them would leave the node unable to read
+# its own chain.  Sizes stay bounded, by what SQLite holds.
+OWN_RECORDS = Limits(
+    max_size_bytes=1 << 30,
+    max_collection_len=1 << 24,
+    max_str_len=1 << 30,
+    max_bytes_len=1 << 30,
+    max_objects=1 << 30,
+    max_containers=1 << 30,
+)
 
 SCHEMA_VERSION = 1
 
@@ -185,7 +198,7 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        header = header_from_dict(_as_dict(decode(row[2])))
+        header = header_from_dict(_as_dict(decode(row[2], OWN_RECORDS)))
         # The state root after this block is what the state table now holds; the
         # caller computes it from the loaded state, so it is filled in there.
         return ChainTip(row[0], row[1], header.time_ms, b"")
@@ -201,17 +214,17 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        header = header_from_dict(_as_dict(decode(row[1])))
-        certificate = tuple(_commit(raw) for raw in _as_list(decode(row[2])))
+        header = header_from_dict(_as_dict(decode(row[1], OWN_RECORDS)))
+        certificate = tuple(_commit(raw) for raw in _as_list(decode(row[2], OWN_RECORDS)))
         digests = [row[5][i : i + 32] for i in range(0, len(row[5]), 32)]
-        payloads = _as_list(decode(row[3]))
+        payloads = _as_list(decode(row[3], OWN_RECORDS))
         if len(payloads) != len(digests) or not all(isinstance(p, bytes) for p in payloads):
             raise StorageError(f"stored block {height} is corrupt")
         requests = tuple(
             Request(payload, digest)  # type: ignore[arg-type]
             for payload, digest in zip(payloads, digests, strict=True)
         )
-        receipts = tuple(_as_dict(receipt) for receipt in _as_list(decode(row[4])))
+        receipts = tuple(_as_dict(receipt) for receipt in _as_list(decode(row[4], OWN_RECORDS)))
         return StoredBlock(CommittedBlock(header, requests, certificate), row[0], receipts)
 
     def block_digests(self, height: int) -> list[bytes]:

@@ -104,13 +104,20 @@ def bench_sim(seeds: int, validators: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--blocks", type=int, default=256)
     parser.add_argument("--sim-seeds", type=int, default=50)
     args = parser.parse_args()
-    core = [bench_core(size, max(4, args.blocks if size < 512 else args.blocks // 4)) for size in (1, 64, 512)]
+    core = [
+        bench_core(size, max(4, args.blocks if size < 512 else args.blocks // 4))
+        for size in (1, 64, 512)
+    ]
     sims = [bench_sim(args.sim_seeds, 4), bench_sim(max(1, args.sim_seeds // 2), 7)]
-    print(json.dumps({"core_4_replicas_real_ed25519": core, "simulator_all_faults": sims}, indent=2))
+    print(
+        json.dumps({"core_4_replicas_real_ed25519": core, "simulator_all_faults": sims}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -285,10 +285,13 @@ def batch_body_limits() -> Any:
 
 
 def tx_limits() -> Any:
+    """The envelope bounds at the API door (the ones the hostile inputs aim at)."""
+    from contracts import tx
     from contracts.config import ContractLimits
-    from contracts.tx import codec_limits
 
-    return codec_limits(ContractLimits())
+    if hasattr(tx, "admission_codec_limits"):
+        return tx.admission_codec_limits(ContractLimits())
+    return tx.codec_limits(ContractLimits())
 
 
 def _engine() -> Any:

@@ -104,7 +104,7 @@ from node.netinit import PEER_PORT_OFFSET, init_network
 from node.workload import INDEPENDENT, MIXED, MODES, build_workload
 
 MSGPACK = "application/msgpack"
-RETRYABLE = frozenset({"mempool_full", "sender_queue_full"})
+RETRYABLE = frozenset({"mempool_full", "sender_queue_full", "rate_limited"})
 RETRY_DELAY_S = 0.05
 MAX_ATTEMPTS = 200
 CEILING_CORES = 2
@@ -753,7 +753,9 @@ def summarise(phase: Phase, tracker: Tracker, cpu: dict[str, Any]) -> dict[str, 
         summary["committed_tx_per_s"] = None
     summary["latency_ms"] = percentiles(latencies)
     summary["blocks"] = len(blocks)
-    summary["mean_batch_size"] = round(sum(b.txs for b in blocks) / len(blocks), 1) if blocks else None
+    summary["mean_batch_size"] = (
+        round(sum(b.txs for b in blocks) / len(blocks), 1) if blocks else None
+    )
     summary["max_batch_size_seen"] = max((b.txs for b in blocks), default=None)
     if len(blocks) >= 2:
         span = blocks[-1].seen - blocks[0].seen
@@ -861,7 +863,9 @@ async def _watch(job: WatchJob, conn: Connection) -> dict[str, Any]:
                             break
                         found = FRAME_HEIGHT.search(message.data, 0, 200)
                         height = (
-                            int(found.group(1)) if found else int(json.loads(message.data)["height"])
+                            int(found.group(1))
+                            if found
+                            else int(json.loads(message.data)["height"])
                         )
                         if height <= last[name]:
                             continue
@@ -882,13 +886,15 @@ async def _watch(job: WatchJob, conn: Connection) -> dict[str, Any]:
                 async with session.get(url, headers={"Accept": "application/json"}) as response:
                     body = await response.json(content_type=None)
                 following = body.get("following") or {}
-                samples.append((
-                    time.monotonic(),
-                    following.get("lag_blocks"),
-                    following.get("source_height"),
-                    body.get("height"),
-                    following.get("source"),
-                ))
+                samples.append(
+                    (
+                        time.monotonic(),
+                        following.get("lag_blocks"),
+                        following.get("source_height"),
+                        body.get("height"),
+                        following.get("source"),
+                    )
+                )
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError, AttributeError) as exc:
                 errors[f"status:{type(exc).__name__}"] += 1
             await asyncio.sleep(max(0.0, due - time.monotonic()))
@@ -962,10 +968,14 @@ class Watcher:
         self.process.start()
         child_end.close()
         self.conn = parent_end
-        self.pump = pump_pipe(parent_end, asyncio.get_running_loop(), self._on_message, self._on_eof)
+        self.pump = pump_pipe(
+            parent_end, asyncio.get_running_loop(), self._on_message, self._on_eof
+        )
         ready = asyncio.ensure_future(self.ready.wait())
         finished = asyncio.ensure_future(self.finished.wait())
-        await asyncio.wait({ready, finished}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            {ready, finished}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
         ready.cancel()
         finished.cancel()
         if not self.ready.is_set():
@@ -1091,8 +1101,7 @@ async def wait_connected(
     while True:
         statuses = [await get_json(session, f"{e.api_url}/v1/status") for e in nodes]
         if all(
-            all(peer.get("connected") for peer in (s.get("peers") or {}).values())
-            for s in statuses
+            all(peer.get("connected") for peer in (s.get("peers") or {}).values()) for s in statuses
         ):
             return
         if time.monotonic() > deadline:
@@ -1147,7 +1156,9 @@ async def agreement(
         "heights": {name: s["height"] for name, s in statuses.items()},
         "state_root": next(iter(roots)) if len(roots) == 1 else sorted(roots),
         "views": sorted({s.get("view") for s in statuses.values()}),
-        "mempool_sizes": {name: (s.get("mempool") or {}).get("size") for name, s in statuses.items()},
+        "mempool_sizes": {
+            name: (s.get("mempool") or {}).get("size") for name, s in statuses.items()
+        },
         "peer_frames_dropped": dropped,
     }
 
@@ -1195,7 +1206,9 @@ def start_network(netdir: Path, timeout_s: float) -> dict[str, int]:
         failed = netctl.wait_healthy(network, timeout_s)
         if failed:
             raise
-        log(f"net up reported a starting node as exited; all are healthy: {str(exc).splitlines()[0]}")
+        log(
+            f"net up reported a starting node as exited; all are healthy: {str(exc).splitlines()[0]}"
+        )
     network = netctl.load_network(netdir)
     pids = {entry.name: netctl.running_pid(entry) for entry in network.nodes}
     missing = [name for name, pid in pids.items() if pid is None]
@@ -1268,7 +1281,9 @@ async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) ->
         subscriber = asyncio.create_task(tracker.run(session, height + 1))
         watcher: Watcher | None = None
         # run name -> (phase, its heights, the observer's state after it, its CPU)
-        observed: dict[str, tuple[Phase, tuple[int, int] | None, dict[str, Any], dict[str, Any]]] = {}
+        observed: dict[
+            str, tuple[Phase, tuple[int, int] | None, dict[str, Any], dict[str, Any]]
+        ] = {}
 
         async def observe(phase: Phase) -> None:
             """After a run: wait for the observer to catch up and note how it ended."""
@@ -1403,8 +1418,10 @@ async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) ->
                     ),
                     **summary,
                 }
-                log(f"latency: p50 {summary['latency_ms']['p50']} ms, "
-                    f"p99 {summary['latency_ms']['p99']} ms")
+                log(
+                    f"latency: p50 {summary['latency_ms']['p50']} ms, "
+                    f"p99 {summary['latency_ms']['p99']} ms"
+                )
                 await observe(phase)
         finally:
             if watcher is not None:
@@ -1476,36 +1493,73 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--chains", type=int, default=1000, help="workload chains (15 or 16 txs each)"
     )
-    parser.add_argument("--mode", choices=MODES, default=INDEPENDENT,
-                        help="throughput workload (independent: every tx succeeds in any "
-                        "interleaving; mixed: the diamond chain, cross-sender dependencies "
-                        "make some txs rejected when lanes interleave)")
-    parser.add_argument("--latency-mode", choices=MODES, default=MIXED,
-                        help="latency-run workload, in one lane (mixed: the diamond chain)")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default=INDEPENDENT,
+        help="throughput workload (independent: every tx succeeds in any "
+        "interleaving; mixed: the diamond chain, cross-sender dependencies "
+        "make some txs rejected when lanes interleave)",
+    )
+    parser.add_argument(
+        "--latency-mode",
+        choices=MODES,
+        default=MIXED,
+        help="latency-run workload, in one lane (mixed: the diamond chain)",
+    )
     parser.add_argument("--rate", type=float, default=100.0, help="latency run: offered tx/s")
     parser.add_argument("--duration-s", type=float, default=10.0, help="latency run length")
-    parser.add_argument("--latency-node", type=int, default=1,
-                        help="index of the node the latency client submits to (1: a backup)")
+    parser.add_argument(
+        "--latency-node",
+        type=int,
+        default=1,
+        help="index of the node the latency client submits to (1: a backup)",
+    )
     parser.add_argument("--batch", type=int, default=100, help="envelopes per batch POST")
-    parser.add_argument("--window", type=int, default=200,
-                        help="transactions in flight per client (submitted, not committed); "
-                        "keep clients x window under about 1 s of throughput, or requests "
-                        "outwait the nodes' 1 s re-broadcast and 2 s view-change timers")
-    parser.add_argument("--observers", type=int, default=0,
-                        help="observer nodes (default 0: validators only, the issue's figure); "
-                             "with 1 or more the runs compare o0's block stream with v0's")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=200,
+        help="transactions in flight per client (submitted, not committed); "
+        "keep clients x window under about 1 s of throughput, or requests "
+        "outwait the nodes' 1 s re-broadcast and 2 s view-change timers",
+    )
+    parser.add_argument(
+        "--observers",
+        type=int,
+        default=0,
+        help="observer nodes (default 0: validators only, the issue's figure); "
+        "with 1 or more the runs compare o0's block stream with v0's",
+    )
     parser.add_argument("--base-port", type=int, default=7700)
-    parser.add_argument("--tls", action=argparse.BooleanOptionalAction, default=False,
-                        help="TLS on API and peer links (default off)")
+    parser.add_argument(
+        "--tls",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="TLS on API and peer links (default off)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the network directory")
-    parser.add_argument("--work-dir", type=Path, default=None,
-                        help="where the temporary network directory goes (default: $TMPDIR)")
-    parser.add_argument("--max-run-s", type=float, default=90.0,
-                        help="stop the throughput run after this long")
-    parser.add_argument("--stall-s", type=float, default=10.0,
-                        help="end a run when nothing of it commits for this long")
-    parser.add_argument("--verify-count", type=int, default=5000,
-                        help="signatures per Ed25519 verify-rate measurement")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where the temporary network directory goes (default: $TMPDIR)",
+    )
+    parser.add_argument(
+        "--max-run-s", type=float, default=90.0, help="stop the throughput run after this long"
+    )
+    parser.add_argument(
+        "--stall-s",
+        type=float,
+        default=10.0,
+        help="end a run when nothing of it commits for this long",
+    )
+    parser.add_argument(
+        "--verify-count",
+        type=int,
+        default=5000,
+        help="signatures per Ed25519 verify-rate measurement",
+    )
     args = parser.parse_args(argv)
     if args.validators < 1 or args.clients < 1 or args.chains < 1:
         parser.error("--validators, --clients and --chains must be at least 1")
@@ -1534,11 +1588,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     busy_after = machine_cpu()
     total = busy_after[1] - busy_before[1]
     report["host"]["busy_cores_before_start"] = (
-        round((busy_after[0] - busy_before[0]) / total * (os.cpu_count() or 1), 2) if total else None
+        round((busy_after[0] - busy_before[0]) / total * (os.cpu_count() or 1), 2)
+        if total
+        else None
     )
     if (report["host"]["busy_cores_before_start"] or 0) > 0.25:
-        log(f"warning: the host is already busy ({report['host']['busy_cores_before_start']} "
-            "cores) before the benchmark starts; results will be lower and noisier")
+        log(
+            f"warning: the host is already busy ({report['host']['busy_cores_before_start']} "
+            "cores) before the benchmark starts; results will be lower and noisier"
+        )
     log(f"measuring Ed25519 verify rate ({ed25519.BACKEND})")
     report["ed25519"] = verify_ceiling(args.validators, args.verify_count)
     if args.work_dir is not None:

@@ -61,6 +61,13 @@ def api_error(status: int, document: object, retry_after: str | None) -> Provene
     return ProvenetError(code, message or f"HTTP {status}", status, retry_after_s)
 
 
+# Connections one client keeps to one node at most.  A node closes
+# connections past its per-address cap (limits.max_connections_per_address,
+# 64 by default) at accept, which a client would see as a dead node; so one
+# client stays well under it, leaving room for other processes at its address.
+MAX_CONNECTIONS_PER_NODE = 32
+
+
 class Transport:
     """A list of node API URLs, one aiohttp session, and the failover rule."""
 
@@ -89,7 +96,8 @@ class Transport:
     def session(self) -> aiohttp.ClientSession:
         """The shared session, created on first use inside the running loop."""
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(raise_for_status=False)
+            connector = aiohttp.TCPConnector(limit_per_host=MAX_CONNECTIONS_PER_NODE)
+            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
         return self._session
 
     async def close(self) -> None:

@@ -151,6 +151,8 @@ CONFIG_CASES: list[tuple[str, Mutation, str, str]] = [
     ("consensus values that clash", _set("consensus", "window_size", value=12), "consensus", "window_size"),
     ("limit negative", _set("limits", "mempool_max_txs", value=-5), "limits.mempool_max_txs", "an integer"),
     ("limit a float", _set("limits", "max_body_bytes", value=1.5), "limits.max_body_bytes", "an integer"),
+    ("a zero chunk", _set("limits", "admission_chunk_envelopes", value=0), "limits.admission_chunk_envelopes", "at least 1"),
+    ("a zero budget", _set("limits", "client_cost_per_s", value=0), "limits.client_cost_per_s", "at least 1"),
     ("limits not an object", _set("limits", value=[]), "limits", "an object"),
 ]  # fmt: skip
 

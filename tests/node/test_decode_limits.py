@@ -127,11 +127,21 @@ def test_the_largest_honest_chain_page_decodes() -> None:
     assert isinstance(decoded, dict) and len(decoded["blocks"]) == 64
 
 
+def test_a_page_of_blocks_larger_than_the_observers_own_batch_size_decodes() -> None:
+    """Validators may raise max_batch_size; an observer that did not must still
+    read their pages (the bound is the wire's, not its own configuration)."""
+    limits = NodeLimits()
+    page = _page(2, 1_000, 64)
+    decoded = decode(page, page_limits(limits, 4, {"max_batch_size": 16}))
+    assert isinstance(decoded, dict) and len(decoded["blocks"][0]["payloads"]) == 1_000
+
+
 def test_a_chain_page_dense_in_values_is_refused_by_count(unpack_calls: list[int]) -> None:
     limits = page_limits(NodeLimits(), 4, {})
-    # 200 lists of 512 zeros: 102,601 values in 103 KB, far inside the bytes.
-    page = _zeros(200, 512)
-    assert len(page) < limits.max_size_bytes // 100
+    # 380 lists of 2,048 zeros: 778,621 values in 780 KB, far inside the bytes
+    # and under the container count.
+    page = _zeros(380, 2_048)
+    assert len(page) < limits.max_size_bytes // 10
     with pytest.raises(DecodeError, match="max_objects"):
         decode(page, limits)
     assert unpack_calls == []

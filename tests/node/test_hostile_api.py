@@ -32,9 +32,9 @@ MSGPACK = "application/msgpack"
 DEEP = 5_000
 # Small budgets so a test can run a client out of them with a few requests.
 BUDGET_LIMITS = {
-    "client_cost_per_s": 50,
+    "client_cost_per_s": 1,
     "client_cost_burst": 20,
-    "address_cost_per_s": 50,
+    "address_cost_per_s": 1,
     "address_cost_burst": 30,
 }
 
@@ -201,3 +201,38 @@ async def test_a_body_that_never_arrives_whole_is_408_and_frees_the_connection(
         finally:
             writer.close()
         assert b"request_timeout" in rest
+
+
+async def test_a_query_costs_its_client_the_steps_it_took(tmp_path: Path) -> None:
+    if not loopback_aliases_usable():
+        pytest.skip("this host cannot bind a second loopback address")
+    budget = {"client_cost_per_s": 1, "client_cost_burst": 5}
+    budget |= {"address_cost_per_s": 1, "address_cost_burst": 5}
+    async with single_node(tmp_path, budget) as single:
+        async with aiohttp.ClientSession() as http:
+            await commit(http, single, single.harvest(0, "L1"))
+        querier = aiohttp.TCPConnector(local_addr=(FLOODER_ADDRESSES[0], 0))
+        url = f"{single.url}/v1/query"
+        body = json.dumps({"contract": "food", "name": "trace_forward", "args": {"lot_id": "L1"}})
+        statuses = []
+        async with aiohttp.ClientSession(connector=querier) as http:
+            for _ in range(3):
+                status, _ = await post(http, url, body.encode(), JSON)
+                statuses.append(status)
+    # Each query is one unit up front and two steps (state reads) after:
+    # a budget of five covers two queries, not three.  (At one unit a
+    # request, five would have covered five.)
+    assert statuses == [200, 200, 429]
+
+
+async def test_a_query_over_the_nodes_step_cap_is_refused(tmp_path: Path) -> None:
+    query = {"contract": "food", "name": "trace_forward", "args": {"lot_id": "L1"}}
+    async with (
+        single_node(tmp_path, {"max_query_steps": 1}) as single,
+        aiohttp.ClientSession() as http,
+    ):
+        await commit(http, single, single.harvest(0, "L1"))
+        status, answer = await post(
+            http, f"{single.url}/v1/query", json.dumps(query).encode(), JSON
+        )
+    assert (status, answer["error"]["code"]) == (400, "budget_exceeded")

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import re
+import resource
 import socket
 import ssl
 import subprocess
@@ -368,6 +369,9 @@ def test_the_node_raises_its_open_file_limit_to_the_hard_limit() -> None:
 
 
 def test_the_port_caps_shrink_to_fit_a_small_file_limit() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1024:
+        pytest.skip(f"the hard open-file limit here ({hard}) is below the 1,024 this test sets")
     script = (
         "import resource, node.listener as l, node.config as c\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
