@@ -213,20 +213,6 @@ def _lists_of(leaf: bytes, leaves: int, per_list: int) -> bytes:
     return b"\xdc" + (leaves // per_list).to_bytes(2, "big") + inner * (leaves // per_list)
 
 
-@pytest.fixture
-def unpack_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the inputs msgpack is asked to build a value from."""
-    calls: list[int] = []
-    real = msgpack.unpackb
-
-    def counting(data: bytes, **options: object) -> object:
-        calls.append(len(data))
-        return real(data, **options)
-
-    monkeypatch.setattr(msgpack, "unpackb", counting)
-    return calls
-
-
 @pytest.mark.parametrize(
     ("label", "data", "limit"),
     [

@@ -8,7 +8,6 @@ msgpack builds anything.
 
 from __future__ import annotations
 
-import msgpack
 import pytest
 
 from consensus.blocks import GENESIS_PARENT_HASH, ChainTip
@@ -31,20 +30,6 @@ CHAIN = "limits-test"
 SIGNERS = [Ed25519Signer.from_seed(digest(b"validator %d" % n)) for n in range(4)]
 VALIDATORS = ValidatorSet(tuple(signer.public_key for signer in SIGNERS))
 CHALLENGE = b"\x07" * 32
-
-
-@pytest.fixture
-def unpack_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the inputs msgpack is asked to build a value from."""
-    calls: list[int] = []
-    real = msgpack.unpackb
-
-    def counting(data: bytes, **options: object) -> object:
-        calls.append(len(data))
-        return real(data, **options)
-
-    monkeypatch.setattr(msgpack, "unpackb", counting)
-    return calls
 
 
 def _zeros(lists: int, per_list: int) -> bytes:
