@@ -2,7 +2,10 @@
 
 Every error leaves as ``{"error": {"code", "message"}}`` with the HTTP
 status of its code (:data:`STATUS_OF`), including aiohttp's own refusals
-(unknown route, body too large).  Responses are JSON, with bytes as hex,
+(unknown route, body too large).  Before a handler runs, the request is
+charged to its client's budget (:class:`AdmissionBudget`, over
+node/ratelimit.py); bodies are read and parsed by node/request_body.py,
+every limit checked before the work it guards.  Responses are JSON, with bytes as hex,
 unless the client sends ``Accept: application/msgpack``; then they are the
 same objects in canonical msgpack with raw bytes.  The shapes are listed in
 the README's API section.
@@ -133,6 +136,7 @@ class AdmissionBudget:
             BucketConfig(limits.address_cost_per_s, limits.address_cost_burst),
             limits.max_rate_limited_addresses,
         )
+        self._max_body_bytes = limits.max_body_bytes
 
     def buckets(self, request: web.Request) -> tuple[TokenBucket, ...]:
         peer = request.transport.get_extra_info("peername") if request.transport else None
@@ -162,7 +166,10 @@ class AdmissionBudget:
         async def middleware(
             request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
         ) -> web.StreamResponse:
-            cost = request_cost(request.content_length or 0)
+            # A body is paid for up to what the node will read of it: a
+            # declared 10 GB is refused at 1 MiB and must not cost more.
+            declared = min(request.content_length or 0, self._max_body_bytes)
+            cost = request_cost(declared)
             if request.path.startswith(_EXPENSIVE_READ_PREFIXES):
                 cost += EXPENSIVE_READ_COST
             self.charge(request, cost)

@@ -159,6 +159,10 @@ async def test_a_declared_length_over_the_limit_is_refused_before_the_body(singl
     finally:
         writer.close()
     assert head.startswith(b"HTTP/1.1 413"), head
+    # The client paid for what the node would have read (1 MiB), not for the
+    # 10 GB it claimed: its next request is served.
+    async with aiohttp.ClientSession() as http:
+        await commit(http, single, single.harvest(0, "after-a-false-length"))
 
 
 async def test_a_client_over_its_budget_gets_429_and_others_are_still_served(
