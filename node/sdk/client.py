@@ -69,7 +69,13 @@ from node.sdk.errors import (
     Unavailable,
 )
 from node.sdk.proof import verify_block, verify_tx_proof
-from node.sdk.transport import MSGPACK, NodeFailed, Transport, describe_failure
+from node.sdk.transport import (
+    MAX_CONNECTIONS_PER_NODE,
+    MSGPACK,
+    NodeFailed,
+    Transport,
+    describe_failure,
+)
 from node.tls import client_context
 
 JSON = dict[str, Any]
@@ -116,6 +122,12 @@ class ProvenetClient:
     needed only to sign; ``validators`` and ``chain_id`` come from genesis.json
     and are what proofs are checked against; ``ssl`` is a client context
     trusting the network CA (None: the system's trust store for https).
+
+    One client serves any number of concurrent calls; up to
+    ``max_connections_per_node`` of them run against one node at once and
+    the rest queue without their ``timeout_s`` running (see "Concurrency"
+    in :mod:`node.sdk.transport`).  Set it to your concurrency, below the
+    node's ``max_connections_per_address`` (64 by default).
     """
 
     def __init__(
@@ -127,11 +139,18 @@ class ProvenetClient:
         ssl: ssl.SSLContext | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry_rounds: int = 2,
+        max_connections_per_node: int = MAX_CONNECTIONS_PER_NODE,
     ) -> None:
         self.identity = identity
         self.chain_id = chain_id
         self.validators = validators
-        self.transport = Transport(nodes, ssl, timeout_s, retry_rounds=retry_rounds)
+        self.transport = Transport(
+            nodes,
+            ssl,
+            timeout_s,
+            retry_rounds=retry_rounds,
+            max_connections_per_node=max_connections_per_node,
+        )
         self._nonces: dict[bytes, int] = {}
         self._nonce_lock = asyncio.Lock()
 
@@ -144,6 +163,7 @@ class ProvenetClient:
         org_id: str | None = None,
         node: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_connections_per_node: int = MAX_CONNECTIONS_PER_NODE,
     ) -> ProvenetClient:
         """A client for a network directory written by ``provenet net init``.
 
@@ -165,7 +185,15 @@ class ProvenetClient:
         if network.get("tls") and network.get("ca_file"):
             context = _ca_context(net_dir / str(network["ca_file"]))
         urls = _node_urls(network, node)
-        return cls(urls, identity, genesis.chain_id, genesis.validator_set(), context, timeout_s)
+        return cls(
+            urls,
+            identity,
+            genesis.chain_id,
+            genesis.validator_set(),
+            context,
+            timeout_s,
+            max_connections_per_node=max_connections_per_node,
+        )
 
     @classmethod
     def from_url(
@@ -175,6 +203,7 @@ class ProvenetClient:
         genesis_file: Path | str = "genesis.json",
         ca_file: Path | str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_connections_per_node: int = MAX_CONNECTIONS_PER_NODE,
     ) -> ProvenetClient:
         """A client for one node URL (or several), a genesis file and optionally a CA.
 
@@ -189,7 +218,15 @@ class ProvenetClient:
             identity = load_identity(Path(identity))
         context = None if ca_file is None else _ca_context(Path(ca_file))
         urls = [url] if isinstance(url, str) else list(url)
-        return cls(urls, identity, genesis.chain_id, genesis.validator_set(), context, timeout_s)
+        return cls(
+            urls,
+            identity,
+            genesis.chain_id,
+            genesis.validator_set(),
+            context,
+            timeout_s,
+            max_connections_per_node=max_connections_per_node,
+        )
 
     async def __aenter__(self) -> ProvenetClient:
         return self
