@@ -21,8 +21,8 @@ pytestmark = pytest.mark.asyncio
 
 # Each answer takes this long: well inside the timeout, but four waves of
 # the pool one after another take longer than one timeout.
-ANSWER_DELAY_S = 0.5
-TIMEOUT_S = 1.5
+ANSWER_DELAY_S = 0.3
+TIMEOUT_S = 1.0
 WAVES = 4
 
 
