@@ -17,7 +17,21 @@ handed over (or seen commit).  Each transaction is in one of two states::
 
 A released transaction not executed within ``resubmit_after_ms`` is offered
 to the replica again (a forward to the primary may have been lost in a view
-change).  Every transaction that leaves without executing leaves with a
+change).
+
+Reordering.  Release keeps a sender's nonce order, but consensus may still
+execute a sender's transactions out of it: after a view change PBFT can
+commit a batch prepared in the old view at a lower height than an earlier
+batch that the new primary proposes again.  The later nonces then execute
+as ``rejected bad_nonce`` and leave a hole below the ones still waiting.
+So the pool releases *everything consecutive from the committed nonce*:
+when a transaction leaves by executing without consuming its nonce, the
+release point rewinds to that nonce, and a new transaction filling the
+hole (the SDK signs the call again, :mod:`node.sdk.client`) is released at
+once instead of waiting behind nonces that already executed.  Nothing is
+held behind a nonce that executed as rejected, so a sender is never wedged;
+the primary need not (and across a view change cannot) keep per-sender
+order itself.  Every transaction that leaves without executing leaves with a
 :class:`Dropped` outcome that the node turns into a receipt: nothing is
 dropped silently.
 
@@ -68,7 +82,9 @@ class Dropped:
 @dataclass
 class _Sender:
     by_nonce: dict[int, PoolEntry] = field(default_factory=dict)
-    # The next nonce to release; everything below it was released or committed.
+    # The next nonce to release: every nonce from the committed one up to this
+    # one is released and pending, or committed.  It rewinds when a
+    # transaction executes without consuming its nonce (see the docstring).
     next_release: int = 0
 
 
@@ -141,17 +157,27 @@ class Mempool:
     # ------------------------------------------------------------ outcomes
 
     def on_executed(self, tx_ids: tuple[bytes, ...], senders: frozenset[bytes]) -> list[Dropped]:
-        """Forget executed transactions; drop ones whose nonce another transaction used."""
+        """Forget executed transactions; drop ones whose nonce another transaction used.
+
+        A transaction that executed without consuming its nonce (rejected
+        ``bad_nonce`` after a reordering) leaves a hole: the release point
+        rewinds to it, so whatever fills it next is released at once.
+        """
+        left: dict[bytes, list[int]] = {}
         for tx_id in tx_ids:
             entry = self._entries.get(tx_id)
             if entry is not None:
                 self._remove(entry)
+                left.setdefault(entry.tx.sender, []).append(entry.tx.nonce)
         dropped: list[Dropped] = []
         for sender in senders:
             queue = self._senders.get(sender)
             if queue is None:
                 continue
             committed = self._committed_nonce(sender)
+            hole = min((n for n in left.get(sender, ()) if n >= committed), default=None)
+            if hole is not None:
+                queue.next_release = min(queue.next_release, hole)
             for nonce in [n for n in queue.by_nonce if n < committed]:
                 stale = queue.by_nonce[nonce]
                 self._remove(stale)

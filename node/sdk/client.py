@@ -7,15 +7,32 @@ transaction key), the network's chain id and validator set (from
 genesis.json), and a list of node API URLs.  It trusts no single node:
 
 * **Signing is local.**  :meth:`ProvenetClient.sign` builds and signs a
-  transaction offline.  The sender's nonce is counted locally; the first
-  one comes from ``GET /v1/nonce/{sender}`` (``pending_next_nonce``, so
-  transactions still in a mempool are counted; every node is asked, so one
-  that is still catching up cannot hand out a used nonce).  When a
-  submission fails in a way that may leave the nonce unused, the count is
-  forgotten and fetched again next time, so one failure does not leave a
-  gap that would stall every later transaction; :meth:`ProvenetClient.submit`
-  then signs anew (at most three times) when the nonce proves taken or out
-  of order, since such a transaction never ran and never can.
+  transaction offline.  The sender's nonce is counted locally
+  (:mod:`node.sdk.nonces`); the first one comes from
+  ``GET /v1/nonce/{sender}`` (``pending_next_nonce``, so transactions
+  still in a mempool are counted; every node is asked, so one that is
+  still catching up cannot hand out a used nonce, and the node this client
+  sends to counts too, since only it holds the client's pipelined
+  transactions).  A call whose transaction did not consume its nonce
+  (refused before ordering, dropped, node unreachable) gives the nonce back
+  and the next call takes it, so one failure leaves no gap that would
+  stall every later transaction, and nothing is fetched again that could
+  collide with transactions still in flight.
+* **A sender is never wedged.**  Consensus may execute a sender's
+  transactions out of nonce order (after a view change PBFT can commit a
+  later batch below an earlier one), and the later ones then execute as
+  ``rejected bad_nonce``.  Such a transaction never ran and never can (its
+  id is spent), so :meth:`ProvenetClient.submit` signs the same call again
+  *at the same nonce* and submits it (at most ``resign_attempts`` times);
+  the node releases it at once into the hole it fills
+  (:mod:`node.mempool`).  To get a new transaction id for the same nonce
+  and call, the new signature carries an expiry height one below the
+  previous one (below ``2**63`` when the call gave none), a height no
+  chain reaches, so the call's meaning is unchanged.  When the nonce
+  proves used by another transaction (409 ``nonce_used``), the call is
+  signed at a fresh nonce after the count is resynchronised.  Since one
+  call holds one nonce at a time, and moves only when its earlier
+  signature can never execute, no call executes twice.
 * **Submitting is idempotent.**  A transaction's id is the hash of its
   signed bytes, and a node answers a resubmission of the same bytes with
   the same status.  So when a node fails mid-request the client sends the
@@ -57,7 +74,7 @@ import aiohttp
 
 from consensus.codec import encode
 from consensus.quorum import ValidatorSet
-from contracts.tx import Transaction, encode_tx, sign_tx, tx_id
+from contracts.tx import MAX_NONCE, Transaction, encode_tx, sign_tx, tx_id
 from node.config import ConfigError, load_genesis
 from node.keys import Identity, load_identity
 from node.sdk.errors import (
@@ -68,8 +85,15 @@ from node.sdk.errors import (
     TransactionTimeout,
     Unavailable,
 )
+from node.sdk.nonces import NonceBook
 from node.sdk.proof import verify_block, verify_tx_proof
-from node.sdk.transport import MSGPACK, NodeFailed, Transport, describe_failure
+from node.sdk.transport import (
+    MAX_CONNECTIONS_PER_NODE,
+    MSGPACK,
+    NodeFailed,
+    Transport,
+    describe_failure,
+)
 from node.tls import client_context
 
 JSON = dict[str, Any]
@@ -87,18 +111,58 @@ _NONCE_UNUSED_CODES = frozenset(
     {"bad_nonce", "expired", "unknown_key", "key_revoked", "bad_signature", "wrong_chain",
      "too_large"}
 )  # fmt: skip
-# submit() signs one transaction per call and never a second one on its
-# own: one node's "dropped", or a refusal after a failover, cannot prove the
-# first will never commit, and a second signature with a fresh nonce could
-# then execute the call twice.  The error goes to the caller (the local nonce
-# count is reset where the nonce was not used), who decides whether to send
-# the call again.
+# submit() signs a call again only when its earlier signature can never
+# execute: committed as rejected bad_nonce (its id is spent), or its nonce
+# used by another transaction.  One node's "dropped", or a refusal after a
+# failover, cannot prove the first will never commit, and a second signature
+# with a fresh nonce could then execute the call twice; that error goes to
+# the caller (the nonce is given back where it was not used), who decides
+# whether to send the call again.
+DEFAULT_RESIGN_ATTEMPTS = 5
 
 
-def _nonce_count(answer: object) -> int | None:
-    """The pending count in one node's nonce answer, or None for a failure or garbage."""
-    count = answer.get("pending_next_nonce") if isinstance(answer, dict) else None
-    return count if type(count) is int else None
+def _nonce_count(answer: object, name: str) -> int | None:
+    """One count in one node's nonce answer, or None for a failure or garbage."""
+    count = answer.get(name) if isinstance(answer, dict) else None
+    return count if type(count) is int and count >= 0 else None
+
+
+# What an outcome says about its transaction's nonce (_fate).
+_DEAD = "dead"  # committed as rejected bad_nonce: never executes; the nonce may be free
+_USED = "used"  # another transaction used the nonce: this one never executes
+_UNUSED = "unused"  # not consumed (refused, dropped, unreachable): give it back
+_KEPT = "kept"  # consumed, or possibly still pending: leave it alone
+
+
+def _fate(outcome: JSON | ProvenetError) -> str:
+    """Classify a submission's result or error by what it says about the nonce."""
+    if isinstance(outcome, dict):
+        if outcome.get("status") != "rejected":
+            return _KEPT
+        code = outcome.get("code")
+        return _DEAD if code == "bad_nonce" else _UNUSED if code in _NONCE_UNUSED_CODES else _KEPT
+    if isinstance(outcome, TransactionRejected):
+        code = outcome.code
+        return _DEAD if code == "bad_nonce" else _UNUSED if code in _NONCE_UNUSED_CODES else _KEPT
+    if outcome.code == "nonce_used":
+        return _USED
+    if isinstance(outcome, TransactionTimeout | ProofError) or outcome.code == "nonce_conflict":
+        # Still pending somewhere, or held by another pending transaction.
+        return _KEPT
+    return _UNUSED
+
+
+def _resigned_expiry(expiry_height: int | None, earlier_signatures: int) -> int | None:
+    """The expiry height of a call's next signature at a nonce it signed before.
+
+    One below the previous one, so the new transaction has a new id: from
+    the call's own expiry, or from 2**63 (a height no chain reaches) when it
+    gave none.  The first signature carries the call's expiry unchanged.
+    """
+    if earlier_signatures == 0:
+        return expiry_height
+    base = expiry_height if expiry_height is not None else MAX_NONCE + 1
+    return base - earlier_signatures
 
 
 def _hex_id(value: bytes | str) -> str:
@@ -115,7 +179,15 @@ class ProvenetClient:
     ``nodes`` are API base URLs (``https://127.0.0.1:7100``); ``identity`` is
     needed only to sign; ``validators`` and ``chain_id`` come from genesis.json
     and are what proofs are checked against; ``ssl`` is a client context
-    trusting the network CA (None: the system's trust store for https).
+    trusting the network CA (None: the system's trust store for https);
+    ``resign_attempts`` bounds how often :meth:`submit` signs one call again
+    (see "A sender is never wedged" above).
+
+    One client serves any number of concurrent calls; up to
+    ``max_connections_per_node`` of them run against one node at once and
+    the rest queue without their ``timeout_s`` running (see "Concurrency"
+    in :mod:`node.sdk.transport`).  Set it to your concurrency, below the
+    node's ``max_connections_per_address`` (64 by default).
     """
 
     def __init__(
@@ -127,12 +199,22 @@ class ProvenetClient:
         ssl: ssl.SSLContext | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry_rounds: int = 2,
+        max_connections_per_node: int = MAX_CONNECTIONS_PER_NODE,
+        resign_attempts: int = DEFAULT_RESIGN_ATTEMPTS,
     ) -> None:
         self.identity = identity
         self.chain_id = chain_id
         self.validators = validators
-        self.transport = Transport(nodes, ssl, timeout_s, retry_rounds=retry_rounds)
-        self._nonces: dict[bytes, int] = {}
+        self.transport = Transport(
+            nodes,
+            ssl,
+            timeout_s,
+            retry_rounds=retry_rounds,
+            max_connections_per_node=max_connections_per_node,
+        )
+        # Signatures submit() adds to one call whose earlier one can never execute.
+        self.resign_attempts = max(0, resign_attempts)
+        self._nonces: dict[bytes, NonceBook] = {}
         self._nonce_lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- building
@@ -144,6 +226,7 @@ class ProvenetClient:
         org_id: str | None = None,
         node: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_connections_per_node: int = MAX_CONNECTIONS_PER_NODE,
     ) -> ProvenetClient:
         """A client for a network directory written by ``provenet net init``.
 
@@ -165,7 +248,15 @@ class ProvenetClient:
         if network.get("tls") and network.get("ca_file"):
             context = _ca_context(net_dir / str(network["ca_file"]))
         urls = _node_urls(network, node)
-        return cls(urls, identity, genesis.chain_id, genesis.validator_set(), context, timeout_s)
+        return cls(
+            urls,
+            identity,
+            genesis.chain_id,
+            genesis.validator_set(),
+            context,
+            timeout_s,
+            max_connections_per_node=max_connections_per_node,
+        )
 
     @classmethod
     def from_url(
@@ -175,6 +266,7 @@ class ProvenetClient:
         genesis_file: Path | str = "genesis.json",
         ca_file: Path | str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_connections_per_node: int = MAX_CONNECTIONS_PER_NODE,
     ) -> ProvenetClient:
         """A client for one node URL (or several), a genesis file and optionally a CA.
 
@@ -189,7 +281,15 @@ class ProvenetClient:
             identity = load_identity(Path(identity))
         context = None if ca_file is None else _ca_context(Path(ca_file))
         urls = [url] if isinstance(url, str) else list(url)
-        return cls(urls, identity, genesis.chain_id, genesis.validator_set(), context, timeout_s)
+        return cls(
+            urls,
+            identity,
+            genesis.chain_id,
+            genesis.validator_set(),
+            context,
+            timeout_s,
+            max_connections_per_node=max_connections_per_node,
+        )
 
     async def __aenter__(self) -> ProvenetClient:
         return self
@@ -217,37 +317,53 @@ class ProvenetClient:
         """Reserve the next nonce of this client's key (fetched once, then counted)."""
         sender = self._require_identity().public_key
         async with self._nonce_lock:
-            if sender not in self._nonces:
-                self._nonces[sender] = await self._network_nonce(sender)
-            nonce = self._nonces[sender]
-            self._nonces[sender] = nonce + 1
-            return nonce
+            book = await self._synced_book(sender)
+            return book.take()
 
-    async def _network_nonce(self, sender: bytes) -> int:
-        """The sender's next nonce as the nodes report it, robust to a few wrong ones.
+    async def _synced_book(self, sender: bytes) -> NonceBook:
+        """The sender's nonce book, asking the network first when it must (hold the lock)."""
+        book = self._nonces.setdefault(sender, NonceBook())
+        if book.needs_network:
+            committed, pending = await self._network_nonce(sender)
+            book.resync(committed, pending)
+        return book
+
+    async def _network_nonce(self, sender: bytes) -> tuple[int, int]:
+        """The sender's next nonce on chain and past its pending transactions, as the
+        nodes report them, robust to a few wrong ones.
 
         A node that is still catching up after a restart reports an old
         count, and a faulty one may report anything.  Every node is asked;
         with answers from a quorum, the (f+1)-th highest is taken (at most f
         nodes are faulty, so it is no higher than some honest node's count,
         and lagging nodes cannot pull it down); with fewer, the highest.
+        The pending count is at least what the preferred node (the one this
+        client sends to) reports: a client's pipelined transactions wait in
+        that node's mempool only, and the others cannot count them.
         """
         path = f"/v1/nonce/{sender.hex()}"
+        nodes = self.transport.nodes
         answers = await asyncio.gather(
-            *(self.transport.request(url, "GET", path) for url in self.transport.nodes),
+            *(self.transport.request(url, "GET", path) for url in nodes),
             return_exceptions=True,
         )
-        counts = sorted(
-            (count for a in answers if (count := _nonce_count(a)) is not None), reverse=True
-        )
-        if not counts:
-            errors = [(url, str(a)) for url, a in zip(self.transport.nodes, answers, strict=True)]
+        committed = self._robust([_nonce_count(a, "next_nonce") for a in answers])
+        pending = self._robust([_nonce_count(a, "pending_next_nonce") for a in answers])
+        if committed is None or pending is None:
+            errors = [(url, str(a)) for url, a in zip(nodes, answers, strict=True)]
             raise Unavailable(errors)
-        faulty = self.validators.f
-        return counts[faulty] if len(counts) >= self.validators.quorum else counts[0]
+        preferred = _nonce_count(answers[self.transport.preferred], "pending_next_nonce")
+        return committed, max(pending, preferred if preferred is not None else 0)
+
+    def _robust(self, counts: list[int | None]) -> int | None:
+        """The (f+1)-th highest of a quorum of answers, else the highest; None for none."""
+        known = sorted((count for count in counts if count is not None), reverse=True)
+        if not known:
+            return None
+        return known[self.validators.f] if len(known) >= self.validators.quorum else known[0]
 
     def forget_nonce(self, sender: bytes | None = None) -> None:
-        """Drop the local nonce count so the next signature asks a node again."""
+        """Drop the local nonce count so the next signature asks the nodes again."""
         if sender is None and self.identity is not None:
             sender = self.identity.public_key
         if sender is not None:
@@ -286,12 +402,17 @@ class ProvenetClient:
             raise
 
     def _give_back(self, sender: bytes, nonce: int) -> None:
-        """Return a reserved nonce that was never signed (bad arguments, cancellation):
+        """Return a nonce no transaction consumed (never signed, refused, dropped):
         the next transaction takes it, so no gap stalls the sender."""
-        if self._nonces.get(sender) == nonce + 1:
-            self._nonces[sender] = nonce
-        else:
-            self.forget_nonce(sender)
+        book = self._nonces.get(sender)
+        if book is not None:
+            book.give_back(nonce)
+
+    def _count_is_behind(self, sender: bytes) -> None:
+        """A nonce proved used by another transaction: ask the network before the next."""
+        book = self._nonces.get(sender)
+        if book is not None:
+            book.stale = True
 
     # ---------------------------------------------------------------- submitting
 
@@ -319,12 +440,43 @@ class ProvenetClient:
         >>> receipt["height"]
         17
         """
-        # One signature per call: retries resend these same bytes (same id), so
-        # a call can never execute twice (see the note above ProvenetClient).
-        tx = await self.sign(contract, method, args, expiry_height=expiry_height)
-        return await self.submit_tx(
-            tx, wait=wait, timeout_s=timeout_s, raise_on_reject=raise_on_reject
-        )
+        # Retries resend the same bytes (same id); a new signature is made only
+        # when the earlier one can never execute (see the note above ProvenetClient).
+        sender = self._require_identity().public_key
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        nonce = await self.next_nonce()
+        signatures_at: dict[int, int] = {}
+        for attempt in range(self.resign_attempts + 1):
+            try:
+                tx = await self.sign(
+                    contract, method, args, nonce=nonce,
+                    expiry_height=_resigned_expiry(expiry_height, signatures_at.get(nonce, 0)),
+                )  # fmt: skip
+            except BaseException:
+                self._give_back(sender, nonce)
+                raise
+            signatures_at[nonce] = signatures_at.get(nonce, 0) + 1
+            failure: ProvenetError | None = None
+            try:
+                result = await self._submit_signed(
+                    tx, wait, max(0.0, deadline - loop.time()), raise_on_reject
+                )
+                fate = _fate(result)
+            except ProvenetError as error:
+                failure, fate = error, _fate(error)
+            again = attempt < self.resign_attempts and loop.time() < deadline
+            if fate == _DEAD and again:
+                continue  # the same nonce, a new id: it fills the hole it left
+            if fate == _USED and again:
+                self._count_is_behind(sender)
+                nonce = await self.next_nonce()
+                continue
+            self._settle(tx, fate)
+            if failure is not None:
+                raise failure
+            return result
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def submit_tx(
         self,
@@ -333,27 +485,36 @@ class ProvenetClient:
         timeout_s: float = DEFAULT_WAIT_S,
         raise_on_reject: bool = True,
     ) -> JSON:
-        """Submit an already signed transaction; see :meth:`submit` for the answer."""
+        """Submit an already signed transaction; see :meth:`submit` for the answer.
+
+        It is never signed again (the caller holds the key's intent); a nonce
+        it did not consume is given back for the next :meth:`sign`.
+        """
+        try:
+            result = await self._submit_signed(tx, wait, timeout_s, raise_on_reject)
+        except ProvenetError as error:
+            self._settle(tx, _fate(error))
+            raise
+        self._settle(tx, _fate(result))
+        return result
+
+    async def _submit_signed(
+        self, tx: Transaction, wait: bool, timeout_s: float, raise_on_reject: bool
+    ) -> JSON:
         envelope = encode_tx(tx)
         identifier = tx_id(tx)
         deadline = asyncio.get_running_loop().time() + timeout_s
-        try:
-            status = await self._post_envelope(envelope, identifier, timeout_s if wait else None)
-            if wait:
-                status = await self._wait_committed(envelope, identifier, status, deadline)
-            result = self._result(identifier, status, raise_on_reject)
-        except TransactionRejected as refusal:
-            if refusal.code in _NONCE_UNUSED_CODES:
-                self.forget_nonce(tx.sender)
-            raise
-        except TransactionTimeout:
-            raise
-        except ProvenetError:
-            self.forget_nonce(tx.sender)
-            raise
-        if result.get("status") == "rejected" and result.get("code") in _NONCE_UNUSED_CODES:
-            self.forget_nonce(tx.sender)
-        return result
+        status = await self._post_envelope(envelope, identifier, timeout_s if wait else None)
+        if wait:
+            status = await self._wait_committed(envelope, identifier, status, deadline)
+        return self._result(identifier, status, raise_on_reject)
+
+    def _settle(self, tx: Transaction, fate: str) -> None:
+        """Book what a transaction's outcome says about its nonce."""
+        if fate == _USED:
+            self._count_is_behind(tx.sender)
+        elif fate in (_DEAD, _UNUSED):
+            self._give_back(tx.sender, tx.nonce)
 
     async def wait_tx(
         self, tx: Transaction, timeout_s: float = DEFAULT_WAIT_S, raise_on_reject: bool = True
@@ -376,8 +537,10 @@ class ProvenetClient:
         answer = await self.transport.call("POST", "/v1/txs/batch", body=body, content_type=MSGPACK)
         results = list(_need_dict(answer, "batch answer").get("results", []))
         for tx, result in zip(txs, results, strict=False):
-            if isinstance(result, dict) and result.get("error"):
-                self.forget_nonce(tx.sender)
+            error = result.get("error") if isinstance(result, dict) else None
+            if error:
+                code = error.get("code") if isinstance(error, dict) else error
+                self._settle(tx, _fate(ProvenetError(str(code), "")))
         return results
 
     async def _post_envelope(

@@ -16,6 +16,20 @@ pass (bounded: ``retry_rounds``), then raises
 
 Only idempotent operations go through failover; submitting a transaction
 is idempotent because the same signed bytes are sent again (see client.py).
+
+Concurrency.  One client (one Transport) serves any number of concurrent
+calls.  At most ``max_connections_per_node`` of them talk to one node at a
+time (each holds one connection); the others wait their turn in the client,
+and a call's ``timeout_s`` starts only when it has its connection, so a
+queue of calls behind a slow but healthy node is not mistaken for a dead
+node.  The wait in that queue is bounded by the calls ahead of it, each
+bounded by its own timeout.  Set ``max_connections_per_node`` to the number
+of calls you run at once (the default, 32, suits up to 32 concurrent calls
+per node with no queueing), but keep it below the node's
+``max_connections_per_address`` (64 by default): a node closes connections
+past that cap at accept, and the client would see a dead node.
+Event streams (websockets) hold a connection of their own outside this
+count.
 """
 
 from __future__ import annotations
@@ -61,10 +75,11 @@ def api_error(status: int, document: object, retry_after: str | None) -> Provene
     return ProvenetError(code, message or f"HTTP {status}", status, retry_after_s)
 
 
-# Connections one client keeps to one node at most.  A node closes
-# connections past its per-address cap (limits.max_connections_per_address,
-# 64 by default) at accept, which a client would see as a dead node; so one
-# client stays well under it, leaving room for other processes at its address.
+# Requests one client runs at once against one node, by default (see
+# "Concurrency" above).  A node closes connections past its per-address cap
+# (limits.max_connections_per_address, 64 by default) at accept, which a client
+# would see as a dead node; so one client stays well under it, leaving room for
+# other processes at its address.
 MAX_CONNECTIONS_PER_NODE = 32
 
 
@@ -79,10 +94,17 @@ class Transport:
         connect_timeout_s: float = 3.0,
         retry_rounds: int = 2,
         retry_pause_s: float = 0.25,
+        max_connections_per_node: int = MAX_CONNECTIONS_PER_NODE,
     ) -> None:
         if not nodes:
             raise ValueError("a client needs at least one node URL")
+        if max_connections_per_node < 1:
+            raise ValueError("max_connections_per_node must be at least 1")
         self.nodes = [_strip(url) for url in nodes]
+        self.max_connections_per_node = max_connections_per_node
+        # One slot per connection a call may hold to a node, taken before the
+        # call's timeout starts (created with the session, on its loop).
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self.preferred = 0
         self.timeout_s = timeout_s
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
@@ -96,9 +118,19 @@ class Transport:
     def session(self) -> aiohttp.ClientSession:
         """The shared session, created on first use inside the running loop."""
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit_per_host=MAX_CONNECTIONS_PER_NODE)
+            # No pool limit in aiohttp itself: its wait for a free connection
+            # would count against the request's timeout.  The slots below cap
+            # requests per node instead, and event streams come on top.
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
             self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+            self._slots = {}
         return self._session
+
+    def _slot(self, base_url: str) -> asyncio.Semaphore:
+        slot = self._slots.get(base_url)
+        if slot is None:
+            slot = self._slots[base_url] = asyncio.Semaphore(self.max_connections_per_node)
+        return slot
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -110,7 +142,11 @@ class Transport:
         return self._ssl
 
     def timeout(self, wait_s: float = 0.0) -> aiohttp.ClientTimeout:
-        """A request may take its own timeout plus however long it asked the node to wait."""
+        """A request may take its own timeout plus however long it asked the node to wait.
+
+        The clock starts when the request has its connection slot (see
+        "Concurrency" in the module docstring), not when it is queued.
+        """
         return aiohttp.ClientTimeout(
             total=self.timeout_s + wait_s, sock_connect=self._connect_timeout_s
         )
@@ -137,16 +173,20 @@ class Transport:
         if json_body is not None:
             data = json.dumps(json_body).encode()
             headers["Content-Type"] = "application/json"
+        session = self.session()
         try:
-            async with self.session().request(
-                method,
-                base_url + path,
-                params=params,
-                data=data,
-                headers=headers,
-                ssl=self._ssl,
-                timeout=self.timeout(wait_s),
-            ) as response:
+            async with (
+                self._slot(base_url),
+                session.request(
+                    method,
+                    base_url + path,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    ssl=self._ssl,
+                    timeout=self.timeout(wait_s),
+                ) as response,
+            ):
                 raw = await response.read()
                 status = response.status
                 retry_after = response.headers.get("Retry-After")

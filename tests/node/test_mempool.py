@@ -171,3 +171,41 @@ def test_only_each_senders_oldest_transaction_is_retransmitted_and_turns_are_cap
     mempool.on_executed((tx_id(tx(0, who="alice")),), frozenset({alice}))
     heads = {(e.tx.sender, e.tx.nonce) for e in mempool.due_for_resubmit(30)}
     assert (alice, 1) in heads
+
+
+def test_a_hole_left_by_nonces_executed_out_of_order_is_refilled_at_once() -> None:
+    """Issue 10's wedge: a view change executed 723-727 before 715-722.
+
+    723-727 executed as ``rejected bad_nonce`` (not consuming their nonces)
+    while the pool had released the sender past 753.  A new transaction for
+    nonce 723 must be released at once, not held until ``nonce_gap_timeout_ms``
+    and dropped, and what follows it must flow again.
+    """
+    mempool, nonces = pool(nonce_gap_timeout_ms=1_000)
+    alice = signer("alice").public_key
+    nonces.committed[alice] = 715
+    for nonce in range(715, 754):
+        mempool.admit(entry(tx(nonce)))
+    assert [e.tx.nonce for e in mempool.release(alice, 0)] == list(range(715, 754))
+    # Height 631: 723-727 execute first and are refused; the nonce stays 715.
+    early = tuple(tx_id(tx(n)) for n in range(723, 728))
+    assert mempool.on_executed(early, frozenset({alice})) == []
+    assert mempool.release(alice, 0) == []
+    # Height 635: 715-722 execute; the sender's next nonce is 723, a hole.
+    nonces.committed[alice] = 723
+    assert (
+        mempool.on_executed(tuple(tx_id(tx(n)) for n in range(715, 723)), frozenset({alice})) == []
+    )
+    # The sender signs 723 again: it goes to the replica now.
+    mempool.admit(entry(tx(723, tag="again"), at_ms=20))
+    assert [e.tx.nonce for e in mempool.release(alice, 20)] == [723]
+    # A later transaction arriving while 724-727 are open waits for them.
+    mempool.admit(entry(tx(754), at_ms=900))
+    assert mempool.release(alice, 900) == []
+    # Released, so it is never dropped as a gap (it used to be, after 1 s here).
+    assert mempool.expire(next_height=636, now_ms=1_500) == []
+    # Filling the rest of the hole releases the held 754 too, and nothing twice.
+    for nonce in range(724, 728):
+        mempool.admit(entry(tx(nonce, tag="again"), at_ms=1_500))
+    assert [e.tx.nonce for e in mempool.release(alice, 1_500)] == [724, 725, 726, 727, 754]
+    assert mempool.release(alice, 1_500) == []
