@@ -148,6 +148,7 @@ class ProcessNetwork:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.paused: set[str] = set()
         self._http: aiohttp.ClientSession | None = None
+        self._ssl: Any = None
 
     @classmethod
     def create(
@@ -202,8 +203,14 @@ class ProcessNetwork:
         return next(e.name for e in self.network.nodes if e.replica_id == replica_id)
 
     def ssl(self) -> Any:
-        context = self.network.ssl_context()
-        return context if context is not None else False
+        # One context for the object's life: aiohttp pools connections per
+        # context, so a fresh one per request would open a new connection
+        # each time and leave the old ones idle, until the node's
+        # per-address connection cap sheds the harness's own requests.
+        if self._ssl is None:
+            context = self.network.ssl_context()
+            self._ssl = context if context is not None else False
+        return self._ssl
 
     def client(self, org_id: str, node: str | None = None) -> ProvenetClient:
         return ProvenetClient.from_network_dir(self.network.root, org_id=org_id, node=node)
