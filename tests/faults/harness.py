@@ -719,6 +719,8 @@ class History:
     final: dict[str, dict[str, Any]]
     forks: list[int]
     lost: list[str]
+    # Transactions ordered a second time after executing (receipt "duplicate").
+    reordered_again: int = 0
     detail: list[str] = field(default_factory=list)
 
 
@@ -755,6 +757,28 @@ async def read_chain(net: ProcessNetwork, name: str, height: int) -> dict[int, d
     return blocks
 
 
+Place = tuple[int, str, str]
+
+
+def places(chain: dict[int, dict[str, Any]]) -> dict[str, list[Place]]:
+    """Every (height, block hash, result) at which each transaction id is on ``chain``.
+
+    A transaction can be ordered again after it executed (a resubmission
+    racing a view change); it then has a second receipt, "duplicate".
+    """
+    placed: dict[str, list[Place]] = {}
+    for height, block in sorted(chain.items()):
+        for tx in block["txs"]:
+            placed.setdefault(tx["tx_id"], []).append((height, block["hash"], tx["status"]))
+    return placed
+
+
+def missing(acks: Sequence[Ack], placed: dict[str, list[Place]]) -> list[Ack]:
+    """The acks not on the chain at the height, in the block and with the result
+    the SDK's verified proof named: each one is a lost transaction."""
+    return [a for a in acks if (a.height, a.block_hash, a.status) not in placed.get(a.tx_id, [])]
+
+
 async def check_history(net: ProcessNetwork, acks: Sequence[Ack]) -> History:
     """One chain on every node, holding every acknowledged transaction where its proof said."""
     converged, statuses = await wait_converged(net)
@@ -776,21 +800,18 @@ async def check_history(net: ProcessNetwork, acks: Sequence[Ack]) -> History:
     ]
     lost: list[str] = []
     detail: list[str] = []
+    repeats = 0
     for name, chain in chains.items():
-        placed = {
-            tx["tx_id"]: (h, block["hash"], tx["status"])
-            for h, block in chain.items()
-            for tx in block["txs"]
-        }
-        for ack in acks:
-            where = placed.get(ack.tx_id)
-            if where != (ack.height, ack.block_hash, ack.status):
-                lost.append(ack.tx_id)
-                if len(detail) < 10:
-                    detail.append(f"{name}: {ack.sender}/{ack.nonce} acked {ack} found {where}")
+        placed = places(chain)
+        repeats = max(repeats, sum(len(where) - 1 for where in placed.values()))
+        for ack in missing(acks, placed):
+            lost.append(ack.tx_id)
+            if len(detail) < 10:
+                found = placed.get(ack.tx_id, [])
+                detail.append(f"{name}: {ack.sender}/{ack.nonce} acked {ack} found {found}")
     if len(chains) != len(net.names):
         detail.append(f"nodes not answering at the end: {sorted(set(net.names) - set(chains))}")
-    return History(converged, final, forks, sorted(set(lost)), detail)
+    return History(converged, final, forks, sorted(set(lost)), repeats, detail)
 
 
 # ------------------------------------------------------------------ report
@@ -810,6 +831,9 @@ class FaultReport:
     final_heights: dict[str, int | None]
     converged: bool
     one_chain: bool
+    # Transactions that were ordered again after they executed (their second
+    # receipt is "duplicate"): harmless to safety, but work done twice.
+    reordered_again: int
     log_tracebacks: dict[str, list[str]]
     duration_s: float
     offered_rate_tx_s: float
@@ -951,6 +975,7 @@ class Campaign:
             final_heights={n: history.final[n]["height"] for n in self.net.names},
             converged=history.converged,
             one_chain=history.converged and not history.forks,
+            reordered_again=history.reordered_again,
             log_tracebacks=self.net.log_tracebacks(),
             duration_s=round(now_s() - self.started_s, 1),
             offered_rate_tx_s=self.plan.rate_tx_s,
