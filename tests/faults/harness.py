@@ -546,6 +546,10 @@ class Workload:
             self.proof_errors.append(f"{sender}/{nonce}: {error}")
         except ProvenetError as error:
             self.failures.append(Failure(sender, nonce, error.code, now_s()))
+        except Exception as error:
+            # The SDK promises ProvenetError for every failure: anything else
+            # escaping it is a finding of its own, counted under its type.
+            self.failures.append(Failure(sender, nonce, f"raised_{type(error).__name__}", now_s()))
         except asyncio.CancelledError:
             self.unfinished += 1
             raise
