@@ -14,6 +14,7 @@ import json
 import socket
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -30,8 +31,7 @@ from node.netinit import (
     network_ports,
 )
 
-# Long enough for the retry to matter, short against the node's default retry time.
-HELD_FOR_S = 0.8
+POLL_S = 0.1
 START_TIMEOUT_S = 30
 
 
@@ -79,46 +79,59 @@ def _hold(port: int) -> socket.socket:
 
 
 async def _healthy(url: str) -> bool:
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
-        return response.status == 200
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
+            return response.status == 200
+    except aiohttp.ClientError:
+        return False
 
 
-def _run_node(config: Path) -> subprocess.Popen[str]:
+def _run_node(config: Path, log: Path | None = None) -> subprocess.Popen[str]:
+    output = subprocess.PIPE if log is None else log.open("w")
     return subprocess.Popen(
         [sys.executable, "-m", "node.cli", "node", "run", "--config", str(config)],
         cwd=REPO,
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
     )
 
 
+async def _until(condition: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:
+    for _ in range(int(timeout_s / POLL_S)):
+        if await condition():
+            return True
+        await asyncio.sleep(POLL_S)
+    return await condition()
+
+
 @pytest.mark.asyncio
 async def test_a_node_whose_port_is_briefly_held_binds_once_it_is_freed(tmp_path: Path) -> None:
-    config = load_node_config(_config(tmp_path, bind_retry_ms=20_000))
+    config = load_node_config(_config(tmp_path, bind_retry_ms=60_000))
+    log = tmp_path / "node.log"
     holder = _hold(config.api_port)
-    process = _run_node(config.path)
+    process = _run_node(config.path, log)
+    url = f"http://127.0.0.1:{config.api_port}"
     try:
-        await asyncio.sleep(HELD_FOR_S)
-        # On the old code the node had already exited: address already in use.
-        assert process.poll() is None, process.communicate()[0]
+        # The port is freed only once the node has found it in use (however
+        # slowly the machine starts Python); on the old code the node exited
+        # at that moment with "address already in use".
+        async def retrying() -> bool:
+            return process.poll() is not None or "is in use; retrying" in log.read_text()
+
+        assert await _until(retrying, START_TIMEOUT_S), log.read_text()
+        assert process.poll() is None, log.read_text()
         holder.close()
-        url = f"http://127.0.0.1:{config.api_port}"
-        for _ in range(int(START_TIMEOUT_S / 0.2)):
-            if process.poll() is not None:
-                break
-            try:
-                if await _healthy(url):
-                    break
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-        assert await _healthy(url), "the node never served its API after the port was freed"
+
+        async def served() -> bool:
+            return process.poll() is not None or await _healthy(url)
+
+        await _until(served, START_TIMEOUT_S)
+        assert await _healthy(url), f"the node never served its API:\n{log.read_text()}"
     finally:
         holder.close()
         process.terminate()
-        output = process.communicate(timeout=30)[0]
-    assert "is in use; retrying" in output
+        process.wait(timeout=30)
 
 
 def test_a_port_held_past_the_retry_time_fails_with_a_line_naming_it(tmp_path: Path) -> None:
