@@ -264,9 +264,7 @@ class MitmProxy:
         async with self._session.request(
             request.method, url, headers=headers, data=body or None, ssl=self.upstream_ssl
         ) as upstream:
-            kept = {
-                k: v for k, v in upstream.headers.items() if k.lower() not in _DROPPED_HEADERS
-            }
+            kept = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROPPED_HEADERS}
             if upstream.content_length is None and upstream.headers.get("Transfer-Encoding"):
                 return await self._relay_stream(request, upstream, kept)
             payload = await upstream.read()
