@@ -118,8 +118,7 @@ def sweep_leftovers() -> list[str]:
         if owner is not None and not _pid_alive(owner):
             _quiet(["ip", "netns", "del", name])
             removed.append(name)
-    for line in _run(["ip", "-o", "link", "show"]).splitlines():
-        name = line.split(":")[1].strip().partition("@")[0] if ":" in line else ""
+    for name in _root_links():
         owner = _owner_pid(name)
         if owner is not None and not _pid_alive(owner):
             _quiet(["ip", "link", "del", name])
@@ -273,12 +272,31 @@ class NamespaceNet:
 
     def leftovers(self) -> list[str]:
         """Namespaces and root links of this run that still exist."""
-        found = [n for n in _run(["ip", "netns", "list"]).split() if n.startswith(self.run_id)]
-        for line in _run(["ip", "-o", "link", "show"]).splitlines():
-            name = line.split(":")[1].strip().partition("@")[0] if ":" in line else ""
-            if name.startswith(self.run_id):
-                found.append(name)
-        return found
+        return existing(f"{self.run_id}-")
+
+
+def existing(prefix: str) -> list[str]:
+    """Namespaces, and links of the root namespace, whose names start with ``prefix``."""
+    found = [n for n in _run(["ip", "netns", "list"]).split() if n.startswith(prefix)]
+    return found + [n for n in _root_links() if n.startswith(prefix)]
+
+
+def remove_all(prefix: str) -> None:
+    """Delete every namespace and root-namespace link whose name starts with ``prefix``."""
+    links = [n for n in _root_links() if n.startswith(prefix)]
+    for name in links:
+        _quiet(["ip", "link", "del", name])
+    for name in _run(["ip", "netns", "list"]).split():
+        if name.startswith(prefix):
+            _quiet(["ip", "netns", "del", name])
+
+
+def _root_links() -> list[str]:
+    names = []
+    for line in _run(["ip", "-o", "link", "show"]).splitlines():
+        if ":" in line:
+            names.append(line.split(":")[1].strip().partition("@")[0])
+    return names
 
 
 @contextlib.contextmanager

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import aiohttp
 import msgpack
 import pytest
 from aiohttp import web
-from mitm import EXPECTED_ALERT, FORGERIES, MitmProxy, forge_document, running_proxy
+from netfixture import free_base_port
 
 from consensus.blocks import ChainTip, derive_header
 from consensus.codec import Ed25519Signer, decode, digest, encode
 from consensus.messages import Batch, Commit, Request, sign
 from consensus.quorum import ValidatorSet
 from consensus.wire import message_to_wire
+from faults.mitm import EXPECTED_ALERT, FORGERIES, MitmProxy, forge_document, running_proxy
 from node.follower import BlockRejected, check_block
 from node.views import to_json
 
@@ -110,11 +110,6 @@ async def _fake_validator(port: int) -> web.AppRunner:
 
 
 def _proxy_ports() -> tuple[int, int]:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
-    from netfixture import free_base_port
-
     base = free_base_port(1)
     return base, base + 1
 
