@@ -179,8 +179,23 @@ def _net_init(args: argparse.Namespace) -> int:
         f"wrote network {network.chain_id} ({validators} validators, {observers} observers, {security})"
     )
     print(f"  in {network.root}")
+    _warn_ephemeral_ports(args.base_port, len(network.nodes))
     print(f"start it with: provenet net up {args.dir}")
     return 0
+
+
+def _warn_ephemeral_ports(base_port: int, nodes: int) -> None:
+    from node.netinit import ephemeral_port_range, ephemeral_ports
+
+    clashing = ephemeral_ports(base_port, nodes)
+    if clashing:
+        low, high = ephemeral_port_range()
+        print(
+            f"warning: ports {clashing[0]}..{clashing[-1]} are in the kernel's ephemeral range "
+            f"{low}-{high}: an outgoing connection can take one while its node restarts; "
+            "choose a --base-port outside it (the default 7100 is)",
+            file=sys.stderr,
+        )
 
 
 def _net_up(args: argparse.Namespace) -> int:

@@ -198,6 +198,9 @@ class NodeLimits:
     # After answering a request whose body it did not read (a 413, a 415),
     # the node reads and discards the rest for at most this long, then closes.
     unread_body_linger_ms: int = 1_000
+    # A port found in use at start is tried again for this long before the
+    # node exits with an error (a restarted node's port can be briefly held).
+    bind_retry_ms: int = 5_000
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():
@@ -207,7 +210,7 @@ class NodeLimits:
 
 
 # Limits for which 0 means something a node can run with (no lingering, no
-# gap allowed, no event streams, retry at once); every other limit of 0
+# gap allowed, no event streams, retry at once, no bind retry); every other limit of 0
 # would refuse everything, divide by zero or spin, so it starts at 1.
 LIMITS_ALLOWING_ZERO = frozenset(
     {
@@ -217,6 +220,7 @@ LIMITS_ALLOWING_ZERO = frozenset(
         "peer_backoff_min_ms",
         "dropped_receipts_kept",
         "max_subscribers",
+        "bind_retry_ms",
     }
 )
 

@@ -77,6 +77,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import gc
 import ipaddress
 import json
@@ -116,6 +117,8 @@ TRIM_DELAY_S = 1.0
 TRIM_MIN_INTERVAL_S = 5.0
 # After accept() fails (out of files or buffers), wait this long before the next.
 ACCEPT_RETRY_DELAY_S = 0.1
+# A port found in use is tried again this often, for limits.bind_retry_ms.
+BIND_RETRY_INTERVAL_S = 0.1
 # Sockets taken from the accept queue per loop turn, after the one awaited.
 ACCEPT_BATCH = 127
 # The Server header, without versions: aiohttp's default names Python's and its
@@ -892,11 +895,14 @@ class GuardedSite(web.BaseSite):
     refused socket is closed before any transport or TLS state exists.
     """
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: _Port) -> None:
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, guard: _Port, bind_retry_s: float = 0.0
+    ) -> None:
         super().__init__(runner, backlog=LISTEN_BACKLOG)
         self._host = host
         self._port = port
         self._guard = guard
+        self._bind_retry_s = bind_retry_s
         self._sockets: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
 
@@ -911,7 +917,9 @@ class GuardedSite(web.BaseSite):
         assert server is not None
         self._guard.server = server
         loop = asyncio.get_running_loop()
-        self._sockets = await _listening_sockets(self._host, self._port, self._backlog)
+        self._sockets = await _bind_with_retry(
+            self._guard.label, self._host, self._port, self._backlog, self._bind_retry_s
+        )
         self._accepting = [
             loop.create_task(self._accept(sock), name=f"accept-{self._guard.label}")
             for sock in self._sockets
@@ -949,6 +957,44 @@ class GuardedSite(web.BaseSite):
         # aiohttp closes the connections it knows (runner.cleanup); these it does not.
         await self._guard.abort_unattached()
         self._guard.close()
+
+
+async def _bind_with_retry(
+    label: str, host: str, port: int, backlog: int, retry_s: float
+) -> list[socket.socket]:
+    """Listen on ``port``, trying again for ``retry_s`` while it is in use.
+
+    A restarted node can find its port briefly held: by its previous
+    process's sockets while the kernel tears them down, or as the source port
+    of some outgoing connection when the port lies in the ephemeral range.
+    Exiting at once would turn that moment into an outage; waiting forever
+    would hide a real conflict (another node on the port), which after the
+    retry time fails with a message that says so.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + retry_s
+    announced = False
+    while True:
+        try:
+            return await _listening_sockets(host, port, backlog)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            if loop.time() >= deadline:
+                raise OSError(
+                    errno.EADDRINUSE,
+                    f"{label} on {host} is in use, still after {round(retry_s * 1000)} ms "
+                    "(limits.bind_retry_ms): is another node or program listening on it?",
+                ) from None
+            if not announced:
+                log.info(
+                    "%s on %s is in use; retrying for up to %d ms",
+                    label,
+                    host,
+                    round(retry_s * 1000),
+                )
+                announced = True
+        await asyncio.sleep(BIND_RETRY_INTERVAL_S)
 
 
 async def _listening_sockets(host: str, port: int, backlog: int) -> list[socket.socket]:
@@ -1017,6 +1063,7 @@ async def listen(
         guard = _Port(spec.kind, label, port_caps, limits, spec.tls, metrics, trimmer)
         runner = web.AppRunner(spec.app, access_log=None, shutdown_timeout=shutdown_timeout_s)
         await runner.setup()
-        await GuardedSite(runner, host, spec.port, guard).start()
+        bind_retry_s = limits.bind_retry_ms / 1000
+        await GuardedSite(runner, host, spec.port, guard, bind_retry_s).start()
         runners.append(runner)
     return runners

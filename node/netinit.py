@@ -60,6 +60,11 @@ from node.netctl import (
 from node.tls import issue_node_cert, make_ca
 
 PEER_PORT_OFFSET = 100
+# The kernel hands out source ports of outgoing connections from this range
+# (Linux's default when /proc does not say): a node listening on a port in it
+# can find the port taken by some client's connection when it restarts.
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+DEFAULT_EPHEMERAL_RANGE = (32_768, 60_999)
 # Observers are run by the regulator organisation of the catalog.
 OBSERVER_ORG = "regulator"
 MAX_VALIDATORS = PEER_PORT_OFFSET  # beyond this api and peer ports would collide
@@ -154,6 +159,30 @@ class _Layout:
 
     def peer_port(self, index: int) -> int:
         return self.base_port + PEER_PORT_OFFSET + index
+
+
+# ------------------------------------------------------------ ports
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range of source ports for outgoing connections (inclusive)."""
+    try:
+        low, high = (int(part) for part in EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return DEFAULT_EPHEMERAL_RANGE
+    return low, high
+
+
+def network_ports(base_port: int, nodes: int) -> list[int]:
+    """Every port a network of ``nodes`` nodes listens on (api ports, then peer ports)."""
+    api = [base_port + index for index in range(nodes)]
+    return api + [port + PEER_PORT_OFFSET for port in api]
+
+
+def ephemeral_ports(base_port: int, nodes: int) -> list[int]:
+    """The network's ports that lie in the ephemeral range (a restart may find them taken)."""
+    low, high = ephemeral_port_range()
+    return [port for port in network_ports(base_port, nodes) if low <= port <= high]
 
 
 # ------------------------------------------------------------ checks

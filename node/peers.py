@@ -475,6 +475,20 @@ class PeerLinks:
             raise HandshakeError("certificate_name_mismatch")
 
     async def _receive_frames(self, ws: web.WebSocketResponse, peer_id: int) -> None:
+        """Feed the link's frames to the replica until it ends, however it ends.
+
+        A peer that is killed, or resumed after a SIGSTOP and reset, is
+        routine: aiohttp answers a ping from inside ``receive`` and that pong
+        then fails with ``ClientConnectionResetError`` (a ``ConnectionError``)
+        on the closing transport.  It must not escape as a request-handler
+        traceback: one line says the link is gone, and the peer redials.
+        """
+        try:
+            await self._read_frames(ws, peer_id)
+        except ConnectionError as exc:
+            log.info("link from validator %d lost: %s", peer_id, exc or type(exc).__name__)
+
+    async def _read_frames(self, ws: web.WebSocketResponse, peer_id: int) -> None:
         async for frame in ws:
             if frame.type == aiohttp.WSMsgType.ERROR:
                 self.metrics.peer_rejected.labels("frame_error").inc()
@@ -520,6 +534,12 @@ def _handshake_failure(exc: Exception, pending: PendingHandshake) -> str:
 
 
 async def _drain(ws: aiohttp.ClientWebSocketResponse) -> None:
-    """Read (and ignore) anything the listener sends, so pings and close are seen."""
-    async for _ in ws:
-        pass
+    """Read (and ignore) anything the listener sends, so pings and close are seen.
+
+    The automatic pong to a listener that just went away fails with a
+    ``ConnectionError``; the link ends quietly and ``_keep_linked`` redials
+    (an exception left in this task would be logged as never retrieved).
+    """
+    with contextlib.suppress(ConnectionError):
+        async for _ in ws:
+            pass

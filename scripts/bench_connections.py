@@ -46,7 +46,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from node.netinit import init_network  # noqa: E402
+from node.netinit import PEER_PORT_OFFSET, ephemeral_port_range, init_network  # noqa: E402
 
 START_TIMEOUT_S = 60
 # The node runs in its own process; this launcher lets the bench choose its loop.
@@ -59,11 +59,15 @@ _RUN_NODE = (
 
 
 def _free_port_pair() -> int:
-    """A base port whose api (base) and peer (base + 100) ports are free on 127.0.0.1."""
+    """A base port whose api (base) and peer (base + 100) ports are free on 127.0.0.1,
+    below the kernel's ephemeral range (a port in it may be taken by any outgoing
+    connection while the node restarts)."""
+    low, _ = ephemeral_port_range()
+    band = max(1, low - PEER_PORT_OFFSET - 10_000)
     for attempt in range(200):
-        base = 30_000 + (os.getpid() * 13 + attempt * 211) % 20_000
+        base = 10_000 + (os.getpid() * 13 + attempt * 211) % band
         try:
-            for port in (base, base + 100):
+            for port in (base, base + PEER_PORT_OFFSET):
                 with socket.socket() as probe:
                     probe.bind(("127.0.0.1", port))
         except OSError:

@@ -24,7 +24,7 @@ from contracts.tx import Transaction, sign_tx
 from node.app import RunningNode, start_node
 from node.config import load_node_config
 from node.keys import load_identity
-from node.netinit import init_network
+from node.netinit import PEER_PORT_OFFSET, ephemeral_port_range, init_network, network_ports
 from node.sdk import ProvenetClient
 from node.tls import client_context
 
@@ -55,13 +55,36 @@ def _ports_free(ports: list[int]) -> bool:
     return True
 
 
-def free_base_port(validators: int) -> int:
-    """A base port whose api (base+i) and peer (base+100+i) ports are all free."""
+# Test networks listen below the kernel's ephemeral range (or above it), never
+# inside: a port in it can be taken as the source port of any outgoing
+# connection on the host, and a node restarted by a test would then find its
+# own port in use.  Below the floor live well-known services and `net init`'s
+# default (7100) that a developer may be running.
+TEST_PORT_FLOOR = 10_000
+
+
+def port_bands(nodes: int) -> list[tuple[int, int]]:
+    """Ranges [start, stop) of base ports whose whole network lies outside the ephemeral range."""
+    span = PEER_PORT_OFFSET + nodes
+    low, high = ephemeral_port_range()
+    bands = [(TEST_PORT_FLOOR, low - span + 1), (high + 1, 65_536 - span)]
+    return [(start, stop) for start, stop in bands if stop > start]
+
+
+def free_base_port(nodes: int) -> int:
+    """A base port whose api (base+i) and peer (base+100+i) ports are all free,
+    and all outside the kernel's ephemeral port range."""
+    bands = port_bands(nodes)
+    total = sum(stop - start for start, stop in bands)
     seed = os.getpid() * 7919 + time.time_ns() // 1_000_000
     for attempt in range(50):
-        base = 20_000 + (seed + attempt * 211) % 30_000
-        ports = [base + i for i in range(validators)] + [base + 100 + i for i in range(validators)]
-        if _ports_free(ports):
+        offset = (seed + attempt * 211) % total
+        for start, stop in bands:
+            if offset < stop - start:
+                base = start + offset
+                break
+            offset -= stop - start
+        if _ports_free(network_ports(base, nodes)):
             return base
     raise RuntimeError("no free ports on 127.0.0.1")
 
