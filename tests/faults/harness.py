@@ -148,6 +148,12 @@ class ProcessNetwork:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.paused: set[str] = set()
         self._http: aiohttp.ClientSession | None = None
+        # One context for every request: aiohttp pools connections per SSL
+        # context object, so a fresh context per request opened a new
+        # connection each time and left the old one idle in the pool, until
+        # the monitor alone held a node's 64-per-address cap and the node
+        # shed every other connection from the test's address.
+        self._ssl = self.network.ssl_context()
 
     @classmethod
     def create(
@@ -202,8 +208,7 @@ class ProcessNetwork:
         return next(e.name for e in self.network.nodes if e.replica_id == replica_id)
 
     def ssl(self) -> Any:
-        context = self.network.ssl_context()
-        return context if context is not None else False
+        return self._ssl if self._ssl is not None else False
 
     def client(self, org_id: str, node: str | None = None) -> ProvenetClient:
         return ProvenetClient.from_network_dir(self.network.root, org_id=org_id, node=node)
