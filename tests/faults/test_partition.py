@@ -18,7 +18,8 @@ would in a real split.
 Each prints the harness's ``FAULT_REPORT`` line and a ``PARTITION`` line
 (heights on each side during the cut).  They need root (skip otherwise),
 and remove every namespace, veth, bridge and rule they made, even on
-failure.  The full scenarios (30 s and 20 s cuts) run with
+failure.  A short 2/2 split (3 s) runs by default; the full scenarios
+(30 s and 20 s cuts) run with
 ``PROVENET_FAULTS=1 scripts/test tests/faults -m faults -s``.
 """
 
@@ -49,6 +50,8 @@ SETTLE_S = 1.5
 PRIMARY_CUT_S = 30.0
 SPLIT_S = 20.0
 PHASE_S = 5.0
+SHORT_SPLIT_S = 3.0
+SHORT_PHASE_S = 2.0
 POLL_S = 0.25
 PLAN = WorkloadPlan(rate_tx_s=20, window=8)
 
@@ -220,6 +223,12 @@ def check_split(report: FaultReport, detail: dict[str, Any]) -> None:
     assert detail["commit_resumed_after_heal_s"] is not None, detail
     assert detail["caught_up_after_heal"], detail
     report.assert_ok()
+
+
+async def test_a_short_2_2_split(tmp_path: Path) -> None:
+    """The default run's short form (about 15 s): a 3 s split between short phases."""
+    report, detail = await split_two_two(tmp_path, SHORT_SPLIT_S, SHORT_PHASE_S)
+    check_split(report, detail)
 
 
 @pytest.mark.faults
