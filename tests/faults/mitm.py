@@ -19,8 +19,8 @@ What it relays, and where it forges:
 * a streamed HTTP body with no length (one JSON or msgpack document per
   line): forged line by line.
 
-A "block" is any map holding ``header``, ``certificate`` and ``payloads``,
-wherever it sits in a document, with bytes as raw bytes (msgpack) or hex
+A "block" is any map holding ``header`` and ``certificate`` (a full block
+with its ``payloads``, or a tip without), wherever it sits in a document, with bytes as raw bytes (msgpack) or hex
 strings (JSON); commits in a certificate as wire bytes, hex, or maps with a
 ``signature``.  Anything else passes untouched.
 
@@ -114,29 +114,37 @@ def _commit_like(item: object, commit: Commit) -> object:
 # ---------------------------------------------------------------- the forgeries
 
 
-def drop_signature(block: Block, quorum: int) -> None:
+def drop_signature(block: Block, quorum: int) -> bool:
     """A certificate one signature short of a quorum (a validator's commit left out)."""
     certificate = list(block["certificate"])  # type: ignore[call-overload]
     block["certificate"] = certificate[: quorum - 1]
+    return True
 
 
-def duplicate_signature(block: Block, quorum: int) -> None:
+def duplicate_signature(block: Block, quorum: int) -> bool:
     """Quorum-many commits, but one validator's twice (only quorum-1 signers)."""
     certificate = list(block["certificate"])  # type: ignore[call-overload]
     block["certificate"] = [*certificate[: quorum - 1], certificate[0]]
+    return True
 
 
-def flip_byte(block: Block, quorum: int) -> None:
+def flip_byte(block: Block, quorum: int) -> bool:
     """One bit of one commit's signature flipped on the wire."""
     certificate = list(block["certificate"])  # type: ignore[call-overload]
     first = _commit_of(certificate[0])
     forged = dataclasses.replace(first, signature=_raw(_flip_last(first.signature)))
     certificate[0] = _commit_like(certificate[0], forged)
     block["certificate"] = certificate
+    return True
 
 
-def alter_payload(block: Block, quorum: int) -> None:
-    """One transaction changed (or, in an empty block, one slipped in)."""
+def alter_payload(block: Block, quorum: int) -> bool:
+    """One transaction changed (or, in an empty block, one slipped in).
+
+    A tip (a header and certificate without payloads) has none to change.
+    """
+    if "payloads" not in block:
+        return False
     payloads = list(block["payloads"])  # type: ignore[call-overload]
     if payloads:
         data = bytearray(_raw(payloads[0]))
@@ -145,24 +153,28 @@ def alter_payload(block: Block, quorum: int) -> None:
     else:
         payloads.append(b"a transaction nobody committed")
     block["payloads"] = payloads
+    return True
 
 
-def alter_state_root(block: Block, quorum: int) -> None:
+def alter_state_root(block: Block, quorum: int) -> bool:
     """The state root the block certifies for an earlier height, changed."""
     header = dict(block["header"])  # type: ignore[call-overload]
     header["executed_state_root"] = _flip_last(header["executed_state_root"])
     block["header"] = header
+    return True
 
 
-def alter_time(block: Block, quorum: int) -> None:
+def alter_time(block: Block, quorum: int) -> bool:
     """The block's time moved an hour, consistently (proposer time and block time)."""
     header = dict(block["header"])  # type: ignore[call-overload]
     header["proposer_time_ms"] = int(header["proposer_time_ms"]) + TIME_SHIFT_MS
     header["time_ms"] = int(header["time_ms"]) + TIME_SHIFT_MS
     block["header"] = header
+    return True
 
 
-Forgery = Callable[[Block, int], None]
+# Forges a block in place; False when this forgery does not apply to it.
+Forgery = Callable[[Block, int], bool]
 FORGERIES: dict[str, Forgery] = {
     "drop_signature": drop_signature,
     "duplicate_signature": duplicate_signature,
@@ -185,15 +197,15 @@ EXPECTED_ALERT = {
 
 
 def _is_block(value: object) -> bool:
-    return isinstance(value, dict) and {"header", "certificate", "payloads"} <= set(value)
+    """A full block, or a tip (its header and certificate, no payloads)."""
+    return isinstance(value, dict) and {"header", "certificate"} <= set(value)
 
 
 def forge_document(document: object, forge: Forgery, quorum: int) -> int:
     """Forge every block inside ``document`` in place; return how many."""
     if _is_block(document):
         assert isinstance(document, dict)
-        forge(document, quorum)
-        return 1
+        return 1 if forge(document, quorum) else 0
     children: list[object] = []
     if isinstance(document, dict):
         children = list(document.values())

@@ -18,13 +18,14 @@ import pytest
 from aiohttp import web
 from netfixture import free_base_port
 
-from consensus.blocks import ChainTip, derive_header
+from consensus.blocks import ChainTip, certificate_problem, derive_header
 from consensus.codec import Ed25519Signer, decode, digest, encode
 from consensus.messages import Batch, Commit, Request, sign
 from consensus.quorum import ValidatorSet
-from consensus.wire import message_to_wire
+from consensus.wire import message_from_wire, message_to_wire
 from faults.mitm import EXPECTED_ALERT, FORGERIES, MitmProxy, forge_document, running_proxy
 from node.follower import BlockRejected, check_block
+from node.storage import header_from_dict
 from node.views import to_json
 
 CHAIN = "provenet-mitm-test"
@@ -81,6 +82,24 @@ def test_a_forgery_in_json_form_keeps_the_json_form(mode: str) -> None:
     with pytest.raises(BlockRejected) as refused:
         check_block(back, TIP, CHAIN, VALIDATORS, None)
     assert refused.value.kind == EXPECTED_ALERT[mode]
+
+
+@pytest.mark.parametrize("mode", sorted(set(FORGERIES) - {"alter_payload"}))
+def test_a_tip_without_payloads_is_forged_too(mode: str) -> None:
+    """A stream's tip (header and certificate only) no longer certifies its header."""
+    tip = certified_block()
+    del tip["payloads"]
+    assert forge_document({"blocks": [], "tip": tip}, FORGERIES[mode], VALIDATORS.quorum) == 1
+    header = header_from_dict(tip["header"])  # type: ignore[arg-type]
+    commits = [message_from_wire(c) for c in tip["certificate"]]  # type: ignore[union-attr]
+    problem = certificate_problem(
+        header.height,
+        header.batch_digest,
+        commits,
+        VALIDATORS,
+        CHAIN,  # type: ignore[arg-type]
+    )
+    assert problem is not None
 
 
 # ---------------------------------------------------------------- the relay itself
