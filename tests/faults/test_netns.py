@@ -1,9 +1,12 @@
 """The namespace plumbing of the partition tests: cuts what it says, heals, leaves nothing.
 
-Fast (about 3 s, root only): two "hosts" with a TCP listener each; a
-partition stops them reaching each other while the root namespace still
-reaches both; healing restores the link; afterwards no namespace, veth or
-root-namespace address of the run is left, even when the body raised.
+Root only.  Two "hosts" with a TCP listener each: a partition stops them
+reaching each other while the root namespace still reaches both, and
+healing restores the link (about 4 s, with PROVENET_FAULTS=1: the default
+run's short 2/2 split in test_partition.py covers the same through real
+nodes).  Afterwards no namespace, veth or root-namespace address of the run
+is left, even when the body raised, and a dead run's leftovers are swept
+(fast, in the default run).
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ def reach(prefix: list[str], address: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
 
 
+@pytest.mark.faults
+@pytest.mark.skipif(
+    not os.environ.get("PROVENET_FAULTS"), reason="set PROVENET_FAULTS=1 for the fault campaign"
+)
 def test_a_partition_cuts_validator_links_only_and_heals(netns_ok: None) -> None:
     with namespace_net(["a", "b"]) as hosts:
         run_id = hosts.run_id

@@ -146,6 +146,7 @@ async def cut_off_the_primary(
 
 def check_primary_cut(report: FaultReport, detail: dict[str, Any]) -> None:
     primary = detail["primary"]
+    assert None not in detail["heights_at_heal"].values(), detail
     # No commit on the cut-off primary's side.
     assert detail["heights_at_heal"][primary] == detail["heights_after_settle"][primary], detail
     assert detail["primary_highest_while_cut"] == detail["heights_after_settle"][primary], detail
@@ -215,7 +216,10 @@ async def split_two_two(
 
 
 def check_split(report: FaultReport, detail: dict[str, Any]) -> None:
-    # No commit at all while split.
+    # Every validator still answered its clients (the cut is between validators only)...
+    assert None not in detail["heights_after_settle"].values(), detail
+    assert None not in detail["heights_at_heal"].values(), detail
+    # ...and none committed anything while split.
     assert detail["heights_at_heal"] == detail["heights_after_settle"], detail
     assert detail["highest_while_split"] == detail["heights_after_settle"], detail
     assert detail["acked_while_split"] == 0, detail
