@@ -148,12 +148,7 @@ class ProcessNetwork:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.paused: set[str] = set()
         self._http: aiohttp.ClientSession | None = None
-        # One context for every request: aiohttp pools connections per SSL
-        # context object, so a fresh context per request opened a new
-        # connection each time and left the old one idle in the pool, until
-        # the monitor alone held a node's 64-per-address cap and the node
-        # shed every other connection from the test's address.
-        self._ssl = self.network.ssl_context()
+        self._ssl: Any = None
 
     @classmethod
     def create(
@@ -208,7 +203,14 @@ class ProcessNetwork:
         return next(e.name for e in self.network.nodes if e.replica_id == replica_id)
 
     def ssl(self) -> Any:
-        return self._ssl if self._ssl is not None else False
+        # One context for the object's life: aiohttp pools connections per
+        # context, so a fresh one per request would open a new connection
+        # each time and leave the old ones idle, until the node's
+        # per-address connection cap sheds the harness's own requests.
+        if self._ssl is None:
+            context = self.network.ssl_context()
+            self._ssl = context if context is not None else False
+        return self._ssl
 
     def client(self, org_id: str, node: str | None = None) -> ProvenetClient:
         return ProvenetClient.from_network_dir(self.network.root, org_id=org_id, node=node)
