@@ -259,7 +259,9 @@ class MitmProxy:
 
     async def _open(self, _app: web.Application) -> None:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=PROXY_TIMEOUT_S)
-        self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+        # Bodies arrive decompressed (the relay must read them to forge them),
+        # so Content-Encoding is never passed on (_DROPPED_HEADERS).
+        self._session = aiohttp.ClientSession(timeout=timeout)
 
     async def _close(self, _app: web.Application) -> None:
         if self._session is not None:
