@@ -1,7 +1,8 @@
 """The `provenet` command.
 
     provenet sim [simulator options]
-    provenet net init DIR --validators N [--observers M] [--no-tls] [--base-port P] [--chain-id ID] [--force]
+    provenet net init DIR --validators N [--observers M] [--no-tls] [--base-port P]
+                      [--chain-id ID] [--host H | --hosts A,B,...] [--force]
     provenet net up DIR [--timeout-s S]
     provenet net status DIR
     provenet net down DIR
@@ -123,6 +124,12 @@ def _add_net_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     init.add_argument("--chain-id", default=CHAIN_ID, metavar="ID", help=f"default {CHAIN_ID}")
     init.add_argument("--host", default="127.0.0.1", help="address nodes listen on and advertise")
+    init.add_argument(
+        "--hosts",
+        type=_address_list,
+        metavar="A,B,...",
+        help="one address per node (validators, then observers) instead of --host",
+    )
     init.add_argument("--force", action="store_true", help="replace an existing network")
     init.set_defaults(handler=_net_init)
 
@@ -138,6 +145,10 @@ def _add_net_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     down = sub.add_parser("down", help="stop every node (SIGTERM, then SIGKILL after 10 s)")
     down.add_argument("dir", type=Path, metavar="DIR")
     down.set_defaults(handler=_net_down)
+
+
+def _address_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(","))
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -158,6 +169,7 @@ def _net_init(args: argparse.Namespace) -> int:
         host=args.host,
         force=args.force,
         observers=args.observers,
+        hosts=args.hosts,
     )
     network = load_network(path.parent)
     security = f"TLS, CA {network.ca_file}" if network.tls else "no TLS"

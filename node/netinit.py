@@ -10,7 +10,10 @@ certificate per node.  Paths inside node configs are relative to the config
 file, so the directory can be copied elsewhere whole.
 
 Ports: node i serves its API on ``base_port + i`` and its peer link on
-``base_port + 100 + i``.  ``network.json`` is written last: a directory
+``base_port + 100 + i``.  All nodes listen on one ``host`` (127.0.0.1 by
+default), or each on its own address from ``hosts`` (``--hosts``), as on a
+network of separate machines: the partition tests give each validator its
+own network namespace and address this way.  ``network.json`` is written last: a directory
 without it is not (yet) a network, and an interrupted init can simply be
 run again.  Every file and directory gets an explicit mode whatever the
 umask (see ``DIRECTORY_MODES``; files through :func:`node.files.write_file`:
@@ -27,6 +30,7 @@ import ipaddress
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,20 +95,27 @@ def init_network(
     host: str = "127.0.0.1",
     force: bool = False,
     observers: int = 0,
+    hosts: Sequence[str] | None = None,
 ) -> Path:
     """Write a network of ``validators`` validators into ``dir``; return network.json's path.
+
+    ``hosts``, when given, is one address per node (validators in replica
+    order, then observers) and replaces ``host``: each node listens on and
+    is advertised at its own address, as on a network of separate hosts.
 
     Raises :class:`NetError` for an operator mistake (bad count or ports, an
     existing network without ``force``, running nodes).
     """
-    layout = _Layout(Path(dir).resolve(), chain_id, tls, base_port, host)
     if type(validators) is not int or validators < 1:
         raise NetError(f"--validators must be at least 1, not {validators}")
     if type(observers) is not int or observers < 0:
         raise NetError(f"--observers must be a whole number, not {observers}")
     if validators + observers > MAX_VALIDATORS:
         raise NetError(f"at most {MAX_VALIDATORS} nodes (validators and observers) per network")
-    _check_arguments(validators + observers, base_port, chain_id, host)
+    node_hosts = _node_hosts(validators + observers, host, hosts)
+    layout = _Layout(Path(dir).resolve(), chain_id, tls, base_port, node_hosts)
+    for each in set(node_hosts):
+        _check_arguments(validators + observers, base_port, chain_id, each)
     _prepare_directory(layout.root, force)
     org_keys = _write_org_keys(layout.root)
     nodes = [_node_entry(layout, index) for index in range(validators)]
@@ -138,7 +149,10 @@ class _Layout:
     chain_id: str
     tls: bool
     base_port: int
-    host: str
+    hosts: tuple[str, ...]  # one per node, by index
+
+    def host(self, index: int) -> str:
+        return self.hosts[index]
 
     def api_port(self, index: int) -> int:
         return self.base_port + index
@@ -187,6 +201,19 @@ def _check_arguments(validators: int, base_port: int, chain_id: str, host: str) 
     if host in ("", "0.0.0.0", "::"):
         # The host is also written into every URL peers and clients dial.
         raise NetError("--host must be an address nodes are reached at, not a wildcard")
+
+
+def _node_hosts(count: int, host: str, hosts: Sequence[str] | None) -> tuple[str, ...]:
+    """Each node's address: ``host`` for all, or the ``hosts`` list, one per node."""
+    if hosts is None:
+        return (host,) * count
+    listed = tuple(hosts)
+    if len(listed) != count:
+        raise NetError(
+            f"--hosts lists {len(listed)} addresses for {count} nodes; give one per node "
+            "(validators first, then observers)"
+        )
+    return listed
 
 
 def _prepare_directory(root: Path, force: bool) -> None:
@@ -242,7 +269,7 @@ def _write_org_keys(root: Path) -> dict[str, bytes]:
 def _node_entry(layout: _Layout, index: int) -> NodeEntry:
     """Validator ``index`` as network.json lists it: name v<index>, replica id <index>."""
     api_scheme, peer_scheme = ("https", "wss") if layout.tls else ("http", "ws")
-    url_host = _url_host(layout.host)
+    url_host = _url_host(layout.host(index))
     name = f"v{index}"
     return NodeEntry(
         name=name,
@@ -258,7 +285,7 @@ def _node_entry(layout: _Layout, index: int) -> NodeEntry:
 def _observer_entry(layout: _Layout, index: int, number: int) -> NodeEntry:
     """Observer ``number`` (a regulator's read-only node) on the ports after the validators'."""
     api_scheme, peer_scheme = ("https", "wss") if layout.tls else ("http", "ws")
-    url_host = _url_host(layout.host)
+    url_host = _url_host(layout.host(index))
     name = f"o{number}"
     return NodeEntry(
         name=name,
@@ -278,7 +305,7 @@ def _write_observer(
     directory = entry.directory
     make_directory(directory, NODE_DIR_MODE)
     if ca_file is not None:
-        extra_hosts = () if layout.host in ("127.0.0.1", "localhost") else (layout.host,)
+        extra_hosts = _extra_hosts(layout.host(index))
         issue_node_cert(ca_file, ca_file.parent / "ca.key", entry.name, directory, extra_hosts)
     config = {
         "chain_id": layout.chain_id,
@@ -287,7 +314,7 @@ def _write_observer(
         "role": "observer",
         "data_dir": "data",
         "genesis_file": f"../../{GENESIS_FILE}",
-        "listen_host": layout.host,
+        "listen_host": layout.host(index),
         "api_port": layout.api_port(index),
         "peer_port": layout.peer_port(index),
         "peers": [_peer(validator) for validator in validators],
@@ -295,6 +322,11 @@ def _write_observer(
         "limits": {},
     }
     _write_json(entry.config, config)
+
+
+def _extra_hosts(host: str) -> tuple[str, ...]:
+    """Names the node's certificate adds to the local ones it always holds."""
+    return () if host in ("127.0.0.1", "localhost") else (host,)
 
 
 def _url_host(host: str) -> str:
@@ -364,7 +396,7 @@ def _write_node(
     make_directory(directory, NODE_DIR_MODE)
     save_identity(directory / "node.key", identity)
     if ca_file is not None:
-        extra_hosts = () if layout.host in ("127.0.0.1", "localhost") else (layout.host,)
+        extra_hosts = _extra_hosts(layout.host(index))
         issue_node_cert(ca_file, ca_file.parent / "ca.key", entry.name, directory, extra_hosts)
     config = {
         "chain_id": layout.chain_id,
@@ -375,7 +407,7 @@ def _write_node(
         "data_dir": "data",
         "key_file": "node.key",
         "genesis_file": f"../../{GENESIS_FILE}",
-        "listen_host": layout.host,
+        "listen_host": layout.host(index),
         "api_port": layout.api_port(index),
         "peer_port": layout.peer_port(index),
         "peers": [_peer(other) for other in nodes if other.name != entry.name],

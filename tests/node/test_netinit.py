@@ -6,6 +6,7 @@ fine in a file and fails only when two nodes connect.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from consensus.codec import Ed25519Signer
 from node.catalog import ORGS
@@ -220,6 +222,27 @@ def test_no_tls_writes_plain_urls_and_no_ca(tmp_path: Path) -> None:
     assert not (tmp_path / "nodes" / "v0" / "tls.pem").exists()
     config = load_node_config(tmp_path / "nodes" / "v0" / "config.json")
     assert not config.tls.enabled and config.peers == ()
+
+
+def test_hosts_gives_each_node_its_own_address_urls_and_certificate(tmp_path: Path) -> None:
+    hosts = "10.9.0.1,10.9.0.2,10.9.0.3,10.9.0.4,10.9.0.9"
+    argv = ["net", "init", str(tmp_path), "--validators", "4", "--observers", "1"]
+    assert main([*argv, "--hosts", hosts, "--base-port", "17400"]) == 0
+    network = load_network(tmp_path)
+    for index, (entry, host) in enumerate(zip(network.nodes, hosts.split(","), strict=True)):
+        config = load_node_config(entry.config)
+        assert config.listen_host == host
+        assert entry.api_url == f"https://{host}:{17_400 + index}"
+        assert entry.peer_url == f"wss://{host}:{17_500 + index}/peer"
+        pem = (entry.directory / "tls.pem").read_bytes()
+        names = x509.load_pem_x509_certificate(pem).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        )
+        assert ipaddress.ip_address(host) in names.value.get_values_for_type(x509.IPAddress)
+        peers = {peer.name: peer.peer_url for peer in config.peers}
+        assert all(url.startswith("wss://10.9.0.") for url in peers.values())
+    with pytest.raises(NetError, match="one per node"):
+        init_network(tmp_path / "other", 4, hosts=["10.9.0.1"])
 
 
 def test_reinit_needs_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,133 @@
+"""An observer behind a man in the middle, under SDK load, for each forgery.
+
+A 4-validator network with one observer, every node its own ``provenet
+node run --config`` process (tests/faults/harness.py).  The observer's
+config names a proxy (tests/faults/mitm.py, in the test process on
+127.0.0.1) as validator v1's API; the proxy relays v1 and forges every block
+it relays in one way per case.  Under load, the observer must refuse every
+forged block (an alert naming v1, the block neither stored nor served),
+keep following from the honest validators, and end on the validators'
+chain: the harness's history checker reads every node's chain, the
+observer's included, and finds every acknowledged transaction in each.
+
+These run with ``PROVENET_FAULTS=1 scripts/test tests/faults -m faults -s``
+(about 20 s a case); the default run checks each forgery against the
+observer's block check in test_mitm.py, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from netfixture import free_base_port
+
+from faults.harness import Campaign, FaultReport, ProcessNetwork, WorkloadPlan, now_s
+from faults.mitm import EXPECTED_ALERT, FORGERIES, MitmProxy, running_proxy
+from node.config import load_genesis
+
+pytestmark = pytest.mark.asyncio
+
+needs_faults = pytest.mark.skipif(
+    not os.environ.get("PROVENET_FAULTS"), reason="set PROVENET_FAULTS=1 for the fault campaign"
+)
+
+LIAR = "v1"
+OBSERVER = "o0"
+PHASE_S = 6.0
+# Bounded wait for the observer to have visited the proxy at least this often.
+MIN_ALERTS = 2
+ALERTS_TIMEOUT_S = 30.0
+PLAN = WorkloadPlan(rate_tx_s=20, window=8)
+
+
+def route_through(net: ProcessNetwork, observer: str, validator: str, url: str) -> None:
+    """Point ``observer``'s source ``validator`` at ``url`` in its config.json."""
+    config_file = net.entry(observer).config
+    config = json.loads(config_file.read_text())
+    for peer in config["peers"]:
+        if peer["name"] == validator:
+            peer["api_url"] = url
+    config_file.write_text(json.dumps(config, indent=2))
+
+
+def proxy_port(net: ProcessNetwork) -> int:
+    """A free port on 127.0.0.1 that is none of the network's own (not started yet)."""
+    taken = set()
+    for entry in net.network.nodes:
+        taken |= {urlsplit(entry.api_url).port, urlsplit(entry.peer_url).port}
+    for _ in range(10):
+        port = free_base_port(1)
+        if port not in taken:
+            return port
+    raise AssertionError("no free port for the proxy")
+
+
+async def observer_alerts(net: ProcessNetwork) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """The observer's recent alerts (status) and its alert counters by (kind, validator)."""
+    status = await net.status(OBSERVER) or {}
+    counts: dict[str, float] = {}
+    async with net.http.get(f"{net.api_url(OBSERVER)}/metrics", ssl=net.ssl()) as response:
+        for line in (await response.text()).splitlines():
+            if line.startswith("provenet_observer_alerts_total{"):
+                labels, _, value = line.rpartition(" ")
+                counts[labels.removeprefix("provenet_observer_alerts_total")] = float(value)
+    return list(status.get("alerts", [])), counts
+
+
+async def forged_under_load(tmp_path: Path, mode: str) -> tuple[FaultReport, dict[str, Any]]:
+    net = ProcessNetwork.create(tmp_path, validators=4, observers=1)
+    quorum = load_genesis(net.network.root / "genesis.json").validator_set().quorum
+    port = proxy_port(net)
+    proxy = MitmProxy(net.api_url(LIAR), quorum, mode, upstream_ssl=net.ssl())
+    with running_proxy(proxy, port) as proxy_url:
+        route_through(net, OBSERVER, LIAR, proxy_url)
+        async with net:
+            campaign = Campaign(f"mitm-{mode}", net, PLAN)
+            await campaign.start()
+            fault = campaign.faults.begin(f"mitm_{mode}", OBSERVER)
+            deadline = now_s() + ALERTS_TIMEOUT_S
+            alerts, counts = await observer_alerts(net)
+            while now_s() < max(deadline, fault.at_s + PHASE_S):
+                if now_s() >= fault.at_s + PHASE_S and sum(counts.values()) >= MIN_ALERTS:
+                    break
+                await asyncio.sleep(0.5)
+                alerts, counts = await observer_alerts(net)
+            campaign.faults.heal(fault)
+            report = await campaign.finish()
+            alerts, counts = await observer_alerts(net)
+    detail = {
+        "scenario": f"mitm-{mode}",
+        "forged_blocks": proxy.forged_blocks,
+        "relayed_requests": proxy.relayed_requests,
+        "streams": proxy.streams,
+        "alert_counts": counts,
+        "alert_kinds": sorted({a["kind"] for a in alerts}),
+        "alert_validators": sorted({a["validator"] for a in alerts}),
+    }
+    print("MITM " + json.dumps(detail, sort_keys=True), flush=True)
+    return report, detail
+
+
+@pytest.mark.faults
+@needs_faults
+@pytest.mark.parametrize("mode", sorted(FORGERIES))
+async def test_an_observer_refuses_every_forged_block_and_follows_the_honest_chain(
+    tmp_path: Path, mode: str
+) -> None:
+    report, detail = await forged_under_load(tmp_path, mode)
+    kind = EXPECTED_ALERT[mode]
+    assert detail["forged_blocks"] > 0, detail
+    # Every forged block was refused, as what it is, and blamed on the liar only.
+    assert detail["alert_counts"], detail
+    assert set(detail["alert_counts"]) == {f'{{kind="{kind}",validator="{LIAR}"}}'}, detail
+    assert detail["alert_kinds"] == [kind] and detail["alert_validators"] == [LIAR], detail
+    # Nothing forged was stored: the observer holds the validators' chain, and
+    # every acknowledged transaction, at the end.
+    assert report.final_heights[OBSERVER] == report.final_heights["v0"], report
+    report.assert_ok()
