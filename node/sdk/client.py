@@ -102,6 +102,11 @@ DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_WAIT_S = 60.0
 # One server-side wait at most; below the node's default max_wait_ms (60 s).
 _WAIT_CHUNK_S = 30.0
+# How long a call waits on one node for its pending transaction before it
+# asks the next node (and hands the transaction to it if that node never saw
+# it).  A node cut off from its peers, or stuck in a view of its own, keeps
+# answering "pending"; without this a sender waited out the whole outage.
+DEFAULT_PENDING_FAILOVER_S = 5.0
 _EVENTS_MIN_BACKOFF_S = 0.1
 _EVENTS_MAX_BACKOFF_S = 5.0
 _EVENTS_HEARTBEAT_S = 20.0
@@ -181,7 +186,9 @@ class ProvenetClient:
     and are what proofs are checked against; ``ssl`` is a client context
     trusting the network CA (None: the system's trust store for https);
     ``resign_attempts`` bounds how often :meth:`submit` signs one call again
-    (see "A sender is never wedged" above).
+    (see "A sender is never wedged" above); ``pending_failover_s`` is how
+    long a waiting call lets one node hold its transaction "pending" before
+    it asks (and, if need be, hands the transaction to) the next node.
 
     One client serves any number of concurrent calls; up to
     ``max_connections_per_node`` of them run against one node at once and
@@ -201,7 +208,10 @@ class ProvenetClient:
         retry_rounds: int = 2,
         max_connections_per_node: int = MAX_CONNECTIONS_PER_NODE,
         resign_attempts: int = DEFAULT_RESIGN_ATTEMPTS,
+        pending_failover_s: float = DEFAULT_PENDING_FAILOVER_S,
     ) -> None:
+        if not pending_failover_s > 0:
+            raise ValueError("pending_failover_s must be positive")
         self.identity = identity
         self.chain_id = chain_id
         self.validators = validators
@@ -214,6 +224,7 @@ class ProvenetClient:
         )
         # Signatures submit() adds to one call whose earlier one can never execute.
         self.resign_attempts = max(0, resign_attempts)
+        self.pending_failover_s = pending_failover_s
         self._nonces: dict[bytes, NonceBook] = {}
         self._nonce_lock = asyncio.Lock()
 
@@ -543,10 +554,16 @@ class ProvenetClient:
                 self._settle(tx, _fate(ProvenetError(str(code), "")))
         return results
 
+    @property
+    def _wait_chunk_s(self) -> float:
+        """The longest one node is asked to hold a request for a pending transaction."""
+        return min(_WAIT_CHUNK_S, self.pending_failover_s)
+
     async def _post_envelope(
-        self, envelope: bytes, identifier: bytes, wait_s: float | None
+        self, envelope: bytes, identifier: bytes, wait_s: float | None, start: int | None = None
     ) -> JSON:
-        """POST the signed bytes with failover; only the first node is asked to wait."""
+        """POST the signed bytes with failover (from node ``start``, by default
+        the preferred one); only the first node is asked to wait."""
         attempts = 0
 
         async def send(url: str) -> JSON:
@@ -556,12 +573,12 @@ class ProvenetClient:
             wait = wait_s is not None and first
             return await self._post_to(url, envelope, identifier, wait_s if wait else None, first)
 
-        return await self.transport.failover(send)
+        return await self.transport.failover(send, start=start)
 
     async def _post_to(
         self, url: str, envelope: bytes, identifier: bytes, wait_s: float | None, first: bool
     ) -> JSON:
-        wait_chunk_s = min(wait_s, _WAIT_CHUNK_S) if wait_s is not None else 0.0
+        wait_chunk_s = min(wait_s, self._wait_chunk_s) if wait_s is not None else 0.0
         params = _wait_params(wait_chunk_s) if wait_s is not None else None
         try:
             answer = await self.transport.request(
@@ -585,28 +602,48 @@ class ProvenetClient:
     async def _wait_committed(
         self, envelope: bytes, identifier: bytes, status: JSON, deadline: float
     ) -> JSON:
-        """Poll until the transaction leaves "pending" or the loop clock passes ``deadline``."""
+        """Poll until the transaction leaves "pending" or the loop clock passes ``deadline``.
+
+        Each wait of at most ``pending_failover_s`` asks the next node in
+        turn, so one node that cannot commit (cut off from its peers, or in
+        a view of its own) holds the call for one such wait, not the whole
+        outage: the next node either knows the transaction or is handed it.
+        """
         loop = asyncio.get_running_loop()
+        first = node = self.transport.preferred
         while status.get("status") == "pending":
             remaining_s = deadline - loop.time()
             if remaining_s <= 0:
                 raise TransactionTimeout(identifier)
+            node = (node + 1) % len(self.transport.nodes)
             status = await self._status_or_resend(
-                envelope, identifier, min(remaining_s, _WAIT_CHUNK_S)
+                envelope, identifier, min(remaining_s, self._wait_chunk_s), start=node
             )
+        if node != first and self.transport.preferred == first:
+            # The preferred node could not commit it in time and another
+            # could: later calls go there first rather than wait again.
+            self.transport.preferred = node
         return status
 
-    async def _status_or_resend(self, envelope: bytes, identifier: bytes, wait_s: float) -> JSON:
-        """The status from the first node that answers; a node that never saw it gets it."""
+    async def _status_or_resend(
+        self, envelope: bytes, identifier: bytes, wait_s: float, start: int | None = None
+    ) -> JSON:
+        """The status from the first node that answers (from ``start``); a node
+        that never saw the transaction is handed it and asked to wait."""
         path = f"/v1/txs/{identifier.hex()}"
         params = _wait_params(wait_s) if wait_s > 0 else None
         try:
-            answer = await self.transport.call("GET", path, params=params, wait_s=wait_s)
+            answer = await self.transport.call(
+                "GET", path, start=start, params=params, wait_s=wait_s
+            )
         except ProvenetError as error:
             if error.code != "not_found":
                 raise
-            # The node that had it failed before passing it on: hand it over again.
-            return await self._post_envelope(envelope, identifier, None)
+            # That node never saw it (or the one that had it failed before
+            # passing it on): hand it over, and let it hold the wait.
+            return await self._post_envelope(
+                envelope, identifier, wait_s if wait_s > 0 else None, start=start
+            )
         return _need_dict(answer, "transaction status")
 
     def _result(self, identifier: bytes, status: JSON, raise_on_reject: bool) -> JSON:

@@ -196,18 +196,28 @@ class Transport:
 
     # ---------------------------------------------------------------- failover
 
-    def rotation(self) -> list[int]:
-        """Node indices in the order to try them: the last good one first."""
+    def rotation(self, start: int | None = None) -> list[int]:
+        """Node indices in the order to try them: ``start`` (by default the
+        last good one) first."""
         count = len(self.nodes)
-        return [(self.preferred + step) % count for step in range(count)]
+        first = self.preferred if start is None else start
+        return [(first + step) % count for step in range(count)]
 
-    async def failover(self, operation: Callable[[str], Awaitable[T]]) -> T:
-        """Run ``operation(base_url)`` on each node in turn until one answers."""
+    async def failover(
+        self, operation: Callable[[str], Awaitable[T]], start: int | None = None
+    ) -> T:
+        """Run ``operation(base_url)`` on each node in turn until one answers.
+
+        ``start`` asks a given node first (one call's own choice, which
+        leaves the client's preferred node as it was); by default the
+        rotation starts at the preferred node and moves it to whichever
+        answered.
+        """
         errors: list[tuple[str, str]] = []
         for round_index in range(self._retry_rounds):
             if round_index:
                 await asyncio.sleep(self._retry_pause_s * round_index)
-            for index in self.rotation():
+            for index in self.rotation(start):
                 url = self.nodes[index]
                 try:
                     result = await operation(url)
@@ -219,13 +229,16 @@ class Transport:
                         raise
                     errors.append((url, error.code))
                     continue
-                self.preferred = index
+                if start is None:
+                    self.preferred = index
                 return result
         raise Unavailable(errors)
 
-    async def call(self, method: str, path: str, **options: Any) -> Any:
-        """``request`` on the first node that answers."""
-        return await self.failover(lambda url: self.request(url, method, path, **options))
+    async def call(self, method: str, path: str, start: int | None = None, **options: Any) -> Any:
+        """``request`` on the first node that answers (from ``start``, see failover)."""
+        return await self.failover(
+            lambda url: self.request(url, method, path, **options), start=start
+        )
 
     def ws_url(self, base_url: str, path: str) -> str:
         """The websocket URL for ``path`` on a node (http -> ws, https -> wss)."""
