@@ -434,9 +434,10 @@ class Follower(ChainHost):
 
     async def _follow_sources(self, session: aiohttp.ClientSession) -> None:
         while not self._stopped:
-            outcome = await self._follow(session, self.sources[self._index])
+            source = self.sources[self._index]
+            outcome = await self._follow(session, source)
             if outcome is not _Outcome.APPLIED:
-                self._next_source()
+                self._next_source(source)
             if outcome is _Outcome.NOTHING:
                 await asyncio.sleep(self._pause_s())
 
@@ -645,8 +646,14 @@ class Follower(ChainHost):
             pause_ms = max(pause_ms, self.limits.peer_backoff_max_ms)
         return pause_ms / 1000
 
-    def _next_source(self) -> None:
-        self._index = (self._index + 1) % len(self.sources)
+    def _next_source(self, left: PeerEntry) -> None:
+        """After ``left``: the source that proved the highest height first (it is
+        likely the quickest to have the next block), else the next in turn."""
+        names = [source.name for source in self.sources]
+        if self._certified_by != left.name and self._certified_by in names:
+            self._index = names.index(self._certified_by)
+        else:
+            self._index = (self._index + 1) % len(self.sources)
 
     def _switched(self, source: PeerEntry, reason: str) -> None:
         log.debug("leaving source %s: %s", source.name, reason)

@@ -274,6 +274,13 @@ def observer_figures(
             ):
                 first_validator[height] = at
     figures: dict[str, Any] = {}
+    # For reference: how far each validator's own stream trails the first
+    # validator to show a height (an observer can do no better than its source).
+    spread = []
+    for name in job.validators:
+        mine = arrivals[name]
+        spread += [(mine[h] - at) * 1000 for h, at in first_validator.items() if h in mine]
+    figures["validators_behind_the_first_ms"] = percentiles(spread)
     for observer in job.observers:
         mine = arrivals[observer]
         lag_ms = [(mine[h] - at) * 1000 for h, at in first_validator.items() if h in mine]
@@ -289,6 +296,13 @@ def observer_figures(
             for s in rows
             if isinstance(s["reported_lag_blocks"], int)
         ]
+        # The same, against the height in the same status answer as the report
+        # (the observer's event stream can trail its store under load).
+        error_at_status = [
+            s["reported_lag_blocks"] - max(0, s["validator_height"] - s["reported_height"])
+            for s in rows
+            if isinstance(s["reported_lag_blocks"], int) and isinstance(s["reported_height"], int)
+        ]
         figures[observer] = {
             "lag_blocks": {**percentiles(true_lag), "samples": len(true_lag)},
             "lag_ms": {
@@ -301,6 +315,11 @@ def observer_figures(
                 **percentiles(error),
                 "min": min(error, default=None),
                 "samples_under_reporting_by_more_than_2": sum(1 for e in error if e < -2),
+            },
+            "reported_minus_true_at_status_height": {
+                **percentiles(error_at_status),
+                "min": min(error_at_status, default=None),
+                "samples_under_reporting_by_more_than_2": sum(1 for e in error_at_status if e < -2),
             },
         }
     return figures
