@@ -447,7 +447,7 @@ class Follower(ChainHost):
             return await self._follow_stream(session, source)
         except _StreamRefused:
             return await self._follow_once(session, source)
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.debug("source %s: %s", source.name, exc)
             self._switched(source, "failed")
             return _Outcome.NOTHING
@@ -483,8 +483,11 @@ class Follower(ChainHost):
         outcome = _Outcome.NOTHING
         async with self._stream(session, url, self._page_limits.max_size_bytes) as ws:
             self._mode = "stream"
-            # When this stream last gave us a block, or had none we were owed.
-            progress_at = time.monotonic()
+            # A height another source proved exists, and since when: this one
+            # must reach it within the stall timeout.  A steady lag of a block or
+            # two is normal (validators commit a little apart); a source that
+            # cannot reach what was certified a stall timeout ago is too slow.
+            owed: tuple[int, float] | None = None
             while not self._stopped:
                 try:
                     message = await ws.receive(timeout=self._stall_s)
@@ -503,16 +506,21 @@ class Follower(ChainHost):
                 applied, rejected = self._apply_page(served, source)
                 if rejected:
                     return outcome
-                now = time.monotonic()
                 if applied:
                     outcome = _Outcome.LEFT
-                if applied or self.certified_height <= self.tip.height:
-                    progress_at = now
-                elif now - progress_at > self._stall_s:
-                    # Alive, but not giving us blocks another source proved exist.
+                owed = self._owed(owed)
+                if owed is not None and time.monotonic() - owed[1] > self._stall_s:
                     self._switched(source, "behind")
                     return outcome
         return outcome
+
+    def _owed(self, owed: tuple[int, float] | None) -> tuple[int, float] | None:
+        """The height the current source owes us and since when, after a message."""
+        if owed is not None and self.tip.height >= owed[0]:
+            owed = None
+        if owed is None and self.certified_height > self.tip.height:
+            owed = (self.certified_height, time.monotonic())
+        return owed
 
     async def _watch_tips(self, session: aiohttp.ClientSession, source: PeerEntry) -> None:
         """Learn ``source``'s certified tip as the chain grows, for as long as we run."""
@@ -528,6 +536,8 @@ class Follower(ChainHost):
                         served = decode(message.data, self._tip_limits)
                         tip = served.get("tip") if isinstance(served, dict) else None
                         if not self._note_tip(tip, source):
+                            # A liar waits the longest back-off before it is heard again.
+                            backoff_ms = self.limits.peer_backoff_max_ms
                             break
                         backoff_ms = self.limits.peer_backoff_min_ms
             except (aiohttp.ClientError, OSError, TimeoutError, DecodeError, _StreamRefused) as exc:

@@ -35,7 +35,9 @@ What it does
 
 4. ``--stop-validator NAME`` also SIGSTOPs that validator
    ``--stop-after-s`` into the run, for ``--stop-for-s``, then SIGCONTs it:
-   a hanging source (the observers may be following it).
+   a hanging source.  ``--stop-validator source`` stops the one the first
+   observer follows at that moment; ``observers_while_stopped`` has the
+   figures of that window.
 
 It always stops the network at the end.  The machine's load average is in
 the report: on a shared host the figures move with it.
@@ -329,8 +331,20 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-async def stop_and_continue(pid: int, after_s: float, for_s: float, record: dict[str, Any]) -> None:
+async def stop_and_continue(
+    session: aiohttp.ClientSession,
+    observer_url: str,
+    pids: dict[str, int],
+    after_s: float,
+    for_s: float,
+    record: dict[str, Any],
+) -> None:
     await asyncio.sleep(after_s)
+    if record["validator"] == "source":
+        # The validator the first observer follows right now.
+        status = await get_json(session, f"{observer_url}/v1/status")
+        record["validator"] = (status.get("following") or {}).get("source")
+    pid = pids[record["validator"]]
     os.kill(pid, signal.SIGSTOP)
     record["stopped_at"] = time.monotonic()
     try:
@@ -410,7 +424,12 @@ async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) ->
                 report["stopped"] = record
                 stopper = asyncio.create_task(
                     stop_and_continue(
-                        pids[args.stop_validator], args.stop_after_s, args.stop_for_s, record
+                        session,
+                        observers[0].api_url,
+                        pids,
+                        args.stop_after_s,
+                        args.stop_for_s,
+                        record,
                     )
                 )
             report["load_average_at_start"] = load_average()
@@ -477,7 +496,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sample-interval-s", type=float, default=0.05)
     parser.add_argument("--max-run-s", type=float, default=120.0)
     parser.add_argument("--stall-s", type=float, default=15.0)
-    parser.add_argument("--stop-validator", default=None, help="SIGSTOP this validator mid-run")
+    parser.add_argument(
+        "--stop-validator",
+        default=None,
+        help="SIGSTOP this validator mid-run ('source': the one the first observer follows)",
+    )
     parser.add_argument("--stop-after-s", type=float, default=5.0)
     parser.add_argument("--stop-for-s", type=float, default=10.0)
     parser.add_argument("--base-port", type=int, default=7800)
