@@ -437,6 +437,35 @@ async def test_an_observer_skips_hanging_sources_within_its_stall_timeout(
             await observer.stop()
 
 
+def withhold_blocks(served: dict[str, object]) -> None:
+    """Stay alive (heartbeats) but never deliver a block or show a tip."""
+    served["blocks"] = []
+    served["tip"] = None
+
+
+async def test_an_observer_leaves_a_live_source_that_withholds_what_others_certified(
+    network: LocalNetwork, tmp_path: Path
+) -> None:
+    height = await at_least_blocks(network, 3)
+    async with stream_proxy(network.api_url("v1"), network.ssl(), withhold_blocks) as withholder:
+        sources = {"v1": withholder, **honest_sources(network, "v0")}
+        loaded = load_node_config(observer_config(network, tmp_path, sources))
+        observer = await start_node(loaded)
+        try:
+            deadline = time.monotonic() + FOLLOW_TIMEOUT_S
+            while observer.store.height() < height and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            reached = observer.store.height()
+            behind = observer.engine.metrics.registry.get_sample_value(
+                "provenet_observer_source_switches_total", {"validator": "v1", "reason": "behind"}
+            )
+        finally:
+            await observer.stop()
+    assert reached >= height
+    assert behind is not None and behind >= 1
+    assert not observer.engine.alerts  # type: ignore[union-attr]
+
+
 async def test_a_forged_block_pushed_on_a_stream_is_refused_with_an_alert(
     network: LocalNetwork, tmp_path: Path
 ) -> None:
