@@ -31,7 +31,7 @@ from contracts.orgs import KeyRecord, key_key
 from contracts.queries import query
 from contracts.records import load
 from contracts.tx import Transaction, admission_codec_limits, encode_tx, tx_from_value
-from node import audit, openapi
+from node import audit, chain_stream, openapi
 from node.api_errors import STATUS_OF, ApiError
 from node.chain import ChainHost, Subscriber, now_ms
 from node.config import NodeLimits
@@ -50,7 +50,6 @@ from node.request_body import JSON_OR_MSGPACK, MSGPACK, media_type, parse_json, 
 from node.views import (
     block_view,
     event_view,
-    full_block_view,
     proof_view,
     receipt_view,
     to_json,
@@ -287,6 +286,7 @@ class ClientApi:
         self.read_only = read_only
         self._audit = audit.AuditLimits()
         self.budget = AdmissionBudget(self.limits)
+        self._chain_streams = chain_stream.ChainStreams(engine, self.limits)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -299,6 +299,7 @@ class ClientApi:
             web.get("/v1/blocks/{height}", self.get_block),
             web.get("/v1/blocks", self.block_range),
             web.get("/v1/chain", self.chain_page),
+            web.get(chain_stream.STREAM_PATH, self.chain_stream),
             web.post("/v1/query", self.post_query),
             web.get("/v1/trace/{asset_id}", self.named_query("diamonds", "trace", "asset_id")),
             web.get(
@@ -584,18 +585,19 @@ class ClientApi:
             _query_int(request, "limit", self.limits.max_blocks_per_page),
             self.limits.max_blocks_per_page,
         )
-        budget_bytes = self.limits.chain_page_bytes
-        blocks: list[dict[str, object]] = []
-        for height in range(start, start + limit):
-            stored = self.store.block(height)
-            if stored is None:
-                break
-            budget_bytes -= sum(len(r.payload) for r in stored.block.requests)
-            if blocks and budget_bytes < 0:
-                break
-            blocks.append(full_block_view(stored))
-        page = {"height": self.store.height(), "blocks": blocks}
+        blocks = chain_stream.chain_blocks(self.store, start, limit, self.limits.chain_page_bytes)
+        page = chain_stream.page(self.engine, self.store.height(), blocks, start + len(blocks) - 1)
         return web.Response(body=encode(page), content_type=MSGPACK)
+
+    async def chain_stream(self, request: web.Request) -> web.StreamResponse:
+        """The chain pushed to observers as it grows (node/chain_stream.py)."""
+        start = max(1, _query_int(request, "from", self.store.height() + 1))
+        limit = min(
+            _query_int(request, "limit", self.limits.max_blocks_per_page),
+            self.limits.max_blocks_per_page,
+        )
+        blocks = _query_int(request, "blocks", 1) != 0
+        return await self._chain_streams.handle(request, start, max(1, limit), blocks)
 
     async def post_query(self, request: web.Request) -> web.Response:
         kind, raw = await self._read(request)

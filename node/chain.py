@@ -70,6 +70,10 @@ class ChainHost:
         self._subscribers: set[Subscriber] = set()
         self.last_executed: ExecutedBlock | None = None
         self.fatal: BaseException | None = None
+        # The latest block executed here, and an event set (then replaced) each
+        # time one is: what chain streams (node/chain_stream.py) wait on.
+        self.latest_block: CommittedBlock | None = None
+        self._block_stored = asyncio.Event()
 
     def submit(self, entry: PoolEntry) -> PoolEntry:
         """Admit a checked transaction; a node that orders none refuses it."""
@@ -95,7 +99,14 @@ class ChainHost:
         self._record_dropped(self.mempool.on_executed(executed.tx_ids, executed.senders))
         self.metrics.mempool_size.set(len(self.mempool))
         self._publish(executed)
+        self.latest_block = block
+        stored, self._block_stored = self._block_stored, asyncio.Event()
+        stored.set()
         return executed
+
+    def block_stored(self) -> asyncio.Event:
+        """An event set when the next block is stored here (take it before waiting)."""
+        return self._block_stored
 
     def _publish(self, executed: ExecutedBlock) -> None:
         if not self._subscribers:

@@ -201,6 +201,22 @@ class NodeLimits:
     # A port found in use at start is tried again for this long before the
     # node exits with an error (a restarted node's port can be briefly held).
     bind_retry_ms: int = 5_000
+    # Chain streams (GET /v1/chain/stream, node/chain_stream.py): how many one
+    # node serves at once (an observer holds one for blocks and one per
+    # validator for their certified tips); a stream that has sent nothing for
+    # chain_stream_heartbeat_ms sends an empty message, so a follower tells a
+    # quiet chain from a hung source; a tips-only stream sends at most one tip
+    # per chain_stream_tip_interval_ms.
+    max_chain_streams: int = 64
+    chain_stream_heartbeat_ms: int = 250
+    chain_stream_tip_interval_ms: int = 100
+    # Observers: a source that sends nothing for follow_stall_timeout_ms (four
+    # heartbeats), or no block while a higher certified height is known from
+    # another, is left for the next one; it also bounds connecting and each
+    # read of a polled page.  follow_request_timeout_ms bounds one polled page
+    # or stream handshake in all.
+    follow_stall_timeout_ms: int = 1_000
+    follow_request_timeout_ms: int = 10_000
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():

@@ -32,10 +32,14 @@ a restart the observer resumes from its own store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import enum
 import logging
 import ssl
+import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -61,6 +65,7 @@ from consensus.wire import (
     message_from_wire,
 )
 from node.chain import ChainHost, now_ms
+from node.chain_stream import STREAM_PATH
 from node.config import NODE_CONSENSUS_DEFAULTS, NodeConfig, NodeLimits, PeerEntry
 from node.ledger import Ledger
 from node.metrics import NodeMetrics
@@ -92,7 +97,8 @@ _COMMIT_BYTES = 256
 
 
 def page_limits(limits: NodeLimits, validators: int, consensus: dict[str, int]) -> Limits:
-    """Decoding bounds of a ``GET /v1/chain`` page, sized to an honest one.
+    """Decoding bounds of a ``GET /v1/chain`` page or chain-stream message,
+    sized to an honest one.
 
     The observer asks for F = ``follow_page_blocks`` blocks; a validator
     serves blocks until their payloads would pass ``chain_page_bytes`` (the
@@ -105,15 +111,18 @@ def page_limits(limits: NodeLimits, validators: int, consensus: dict[str, int]) 
     and never stalls on a page because they raised it.  So a page is at most
 
     * max(chain_page_bytes, B, P) bytes of payloads, plus for each block a
-      header, n COMMITs and R request headers;
-    * 5 + F * (25 + n + R) values: the page map's 5, and per block its map's
-      7, its header's 18, then n COMMITs and R payloads;
-    * 2 + 4F containers (the page and its list, and per block its map, its
-      header, its certificate and its payloads);
+      header, n COMMITs and R request headers, plus the tip's header and n
+      COMMITs;
+    * 7 + (25 + n) + F * (25 + n + R) values: the page map's 7, the tip's
+      (a block without payloads), and per block its map's 7, its header's
+      18, then n COMMITs and R payloads;
+    * 5 + 4F containers (the page, its list, the tip's map, header and
+      certificate, and per block its map, its header, its certificate and
+      its payloads);
     * nested 4 deep (page > blocks > block > payloads > payload).
 
     With the defaults (F = 64, n = 4, R = 4,096, 8 MiB pages) that is 10 MB,
-    264,000 values and 258 containers.  The observer's ``chain_page_bytes``
+    264,000 values and 261 containers.  The observer's ``chain_page_bytes``
     must be at least the validators'.
     """
     batch = {**_consensus_defaults(), **NODE_CONSENSUS_DEFAULTS, **consensus}
@@ -126,14 +135,31 @@ def page_limits(limits: NodeLimits, validators: int, consensus: dict[str, int]) 
         + blocks * block_bytes
         + _HEADER_BYTES
     )
+    tip_bytes = _HEADER_BYTES + validators * _COMMIT_BYTES
     return Limits(
-        max_size_bytes=honest_bytes * MARGIN_NUM // MARGIN_DEN,
+        max_size_bytes=(honest_bytes + tip_bytes) * MARGIN_NUM // MARGIN_DEN,
         max_depth=4,
         max_collection_len=max(requests, validators, blocks, len(_HEADER_TYPES)),
         max_str_len=1024,
         max_bytes_len=payload_bytes,
-        max_objects=(5 + blocks * (25 + validators + requests)) * MARGIN_NUM // MARGIN_DEN,
-        max_containers=(2 + 4 * blocks) * MARGIN_NUM // MARGIN_DEN,
+        max_objects=(7 + 25 + validators + blocks * (25 + validators + requests))
+        * MARGIN_NUM
+        // MARGIN_DEN,
+        max_containers=(5 + 4 * blocks) * MARGIN_NUM // MARGIN_DEN,
+    )
+
+
+def tip_limits(validators: int) -> Limits:
+    """Decoding bounds of a tips-only chain-stream message: a page with no
+    blocks and a tip (a header and n COMMITs)."""
+    return Limits(
+        max_size_bytes=(_HEADER_BYTES * 2 + validators * _COMMIT_BYTES) * MARGIN_NUM // MARGIN_DEN,
+        max_depth=3,
+        max_collection_len=max(validators, len(_HEADER_TYPES)),
+        max_str_len=1024,
+        max_bytes_len=_COMMIT_BYTES,
+        max_objects=(7 + 25 + validators) * MARGIN_NUM // MARGIN_DEN,
+        max_containers=5,
     )
 
 
@@ -179,6 +205,18 @@ def _header(fields: object) -> BlockHeader:
         if type(fields[name]) is not kind:
             raise BlockRejected("malformed", f"header field {name} is not {kind.__name__}")
     return header_from_dict(fields)
+
+
+def _tip(served: object) -> tuple[BlockHeader, tuple[Commit, ...]]:
+    """The header and certificate of a source's tip (a block without payloads)."""
+    if not isinstance(served, dict):
+        raise BlockRejected("malformed", "a tip is not a map")
+    try:
+        return _header(served.get("header")), _commits(served.get("certificate"))
+    except BlockRejected:
+        raise
+    except (DecodeError, TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise BlockRejected("malformed", f"malformed tip: {exc}") from None
 
 
 def _commits(raw: object) -> tuple[Commit, ...]:
@@ -292,6 +330,18 @@ class _StoredRoots(dict[int, bytes]):
         return default if root is None else root
 
 
+class _Outcome(enum.Enum):
+    """How one turn with a source ended."""
+
+    APPLIED = "applied"  # blocks were applied (polling: stay with this source)
+    LEFT = "left"  # a stream ended after doing what it could: go on to the next at once
+    NOTHING = "nothing"  # nothing new, or the source failed: next source after a pause
+
+
+class _StreamRefused(Exception):
+    """The source answered the upgrade with HTTP (no stream there): poll it instead."""
+
+
 class Follower(ChainHost):
     """The observer's chain task; see the module docstring."""
 
@@ -313,10 +363,17 @@ class Follower(ChainHost):
         self._index = 0
         self._roots = _StoredRoots(store)
         self.alerts: deque[Alert] = deque(maxlen=MAX_ALERTS_KEPT)
-        self._claims: dict[str, int] = {}
+        # The highest height a verified commit certificate has shown us, from
+        # any source (a block we applied, or a source's tip), and who showed it.
+        self._certified_height = tip.height
+        self._certified_by = ""
+        self._mode = ""
         self._rejections_in_a_row = 0
         self._stopped = False
         self._page_limits = page_limits(config.limits, validators.n, config.consensus)
+        self._tip_limits = tip_limits(validators.n)
+        self._stall_s = config.limits.follow_stall_timeout_ms / 1000
+        self._request_s = config.limits.follow_request_timeout_ms / 1000
 
     @property
     def source(self) -> str:
@@ -326,73 +383,191 @@ class Follower(ChainHost):
         self._stopped = True
 
     @property
+    def certified_height(self) -> int:
+        """The highest height this observer has seen certified by a quorum of the
+        validators: a height one lying validator claims is never believed."""
+        return max(self._certified_height, self.tip.height)
+
+    @property
     def source_height(self) -> int:
-        """The chain height at least one honest validator claimed: the (f+1)-th
-        highest of the latest claims (one lying validator cannot inflate it)."""
-        claims = sorted(self._claims.values(), reverse=True)
-        f = self.validators.f
-        return max(self.tip.height, claims[f]) if len(claims) > f else self.tip.height
+        return self.certified_height
 
     def following(self) -> dict[str, object]:
+        certified = self.certified_height
         return {
             "source": self.source,
-            "source_height": self.source_height,
-            "lag_blocks": max(0, self.source_height - self.tip.height),
+            "mode": self._mode,
+            "source_height": certified,
+            "certified_height": certified,
+            "certified_by": self._certified_by,
+            "lag_blocks": certified - self.tip.height,
         }
 
     async def run(self) -> None:
         if not self.sources:
             raise ValueError("an observer needs validators to follow (config peers)")
-        timeout = aiohttp.ClientTimeout(total=30, connect=5, sock_read=5)
+        # Connecting and every read of a page are bounded by the stall timeout,
+        # so a hung source costs that long, not a fixed 5 s; streams bound their
+        # own reads (_follow_stream).
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._stall_s, sock_read=self._stall_s
+        )
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session:
-                while not self._stopped:
-                    progressed = await self._follow_once(session)
-                    if not progressed:
-                        await asyncio.sleep(self._pause_s())
+                watchers = [
+                    asyncio.create_task(
+                        self._watch_tips(session, source), name=f"tips {source.name}"
+                    )
+                    for source in self.sources
+                ]
+                try:
+                    await self._follow_sources(session)
+                finally:
+                    for watcher in watchers:
+                        watcher.cancel()
+                    await asyncio.gather(*watchers, return_exceptions=True)
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("follower stopped")
                 self.fatal = exc
             raise
 
-    async def _follow_once(self, session: aiohttp.ClientSession) -> bool:
-        """Fetch and apply one page from the current source; True if blocks were applied."""
-        source = self.sources[self._index]
+    async def _follow_sources(self, session: aiohttp.ClientSession) -> None:
+        while not self._stopped:
+            source = self.sources[self._index]
+            outcome = await self._follow(session, source)
+            if outcome is not _Outcome.APPLIED:
+                self._next_source(source)
+            if outcome is _Outcome.NOTHING:
+                await asyncio.sleep(self._pause_s())
+
+    async def _follow(self, session: aiohttp.ClientSession, source: PeerEntry) -> _Outcome:
+        """One turn with ``source``: its block stream, or one polled page when it has none."""
+        try:
+            return await self._follow_stream(session, source)
+        except _StreamRefused:
+            return await self._follow_once(session, source)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.debug("source %s: %s", source.name, exc)
+            self._switched(source, "failed")
+            return _Outcome.NOTHING
+
+    # ------------------------------------------------------------ streaming
+
+    @contextlib.asynccontextmanager
+    async def _stream(
+        self, session: aiohttp.ClientSession, url: str, max_msg_size: int
+    ) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """A chain stream from ``url``; the handshake bounded by the request timeout."""
+        context: ssl.SSLContext | bool = self._client_ssl if self._client_ssl is not None else False
+        try:
+            async with asyncio.timeout(self._request_s):
+                ws = await session.ws_connect(url, ssl=context, max_msg_size=max_msg_size)
+        except aiohttp.WSServerHandshakeError as exc:
+            raise _StreamRefused(f"HTTP {exc.status}") from None
+        try:
+            yield ws
+        finally:
+            # A clean close waits for the source's close frame, which a hung or
+            # lying source may never send (or put off with more messages): after
+            # the stall timeout the connection is dropped instead.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ws.close(), self._stall_s)
+
+    async def _follow_stream(self, session: aiohttp.ClientSession, source: PeerEntry) -> _Outcome:
+        """Apply blocks as ``source`` pushes them, until it stalls, errs or lies."""
+        url = (
+            f"{source.api_url}{STREAM_PATH}?from={self.tip.height + 1}"
+            f"&limit={self.limits.follow_page_blocks}&blocks=1"
+        )
+        outcome = _Outcome.NOTHING
+        async with self._stream(session, url, self._page_limits.max_size_bytes) as ws:
+            self._mode = "stream"
+            # A height another source proved exists, and since when: this one
+            # must reach it within the stall timeout.  A steady lag of a block or
+            # two is normal (validators commit a little apart); a source that
+            # cannot reach what was certified a stall timeout ago is too slow.
+            owed: tuple[int, float] | None = None
+            while not self._stopped:
+                try:
+                    message = await ws.receive(timeout=self._stall_s)
+                except TimeoutError:
+                    self._switched(source, "silent")
+                    return outcome
+                if message.type is not aiohttp.WSMsgType.BINARY:
+                    self._switched(source, "closed")
+                    return outcome
+                try:
+                    served = decode(message.data, self._page_limits)
+                except DecodeError as exc:
+                    log.debug("source %s: %s", source.name, exc)
+                    self._switched(source, "failed")
+                    return outcome
+                applied, rejected = self._apply_page(served, source)
+                if rejected:
+                    return outcome
+                if applied:
+                    outcome = _Outcome.LEFT
+                owed = self._owed(owed)
+                if owed is not None and time.monotonic() - owed[1] > self._stall_s:
+                    self._switched(source, "behind")
+                    return outcome
+        return outcome
+
+    def _owed(self, owed: tuple[int, float] | None) -> tuple[int, float] | None:
+        """The height the current source owes us and since when, after a message."""
+        if owed is not None and self.tip.height >= owed[0]:
+            owed = None
+        if owed is None and self.certified_height > self.tip.height:
+            owed = (self.certified_height, time.monotonic())
+        return owed
+
+    async def _watch_tips(self, session: aiohttp.ClientSession, source: PeerEntry) -> None:
+        """Learn ``source``'s certified tip as the chain grows, for as long as we run."""
+        url = f"{source.api_url}{STREAM_PATH}?blocks=0"
+        backoff_ms = self.limits.peer_backoff_min_ms
+        while not self._stopped:
+            try:
+                async with self._stream(session, url, self._tip_limits.max_size_bytes) as ws:
+                    while not self._stopped:
+                        message = await ws.receive(timeout=self._stall_s)
+                        if message.type is not aiohttp.WSMsgType.BINARY:
+                            break
+                        served = decode(message.data, self._tip_limits)
+                        tip = served.get("tip") if isinstance(served, dict) else None
+                        if not self._note_tip(tip, source):
+                            # A liar waits the longest back-off before it is heard again.
+                            backoff_ms = self.limits.peer_backoff_max_ms
+                            break
+                        backoff_ms = self.limits.peer_backoff_min_ms
+            except (aiohttp.ClientError, OSError, TimeoutError, DecodeError, _StreamRefused) as exc:
+                log.debug("tips of %s: %s", source.name, exc)
+            await asyncio.sleep(backoff_ms / 1000)
+            backoff_ms = min(max(1, backoff_ms) * 2, self.limits.peer_backoff_max_ms)
+
+    # ------------------------------------------------------------ polling
+
+    async def _follow_once(self, session: aiohttp.ClientSession, source: PeerEntry) -> _Outcome:
+        """Fetch and apply one page from ``source`` (a source with no stream)."""
+        self._mode = "poll"
         try:
             page = await self._fetch(session, source)
         except (aiohttp.ClientError, OSError, TimeoutError, DecodeError, ValueError) as exc:
             log.debug("source %s: %s", source.name, exc)
-            self._next_source()
-            return False
-        blocks = page.get("blocks") if isinstance(page, dict) else None
-        height = page.get("height") if isinstance(page, dict) else None
-        if type(height) is int:
-            self._claims[source.name] = height
-        if not isinstance(blocks, list) or not blocks:
-            self._next_source()
-            return False
-        for served in blocks:
-            try:
-                block = check_block(
-                    served, self.tip, self.config.chain_id, self.validators, self._roots
-                )
-            except BlockRejected as rejected:
-                self._alert(rejected, source)
-                self._rejections_in_a_row += 1
-                self._next_source()
-                return False
-            self._rejections_in_a_row = 0
-            executed = self.execute_and_announce(block)
-            self.tip = ChainTip(
-                executed.height, executed.block_hash, executed.time_ms, executed.state_root
-            )
-        return True
+            self._switched(source, "failed")
+            return _Outcome.NOTHING
+        applied, rejected = self._apply_page(page, source)
+        return _Outcome.APPLIED if applied and not rejected else _Outcome.NOTHING
 
     async def _fetch(self, session: aiohttp.ClientSession, source: PeerEntry) -> object:
         url = f"{source.api_url}/v1/chain?from={self.tip.height + 1}&limit={self.limits.follow_page_blocks}"
         context: ssl.SSLContext | bool = self._client_ssl if self._client_ssl is not None else False
-        async with session.get(url, headers={"Accept": MSGPACK}, ssl=context) as response:
+        timeout = aiohttp.ClientTimeout(
+            total=self._request_s, sock_connect=self._stall_s, sock_read=self._stall_s
+        )
+        async with session.get(
+            url, headers={"Accept": MSGPACK}, ssl=context, timeout=timeout
+        ) as response:
             if response.status != 200:
                 raise ValueError(f"HTTP {response.status}")
             body = bytearray()
@@ -401,6 +576,76 @@ class Follower(ChainHost):
                 if len(body) > self._page_limits.max_size_bytes:
                     raise ValueError("chain page too large")
             return decode(bytes(body), self._page_limits)
+
+    # ------------------------------------------------------------ checking
+
+    def _apply_page(self, page: object, source: PeerEntry) -> tuple[int, bool]:
+        """Check and apply a page's blocks in order, then note its tip: (applied, rejected).
+
+        Every block passes :func:`check_block` whichever way it came; the first
+        that fails is alerted and ends the page, and so does a false tip."""
+        blocks = page.get("blocks") if isinstance(page, dict) else None
+        if not isinstance(blocks, list):
+            return 0, False
+        applied = 0
+        for served in blocks:
+            try:
+                block = check_block(
+                    served, self.tip, self.config.chain_id, self.validators, self._roots
+                )
+            except BlockRejected as rejected:
+                self._alert(rejected, source, self.tip.height + 1)
+                self._rejections_in_a_row += 1
+                return applied, True
+            self._rejections_in_a_row = 0
+            executed = self.execute_and_announce(block)
+            self.tip = ChainTip(
+                executed.height, executed.block_hash, executed.time_ms, executed.state_root
+            )
+            applied += 1
+        assert isinstance(page, dict)
+        if not self._note_tip(page.get("tip"), source):
+            return applied, True
+        self._update_lag()
+        return applied, False
+
+    def _note_tip(self, served: object, source: PeerEntry) -> bool:
+        """Believe a source's tip if its certificate verifies; False (and an alert) if not.
+
+        A tip no higher than what we already know is not checked: it could not
+        change anything, and checking costs a quorum of signatures."""
+        if served is None:
+            return True
+        try:
+            header, certificate = _tip(served)
+        except BlockRejected as rejected:
+            self._alert(rejected, source, self.tip.height + 1)
+            return False
+        if header.height <= self.certified_height:
+            return True
+        problem = None
+        if header.chain_id != self.config.chain_id:
+            problem = BlockRejected("wrong_chain", f"tip is for chain {header.chain_id!r}")
+        else:
+            why = certificate_problem(
+                header.height,
+                header.batch_digest,
+                certificate,
+                self.validators,
+                self.config.chain_id,
+            )
+            if why is not None:
+                problem = BlockRejected("bad_certificate", f"tip at height {header.height}: {why}")
+        if problem is not None:
+            self._alert(problem, source, header.height)
+            return False
+        self._certified_height = header.height
+        self._certified_by = source.name
+        self._update_lag()
+        return True
+
+    def _update_lag(self) -> None:
+        self.metrics.observer_lag_blocks.set(self.certified_height - self.tip.height)
 
     def _pause_s(self) -> float:
         """The poll interval, longer once every source has been rejected in a
@@ -411,13 +656,24 @@ class Follower(ChainHost):
             pause_ms = max(pause_ms, self.limits.peer_backoff_max_ms)
         return pause_ms / 1000
 
-    def _next_source(self) -> None:
-        self._index = (self._index + 1) % len(self.sources)
+    def _next_source(self, left: PeerEntry) -> None:
+        """After ``left``: the source that proved the highest height first (it is
+        likely the quickest to have the next block), else the next in turn."""
+        names = [source.name for source in self.sources]
+        if self._certified_by != left.name and self._certified_by in names:
+            self._index = names.index(self._certified_by)
+        else:
+            self._index = (self._index + 1) % len(self.sources)
 
-    def _alert(self, rejected: BlockRejected, source: PeerEntry) -> None:
-        alert = Alert(rejected.kind, source.name, self.tip.height + 1, rejected.message, now_ms())
+    def _switched(self, source: PeerEntry, reason: str) -> None:
+        log.debug("leaving source %s: %s", source.name, reason)
+        self.metrics.observer_source_switches.labels(source.name, reason).inc()
+
+    def _alert(self, rejected: BlockRejected, source: PeerEntry, height: int) -> None:
+        alert = Alert(rejected.kind, source.name, height, rejected.message, now_ms())
         self.alerts.append(alert)
         self.metrics.observer_alerts.labels(rejected.kind, source.name).inc()
+        self._switched(source, "rejected")
         log.warning(
             "rejected block %d from validator %s: %s (%s)",
             alert.height,

@@ -90,6 +90,17 @@ class NodeMetrics:
             ["reason"],
             registry=registry,
         )
+        self.observer_lag_blocks = Gauge(
+            "provenet_observer_lag_blocks",
+            "Highest certified height an observer has seen minus its own",
+            registry=registry,
+        )
+        self.observer_source_switches = Counter(
+            "provenet_observer_source_switches",
+            "Times an observer left a validator it followed, by validator and reason",
+            ["validator", "reason"],
+            registry=registry,
+        )
 
     def watch_replica(self, read: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_ReplicaDrops(read))

@@ -239,9 +239,23 @@ def _chain_schemas() -> dict[str, Schema]:
                 "payloads": _list(_ref("Hex"), "Each transaction envelope, in block order."),
             }
         ),
+        "ChainTip": _obj(
+            {
+                "header": _ref("BlockHeader"),
+                "certificate": _list(_ref("Hex"), "Each COMMIT in its canonical wire bytes."),
+            },
+            "The node's latest block without its payloads: a height its commit certificate proves.",
+        ),
         "ChainPage": _obj(
-            {"height": _INT64, "blocks": _list(_ref("FullBlock"))},
-            "Full blocks for observers (msgpack only; bytes raw).",
+            {
+                "height": _INT64,
+                "blocks": _list(_ref("FullBlock")),
+                "tip": _nullable(_ref("ChainTip")),
+            },
+            "Full blocks for observers (msgpack only; bytes raw).  `height` is a bare "
+            "claim; `tip`, present when the node has a block above the page's last, "
+            "proves its height.",
+            optional=("tip",),
         ),
         "Event": _obj(
             {"contract": _STR, "kind": _STR, "attributes": {"type": "object"}},
@@ -668,7 +682,16 @@ def _node_schemas() -> dict[str, Schema]:
             **common,
             "role": {"const": "observer"},
             "replica_id": {"type": "null"},
-            "following": _obj({"source": _STR, "source_height": _INT64, "lag_blocks": _INT64}),
+            "following": _obj(
+                {
+                    "source": _STR,
+                    "mode": _STR,
+                    "source_height": _INT64,
+                    "certified_height": _INT64,
+                    "certified_by": _STR,
+                    "lag_blocks": _INT64,
+                }
+            ),
             "alerts": _list(
                 _obj(
                     {
@@ -895,6 +918,38 @@ def _block_ops() -> dict[str, Schema]:
         "chain_page_bytes (at least one block if any).  Always msgpack.",
         "content": {MSGPACK: {"schema": _ref("ChainPage")}},
     }
+    chain_stream = _op(
+        "chainStream",
+        "blocks",
+        "Full blocks pushed to observers as they are stored (websocket)",
+        {
+            "101": {
+                "description": "Switching to the websocket protocol.  Each binary "
+                "message is one msgpack ChainPage (components/schemas/ChainPage): with "
+                "blocks=1, blocks in order from `from` as they are stored; with blocks=0, "
+                "no blocks and the tip when the height grew (at most one per "
+                "chain_stream_tip_interval_ms).  A stream that has sent nothing for "
+                "chain_stream_heartbeat_ms sends a page with no blocks and no tip.",
+                "x-websocket-frame": _ref("ChainPage"),
+            },
+            **_errors(("bad_request", "too_many_subscribers")),
+        },
+        [
+            _query("from", _WHOLE, "The first height to send (default: the next)."),
+            _LIMIT,
+            _query("blocks", _WHOLE, "0: tips only; otherwise full blocks (default 1)."),
+            {
+                "name": "Upgrade",
+                "in": "header",
+                "required": True,
+                "schema": {"const": "websocket"},
+                "description": "A websocket upgrade.",
+            },
+        ],
+        description="A GET that is not a websocket upgrade answers 400 `bad_request`; a node "
+        "serving max_chain_streams streams answers 503 `too_many_subscribers`.  See "
+        "node/chain_stream.py.",
+    )
     return {
         "/v1/blocks/latest": {
             "get": _op(
@@ -934,6 +989,7 @@ def _block_ops() -> dict[str, Schema]:
                 [_FROM, _LIMIT],
             )
         },
+        "/v1/chain/stream": {"get": chain_stream},
     }
 
 
@@ -1207,7 +1263,8 @@ hex, unless noted.  Send `Accept: application/msgpack` for the same objects
 in canonical msgpack with those fields as raw bytes (each response lists
 `application/msgpack` with the JSON schema: the msgpack body is that object
 once its bytes are written as hex).  `/v1/chain` is always msgpack;
-`/metrics`, `/` and `/static/{name}` are text; `/v1/events` is a websocket.
+`/metrics`, `/` and `/static/{name}` are text; `/v1/events` and
+`/v1/chain/stream` are websockets.
 JSON bodies must not use floats (400 `float_not_allowed`) or repeat a key in
 an object (400 `duplicate_key`).
 

@@ -66,7 +66,7 @@ DEFAULT_EXAMPLES = 25
 DEFAULT_RUN_TIMEOUT_S = 150
 FUZZ_EXAMPLES = int(os.environ.get("PROVENET_API_FUZZ_EXAMPLES", "300"))
 FUZZ_RUN_TIMEOUT_S = int(os.environ.get("PROVENET_API_FUZZ_TIMEOUT_S", "1800"))
-NOT_FUZZED = ("/v1/events",)
+NOT_FUZZED = ("/v1/events", "/v1/chain/stream")
 # Every check runs but one: a valid signature cannot be written in a schema,
 # so schemathesis's "valid data is accepted" cannot hold for submissions.
 EXCLUDED_CHECKS = ("positive_data_acceptance",)
