@@ -110,10 +110,23 @@ class ReplicaBase:
         # oldest first), those not yet in any pre-prepare of this view, and
         # those in flight (digest -> height in this view's log).
         self.waiting: dict[bytes, tuple[Request, int]] = {}
-        # When a request this replica waited for last executed: the request
-        # timer measures time without progress (PBFT 4.5.2), not the age of a
-        # backlog the primary is working through.
-        self.progress_ms = 0
+        # When the cluster last made progress that this replica saw: a block
+        # committed in this view or delivered, or the view starting.  The
+        # request timer measures time without progress (PBFT 4.5.2), not the
+        # age of a backlog the primary is working through.
+        self.progress_ms = now_ms
+        # The last tick, and the last resume after the host was stopped:
+        # nothing that happened before a resume counts against a timer.
+        self.last_tick_ms = now_ms
+        self.resumed_ms = now_ms
+        # Whether this replica's request timer expired in this view (it
+        # suspects the primary, a claim it announces in STATUS and that binds
+        # it to nothing), and which view each peer last said it suspects.
+        self.suspecting = False
+        self.suspicions: dict[int, int] = {}
+        # The highest (view, active) each peer reported in a STATUS; honest
+        # replicas only ever move up in this order.
+        self.peer_views: dict[int, tuple[int, bool]] = {}
         self.unproposed: dict[bytes, Request] = {}
         self.in_flight: dict[bytes, int] = {}
         # State transfer and peer heights.
@@ -205,6 +218,9 @@ class ReplicaBase:
         raise NotImplementedError
 
     def _raise_transfer_target(self, height: int) -> None:
+        raise NotImplementedError
+
+    def _maybe_depose(self, effects: list[Effect]) -> None:
         raise NotImplementedError
 
     def _resend_new_view(self, peer: int, effects: list[Effect]) -> None:
