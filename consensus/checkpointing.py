@@ -105,7 +105,7 @@ class Checkpointing(ReplicaBase):
         self.peer_heights[status.sender] = max(known, status.delivered_height)
         seen = (status.view, status.view_active)
         self.peer_views[status.sender] = max(seen, self.peer_views.get(status.sender, seen))
-        if status.suspect and status.view_active:
+        if status.suspect:
             self.suspicions[status.sender] = status.view
         elif self.suspicions.get(status.sender) == status.view:
             del self.suspicions[status.sender]

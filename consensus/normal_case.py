@@ -204,7 +204,7 @@ class NormalCase(ReplicaBase):
             # re-committing a delivered height (as a new view does with O) is
             # not progress.
             self.view_change_attempts = 0
-            self.progress_ms = self.now_ms
+            self._note_progress()
         if height > self.delivered.height and height not in self.committed:
             certificate = tuple(sorted(commits, key=lambda c: c.sender)[: self.vote_quorum])
             self.committed[height] = CertifiedBatch(slot.pre_prepare.batch, certificate)
@@ -308,7 +308,7 @@ class NormalCase(ReplicaBase):
         digests = tuple(request.digest for request in batch.requests)
         # Any block delivered is the cluster's progress, ours or not (a block
         # fetched by state transfer too): the primary is working.
-        self.progress_ms = self.now_ms
+        self._note_progress()
         for request_digest in digests:
             self.waiting.pop(request_digest, None)
             self.unproposed.pop(request_digest, None)

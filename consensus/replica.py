@@ -69,14 +69,22 @@ instead this replica never lets one timer of its own take it there:
   cannot censor a replica by keeping it behind.
 * A resumed replica (a tick more than max_tick_gap_ms after the last one:
   SIGSTOP and SIGCONT, a suspended VM) restarts its timers from the resume.
-* A replica changing views whose new-view timer expires while f+1 peers say
-  they are active in its view does not move on: the view started without it
-  and a peer re-sends the NEW-VIEW when our STATUS shows us changing.
+* The new-view timer works the same way: when it expires the replica
+  suspects the new primary and moves to the next view once f+1 replicas
+  suspect it (or are past it).  If f+1 peers say they are active in its view
+  it does not even suspect: the view started without it, and a peer re-sends
+  the NEW-VIEW when our STATUS shows us changing.  So no timer of one replica
+  takes it above the others; only f+1 replicas (one honest) can.
 * The request timer measures the cluster's progress: any block committed in
-  this view or delivered restarts it, and it doubles after each consecutive
-  view change that made no progress (up to max_request_timeout_ms), as the
-  new-view timer does, so a new primary inheriting a backlog larger than one
-  timer's worth of work is not deposed before its first commit.
+  this view or delivered restarts it.  It doubles after each consecutive
+  view change that made no progress, as the new-view timer does, so a new
+  primary inheriting a backlog larger than one timer's worth of work is not
+  deposed before its first commit; and it is at least twice the longest
+  recent wait before progress, since under load a new primary fills its
+  window at once and commits then come in waves a window's work apart.
+  max_request_timeout_ms caps both, so a primary that is merely slow on
+  purpose can stretch the timer that far and no further (and the starvation
+  bound still holds).
 
 Failures are kept apart: a peer that misbehaves is dropped and counted in
 ``dropped``; a host that misuses the API gets ``ValueError``; a broken
@@ -224,24 +232,24 @@ class Replica(NormalCase, Checkpointing, ViewChanging, Restoring):
 
     def _on_tick(self, effects: list[Effect]) -> None:
         now = self.now_ms
-        suspect = self._request_timer_expired()
-        if suspect and not self.suspecting:
-            self.dropped["request_timeout"] += 1
-            self._status_due_ms = now  # tell the others at once
-            self._share_waiting(effects)
-        self.suspecting = suspect
-        self._maybe_depose(effects)
-        if (
-            not self.active
-            and self.view_change_deadline_ms is not None
-            and now >= self.view_change_deadline_ms
-        ):
+        if self.active:
+            suspect = self._request_timer_expired()
+            if suspect and not self.suspecting:
+                self.dropped["request_timeout"] += 1
+                self._status_due_ms = now  # tell the others at once
+                self._share_waiting(effects)
+            self.suspecting = suspect
+        elif self.view_change_deadline_ms is not None and now >= self.view_change_deadline_ms:
             if self._peers_active_in(self.view) >= self.validators.weak:
                 # The view started without us (its NEW-VIEW was lost): a peer
                 # re-sends it on our STATUS; moving on would leave us alone.
                 self.view_change_deadline_ms = now + self.view_change_timeout_ms
-            else:
-                self._start_view_change(self.view + 1, effects)
+            elif not self.suspecting:
+                # The new primary did not deliver: suspect it, as above.
+                self.dropped["new_view_timeout"] += 1
+                self.suspecting = True
+                self._status_due_ms = now
+        self._maybe_depose(effects)
         if now >= self._status_due_ms:
             self._status_due_ms = now + self.config.status_interval_ms
             status = Status(
@@ -273,16 +281,20 @@ class Replica(NormalCase, Checkpointing, ViewChanging, Restoring):
         self.dropped["resumed_after_pause"] += 1
 
     def _request_timeout_ms(self) -> int:
-        """The request timeout, doubled for each consecutive view change
-        without progress (the exponent capped so the arithmetic stays small)."""
+        """The request timeout: doubled for each consecutive view change
+        without progress (the exponent capped so the arithmetic stays small),
+        at least twice the longest recent wait before progress, and at most
+        max_request_timeout_ms."""
         doublings = min(self.view_change_attempts, 30)
         ceiling = max(self.config.request_timeout_ms, self.config.max_request_timeout_ms)
         backed_off_ms: int = self.config.request_timeout_ms << doublings
-        return min(backed_off_ms, ceiling)
+        measured_ms = 2 * max(self.progress_gaps_ms, default=0)
+        return min(max(backed_off_ms, measured_ms), ceiling)
 
     def _request_timer_expired(self) -> bool:
         """Does this backup suspect the primary of its view?"""
-        if not self.active or self.is_primary or not self.waiting:
+        stalled_since_ms = self._stalled_since_ms()
+        if not self.active or self.is_primary or stalled_since_ms is None:
             return False
         _, oldest_ms = next(iter(self.waiting.values()))
         waited_ms = self.now_ms - max(oldest_ms, self.resumed_ms)
@@ -292,8 +304,7 @@ class Replica(NormalCase, Checkpointing, ViewChanging, Restoring):
             return True
         if self._catching_up():
             return False
-        stalled_ms = self.now_ms - max(oldest_ms, self.resumed_ms, self.progress_ms)
-        return stalled_ms >= self._request_timeout_ms()
+        return self.now_ms - stalled_since_ms >= self._request_timeout_ms()
 
     def _catching_up(self) -> bool:
         """Is the cluster ahead of us?  A stable checkpoint above our delivered
@@ -308,8 +319,9 @@ class Replica(NormalCase, Checkpointing, ViewChanging, Restoring):
         return sum(1 for seen in self.peer_views.values() if seen == (view, True))
 
     def _maybe_depose(self, effects: list[Effect]) -> None:
-        """Vote to change the view once f+1 replicas, we among them, suspect its primary."""
-        if not (self.active and self.suspecting):
+        """Move to the next view once f+1 replicas, we among them, suspect
+        the primary of ours (active in it, or waiting for its NEW-VIEW)."""
+        if not self.suspecting:
             return
         # A peer that has moved past our view (its VIEW-CHANGE, or its STATUS)
         # gave up on this primary too: that is more than a suspicion.

@@ -115,6 +115,11 @@ class ReplicaBase:
         # request timer measures time without progress (PBFT 4.5.2), not the
         # age of a backlog the primary is working through.
         self.progress_ms = now_ms
+        # How long requests waited without progress before each recent
+        # progress (as the request timer measured it): under load commits come
+        # in waves a window of pre-prepares apart, and the timer allows twice
+        # the longest recent wait, so a healthy saturated primary is not deposed.
+        self.progress_gaps_ms: deque[int] = deque(maxlen=2 * config.window_size)
         # The last tick, and the last resume after the host was stopped:
         # nothing that happened before a resume counts against a timer.
         self.last_tick_ms = now_ms
@@ -170,6 +175,22 @@ class ReplicaBase:
         for queue in buffered.values():
             for sender, message in queue:
                 self._on_view_message(sender, message, effects)
+
+    def _stalled_since_ms(self) -> int | None:
+        """Since when the oldest waiting request has seen no progress (None:
+        nothing waits)."""
+        if not self.waiting:
+            return None
+        _, oldest_ms = next(iter(self.waiting.values()))
+        return max(oldest_ms, self.resumed_ms, self.progress_ms)
+
+    def _note_progress(self) -> None:
+        """The cluster made progress: restart the request timer, and remember
+        how long it had run."""
+        since = self._stalled_since_ms()
+        if since is not None and self.now_ms > since:
+            self.progress_gaps_ms.append(self.now_ms - since)
+        self.progress_ms = self.now_ms
 
     def _slot(self, height: int) -> Slot:
         slot = self.log.get(height)

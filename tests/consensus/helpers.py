@@ -87,9 +87,10 @@ def make_config(i: int, n: int = 4, **overrides: Any) -> ReplicaConfig:
     return ReplicaConfig(chain_id=CHAIN_ID, validators=validator_set(n), replica_id=i, **overrides)
 
 
-def suspicion(view: int, sender: int, height: int = 0) -> Status:
-    """``sender``'s STATUS saying it suspects the primary of ``view``."""
-    return signed(Status(view, True, height, 0, sender, suspect=True))
+def suspicion(view: int, sender: int, height: int = 0, active: bool = True) -> Status:
+    """``sender``'s STATUS saying it suspects the primary of ``view`` (in it,
+    or waiting for its NEW-VIEW when not ``active``)."""
+    return signed(Status(view, active, height, 0, sender, suspect=True))
 
 
 def always_valid(payload: bytes) -> bool:

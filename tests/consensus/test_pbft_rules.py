@@ -45,9 +45,9 @@ from helpers import (
     request,
     sent,
     signed,
-    suspicion,
     signer,
     state_root,
+    suspicion,
     validator_set,
     view_change,
     without_status,
@@ -784,9 +784,11 @@ def test_a_backlog_the_primary_is_working_through_starts_no_view_change() -> Non
     backup.tick(T0 + 1_500)
     drive_committed(backup, 0, batch(1, first))  # progress at T0 + 1,500
 
-    # The second request is 3 s old, but the timer restarted when the first executed.
-    assert sent(without_status(backup.tick(T0 + 3_000)), ViewChange) == []
-    changes = sent(without_status(backup.tick(T0 + 3_500)), ViewChange)
+    # The second request is 3 s old, but the timer restarted when the first
+    # executed; and since that one waited 1.5 s for progress, the timer now
+    # allows twice that (3 s) before it suspects the primary.
+    assert sent(without_status(backup.tick(T0 + 4_499)), ViewChange) == []
+    changes = sent(without_status(backup.tick(T0 + 4_500)), ViewChange)
     assert {change.new_view for change in changes} == {1}
 
 
@@ -1075,7 +1077,9 @@ def _quorum_asks(subject: Node, view: int) -> None:
 
 
 def _observed_timeout(subject: Node, view: int, expected_ms: int) -> None:
-    """The replica leaves ``view`` exactly ``expected_ms`` after a quorum asked for it."""
+    """The replica leaves ``view`` exactly ``expected_ms`` after a quorum asked
+    for it (two peers suspect its primary too: f + 1 = 3 with its own)."""
+    subject.receive(suspicion(view, 4, active=False), suspicion(view, 5, active=False))
     start = subject.replica.now_ms
     effects = subject.tick(start + expected_ms - 1)
     assert persisted(effects, ViewRecord) == []
