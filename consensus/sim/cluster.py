@@ -139,10 +139,21 @@ class NoNewViewCheckReplica(Replica):
         return None
 
 
+class EagerViewChangeReplica(Replica):
+    """Safe but careless, as replicas were before issue 10: any expired timer
+    of its own sends VIEW-CHANGE at once, without waiting for f others to
+    suspect the primary too, so it can end up alone in a higher view."""
+
+    def _maybe_depose(self, effects: list[Effect]) -> None:
+        if self.suspecting:
+            self._start_view_change(self.view + 1, effects)
+
+
 REPLICA_CLASSES: dict[str | None, type[Replica]] = {
     None: Replica,
     "quorum": BrokenQuorumReplica,
     "new_view_check": NoNewViewCheckReplica,
+    "eager_view_change": EagerViewChangeReplica,
 }
 
 
