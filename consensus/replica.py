@@ -236,8 +236,11 @@ class Replica(NormalCase, Checkpointing, ViewChanging, Restoring):
             suspect = self._request_timer_expired()
             if suspect and not self.suspecting:
                 self.dropped["request_timeout"] += 1
-                self._status_due_ms = now  # tell the others at once
                 self._share_waiting(effects)
+            if suspect != self.suspecting:
+                # Tell the others at once, a lapse too: a peer counting a
+                # suspicion we no longer hold could move on without us.
+                self._status_due_ms = now
             self.suspecting = suspect
         elif self.view_change_deadline_ms is not None and now >= self.view_change_deadline_ms:
             if self._peers_active_in(self.view) >= self.validators.weak:
