@@ -103,6 +103,13 @@ class Checkpointing(ReplicaBase):
         # Byzantine peer cannot lower what we believe an honest peer holds.
         known = self.peer_heights.get(status.sender, 0)
         self.peer_heights[status.sender] = max(known, status.delivered_height)
+        seen = (status.view, status.view_active)
+        self.peer_views[status.sender] = max(seen, self.peer_views.get(status.sender, seen))
+        if status.suspect:
+            self.suspicions[status.sender] = status.view
+        elif self.suspicions.get(status.sender) == status.view:
+            del self.suspicions[status.sender]
+        self._maybe_depose(effects)
         self._raise_transfer_target(status.delivered_height)
         if status.stable_height < self.low_watermark:
             self._resend_stable_proof(status.sender, effects)

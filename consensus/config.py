@@ -22,16 +22,26 @@ class ReplicaConfig:
     # so a block, and a view change carrying a window of them, fits in a frame.
     max_batch_bytes: int = 256 * 1024
     batch_timeout_ms: int = 5
-    # A request not committed this long after a backup saw it starts a view change.
+    # A backup that waits on a request and sees no block committed for this
+    # long suspects the primary (a view change starts once f+1 replicas do).
+    # The timer measures the cluster's commit progress, not the age of the
+    # oldest request, so a backlog does not depose a primary working through it.
     request_timeout_ms: int = 2_000
-    # ...counting from the last time a request it waited for executed, so a
-    # backlog does not depose a primary that works through it; but a request
-    # waiting this long deposes the primary even while others execute.
+    # ...but a request waiting this long deposes the primary even while others
+    # execute: a primary cannot censor one request by serving the rest.
     max_request_wait_ms: int = 30_000
     # A view change not completed in this long moves to the next view, with
     # the timeout doubled each consecutive time, up to the maximum.
     view_change_timeout_ms: int = 2_000
     max_view_change_timeout_ms: int = 32_000
+    # The request timeout doubles with each consecutive view change that made
+    # no progress (a new primary inherits the backlog the old view left), up to
+    # this maximum, and is back to request_timeout_ms once a view commits.
+    max_request_timeout_ms: int = 16_000
+    # A tick this much later than the previous one means the host was stopped
+    # (SIGSTOP, a suspended VM, a long stall): the replica watched nothing
+    # meanwhile, so its timers restart from the resume instead of firing at once.
+    max_tick_gap_ms: int = 1_000
     # How far a proposer's clock may be from ours.
     max_clock_skew_ms: int = 10_000
     # Requests held while waiting to be ordered (the node's mempool is the
@@ -63,6 +73,8 @@ class ReplicaConfig:
             "request_timeout_ms",
             "max_request_wait_ms",
             "view_change_timeout_ms",
+            "max_request_timeout_ms",
+            "max_tick_gap_ms",
             "state_transfer_timeout_ms",
             "status_interval_ms",
         ):

@@ -252,7 +252,11 @@ class NewView(Signed):
 
 @dataclass(frozen=True)
 class Status(Signed):
-    """A periodic heartbeat: lets a replica that missed traffic find its way back."""
+    """A periodic heartbeat: lets a replica that missed traffic find its way back.
+
+    ``suspect`` says the sender's request timer expired in ``view``: it
+    suspects the primary but has promised nothing (see consensus.replica).
+    """
 
     DOMAIN: ClassVar[str] = "status"
     view: int
@@ -261,9 +265,17 @@ class Status(Signed):
     stable_height: int
     sender: int
     signature: bytes = b""
+    suspect: bool = False
 
     def body(self) -> object:
-        return [self.view, self.view_active, self.delivered_height, self.stable_height, self.sender]
+        return [
+            self.view,
+            self.view_active,
+            self.delivered_height,
+            self.stable_height,
+            self.sender,
+            self.suspect,
+        ]
 
 
 @dataclass(frozen=True)

@@ -200,9 +200,11 @@ class NormalCase(ReplicaBase):
             return
         slot.committed = True
         if height > self.delivered.height:
-            # Progress resets the back-off; re-committing a delivered height
-            # (as a new view does with O) is not progress.
+            # Progress resets the back-offs and restarts the request timer;
+            # re-committing a delivered height (as a new view does with O) is
+            # not progress.
             self.view_change_attempts = 0
+            self._note_progress()
         if height > self.delivered.height and height not in self.committed:
             certificate = tuple(sorted(commits, key=lambda c: c.sender)[: self.vote_quorum])
             self.committed[height] = CertifiedBatch(slot.pre_prepare.batch, certificate)
@@ -304,9 +306,11 @@ class NormalCase(ReplicaBase):
 
     def _forget_delivered(self, height: int, batch: Batch) -> None:
         digests = tuple(request.digest for request in batch.requests)
+        # Any block delivered is the cluster's progress, ours or not (a block
+        # fetched by state transfer too): the primary is working.
+        self._note_progress()
         for request_digest in digests:
-            if self.waiting.pop(request_digest, None) is not None:
-                self.progress_ms = self.now_ms
+            self.waiting.pop(request_digest, None)
             self.unproposed.pop(request_digest, None)
             self.in_flight.pop(request_digest, None)
             self._recent_digests[request_digest] = height

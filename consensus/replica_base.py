@@ -110,10 +110,28 @@ class ReplicaBase:
         # oldest first), those not yet in any pre-prepare of this view, and
         # those in flight (digest -> height in this view's log).
         self.waiting: dict[bytes, tuple[Request, int]] = {}
-        # When a request this replica waited for last executed: the request
-        # timer measures time without progress (PBFT 4.5.2), not the age of a
-        # backlog the primary is working through.
-        self.progress_ms = 0
+        # When the cluster last made progress that this replica saw: a block
+        # committed in this view or delivered, or the view starting.  The
+        # request timer measures time without progress (PBFT 4.5.2), not the
+        # age of a backlog the primary is working through.
+        self.progress_ms = now_ms
+        # How long requests waited without progress before each recent
+        # progress (as the request timer measured it): under load commits come
+        # in waves a window of pre-prepares apart, and the timer allows twice
+        # the longest recent wait, so a healthy saturated primary is not deposed.
+        self.progress_gaps_ms: deque[int] = deque(maxlen=2 * config.window_size)
+        # The last tick, and the last resume after the host was stopped:
+        # nothing that happened before a resume counts against a timer.
+        self.last_tick_ms = now_ms
+        self.resumed_ms = now_ms
+        # Whether this replica's request timer expired in this view (it
+        # suspects the primary, a claim it announces in STATUS and that binds
+        # it to nothing), and which view each peer last said it suspects.
+        self.suspecting = False
+        self.suspicions: dict[int, int] = {}
+        # The highest (view, active) each peer reported in a STATUS; honest
+        # replicas only ever move up in this order.
+        self.peer_views: dict[int, tuple[int, bool]] = {}
         self.unproposed: dict[bytes, Request] = {}
         self.in_flight: dict[bytes, int] = {}
         # State transfer and peer heights.
@@ -157,6 +175,22 @@ class ReplicaBase:
         for queue in buffered.values():
             for sender, message in queue:
                 self._on_view_message(sender, message, effects)
+
+    def _stalled_since_ms(self) -> int | None:
+        """Since when the oldest waiting request has seen no progress (None:
+        nothing waits)."""
+        if not self.waiting:
+            return None
+        _, oldest_ms = next(iter(self.waiting.values()))
+        return max(oldest_ms, self.resumed_ms, self.progress_ms)
+
+    def _note_progress(self) -> None:
+        """The cluster made progress: restart the request timer, and remember
+        how long it had run."""
+        since = self._stalled_since_ms()
+        if since is not None and self.now_ms > since:
+            self.progress_gaps_ms.append(self.now_ms - since)
+        self.progress_ms = self.now_ms
 
     def _slot(self, height: int) -> Slot:
         slot = self.log.get(height)
@@ -205,6 +239,9 @@ class ReplicaBase:
         raise NotImplementedError
 
     def _raise_transfer_target(self, height: int) -> None:
+        raise NotImplementedError
+
+    def _maybe_depose(self, effects: list[Effect]) -> None:
         raise NotImplementedError
 
     def _resend_new_view(self, peer: int, effects: list[Effect]) -> None:

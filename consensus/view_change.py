@@ -43,6 +43,7 @@ class ViewChanging(ReplicaBase):
             return
         self.view = new_view
         self.active = False
+        self.suspecting = False
         # The exponent is capped so the arithmetic stays small; the timeout
         # itself is capped by max_view_change_timeout_ms long before.
         doublings = min(self.view_change_attempts, 30)
@@ -177,6 +178,8 @@ class ViewChanging(ReplicaBase):
     ) -> None:
         """Start operating in ``new_view.view``: O becomes the log's pre-prepares."""
         self.active = True
+        self.suspecting = False
+        self.progress_ms = self.now_ms
         self.view_change_deadline_ms = None
         self.last_new_view = new_view
         self.log = {}

@@ -107,7 +107,7 @@ REQUEST_HEADER_BYTES = 5
 FRAME_MAX_DEPTH = 8
 # The longest key or type tag ("executed_state_root").
 FRAME_MAX_STR_LEN = 32
-# Widest map in a frame (STATUS: 7 fields).
+# Widest map in a frame (STATUS: 8 fields).
 _MAX_FIELDS = 8
 # Margin of every derived bound over the honest maximum, as a fraction (the
 # observer's chain-page bounds use it too).
@@ -266,6 +266,7 @@ def _message(message: Message) -> Fields:
             fields |= {
                 "delivered_height": message.delivered_height,
                 "stable_height": message.stable_height,
+                "suspect": message.suspect,
             }
         case StateRequest():
             fields = {"t": "sq", "from_height": message.from_height, "to_height": message.to_height}
@@ -369,7 +370,7 @@ _EXPECTED: dict[str, set[str]] = {
     "cp": _COMMON | {"height", "state_root"},
     "vc": _COMMON | {"new_view", "stable", "prepared"},
     "nv": _COMMON | {"view", "view_changes", "pre_prepares"},
-    "st": _COMMON | {"view", "view_active", "delivered_height", "stable_height"},
+    "st": _COMMON | {"view", "view_active", "delivered_height", "stable_height", "suspect"},
     "sq": _COMMON | {"from_height", "to_height"},
     "sr": {"t", "blocks", "sender"},
     "fw": {"t", "request", "sender"},
@@ -500,6 +501,7 @@ def _read_message(value: object, limits: WireLimits) -> Message:
                 reader.integer("stable_height"),
                 reader.sender(),
                 reader.signature(),
+                suspect=reader.flag("suspect"),
             )
         case "sq":
             return StateRequest(

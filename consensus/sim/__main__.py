@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--fake-signatures", action="store_true", help="fast keyed hashes for soaks"
     )
     parser.add_argument(
-        "--broken", choices=["quorum", "new_view_check"], help="run a deliberately unsafe replica"
+        "--broken",
+        choices=["quorum", "new_view_check", "eager_view_change"],
+        help="run a deliberately broken replica",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="a line for every seed")
     return parser

@@ -16,8 +16,18 @@ would), the fault plan acts until ``heal_ms``, and the run ends when every
 honest replica has delivered every request or the liveness bound passes.
 The checker then reports agreement violations (two honest replicas with
 different blocks at one height), validity violations (a delivered request
-nobody submitted) and liveness failures (a request some honest replica never
-delivered).  A hash of every delivery event is the run's trace digest.
+nobody submitted), liveness failures (a request some honest replica never
+delivered) and stranded replicas (an honest replica in a view fewer than
+f+1 honest replicas share, for longer than ``max_stranded_ms`` after the
+faults heal: it does not vote with the others, so the cluster runs without
+its spare fault tolerance).  A hash of every delivery event is the run's
+trace digest.
+
+A host can be busy: ``cpu_ms_per_request`` charges it for checking each
+request of a pre-prepare it receives and for executing each request it
+delivers, and a pause (SIGSTOP) makes it busy until it resumes.  Messages
+and ticks reaching a busy host wait, in order, until it is free, as they
+would in a real node's queue; that is how a saturated primary looks.
 """
 
 from __future__ import annotations
@@ -59,6 +69,7 @@ from consensus.messages import (
     CertifiedBatch,
     Message,
     NewView,
+    PrePrepare,
     Request,
     StateResponse,
 )
@@ -90,6 +101,11 @@ class SimConfig:
     max_batch_size: int = 8
     # Send every message through its wire form, as the node will.
     wire_round_trip: bool = True
+    # CPU a host spends per request it checks in a pre-prepare or executes.
+    cpu_ms_per_request: int = 0
+    # An honest replica may be in a view of its own (fewer than f+1 honest
+    # replicas share it) this long after the faults heal, and no longer.
+    max_stranded_ms: int = 10_000
 
 
 @dataclass
@@ -123,10 +139,21 @@ class NoNewViewCheckReplica(Replica):
         return None
 
 
+class EagerViewChangeReplica(Replica):
+    """Safe but careless, as replicas were before issue 10: any expired timer
+    of its own sends VIEW-CHANGE at once, without waiting for f others to
+    suspect the primary too, so it can end up alone in a higher view."""
+
+    def _maybe_depose(self, effects: list[Effect]) -> None:
+        if self.suspecting:
+            self._start_view_change(self.view + 1, effects)
+
+
 REPLICA_CLASSES: dict[str | None, type[Replica]] = {
     None: Replica,
     "quorum": BrokenQuorumReplica,
     "new_view_check": NoNewViewCheckReplica,
+    "eager_view_change": EagerViewChangeReplica,
 }
 
 
@@ -146,6 +173,8 @@ class SimHost:
     replica: Replica | None = None
     crash_after_effects: int | None = None
     restart_after_ms: int = 0
+    # Until when the host is busy (executing, or stopped by SIGSTOP).
+    busy_until_ms: int = 0
     delivered_digests: set[bytes] = field(default_factory=set)
 
     def tip(self) -> ChainTip:
@@ -219,6 +248,9 @@ class Cluster:
             for r in self.plan.byzantine
         }
         self.crash_log: list[str] = []
+        # Since when each honest replica has been in a view of its own.
+        self.stranded_since_ms: dict[int, int] = {}
+        self.stranded_failures: list[str] = []
 
     def _keys(self, seed: int) -> tuple[list[Signer], Verifier]:
         seeds = [digest(b"sim-key" + bytes([i])) for i in range(self.config.validators)]
@@ -295,6 +327,7 @@ class Cluster:
                 self._send(host.replica_id, None, message)
             case Deliver(block=block):
                 self._record_delivery(host.replica_id, block)
+                self._charge(host, len(block.requests))
                 root = host.execute(block)
                 assert host.replica is not None
                 return host.replica.step(Executed(block.header.height, root))
@@ -359,6 +392,8 @@ class Cluster:
         for crash in self.plan.crashes:
             duration_ms = crash.end_ms - crash.start_ms
             self.scheduler.at(crash.start_ms, ("crash", crash.replica, duration_ms))
+        for pause in self.plan.pauses:
+            self.scheduler.at(pause.start_ms, ("pause", pause.replica, pause.end_ms))
         self.scheduler.at(self.config.heal_ms, ("heal",))
 
     def delivered_everywhere(self) -> bool:
@@ -383,20 +418,72 @@ class Cluster:
             self._handle(now, item)
             if now >= next_check:
                 next_check = now + 100
-                if self.delivered_everywhere():
+                stranded = self._check_stranded(now)
+                if self.stranded_failures or (self.delivered_everywhere() and not stranded):
                     break
         return self._result()
+
+    def _check_stranded(self, now: int) -> list[int]:
+        """The honest replicas in a view of their own now; records a failure
+        for one that has been so for longer than max_stranded_ms after heal."""
+        up = [self.hosts[r] for r in self.honest() if self.hosts[r].replica is not None]
+        views = [h.replica.view for h in up if h.replica is not None]
+        stranded = [
+            h.replica_id
+            for h in up
+            if h.replica is not None and views.count(h.replica.view) < self.validators.weak
+        ]
+        for replica_id in list(self.stranded_since_ms):
+            if replica_id not in stranded:
+                del self.stranded_since_ms[replica_id]
+        for replica_id in stranded:
+            since = self.stranded_since_ms.setdefault(replica_id, max(now, self.config.heal_ms))
+            if now - since > self.config.max_stranded_ms:
+                replica = self.hosts[replica_id].replica
+                assert replica is not None
+                self.stranded_failures.append(
+                    f"stranded: replica {replica_id} alone in view {replica.view} "
+                    f"(active {replica.active}) from {since}ms to {now}ms"
+                )
+        return stranded
+
+    def _busy(self, host: SimHost, now: int, item: object) -> bool:
+        """A busy host takes the item once it is free (in arrival order)."""
+        if host.busy_until_ms <= now or host.replica is None:
+            return False
+        self.scheduler.at(host.busy_until_ms, item)
+        return True
+
+    def _charge(self, host: SimHost, requests: int) -> None:
+        if self.config.cpu_ms_per_request and requests:
+            start = max(host.busy_until_ms, self.scheduler.now_ms)
+            host.busy_until_ms = start + requests * self.config.cpu_ms_per_request
 
     def _handle(self, now: int, item: object) -> None:
         match item:
             case ("tick", int(replica_id)):
                 host = self.hosts[replica_id]
+                if self._busy(host, now, item):
+                    return
                 self.feed(host, Tick(now))
                 self.scheduler.at(now + self.config.tick_ms, ("tick", replica_id))
             case ("msg", int(sender), int(target), message):
-                self.feed(self.hosts[target], Received(sender, message))  # type: ignore[arg-type]
+                host = self.hosts[target]
+                if self._busy(host, now, item):
+                    return
+                self.feed(host, Received(sender, message))  # type: ignore[arg-type]
+                self._charge(host, _requests_to_check(message))
+            case ("pause", int(replica_id), int(end_ms)):
+                host = self.hosts[replica_id]
+                if host.replica is not None:
+                    self.crash_log.append(f"{now}: pause {replica_id} until {end_ms}")
+                    host.busy_until_ms = max(host.busy_until_ms, end_ms)
             case ("submit", Request() as request):
                 self._submit(now, request)
+            case ("client", int(replica_id), Request() as request):
+                host = self.hosts[replica_id]
+                if not self._busy(host, now, item):
+                    self.feed(host, ClientRequest(request))
             case ("crash", int(replica_id), int(duration_ms)):
                 # A crash falls between two effects of a step, as SIGKILL
                 # would: after a random number of the effects that follow.
@@ -410,13 +497,15 @@ class Cluster:
                 self._restart(now, replica_id)
 
     def _submit(self, now: int, request: Request) -> None:
+        # A request reaching a busy host waits in its queue like a message.
         delivered_by = sum(
             1 for r in self.honest() if request.digest in self.hosts[r].delivered_digests
         )
         if delivered_by >= self.validators.weak:
             return
         for host in self.hosts:
-            if not self.plan.link_cut(now, -1, host.replica_id):
+            cut = self.plan.link_cut(now, -1, host.replica_id)
+            if not cut and not self._busy(host, now, ("client", host.replica_id, request)):
                 self.feed(host, ClientRequest(request))
         self.scheduler.at(now + self.config.client_retry_ms, ("submit", request))
 
@@ -434,6 +523,7 @@ class Cluster:
             missing = len(self.submitted.keys() - host.delivered_digests)
             if missing or not host.up:
                 liveness.append(f"liveness: replica {replica_id} is missing {missing} requests")
+        liveness.extend(self.stranded_failures)
         dropped: dict[str, int] = {}
         for host in self.hosts:
             if host.replica is not None:
@@ -452,6 +542,16 @@ class Cluster:
         )
 
 
+def _requests_to_check(message: object) -> int:
+    """Requests a replica checks on receiving ``message`` (its CPU cost)."""
+    match message:
+        case PrePrepare():
+            return len(message.batch.requests)
+        case NewView():
+            return sum(len(p.batch.requests) for p in message.pre_prepares)
+    return 0
+
+
 def _describe(item: object) -> object:
     match item:
         case ("msg", sender, target, message):
@@ -465,6 +565,8 @@ def _describe(item: object) -> object:
             )
         case ("submit", Request() as request):
             return ("submit", request.digest.hex()[:8])
+        case ("client", replica_id, Request() as request):
+            return ("client", replica_id, request.digest.hex()[:8])
     return item
 
 

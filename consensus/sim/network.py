@@ -13,9 +13,12 @@ link is cut by a partition at send time, or by the loss probability; it may
 be duplicated, and its delay is drawn per copy, which reorders messages.
 A crash strikes between two effects of a step, after a random number of
 them (as SIGKILL would), and the replica restarts from its disk after the
-planned downtime.  All faults stop at ``heal_ms``: after that the network is
-reliable with short delays, no new crash strikes, every crashed replica
-comes back, and only Byzantine replicas misbehave.
+planned downtime.  A pause stops a replica as SIGSTOP would: it keeps its
+memory, but takes no message and no tick until it resumes (SIGCONT), when
+everything that arrived meanwhile is handed to it at once, with a clock that
+has jumped.  All faults stop at ``heal_ms``: after that the network is
+reliable with short delays, no new crash or pause strikes, every crashed
+replica comes back, and only Byzantine replicas misbehave.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import heapq
 from dataclasses import dataclass, field
 from random import Random
 
-FAULT_KINDS = ("drop", "dup", "reorder", "partition", "crash", "byzantine")
+# "pause" is last so that adding it left the plans of the other kinds unchanged.
+FAULT_KINDS = ("drop", "dup", "reorder", "partition", "crash", "byzantine", "pause")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,15 @@ class Crash:
     end_ms: int
 
 
+@dataclass(frozen=True)
+class Pause:
+    """SIGSTOP at ``start_ms``, SIGCONT at ``end_ms``."""
+
+    replica: int
+    start_ms: int
+    end_ms: int
+
+
 @dataclass
 class FaultPlan:
     """Which faults happen when, drawn once from the seed."""
@@ -55,6 +68,7 @@ class FaultPlan:
     max_extra_delay_ms: int = 0
     partitions: list[Partition] = field(default_factory=list)
     crashes: list[Crash] = field(default_factory=list)
+    pauses: list[Pause] = field(default_factory=list)
     byzantine: dict[int, str] = field(default_factory=dict)
 
     def link_cut(self, at_ms: int, a: int, b: int) -> bool:
@@ -101,6 +115,11 @@ def draw_fault_plan(
             start = rng.randint(0, heal_ms - 500)
             end = min(heal_ms, start + rng.randint(200, 3_000))
             plan.crashes.append(Crash(rng.choice(honest), start, end))
+    if "pause" in faults:
+        for _ in range(rng.randint(1, 2)):
+            start = rng.randint(0, heal_ms - 500)
+            end = min(heal_ms, start + rng.randint(500, 4_000))
+            plan.pauses.append(Pause(rng.choice(honest), start, end))
     return plan
 
 

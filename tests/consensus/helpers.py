@@ -80,7 +80,17 @@ def validator_set(n: int = 4) -> ValidatorSet:
 
 
 def make_config(i: int, n: int = 4, **overrides: Any) -> ReplicaConfig:
+    # Tests tick when something should happen, seconds apart, where a host
+    # ticks every few ms; so a gap between ticks is not a pause here unless
+    # a test says so (the resume rule has tests of its own).
+    overrides.setdefault("max_tick_gap_ms", 3_600_000)
     return ReplicaConfig(chain_id=CHAIN_ID, validators=validator_set(n), replica_id=i, **overrides)
+
+
+def suspicion(view: int, sender: int, height: int = 0, active: bool = True) -> Status:
+    """``sender``'s STATUS saying it suspects the primary of ``view`` (in it,
+    or waiting for its NEW-VIEW when not ``active``)."""
+    return signed(Status(view, active, height, 0, sender, suspect=True))
 
 
 def always_valid(payload: bytes) -> bool:

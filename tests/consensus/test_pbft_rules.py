@@ -47,6 +47,7 @@ from helpers import (
     signed,
     signer,
     state_root,
+    suspicion,
     validator_set,
     view_change,
     without_status,
@@ -748,12 +749,16 @@ def test_backup_starts_a_view_change_when_a_request_is_not_committed_within_requ
 ):
     backup = node(1, make_config(1, request_timeout_ms=2_000))
     backup.request(request(1))
+    backup.receive(suspicion(0, 2))  # with its own, f + 1 suspect the primary
 
     assert without_status(backup.tick(T0 + 1_999)) == []
     effects = without_status(backup.tick(T0 + 2_000))
 
     vc = view_change(1, 1)
-    assert effects == [Persist(ViewRecord(1, False)), Persist(VoteRecord(vc)), Broadcast(vc)]
+    # Its oldest waiting requests go to every peer, then the view change.
+    shared = [Send(peer, ForwardedRequest(request(1), 1)) for peer in (0, 2, 3)]
+    vote = [Persist(ViewRecord(1, False)), Persist(VoteRecord(vc)), Broadcast(vc)]
+    assert effects == shared + vote
     assert backup.replica.dropped == {"request_timeout": 1}
     assert (backup.replica.view, backup.replica.active) == (1, False)
 
@@ -775,12 +780,15 @@ def test_a_backlog_the_primary_is_working_through_starts_no_view_change() -> Non
     first, second = request(1), request(2)
     backup.request(first)
     backup.request(second)
+    backup.receive(suspicion(0, 2))
     backup.tick(T0 + 1_500)
     drive_committed(backup, 0, batch(1, first))  # progress at T0 + 1,500
 
-    # The second request is 3 s old, but the timer restarted when the first executed.
-    assert sent(without_status(backup.tick(T0 + 3_000)), ViewChange) == []
-    changes = sent(without_status(backup.tick(T0 + 3_500)), ViewChange)
+    # The second request is 3 s old, but the timer restarted when the first
+    # executed; and since that one waited 1.5 s for progress, the timer now
+    # allows twice that (3 s) before it suspects the primary.
+    assert sent(without_status(backup.tick(T0 + 4_499)), ViewChange) == []
+    changes = sent(without_status(backup.tick(T0 + 4_500)), ViewChange)
     assert {change.new_view for change in changes} == {1}
 
 
@@ -788,6 +796,7 @@ def test_a_request_left_waiting_while_others_execute_deposes_the_primary_eventua
     backup = node(1, make_config(1, request_timeout_ms=2_000, max_request_wait_ms=5_000))
     starved = request(99)
     backup.request(starved)
+    backup.receive(suspicion(0, 2))
     for height in range(1, 5):
         other = request(height)
         backup.request(other)
@@ -868,6 +877,7 @@ def test_replica_joins_the_smallest_higher_view_once_f_plus_one_view_changes_abo
 def test_a_replica_already_changing_views_joins_the_smallest_higher_view_on_f_plus_one() -> None:
     backup = node(1, make_config(1, request_timeout_ms=1_000))
     backup.request(request(1))
+    backup.receive(suspicion(0, 2))
     backup.tick(T0 + 1_000)
     assert (backup.replica.view, backup.replica.active) == (1, False)
 
@@ -880,6 +890,7 @@ def test_a_replica_already_changing_views_joins_the_smallest_higher_view_on_f_pl
 def test_new_primary_sends_new_view_once_it_holds_a_quorum_of_view_changes() -> None:
     new_primary = node(1, make_config(1, request_timeout_ms=2_000))  # primary of view 1
     new_primary.request(request(1))
+    new_primary.receive(suspicion(0, 3))
     new_primary.tick(T0 + 2_000)  # its own view change for view 1
     assert new_primary.replica.view_changes == {1: view_change(1, 1)}
 
@@ -1054,6 +1065,7 @@ N7 = 7  # quorum 5, f + 1 = 3; validator 6 is not the primary of views 1..5
 def _timer_node() -> Node:
     subject = node(6, make_config(6, n=N7, **TIMER))
     subject.request(request("never committed"))
+    subject.receive(suspicion(0, 4), suspicion(0, 5))  # f + 1 = 3 with its own
     subject.tick(T0 + 1_000)  # request timeout: its own view change for view 1
     assert (subject.replica.view, subject.replica.active) == (1, False)
     return subject
@@ -1065,7 +1077,9 @@ def _quorum_asks(subject: Node, view: int) -> None:
 
 
 def _observed_timeout(subject: Node, view: int, expected_ms: int) -> None:
-    """The replica leaves ``view`` exactly ``expected_ms`` after a quorum asked for it."""
+    """The replica leaves ``view`` exactly ``expected_ms`` after a quorum asked
+    for it (two peers suspect its primary too: f + 1 = 3 with its own)."""
+    subject.receive(suspicion(view, 4, active=False), suspicion(view, 5, active=False))
     start = subject.replica.now_ms
     effects = subject.tick(start + expected_ms - 1)
     assert persisted(effects, ViewRecord) == []
@@ -1109,9 +1123,11 @@ def test_a_commit_resets_the_view_change_back_off(
     if commit_in_view_3:
         b = batch(1, request("never committed"), time_ms=subject.replica.now_ms)
         assert len(delivered(drive_committed(subject, 3, b))) == 1
-    # ... and is left on a request timeout: the back-off restarts only after a commit.
+    # ... and is left on a request timeout: the back-offs restart only after a
+    # commit (the request timer's too: three view changes without one make it 8 s).
     subject.request(request("another"))
-    subject.tick(subject.replica.now_ms + 1_000)
+    subject.receive(suspicion(3, 4), suspicion(3, 5))
+    subject.tick(subject.replica.now_ms + (1_000 if commit_in_view_3 else 8_000))
     assert (subject.replica.view, subject.replica.active) == (4, False)
     _quorum_asks(subject, 4)
     _observed_timeout(subject, 4, next_timeout_ms)
@@ -1120,6 +1136,7 @@ def test_a_commit_resets_the_view_change_back_off(
 def test_a_replica_changing_views_buffers_normal_case_messages_but_takes_checkpoints() -> None:
     backup = node(2, make_config(2, request_timeout_ms=1_000, **SMALL_WINDOW))
     backup.request(request(1))
+    backup.receive(suspicion(0, 3))
     backup.tick(T0 + 1_000)
     assert (backup.replica.view, backup.replica.active) == (1, False)
     b = batch(1)

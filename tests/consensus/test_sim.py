@@ -12,7 +12,7 @@ import pytest
 
 from consensus.sim.__main__ import main as sim_main
 from consensus.sim.cluster import Cluster, SimConfig, run
-from consensus.sim.network import FAULT_KINDS
+from consensus.sim.network import FAULT_KINDS, Crash
 
 ALL_FAULTS = frozenset(FAULT_KINDS)
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +66,45 @@ def test_checker_reports_violations_of_a_replica_that_skips_the_new_view_check()
     )
     results = [run(seed, config) for seed in range(60)]
     assert any("agreement" in v for r in results for v in r.safety_violations)
+
+
+def test_checker_reports_a_replica_left_alone_in_a_higher_view() -> None:
+    """A replica that votes to change the view on its own timer (as every
+    replica did before issue 10) is left alone in a higher view after a
+    partition or a pause heals; the honest replica is not, on the same seeds."""
+    faults = frozenset({"pause", "partition", "drop"})
+    eager = SimConfig(validators=4, faults=faults, broken="eager_view_change", fake_signatures=True)
+    honest = SimConfig(validators=4, faults=faults, fake_signatures=True)
+    stranded = [v for seed in (15, 25) for v in run(seed, eager).liveness_failures]
+    assert stranded and all(v.startswith("stranded: ") for v in stranded)
+    assert all(run(seed, honest).ok for seed in (15, 25))
+
+
+def saturated_primary_killed(seed: int) -> Cluster:
+    """Clients offer 100 requests/s where a host can check and execute about
+    60 (8 ms each): a backlog far larger than a batch builds up and the
+    primary works through it with its window full.  At 4 s the primary is
+    killed (restarting at 12 s); the new primary inherits the backlog."""
+    config = SimConfig(
+        validators=4,
+        requests=600,
+        heal_ms=6_000,
+        cpu_ms_per_request=8,
+        fake_signatures=True,
+    )
+    cluster = Cluster(seed, config)
+    cluster.plan.crashes.append(Crash(0, 4_000, 12_000))
+    return cluster
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_killing_a_saturated_primary_changes_the_view_exactly_once(seed: int) -> None:
+    cluster = saturated_primary_killed(seed)
+    result = cluster.run()
+    assert result.ok, result.liveness_failures + result.safety_violations
+    # One fault, one view change: no new primary deposed while it drains the
+    # backlog (before issue 10 these runs went through 6 to 13 views).
+    assert [h.replica.view for h in cluster.hosts if h.replica is not None] == [1, 1, 1, 1]
 
 
 def test_the_same_seed_replays_the_same_run() -> None:

@@ -81,7 +81,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
         sender,
         signatures,
     ),
-    st.builds(Status, small, st.booleans(), small, small, sender, signatures),
+    st.builds(Status, small, st.booleans(), small, small, sender, signatures, st.booleans()),
     st.builds(StateRequest, small, small, sender, signatures),
     st.builds(
         StateResponse,
