@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -46,6 +47,8 @@ from aiohttp import web
 from consensus.codec import encode
 from consensus.messages import Commit
 from consensus.wire import message_from_wire, message_to_wire
+
+log = logging.getLogger("faults.mitm")
 
 MSGPACK = "application/msgpack"
 # Hop-by-hop headers and those the relay recomputes.
@@ -60,6 +63,10 @@ _DROPPED_HEADERS = {
 }
 PROXY_TIMEOUT_S = 30
 STARTUP_TIMEOUT_S = 10
+# What a relay meets when its upstream is gone (stopped, killed, not yet
+# listening) or leaves mid-stream: the client gets a 502 or a closed stream
+# and the proxy one log line, never a traceback.
+_UPSTREAM_GONE = (aiohttp.ClientError, OSError, TimeoutError)
 # A forged time: an hour away from the real one, so no clock skew explains it.
 TIME_SHIFT_MS = 3_600_000
 
@@ -222,7 +229,10 @@ class MitmProxy:
     """Relay to ``upstream`` (a validator's API URL), forging blocks by ``mode``.
 
     ``mode`` may be changed while it runs (None relays honestly).  Counters
-    say what it did, for the test's report.
+    say what it did, for the test's report: ``forged_tips`` and
+    ``tip_streams`` are the part of ``forged_blocks`` and ``streams`` that
+    went through tips-only chain streams (``blocks=0``), so the rest are
+    full blocks an observer was served to store.
     """
 
     upstream: str
@@ -230,24 +240,32 @@ class MitmProxy:
     mode: str | None = None
     upstream_ssl: ssl.SSLContext | bool = False
     forged_blocks: int = 0
+    forged_tips: int = 0
     relayed_requests: int = 0
     streams: int = 0
+    tip_streams: int = 0
+    upstream_failures: int = 0
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
 
-    def _forge(self, document: object) -> object:
+    def _forge(self, document: object, tips: bool) -> object:
         if self.mode is not None:
-            self.forged_blocks += forge_document(document, FORGERIES[self.mode], self.quorum)
+            forged = forge_document(document, FORGERIES[self.mode], self.quorum)
+            self.forged_blocks += forged
+            if tips:
+                self.forged_tips += forged
         return document
 
-    def forge_bytes(self, body: bytes, content_type: str) -> bytes:
-        """A whole body forged (msgpack or JSON); anything else as it came."""
+    def forge_bytes(self, body: bytes, content_type: str, tips: bool = False) -> bytes:
+        """A whole body forged (msgpack or JSON); anything else as it came.
+
+        ``tips``: the body came through a tips-only stream (counted apart)."""
         if self.mode is None or not body:
             return body
         if content_type == MSGPACK:
             document = msgpack.unpackb(body, raw=False, strict_map_key=False)
-            return encode(self._forge(document))
+            return encode(self._forge(document, tips))
         if content_type.endswith("json"):
-            return json.dumps(self._forge(json.loads(body))).encode()
+            return json.dumps(self._forge(json.loads(body), tips)).encode()
         return body
 
     def app(self) -> web.Application:
@@ -267,11 +285,26 @@ class MitmProxy:
         if self._session is not None:
             await self._session.close()
 
+    def _upstream_gone(self, request: web.Request, exc: BaseException) -> None:
+        self.upstream_failures += 1
+        log.info("relay of %s %s: upstream gone: %r", request.method, request.rel_url, exc)
+
     async def _relay(self, request: web.Request) -> web.StreamResponse:
         self.relayed_requests += 1
         url = f"{self.upstream}{request.rel_url}"
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await self._relay_websocket(request, url)
+        try:
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                return await self._relay_websocket(request, url)
+            return await self._relay_http(request, url)
+        except aiohttp.WSServerHandshakeError as exc:
+            # The validator refused the stream (503 too_many_subscribers, say):
+            # the client sees its status, as it would without the proxy.
+            return web.Response(status=exc.status, text=exc.message)
+        except _UPSTREAM_GONE as exc:
+            self._upstream_gone(request, exc)
+            return web.Response(status=502, text="upstream unavailable")
+
+    async def _relay_http(self, request: web.Request, url: str) -> web.StreamResponse:
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROPPED_HEADERS}
         body = await request.read()
@@ -293,39 +326,63 @@ class MitmProxy:
         response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(request)
         kind = upstream.content_type
-        async for line in upstream.content:
-            stripped = line.rstrip(b"\n")
-            try:
-                forged = self.forge_bytes(stripped, MSGPACK if kind == MSGPACK else "json")
-            except ValueError:
-                forged = stripped  # not one document per line: relay as it came
-            await response.write(forged + line[len(stripped) :])
+        try:
+            async for line in upstream.content:
+                stripped = line.rstrip(b"\n")
+                try:
+                    forged = self.forge_bytes(stripped, MSGPACK if kind == MSGPACK else "json")
+                except ValueError:
+                    forged = stripped  # not one document per line: relay as it came
+                await response.write(forged + line[len(stripped) :])
+        except _UPSTREAM_GONE as exc:
+            # Too late for a 502: the client sees the body end short.
+            self._upstream_gone(request, exc)
+            return response
         await response.write_eof()
         return response
 
     async def _relay_websocket(self, request: web.Request, url: str) -> web.StreamResponse:
+        """Both directions of a websocket, the validator's frames forged.
+
+        The upstream is connected first, so a validator that is gone or
+        refuses the stream answers the handshake (502, or its own status)
+        instead of a stream that opens and closes at once."""
         assert self._session is not None
-        self.streams += 1
-        downstream = web.WebSocketResponse()
-        await downstream.prepare(request)
+        tips = request.query.get("blocks") == "0"
         ws_url = url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         async with self._session.ws_connect(ws_url, ssl=self.upstream_ssl) as upstream:
-            to_client = asyncio.create_task(self._pump_down(upstream, downstream))
-            to_server = asyncio.create_task(self._pump_up(downstream, upstream))
-            await asyncio.wait({to_client, to_server}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (to_client, to_server):
+            self.streams += 1
+            self.tip_streams += int(tips)
+            downstream = web.WebSocketResponse()
+            await downstream.prepare(request)
+            pumps = {
+                asyncio.create_task(self._pump_down(upstream, downstream, tips)),
+                asyncio.create_task(self._pump_up(downstream, upstream)),
+            }
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            for task in pumps:
                 task.cancel()
-        await downstream.close()
+            # Retrieved, so a side that left mid-frame is one log line, not an
+            # unretrieved task exception.
+            for outcome in await asyncio.gather(*pumps, return_exceptions=True):
+                if isinstance(outcome, _UPSTREAM_GONE):
+                    self._upstream_gone(request, outcome)
+        with contextlib.suppress(*_UPSTREAM_GONE):
+            await downstream.close()
         return downstream
 
     async def _pump_down(
-        self, upstream: aiohttp.ClientWebSocketResponse, downstream: web.WebSocketResponse
+        self,
+        upstream: aiohttp.ClientWebSocketResponse,
+        downstream: web.WebSocketResponse,
+        tips: bool,
     ) -> None:
         async for message in upstream:
             if message.type == aiohttp.WSMsgType.TEXT:
-                await downstream.send_str(self.forge_bytes(message.data.encode(), "json").decode())
+                forged = self.forge_bytes(message.data.encode(), "json", tips)
+                await downstream.send_str(forged.decode())
             elif message.type == aiohttp.WSMsgType.BINARY:
-                await downstream.send_bytes(self.forge_bytes(message.data, MSGPACK))
+                await downstream.send_bytes(self.forge_bytes(message.data, MSGPACK, tips))
             else:
                 break
 

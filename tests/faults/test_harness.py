@@ -7,10 +7,17 @@ second time as "duplicate"), so its rules are pinned here.
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
+from faults import harness
 from faults.harness import (
     Ack,
+    Campaign,
     Fault,
     FaultReport,
+    History,
     Sample,
     StatusMonitor,
     Workload,
@@ -113,3 +120,39 @@ def test_a_report_fails_on_loss_forks_stranded_views_wedges_and_tracebacks() -> 
     assert _report(log_tracebacks={"v0": ["x"]}).problems()
     stalled = {"commit_after_fault_s": None, "outage_s": None, "caught_up_after_heal_s": 1.0}
     assert _report(recovery=[stalled]).problems()
+
+
+class _SteadyNet:
+    """Two nodes at one height, answering at once: a fault that cost no height."""
+
+    names = ("v0", "o0")
+    validators = ("v0",)
+
+    async def statuses(self, timeout_s: float = 1.0) -> dict[str, dict[str, int]]:
+        return {name: {"height": 7, "view": 0} for name in self.names}
+
+    def log_tracebacks(self) -> dict[str, list[str]]:
+        return {}
+
+
+@pytest.mark.asyncio
+async def test_a_run_that_ends_right_after_the_heal_still_measures_the_catch_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def converged(_net: object, _acks: object) -> History:
+        return History(True, {n: {"height": 7, "view": 0} for n in _SteadyNet.names}, [], [])
+
+    monkeypatch.setattr(harness, "check_history", converged)
+    campaign = Campaign("steady", _SteadyNet(), WorkloadPlan())  # type: ignore[arg-type]
+    # The monitor alone: this network takes no load.
+    campaign.workload.started_s = harness.now_s()
+    campaign.monitor.start()
+    fault = campaign.faults.begin("mitm", "o0")
+    await asyncio.sleep(0.3)
+    # The heal and the end of the run within one monitor round of each other.
+    campaign.faults.heal(fault)
+    acked = Ack("farm", 0, "a", fault.at_s, fault.at_s + 0.1, 7, "h", "ok", None)
+    campaign.workload.acks.append(acked)
+    report = await campaign.finish()
+    assert report.recovery[0]["caught_up_after_heal_s"] is not None, report.recovery
+    assert report.problems() == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import aiohttp
 import msgpack
@@ -156,3 +157,20 @@ async def test_the_proxy_forges_pages_and_stream_frames_it_relays() -> None:
     assert frames[0]["certificate"] != to_json(certified_block())["certificate"]  # type: ignore[index]
     assert frames[1]["certificate"] != certified_block()["certificate"]
     assert (proxy.forged_blocks, proxy.streams) == (3, 1)
+
+
+@pytest.mark.asyncio
+async def test_a_gone_upstream_is_a_502_and_one_log_line_not_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gone_port, proxy_port = _proxy_ports()  # nothing listens on gone_port
+    proxy = MitmProxy(f"http://127.0.0.1:{gone_port}", VALIDATORS.quorum, "flip_byte")
+    with running_proxy(proxy, proxy_port) as url:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{url}/v1/chain?from=1") as response:
+                status = response.status
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(f"{url}/v1/chain/stream?blocks=0")
+    assert (status, refused.value.status) == (502, 502)
+    assert (proxy.upstream_failures, proxy.streams) == (2, 0)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
