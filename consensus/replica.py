@@ -68,7 +68,9 @@ instead this replica never lets one timer of its own take it there:
   bound still applies (a request waiting max_request_wait_ms), so a primary
   cannot censor a replica by keeping it behind.
 * A resumed replica (a tick more than max_tick_gap_ms after the last one:
-  SIGSTOP and SIGCONT, a suspended VM) restarts its timers from the resume.
+  SIGSTOP and SIGCONT, a suspended VM) restarts its timers from the resume,
+  all but the starvation bound, which counts from the request's arrival
+  (a stall is no excuse for censorship).
 * The new-view timer works the same way: when it expires the replica
   suspects the new primary and moves to the next view once f+1 replicas
   suspect it (or are past it).  If f+1 peers say they are active in its view
@@ -300,9 +302,12 @@ class Replica(NormalCase, Checkpointing, ViewChanging, Restoring):
         if not self.active or self.is_primary or stalled_since_ms is None:
             return False
         _, oldest_ms = next(iter(self.waiting.values()))
-        waited_ms = self.now_ms - max(oldest_ms, self.resumed_ms)
+        waited_ms = self.now_ms - oldest_ms
         # A primary that executes others' requests but never this one is
         # censoring it: progress elsewhere (or our lag) does not save it forever.
+        # Nor does a pause: it is not restarted on resume, or a host stalled
+        # for max_tick_gap_ms once per bound would never suspect (and a lone
+        # suspicion after a resume is no vote).
         if waited_ms >= self.config.max_request_wait_ms:
             return True
         if self._catching_up():

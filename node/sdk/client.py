@@ -28,11 +28,14 @@ genesis.json), and a list of node API URLs.  It trusts no single node:
   (:mod:`node.mempool`).  To get a new transaction id for the same nonce
   and call, the new signature carries an expiry height one below the
   previous one (below ``2**63`` when the call gave none), a height no
-  chain reaches, so the call's meaning is unchanged.  When the nonce
-  proves used by another transaction (409 ``nonce_used``), the call is
-  signed at a fresh nonce after the count is resynchronised.  Since one
-  call holds one nonce at a time, and moves only when its earlier
-  signature can never execute, no call executes twice.
+  chain reaches, so the call's meaning is unchanged.  A 409
+  ``nonce_used`` is never a reason to sign at a *fresh* nonce: it is one
+  node's word, with no proof, and a faulty node can pass the transaction
+  on and still say it, so the call would execute twice.  The call ends
+  with that error (the count is resynchronised before the next one), and
+  the caller decides.  Since one call holds one nonce, and signs again
+  there only when its earlier signature provably can never execute (a
+  verified receipt), no call executes twice.
 * **Submitting is idempotent.**  A transaction's id is the hash of its
   signed bytes, and a node answers a resubmission of the same bytes with
   the same status.  So when a node fails mid-request the client sends the
@@ -117,8 +120,9 @@ _NONCE_UNUSED_CODES = frozenset(
      "too_large"}
 )  # fmt: skip
 # submit() signs a call again only when its earlier signature can never
-# execute: committed as rejected bad_nonce (its id is spent), or its nonce
-# used by another transaction.  One node's "dropped", or a refusal after a
+# execute: committed as rejected bad_nonce (its id is spent, and the receipt
+# is proven), and then at the same nonce.  One node's "dropped" or
+# "nonce_used", or a refusal after a
 # failover, cannot prove the first will never commit, and a second signature
 # with a fresh nonce could then execute the call twice; that error goes to
 # the caller (the nonce is given back where it was not used), who decides
@@ -457,17 +461,17 @@ class ProvenetClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         nonce = await self.next_nonce()
-        signatures_at: dict[int, int] = {}
+        signatures = 0
         for attempt in range(self.resign_attempts + 1):
             try:
                 tx = await self.sign(
                     contract, method, args, nonce=nonce,
-                    expiry_height=_resigned_expiry(expiry_height, signatures_at.get(nonce, 0)),
+                    expiry_height=_resigned_expiry(expiry_height, signatures),
                 )  # fmt: skip
             except BaseException:
                 self._give_back(sender, nonce)
                 raise
-            signatures_at[nonce] = signatures_at.get(nonce, 0) + 1
+            signatures += 1
             failure: ProvenetError | None = None
             try:
                 result = await self._submit_signed(
@@ -479,10 +483,6 @@ class ProvenetClient:
             again = attempt < self.resign_attempts and loop.time() < deadline
             if fate == _DEAD and again:
                 continue  # the same nonce, a new id: it fills the hole it left
-            if fate == _USED and again:
-                self._count_is_behind(sender)
-                nonce = await self.next_nonce()
-                continue
             self._settle(tx, fate)
             if failure is not None:
                 raise failure
