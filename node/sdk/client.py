@@ -161,6 +161,14 @@ def _fate(outcome: JSON | ProvenetError) -> str:
     return _UNUSED
 
 
+def _code(outcome: JSON | ProvenetError) -> str | None:
+    """The refusal or error code of a submission's result, if it has one."""
+    if isinstance(outcome, ProvenetError):
+        return outcome.code
+    code = outcome.get("code")
+    return code if isinstance(code, str) else None
+
+
 def _resigned_expiry(expiry_height: int | None, earlier_signatures: int) -> int | None:
     """The expiry height of a call's next signature at a nonce it signed before.
 
@@ -231,6 +239,9 @@ class ProvenetClient:
         self.pending_failover_s = pending_failover_s
         self._nonces: dict[bytes, NonceBook] = {}
         self._nonce_lock = asyncio.Lock()
+        # Checks, off the calls' path, of whether to leave the preferred node
+        # (_wait_committed); at most max_connections_per_node at once.
+        self._probes: set[asyncio.Task[None]] = set()
 
     # ---------------------------------------------------------------- building
 
@@ -319,6 +330,9 @@ class ProvenetClient:
 
     async def close(self) -> None:
         """Close the HTTP session (the client can be used again afterwards)."""
+        for probe in list(self._probes):
+            probe.cancel()
+        await asyncio.gather(*self._probes, return_exceptions=True)
         await self.transport.close()
 
     # ---------------------------------------------------------------- signing
@@ -339,13 +353,17 @@ class ProvenetClient:
         """The sender's nonce book, asking the network first when it must (hold the lock)."""
         book = self._nonces.setdefault(sender, NonceBook())
         if book.needs_network:
-            committed, pending = await self._network_nonce(sender)
-            book.resync(committed, pending)
+            committed, robust_pending, pending = await self._network_nonce(sender)
+            if book.gap:
+                book.rebase(committed, robust_pending)
+            else:
+                book.resync(committed, pending)
         return book
 
-    async def _network_nonce(self, sender: bytes) -> tuple[int, int]:
-        """The sender's next nonce on chain and past its pending transactions, as the
-        nodes report them, robust to a few wrong ones.
+    async def _network_nonce(self, sender: bytes) -> tuple[int, int, int]:
+        """The sender's next nonce on chain, past its pending transactions, and
+        past them counting the preferred node's mempool, as the nodes report
+        them, robust to a few wrong ones.
 
         A node that is still catching up after a restart reports an old
         count, and a faulty one may report anything.  Every node is asked;
@@ -368,7 +386,7 @@ class ProvenetClient:
             errors = [(url, str(a)) for url, a in zip(nodes, answers, strict=True)]
             raise Unavailable(errors)
         preferred = _nonce_count(answers[self.transport.preferred], "pending_next_nonce")
-        return committed, max(pending, preferred if preferred is not None else 0)
+        return committed, pending, max(pending, preferred if preferred is not None else 0)
 
     def _robust(self, counts: list[int | None]) -> int | None:
         """The (f+1)-th highest of a quorum of answers, else the highest; None for none."""
@@ -483,7 +501,7 @@ class ProvenetClient:
             again = attempt < self.resign_attempts and loop.time() < deadline
             if fate == _DEAD and again:
                 continue  # the same nonce, a new id: it fills the hole it left
-            self._settle(tx, fate)
+            self._settle(tx, fate, _code(failure if failure is not None else result))
             if failure is not None:
                 raise failure
             return result
@@ -504,9 +522,9 @@ class ProvenetClient:
         try:
             result = await self._submit_signed(tx, wait, timeout_s, raise_on_reject)
         except ProvenetError as error:
-            self._settle(tx, _fate(error))
+            self._settle(tx, _fate(error), error.code)
             raise
-        self._settle(tx, _fate(result))
+        self._settle(tx, _fate(result), _code(result))
         return result
 
     async def _submit_signed(
@@ -520,12 +538,19 @@ class ProvenetClient:
             status = await self._wait_committed(envelope, identifier, status, deadline)
         return self._result(identifier, status, raise_on_reject)
 
-    def _settle(self, tx: Transaction, fate: str) -> None:
-        """Book what a transaction's outcome says about its nonce."""
+    def _settle(self, tx: Transaction, fate: str, code: str | None = None) -> None:
+        """Book what a transaction's outcome (``code``: its error or refusal
+        code) says about its nonce."""
+        book = self._nonces.get(tx.sender)
         if fate == _USED:
             self._count_is_behind(tx.sender)
-        elif fate in (_DEAD, _UNUSED):
+        if fate in (_DEAD, _UNUSED):
             self._give_back(tx.sender, tx.nonce)
+        elif book is not None:
+            book.settle(tx.nonce)
+        if code == "nonce_gap" and book is not None:
+            # A nonce below this one never arrived: recount before the next.
+            book.gap = True
 
     async def wait_tx(
         self, tx: Transaction, timeout_s: float = DEFAULT_WAIT_S, raise_on_reject: bool = True
@@ -551,7 +576,7 @@ class ProvenetClient:
             error = result.get("error") if isinstance(result, dict) else None
             if error:
                 code = error.get("code") if isinstance(error, dict) else error
-                self._settle(tx, _fate(ProvenetError(str(code), "")))
+                self._settle(tx, _fate(ProvenetError(str(code), "")), str(code))
         return results
 
     @property
@@ -619,11 +644,32 @@ class ProvenetClient:
             status = await self._status_or_resend(
                 envelope, identifier, min(remaining_s, self._wait_chunk_s), start=node
             )
-        if node != first and self.transport.preferred == first:
-            # The preferred node could not commit it in time and another
-            # could: later calls go there first rather than wait again.
-            self.transport.preferred = node
+        if node != first and len(self._probes) < self.transport.max_connections_per_node:
+            # Whether to leave the preferred node is checked off the call's
+            # path: asking a stopped node would hold this answer for a timeout.
+            probe = asyncio.create_task(self._leave_if_stuck(first, node, identifier))
+            self._probes.add(probe)
+            probe.add_done_callback(self._probes.discard)
         return status
+
+    async def _leave_if_stuck(self, first: int, node: int, identifier: bytes) -> None:
+        """Prefer ``node`` over ``first`` if ``first`` has still not seen the commit.
+
+        Then the preferred node is cut off or stuck, and later calls go to
+        the node that committed rather than wait on it again.  A preferred
+        node that was merely slow has seen the commit by now and stays
+        preferred, so a backlog does not scatter a sender's transactions
+        across mempools.  (Should the node asked last have failed and its
+        successor answered, the next call's failover corrects this.)
+        """
+        path = f"/v1/txs/{identifier.hex()}"
+        try:
+            answer = await self.transport.request(self.transport.nodes[first], "GET", path)
+            committed = isinstance(answer, dict) and answer.get("status") == "committed"
+        except (ProvenetError, NodeFailed):
+            committed = False
+        if not committed and self.transport.preferred == first:
+            self.transport.preferred = node
 
     async def _status_or_resend(
         self, envelope: bytes, identifier: bytes, wait_s: float, start: int | None = None

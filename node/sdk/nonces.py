@@ -19,10 +19,26 @@ with one nonce: one is refused ``nonce_conflict`` or loses as
   in a node's mempool, and a second transaction for it would collide.
 
 A nonce that is consumed, or whose transaction may still be pending (the
-wait ran out), is neither given back nor handed out again.
+wait ran out), is neither given back nor handed out again -- until the
+network shows a gap: a later transaction dropped ``nonce_gap`` (or refused
+as too far ahead) means some nonce below it never arrived, typically one
+whose call timed out and whose transaction was then lost with the node
+holding it.  Then ``rebase`` recounts from the network's robust counts
+(never from the preferred node alone, which could inflate the count for
+ever) and the nonces a call currently holds: every nonce from the
+committed count up to the highest held one that no call holds is free
+again.  Handing one out again can at worst collide with a transaction
+still pending somewhere (``nonce_conflict``, or one of the two loses as
+``nonce_used``); it can never make one call execute twice, since a nonce
+executes at most once and a call holds one nonce at a time.
 """
 
 from __future__ import annotations
+
+# The most nonces a rebase offers again (from the committed count up): a
+# call holding an absurd nonce (a count once inflated by a faulty node)
+# must not make the book allocate for every nonce below it.
+MAX_REOFFERED_NONCES = 4_096
 
 
 class NonceBook:
@@ -33,13 +49,17 @@ class NonceBook:
         self.next: int | None = None
         # Set when the network says the count is behind (a nonce proved used).
         self.stale = False
+        # Set when the network shows a gap below a nonce handed out.
+        self.gap = False
+        # Nonces calls hold now (taken, not yet settled).
+        self._held: set[int] = set()
         # Nonces below ``next`` that finished calls left unconsumed.  Bounded
         # by the calls the client had in flight.
         self._free: set[int] = set()
 
     @property
     def needs_network(self) -> bool:
-        return self.next is None or self.stale
+        return self.next is None or self.stale or self.gap
 
     @property
     def free(self) -> frozenset[int]:
@@ -51,13 +71,20 @@ class NonceBook:
         if self._free:
             nonce = min(self._free)
             self._free.remove(nonce)
-            return nonce
-        nonce = self.next
-        self.next += 1
+        else:
+            nonce = self.next
+            self.next += 1
+        self._held.add(nonce)
         return nonce
+
+    def settle(self, nonce: int) -> None:
+        """The call holding ``nonce`` ended and its transaction consumed it, or may
+        still be pending somewhere: it is not handed out again (but see rebase)."""
+        self._held.discard(nonce)
 
     def give_back(self, nonce: int) -> None:
         """``nonce`` was not consumed: hand it out again before any fresh one."""
+        self._held.discard(nonce)
         if self.next is None or nonce >= self.next:
             return
         self._free.add(nonce)
@@ -73,8 +100,18 @@ class NonceBook:
         self._free = {nonce for nonce in self._free if committed <= nonce < self.next}
         self.stale = False
 
+    def rebase(self, committed: int, robust_pending: int) -> None:
+        """Recount after the network showed a gap (see the module docstring):
+        ``committed`` and ``robust_pending`` are the counts a quorum vouches for."""
+        held_top = max(self._held, default=committed - 1) + 1
+        self.next = max(committed, robust_pending, held_top)
+        reoffered = range(committed, min(held_top, committed + MAX_REOFFERED_NONCES))
+        self._free = {nonce for nonce in reoffered if nonce not in self._held}
+        self.stale = self.gap = False
+
     def forget(self) -> None:
         """Drop everything: the next nonce comes from the network alone."""
         self.next = None
-        self.stale = False
+        self.stale = self.gap = False
         self._free.clear()
+        self._held.clear()

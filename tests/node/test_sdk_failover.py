@@ -93,6 +93,13 @@ async def test_a_call_pending_on_a_stuck_node_commits_through_the_next(
             assert receipt["status"] == "ok"
             # The stuck node was asked first, and the real one committed it.
             assert stuck_node.seen[0] == "POST"
+            # The stuck node still has not seen the commit, so the client
+            # leaves it (checked off the call's path, so wait for it).
+            for _ in range(100):
+                if client.transport.preferred == 1:
+                    break
+                await asyncio.sleep(0.02)
+            assert client.transport.preferred == 1
             lot = await client.query("food", "lot", {"lot_id": "failover-1"})
             assert lot["lot_id"] == "failover-1"
 

@@ -115,3 +115,76 @@ def test_a_call_signed_again_at_its_nonce_gets_a_new_id_that_never_expires() -> 
     assert _resigned_expiry(None, 2) == MAX_NONCE - 1
     assert _resigned_expiry(500, 0) == 500
     assert _resigned_expiry(500, 1) == 499
+
+
+class GapNodes:
+    """Nodes whose robust counts say nothing is pending at ``COMMITTED``; the
+    preferred one may claim more.  A submission at any nonce but the
+    committed one is dropped or refused as ``nonce_gap``."""
+
+    def __init__(self, preferred_pending: int = COMMITTED, refuse: bool = False) -> None:
+        self.preferred_pending = preferred_pending
+        self.refuse = refuse
+        self.posted: list[int] = []
+
+    async def request(self, url: str, method: str, path: str, **options: Any) -> Any:
+        if path.startswith("/v1/nonce/"):
+            pending = self.preferred_pending if url == NODES[0] else COMMITTED
+            return {"next_nonce": COMMITTED, "pending_next_nonce": pending}
+        nonce = decode_tx(options["body"]).nonce
+        self.posted.append(nonce)
+        if nonce == COMMITTED:
+            return {"tx_id": "00", "status": "pending"}
+        if self.refuse:
+            raise ProvenetError("nonce_gap", "too far past the next nonce", 409)
+        receipt = {"code": "nonce_gap", "message": "an earlier nonce never arrived"}
+        return {"tx_id": "00", "status": "dropped", "receipt": receipt}
+
+
+HARVEST = {"lot_id": "L", "product": "wheat", "mass_grams": 1}
+
+
+@pytest.mark.asyncio
+async def test_a_nonce_whose_call_timed_out_and_whose_transaction_was_lost_is_offered_again() -> (
+    None
+):
+    # The call at COMMITTED timed out (its nonce is kept: it may still be
+    # pending), then its transaction was lost with the node holding it.  The
+    # next call is dropped nonce_gap; the one after must fill the gap rather
+    # than wait behind it for the client's lifetime.
+    nodes = GapNodes()
+    client = client_on(nodes)
+    lost = await client.sign("food", "harvest", HARVEST)
+    assert lost.nonce == COMMITTED
+    client._settle(lost, "kept", "timeout")
+    with pytest.raises(ProvenetError) as dropped:
+        await client.submit("food", "harvest", HARVEST, wait=False)
+    assert dropped.value.code == "nonce_gap"
+    await client.submit("food", "harvest", HARVEST, wait=False)
+    assert nodes.posted == [COMMITTED + 1, COMMITTED]
+
+
+@pytest.mark.asyncio
+async def test_a_preferred_node_inflating_the_pending_count_cannot_wedge_the_sender() -> None:
+    nodes = GapNodes(preferred_pending=1_000_000, refuse=True)
+    client = client_on(nodes)
+    with pytest.raises(ProvenetError) as refused:
+        await client.submit("food", "harvest", HARVEST, wait=False)
+    assert refused.value.code == "nonce_gap"
+    # The recount after the gap trusts only what a quorum vouches for.
+    await client.submit("food", "harvest", HARVEST, wait=False)
+    assert nodes.posted == [1_000_000, COMMITTED]
+
+
+def test_a_rebase_reoffers_unheld_nonces_below_the_highest_held_one() -> None:
+    book = NonceBook()
+    book.resync(committed=5, pending=5)
+    assert [book.take() for _ in range(4)] == [5, 6, 7, 8]
+    book.settle(5)  # timed out: maybe pending, maybe lost
+    book.settle(6)  # timed out too
+    # 7 and 8 are still held by calls in flight; 5 and 6 are offered again,
+    # the count goes on above the highest held nonce, never below it.
+    book.gap = True
+    book.rebase(committed=5, robust_pending=5)
+    assert book.free == frozenset({5, 6})
+    assert [book.take() for _ in range(3)] == [5, 6, 9]
