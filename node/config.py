@@ -221,7 +221,7 @@ class NodeLimits:
     # 503 too_many_subscribers, as beyond max_chain_streams, so one address
     # cannot take every slot.  An observer holds at most two to one validator
     # (its block stream and its tips stream), and briefly a third while an old
-    # one closes.
+    # one closes; observers on one host share its address.
     max_chain_streams_per_address: int = 8
     # One message of a chain stream (or its close) must be taken by the client
     # within this long, or the connection is dropped and its slot freed: a
