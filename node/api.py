@@ -39,6 +39,7 @@ from node.listener import address_key
 from node.mempool import PoolEntry, Refused
 from node.ratelimit import (
     BucketConfig,
+    Client,
     ClientLimiter,
     TokenBucket,
     body_cost,
@@ -137,18 +138,26 @@ class AdmissionBudget:
         )
         self._max_body_bytes = limits.max_body_bytes
 
-    def buckets(self, request: web.Request) -> tuple[TokenBucket, ...]:
+    @staticmethod
+    def client(request: web.Request) -> Client:
+        """The (address, port) a request's budget is kept under."""
         peer = request.transport.get_extra_info("peername") if request.transport else None
         address, port = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else ("", 0)
         # An IPv6 client owns a /64: one budget for all of it, as the
         # listener's connection caps count it.
-        return self.limiter.buckets(address_key(address), port, now_ms())
+        return address_key(address), port
+
+    def buckets(self, client: Client) -> tuple[TokenBucket, ...]:
+        return self.limiter.buckets(client[0], client[1], now_ms())
 
     def charge(self, request: web.Request, cost: int) -> None:
         """Take ``cost`` units from the client's budget, or refuse with 429."""
-        buckets = self.buckets(request)
-        current = now_ms()
-        wait_ms = self.limiter.try_charge(buckets, cost, current)
+        self.charge_client(self.client(request), cost)
+
+    def charge_client(self, client: Client, cost: int) -> None:
+        """:meth:`charge` for a client known by its (address, port): a chain
+        stream charges each message after its request has been answered."""
+        wait_ms = self.limiter.try_charge(self.buckets(client), cost, now_ms())
         if wait_ms:
             raise ApiError(
                 "rate_limited",
@@ -158,7 +167,10 @@ class AdmissionBudget:
 
     def charge_incurred(self, request: web.Request, cost: int) -> None:
         """Take a cost already incurred, into debt if need be: the next request waits."""
-        self.limiter.charge(self.buckets(request), cost, now_ms())
+        self.charge_incurred_client(self.client(request), cost)
+
+    def charge_incurred_client(self, client: Client, cost: int) -> None:
+        self.limiter.charge(self.buckets(client), cost, now_ms())
 
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
         @web.middleware
@@ -286,7 +298,7 @@ class ClientApi:
         self.read_only = read_only
         self._audit = audit.AuditLimits()
         self.budget = AdmissionBudget(self.limits)
-        self._chain_streams = chain_stream.ChainStreams(engine, self.limits)
+        self._chain_streams = chain_stream.ChainStreams(engine, self.limits, self.budget)
 
     def routes(self) -> list[web.RouteDef]:
         return [

@@ -217,6 +217,16 @@ class NodeLimits:
     # or stream handshake in all.
     follow_stall_timeout_ms: int = 1_000
     follow_request_timeout_ms: int = 10_000
+    # Chain streams from one client address (an IPv6 client's /64); beyond it
+    # 503 too_many_subscribers, as beyond max_chain_streams, so one address
+    # cannot take every slot.  An observer holds at most two to one validator
+    # (its block stream and its tips stream), and briefly a third while an old
+    # one closes; observers on one host share its address.
+    max_chain_streams_per_address: int = 8
+    # One message of a chain stream (or its close) must be taken by the client
+    # within this long, or the connection is dropped and its slot freed: a
+    # client that never reads would otherwise hold a stream for ever.
+    chain_stream_send_timeout_ms: int = 5_000
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():

@@ -929,7 +929,11 @@ def _block_ops() -> dict[str, Schema]:
                 "blocks=1, blocks in order from `from` as they are stored; with blocks=0, "
                 "no blocks and the tip when the height grew (at most one per "
                 "chain_stream_tip_interval_ms).  A stream that has sent nothing for "
-                "chain_stream_heartbeat_ms sends a page with no blocks and no tip.",
+                "chain_stream_heartbeat_ms sends a page with no blocks and no tip.  Each "
+                "message is charged to the client's budget like a GET /v1/chain page; a "
+                "client out of budget has the stream closed with code 1013 and a reason "
+                "starting `rate_limited:`, and one that does not take a message within "
+                "chain_stream_send_timeout_ms is disconnected.",
                 "x-websocket-frame": _ref("ChainPage"),
             },
             **_errors(("bad_request", "too_many_subscribers")),
@@ -947,8 +951,8 @@ def _block_ops() -> dict[str, Schema]:
             },
         ],
         description="A GET that is not a websocket upgrade answers 400 `bad_request`; a node "
-        "serving max_chain_streams streams answers 503 `too_many_subscribers`.  See "
-        "node/chain_stream.py.",
+        "serving max_chain_streams streams, or max_chain_streams_per_address to the caller's "
+        "address, answers 503 `too_many_subscribers`.  See node/chain_stream.py.",
     )
     return {
         "/v1/blocks/latest": {

@@ -41,6 +41,10 @@ REQUEST_COST = 1
 ENVELOPE_COST = 4
 STEP_COST = 1
 
+# A client as its budgets know it: (address, port), the address already
+# reduced to what the per-address caps count (an IPv6 client's /64).
+Client = tuple[str, int]
+
 
 @dataclass(frozen=True)
 class BucketConfig:

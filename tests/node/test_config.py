@@ -153,6 +153,8 @@ CONFIG_CASES: list[tuple[str, Mutation, str, str]] = [
     ("limit a float", _set("limits", "max_body_bytes", value=1.5), "limits.max_body_bytes", "an integer"),
     ("a zero chunk", _set("limits", "admission_chunk_envelopes", value=0), "limits.admission_chunk_envelopes", "at least 1"),
     ("a zero budget", _set("limits", "client_cost_per_s", value=0), "limits.client_cost_per_s", "at least 1"),
+    ("a zero send timeout", _set("limits", "chain_stream_send_timeout_ms", value=0), "limits.chain_stream_send_timeout_ms", "at least 1"),
+    ("no chain streams per address", _set("limits", "max_chain_streams_per_address", value=0), "limits.max_chain_streams_per_address", "at least 1"),
     ("limits not an object", _set("limits", value=[]), "limits", "an object"),
 ]  # fmt: skip
 
