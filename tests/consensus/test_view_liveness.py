@@ -40,7 +40,9 @@ TIMEOUT = {"request_timeout_ms": 1_000, "view_change_timeout_ms": 1_000}
 
 
 def statuses(effects: list[object]) -> list[Status]:
-    return [e.message for e in effects if isinstance(e, Broadcast) and isinstance(e.message, Status)]
+    return [
+        e.message for e in effects if isinstance(e, Broadcast) and isinstance(e.message, Status)
+    ]
 
 
 def waiting_backup(me: int = 1, **overrides: int) -> Node:
@@ -70,7 +72,9 @@ def test_a_lone_expired_request_timer_suspects_the_primary_but_sends_no_view_cha
     assert sent(backup.receive(pre_prepare(0, b)), type(prepare(0, 1, b.digest, 1)))
 
 
-def test_a_second_replica_suspecting_the_primary_makes_f_plus_one_and_starts_the_view_change() -> None:
+def test_a_second_replica_suspecting_the_primary_makes_f_plus_one_and_starts_the_view_change() -> (
+    None
+):
     backup = waiting_backup()
     backup.tick(T0 + 1_000)
 

@@ -103,7 +103,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
-from netfixture import REPO, free_base_port, provenet
+from netfixture import REPO, init_local_network
 
 from node.netctl import Network, NodeEntry, load_network, node_command
 from node.sdk import ProvenetClient
@@ -165,13 +165,7 @@ class ProcessNetwork:
     ) -> ProcessNetwork:
         """``provenet net init`` a network under ``parent`` (ports outside the
         ephemeral range); ``limits``/``consensus`` override every node's config."""
-        directory = parent / "net"
-        args = ["net", "init", str(directory), "--validators", str(validators)]
-        args += ["--observers", str(observers)]
-        args += ["--base-port", str(free_base_port(validators + observers))]
-        if not tls:
-            args.append("--no-tls")
-        provenet(*args)
+        directory = init_local_network(parent, validators, observers, tls)
         if limits or consensus:
             for entry in load_network(directory).nodes:
                 document = json.loads(entry.config.read_text())

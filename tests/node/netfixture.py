@@ -164,10 +164,9 @@ async def single_node(parent: Path, limits: dict[str, int]) -> AsyncIterator[Sin
         await node.stop()
 
 
-@contextmanager
-def local_network(
-    parent: Path, validators: int = 4, tls: bool = True, observers: int = 0
-) -> Iterator[LocalNetwork]:
+def init_local_network(parent: Path, validators: int, observers: int, tls: bool) -> Path:
+    """``provenet net init`` a network in ``parent/net`` on free ports outside
+    the ephemeral range; returns its directory."""
     directory = parent / "net"
     args = ["net", "init", str(directory), "--validators", str(validators)]
     args += ["--observers", str(observers)]
@@ -175,6 +174,14 @@ def local_network(
     if not tls:
         args.append("--no-tls")
     provenet(*args)
+    return directory
+
+
+@contextmanager
+def local_network(
+    parent: Path, validators: int = 4, tls: bool = True, observers: int = 0
+) -> Iterator[LocalNetwork]:
+    directory = init_local_network(parent, validators, observers, tls)
     network = LocalNetwork(directory)
     try:
         network.up()
