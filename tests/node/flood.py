@@ -202,31 +202,36 @@ async def chain_height(
     """The highest height any node reports (the chain is one chain).
 
     Nodes that a flood has stalled may not answer for a while: ask again, for
-    up to ``HEIGHT_WAIT_S``, until one does.
+    up to ``HEIGHT_WAIT_S``, until one does.  A fresh chain's height 0 is an
+    answer too (waiting for a non-zero one cost a whole HEIGHT_WAIT_S).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + HEIGHT_WAIT_S
     while True:
         height = await _highest_answer(session, urls, context)
-        if height or loop.time() > deadline:
+        if height is not None:
             return height
+        if loop.time() > deadline:
+            return 0
         await asyncio.sleep(0.5)
 
 
 async def _highest_answer(
     session: aiohttp.ClientSession, urls: list[str], context: ssl.SSLContext | bool
-) -> int:
+) -> int | None:
+    """The highest height the nodes that answer report; None if none answers."""
 
-    async def one(url: str) -> int:
+    async def one(url: str) -> int | None:
         try:
             async with session.get(
                 f"{url}/healthz", ssl=context, timeout=aiohttp.ClientTimeout(total=3)
             ) as response:
                 return int((await response.json())["height"])
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError):
-            return 0
+            return None
 
-    return max(await asyncio.gather(*(one(url) for url in urls)))
+    answers = [h for h in await asyncio.gather(*(one(url) for url in urls)) if h is not None]
+    return max(answers, default=None)
 
 
 @dataclass(frozen=True)
