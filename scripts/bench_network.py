@@ -85,7 +85,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -1602,9 +1602,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.work_dir is not None:
         args.work_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="provenet-bench-", dir=args.work_dir))
+    status = run_in_network_dir(
+        lambda: bench(args, root, report), root, report, keep=bool(args.keep)
+    )
+    finish(report)
+    print(json.dumps(report, indent=2))
+    return status
+
+
+def run_in_network_dir(
+    bench_coroutine: Callable[[], Coroutine[Any, Any, Any]],
+    root: Path,
+    report: dict[str, Any],
+    keep: bool = False,
+) -> int:
+    """Run one benchmark whose network lives in ``root/net``; always stop the
+    network, and remove ``root`` unless ``keep``.  Returns the exit status
+    (1 when the benchmark failed, with the error in ``report``)."""
     status = 0
     try:
-        run_loop(bench(args, root, report))
+        run_loop(bench_coroutine())
     except Exception as exc:
         report["error"] = f"{type(exc).__name__}: {exc}"
         log(f"failed: {report['error']}")
@@ -1617,12 +1634,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report["down"] = netctl.down(netdir)
             except netctl.NetError as exc:
                 report["down_error"] = str(exc)
-        if args.keep:
+        if keep:
             report["network_dir"] = str(netdir)
         else:
             shutil.rmtree(root, ignore_errors=True)
-    finish(report)
-    print(json.dumps(report, indent=2))
     return status
 
 

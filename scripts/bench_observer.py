@@ -52,7 +52,6 @@ import json
 import multiprocessing
 import os
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -85,6 +84,7 @@ from scripts.bench_network import (
     percentiles,
     ports_free,
     pump_pipe,
+    run_in_network_dir,
     run_loop,
     run_phase,
     start_network,
@@ -519,22 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cpu_count": os.cpu_count(),
     }
     root = Path(tempfile.mkdtemp(prefix="provenet-obs-", dir=args.work_dir))
-    status = 0
-    try:
-        run_loop(bench(args, root, report))
-    except Exception as exc:
-        report["error"] = f"{type(exc).__name__}: {exc}"
-        log(f"failed: {report['error']}")
-        status = 1
-    finally:
-        netdir = root / "net"
-        if (netdir / netctl.NETWORK_FILE).exists():
-            log("stopping the network")
-            try:
-                netctl.down(netdir)
-            except netctl.NetError as exc:
-                report["down_error"] = str(exc)
-        shutil.rmtree(root, ignore_errors=True)
+    status = run_in_network_dir(lambda: bench(args, root, report), root, report)
     print(json.dumps(report, indent=2))
     return status
 
