@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
 from contracts.tx import Transaction, sign_tx
 from node.app import RunningNode, start_node
@@ -193,3 +194,16 @@ def local_network(
             capture_output=True,
             timeout=60,
         )
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 at a port the kernel picks (so nothing can
+    collide); yields its base URL and cleans up on exit."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

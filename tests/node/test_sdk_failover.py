@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from netfixture import single_node
+from netfixture import serving, single_node
 
 from node.config import load_genesis
 from node.keys import load_identity
@@ -64,15 +64,9 @@ async def stuck_node() -> AsyncIterator[StuckNode]:
     app = web.Application()
     app.router.add_post("/v1/txs", post_tx)
     app.router.add_get("/v1/txs/{tx_id}", get_tx)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    node.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serving(app) as url:
+        node.url = url
         yield node
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_call_pending_on_a_stuck_node_commits_through_the_next(

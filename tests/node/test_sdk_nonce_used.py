@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from netfixture import single_node
+from netfixture import serving, single_node
 
 from node.config import load_genesis
 from node.keys import load_identity
@@ -58,15 +58,9 @@ async def front() -> AsyncIterator[LyingFront]:
     liar = LyingFront()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", liar.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    liar.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serving(app) as url:
+        liar.url = url
         yield liar
-    finally:
-        await runner.cleanup()
 
 
 async def test_one_nodes_unproven_nonce_used_does_not_execute_a_call_twice(

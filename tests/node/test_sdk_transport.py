@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from netfixture import serving
 
 from node.sdk.transport import MAX_CONNECTIONS_PER_NODE, Transport
 
@@ -50,17 +51,9 @@ async def slow_server() -> AsyncIterator[SlowServer]:
 
     app = web.Application()
     app.router.add_get("/v1/status", answer)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    # Port 0: the kernel picks a free port on loopback, so nothing can collide.
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    server.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(app) as url:
+        server.url = url
         yield server
-    finally:
-        await runner.cleanup()
 
 
 async def test_calls_queued_for_a_connection_do_not_time_out(slow_server: SlowServer) -> None:
