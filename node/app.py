@@ -29,19 +29,24 @@ from consensus.replica import Replica
 from consensus.wire import record_from_wire
 from contracts.genesis import genesis_state
 from contracts.state import MemoryState
-from node import dashboard
-from node.api import ClientApi, error_middleware
-from node.bundle import bundle_routes
-from node.chain import now_ms
-from node.config import ConfigError, NetworkGenesis, NodeConfig, load_genesis, load_node_config
-from node.engine import Engine
-from node.follower import Follower
-from node.keys import KeyFileError, load_identity
-from node.ledger import Ledger, TxCache
-from node.listener import SERVER_HEADER, PortSpec, listen, raise_file_limit
-from node.metrics import NodeMetrics
-from node.peers import CLOSE_POLICY, PeerIdentity, PeerLinks
-from node.storage import StorageError, Store
+from node.api import dashboard
+from node.api.bundle import bundle_routes
+from node.api.routes import ClientApi, error_middleware
+from node.runtime.chain import now_ms
+from node.runtime.config import (
+    ConfigError,
+    NodeConfig,
+    load_node_config,
+)
+from node.runtime.engine import Engine
+from node.runtime.follower import Follower
+from node.runtime.ledger import Ledger, TxCache
+from node.runtime.listener import SERVER_HEADER, PortSpec, listen, raise_file_limit
+from node.runtime.metrics import NodeMetrics
+from node.runtime.peers import CLOSE_POLICY, PeerIdentity, PeerLinks
+from node.runtime.storage import StorageError, Store
+from node.sdk.genesis import NetworkGenesis, load_genesis
+from node.sdk.keys import KeyFileError, load_identity
 
 log = logging.getLogger("provenet.node")
 
@@ -96,7 +101,8 @@ def _tls_contexts(
     tls = config.tls
     if not tls.enabled:
         return None, None, None
-    from node.tls import client_context, server_context
+    from node.runtime.tls import server_context
+    from node.sdk.tls import client_context
 
     assert tls.ca_file and tls.cert_file and tls.key_file
     return (
@@ -317,7 +323,7 @@ async def _listen(
     peer_ssl: ssl.SSLContext | None,
     metrics: NodeMetrics,
 ) -> list[web.AppRunner]:
-    """Both ports behind node/listener.py's connection caps and timeouts."""
+    """Both ports behind node/runtime/listener.py's connection caps and timeouts."""
     # Only now, with the configuration and genesis accepted: a node refusing
     # to start says one line, and this one is not it.
     raise_file_limit()
@@ -419,7 +425,7 @@ async def _serve(config: NodeConfig) -> int:
     stopper.cancel()
     await node.stop()
     if failed:
-        log.error("node stopped because its chain task failed: %r", node.engine.fatal)
+        log.error("node stopped because its chain task failed: %r", node.runtime.engine.fatal)
         return 1
     return 0
 

@@ -7,7 +7,7 @@ burst, then one line per burst, then a summary.  Progress goes to stderr.
 What it does
 ------------
 1. Creates a one-validator network in a temporary directory with
-   ``node.netinit.init_network`` (TLS on, as ``provenet net init`` makes
+   ``node.ops.netinit.init_network`` (TLS on, as ``provenet net init`` makes
    it, unless ``--no-tls``) and starts the node as its own process, the way
    ``provenet node run`` does (``--loop asyncio`` runs it on the standard
    library's event loop instead of uvloop, to tell the two apart).
@@ -46,7 +46,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from node.netinit import PEER_PORT_OFFSET, ephemeral_port_range, init_network  # noqa: E402
+from node.ops.netinit import PEER_PORT_OFFSET, ephemeral_port_range, init_network  # noqa: E402
 
 START_TIMEOUT_S = 60
 # The node runs in its own process; this launcher lets the bench choose its loop.

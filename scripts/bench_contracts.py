@@ -24,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchkit.workload import MIXED, Cast, build_workload
+
 from consensus.codec import Ed25519Signer, digest
 from contracts.genesis import Genesis, GenesisOrg, genesis_state
 from contracts.receipt import BlockContext
@@ -31,7 +33,6 @@ from contracts.runtime import execute
 from contracts.state import MemoryState
 from contracts.stateroot import MerkleTrie
 from contracts.tx import Transaction
-from node.workload import MIXED, Cast, build_workload
 
 CHAIN_ID = "bench"
 ORGS = {

@@ -246,16 +246,16 @@ def _validators(count: int = 4) -> Any:
 
 def _replica_config() -> Any:
     from consensus.config import ReplicaConfig
-    from node.config import NODE_CONSENSUS_DEFAULTS
+    from node.runtime.config import NODE_CONSENSUS_DEFAULTS
 
     return ReplicaConfig("bench", _validators(), 0, **NODE_CONSENSUS_DEFAULTS)
 
 
 def peer_wire_limits() -> Any:
-    """The limits a validator decodes peer frames with (as node/peers.py builds them)."""
+    """The limits a validator decodes peer frames with (as node/runtime/peers.py builds them)."""
     import consensus.wire as wire
     from consensus.codec import Limits
-    from node.config import NodeLimits
+    from node.runtime.config import NodeLimits
 
     frame_bytes = NodeLimits().max_frame_bytes
     if hasattr(wire, "frame_limits"):
@@ -264,10 +264,10 @@ def peer_wire_limits() -> Any:
 
 
 def chain_page_limits() -> Any:
-    """The limits an observer decodes a chain page with (node/follower.py)."""
-    import node.follower as follower
+    """The limits an observer decodes a chain page with (node/runtime/follower.py)."""
+    import node.runtime.follower as follower
     from consensus.codec import DEFAULT_LIMITS
-    from node.config import NodeLimits
+    from node.runtime.config import NodeLimits
 
     if hasattr(follower, "page_limits"):
         return follower.page_limits(NodeLimits(), 4, {})
@@ -275,9 +275,9 @@ def chain_page_limits() -> Any:
 
 
 def batch_body_limits() -> Any:
-    import node.api as api
+    import node.api.routes as api
     from consensus.codec import DEFAULT_LIMITS
-    from node.config import NodeLimits
+    from node.runtime.config import NodeLimits
 
     if hasattr(api, "batch_limits"):
         return api.batch_limits(NodeLimits())
@@ -301,16 +301,16 @@ def _engine() -> Any:
 
 
 def decode_api_tx(data: bytes) -> object:
-    """POST /v1/txs with a msgpack body: node/api.py decode_payload."""
-    from node.api import decode_payload
+    """POST /v1/txs with a msgpack body: node/api/routes.py decode_payload."""
+    from node.api.routes import decode_payload
 
     return decode_payload(data, _engine())
 
 
 def decode_api_batch(data: bytes) -> object:
     """POST /v1/txs/batch with a msgpack body: the body, then each envelope."""
-    from node.api import ApiError, ClientApi, decode_payload
-    from node.config import NodeLimits
+    from node.api.routes import ApiError, ClientApi, decode_payload
+    from node.runtime.config import NodeLimits
 
     owner = SimpleNamespace(limits=NodeLimits())
     request = SimpleNamespace(content_type="application/msgpack")
@@ -335,7 +335,7 @@ def decode_chain_page(data: bytes) -> object:
     """An observer's page: decode, then check_block on each block until one fails."""
     from consensus.blocks import ChainTip
     from consensus.codec import decode
-    from node.follower import BlockRejected, check_block
+    from node.runtime.follower import BlockRejected, check_block
 
     page = decode(data, chain_page_limits())
     blocks = page.get("blocks") if isinstance(page, dict) else None
@@ -350,7 +350,7 @@ def decode_chain_page(data: bytes) -> object:
 
 def _genesis() -> Any:
     from contracts.genesis import Genesis
-    from node.config import NetworkGenesis, ValidatorEntry
+    from node.sdk.genesis import NetworkGenesis, ValidatorEntry
 
     validators = tuple(
         ValidatorEntry(index, f"v{index}", "org", bytes([index + 1]) * 32) for index in range(4)
@@ -359,7 +359,7 @@ def _genesis() -> Any:
 
 
 def decode_bundle(data: bytes) -> object:
-    from node.bundle_verify import verify_bundle
+    from node.sdk.bundle_verify import verify_bundle
 
     return verify_bundle(data, _genesis())
 
@@ -372,7 +372,7 @@ class Kind:
 
 
 def _api_body_bytes() -> int:
-    from node.config import NodeLimits
+    from node.runtime.config import NodeLimits
 
     return NodeLimits().max_body_bytes
 
@@ -384,7 +384,7 @@ def _tx_bytes() -> int:
 
 
 def _bundle_limits() -> Any:
-    from node.bundle_verify import BUNDLE_LIMITS
+    from node.sdk.bundle_verify import BUNDLE_LIMITS
 
     return BUNDLE_LIMITS
 
@@ -639,7 +639,7 @@ def honest(args: argparse.Namespace) -> dict[str, object]:
             ],
         }
     )
-    import node.follower  # noqa: F401  (the page limits live there)
+    import node.runtime.follower  # noqa: F401  (the page limits live there)
     from consensus.codec import decode
 
     page_limits = chain_page_limits()

@@ -13,7 +13,7 @@ What it does
    two-core host N validators cannot commit more than that even if
    verification were all they did.
 2. Creates a network of ``--validators`` nodes in a temporary directory with
-   ``node.netinit.init_network`` and starts it with ``node.netctl.up``: each
+   ``node.ops.netinit.init_network`` and starts it with ``node.ops.netctl.up``: each
    node is its own ``provenet node run`` process, as a user starts them.
 3. Signs the whole workload in advance (``node.workload.build_workload``,
    a run tag and the senders' ``pending_next_nonce``), so signing never
@@ -39,7 +39,7 @@ What it does
    counts), with the realistic mixed diamond workload in one lane.
 6. Checks that every validator reports the same height, block hash and state
    root, and that every observer holds that state root, and always stops the
-   network (``node.netctl.down``) at the end.
+   network (``node.ops.netctl.down``) at the end.
 
 Observers (``--observers M``, default 1): the network also runs M observer
 nodes (``o0``...), which follow the validators over ``GET /v1/chain`` and
@@ -94,14 +94,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
+from benchkit.workload import INDEPENDENT, MIXED, MODES, build_workload
 
 from consensus import ed25519
 from consensus.codec import decode, digest, encode
 from contracts.tx import encode_tx
-from node import netctl
-from node.keys import load_identity
-from node.netinit import PEER_PORT_OFFSET, init_network
-from node.workload import INDEPENDENT, MIXED, MODES, build_workload
+from node.ops import netctl
+from node.ops.netinit import PEER_PORT_OFFSET, init_network
+from node.sdk.keys import load_identity
 
 MSGPACK = "application/msgpack"
 RETRYABLE = frozenset({"mempool_full", "sender_queue_full", "rate_limited"})
@@ -250,7 +250,7 @@ def client_main(job: ClientJob, conn: Connection) -> None:
 def _client_ssl(ca_file: str | None) -> ssl.SSLContext | bool:
     if ca_file is None:
         return False
-    from node.tls import client_context
+    from node.sdk.tls import client_context
 
     return client_context(Path(ca_file))
 

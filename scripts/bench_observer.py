@@ -9,7 +9,7 @@ What it does
 ------------
 1. Starts ``--validators`` validators and ``--observers`` observers
    (default 7 and 2), each its own ``provenet node run`` process, with
-   ``node.netinit.init_network`` and ``node.netctl.up``, as
+   ``node.ops.netinit.init_network`` and ``node.ops.netctl.up``, as
    ``scripts/bench_network.py`` does.
 2. Saturates them with ``scripts/bench_network.py``'s client processes:
    by default ``--clients`` paced clients, each POSTing one pre-signed
@@ -66,12 +66,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
+from benchkit.workload import INDEPENDENT, build_workload
 
 from contracts.tx import encode_tx
-from node import netctl
-from node.keys import load_identity
-from node.netinit import PEER_PORT_OFFSET, init_network
-from node.workload import INDEPENDENT, build_workload
+from node.ops import netctl
+from node.ops.netinit import PEER_PORT_OFFSET, init_network
+from node.sdk.keys import load_identity
 from scripts.bench_network import (
     ClientJob,
     Phase,

@@ -2,7 +2,7 @@
 
 A bundle is one file holding every transaction of a diamond's provenance
 with its block header, Merkle inclusion proof and commit certificate (format
-and checks: :mod:`node.bundle_verify`).  Fetching needs a node; checking
+and checks: :mod:`node.sdk.bundle_verify`).  Fetching needs a node; checking
 needs only the network's genesis file::
 
     async with ProvenetClient.from_network_dir("net") as client:
@@ -26,9 +26,9 @@ from urllib.parse import quote
 import aiohttp
 
 from consensus.codec import DecodeError, decode
-from node.bundle_verify import BUNDLE_LIMITS, BundleError, Check, Step, Verdict, verify_bundle
-from node.config import NetworkGenesis, load_genesis
+from node.sdk.bundle_verify import BUNDLE_LIMITS, BundleError, Check, Step, Verdict, verify_bundle
 from node.sdk.client import ProvenetClient
+from node.sdk.genesis import NetworkGenesis, load_genesis
 from node.sdk.transport import MSGPACK, NodeFailed, api_error, describe_failure
 
 __all__ = [

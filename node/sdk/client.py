@@ -25,7 +25,7 @@ genesis.json), and a list of node API URLs.  It trusts no single node:
   id is spent), so :meth:`ProvenetClient.submit` signs the same call again
   *at the same nonce* and submits it (at most ``resign_attempts`` times);
   the node releases it at once into the hole it fills
-  (:mod:`node.mempool`).  To get a new transaction id for the same nonce
+  (:mod:`node.runtime.mempool`).  To get a new transaction id for the same nonce
   and call, the new signature carries an expiry height one below the
   previous one (below ``2**63`` when the call gave none), a height no
   chain reaches, so the call's meaning is unchanged.  A 409
@@ -78,8 +78,6 @@ import aiohttp
 from consensus.codec import encode
 from consensus.quorum import ValidatorSet
 from contracts.tx import MAX_NONCE, Transaction, encode_tx, sign_tx, tx_id
-from node.config import ConfigError, load_genesis
-from node.keys import Identity, load_identity
 from node.sdk.errors import (
     ProofError,
     ProvenetError,
@@ -88,8 +86,11 @@ from node.sdk.errors import (
     TransactionTimeout,
     Unavailable,
 )
+from node.sdk.genesis import ConfigError, load_genesis
+from node.sdk.keys import Identity, load_identity
 from node.sdk.nonces import NonceBook
 from node.sdk.proof import verify_block, verify_tx_proof
+from node.sdk.tls import client_context
 from node.sdk.transport import (
     MAX_CONNECTIONS_PER_NODE,
     MSGPACK,
@@ -97,7 +98,6 @@ from node.sdk.transport import (
     Transport,
     describe_failure,
 )
-from node.tls import client_context
 
 JSON = dict[str, Any]
 
@@ -937,5 +937,5 @@ def _node_urls(network: JSON, first: str | None) -> list[str]:
 
 
 def _ca_context(ca_file: Path) -> ssl.SSLContext:
-    """A client TLS context trusting only the network CA (node/tls.py's rule)."""
+    """A client TLS context trusting only the network CA (node/runtime/tls.py's rule)."""
     return client_context(ca_file)

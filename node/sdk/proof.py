@@ -33,8 +33,8 @@ from consensus.codec import DIGEST_SIZE, SIGNATURE_SIZE, Verifier, ed25519_verif
 from consensus.merkle import merkle_root, verify_inclusion
 from consensus.messages import Commit
 from consensus.quorum import ValidatorSet
-from node.config import load_genesis
 from node.sdk.errors import ProofError
+from node.sdk.genesis import load_genesis
 
 # A null batch (a view change's filler) carries an empty executed state root.
 _STATE_ROOT_SIZES = (0, DIGEST_SIZE)

@@ -26,8 +26,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from contracts.tx import Transaction
-from node.keys import Identity
 from node.sdk.client import DEFAULT_TIMEOUT_S, DEFAULT_WAIT_S, ProvenetClient
+from node.sdk.keys import Identity
 
 T = TypeVar("T")
 JSON = dict[str, Any]

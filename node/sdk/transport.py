@@ -47,6 +47,8 @@ from node.sdk.errors import ProvenetError, Unavailable
 T = TypeVar("T")
 
 MSGPACK = "application/msgpack"
+# Where a node pushes its chain to observers over a websocket (node/api/chain_stream.py).
+STREAM_PATH = "/v1/chain/stream"
 # An observer refuses writes; another node may accept the same request.
 _MOVE_ON_CODES = frozenset({"read_only"})
 

@@ -303,7 +303,7 @@ def test_the_largest_honest_frames_fit_the_bounds_and_decode(
 
 
 def _node_config() -> ReplicaConfig:
-    """A validator's configuration as a node runs it by default (node/config.py)."""
+    """A validator's configuration as a node runs it by default (node/runtime/config.py)."""
     return ReplicaConfig(
         "wire-test",
         _validators(4),

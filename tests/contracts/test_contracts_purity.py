@@ -71,7 +71,7 @@ def test_contracts_have_no_banned_imports_or_floats() -> None:
         "import time",
         "from datetime import datetime",
         "import os.path",
-        "from node.storage import x",
+        "from node.runtime.storage import x",
         "from consensus.replica import Replica",
         "x = 0.5",
         "y = float(3)",

@@ -105,7 +105,7 @@ from typing import Any
 import aiohttp
 from netfixture import REPO, init_local_network
 
-from node.netctl import Network, NodeEntry, load_network, node_command
+from node.ops.netctl import Network, NodeEntry, load_network, node_command
 from node.sdk import ProvenetClient
 from node.sdk.errors import ProofError, ProvenetError
 

@@ -190,7 +190,7 @@ FORGERIES: dict[str, Forgery] = {
     "alter_state_root": alter_state_root,
     "alter_time": alter_time,
 }
-# The observer's alert kind for each (node/follower.py): the header is kept
+# The observer's alert kind for each (node/runtime/follower.py): the header is kept
 # self-consistent where the forger can, so the certificate is what catches
 # all but a changed transaction, which the header's requests root catches.
 EXPECTED_ALERT = {

@@ -28,7 +28,7 @@ from netfixture import provenet
 
 from faults.harness import ProcessNetwork
 from faults.netns import NamespaceNet, namespace_net
-from node.catalog import DEFAULT_BASE_PORT
+from node.ops.catalog import DEFAULT_BASE_PORT
 
 
 @asynccontextmanager

@@ -25,9 +25,9 @@ from consensus.messages import Batch, Commit, Request, sign
 from consensus.quorum import ValidatorSet
 from consensus.wire import message_from_wire, message_to_wire
 from faults.mitm import EXPECTED_ALERT, FORGERIES, MitmProxy, forge_document, running_proxy
-from node.follower import BlockRejected, check_block
-from node.storage import header_from_dict
-from node.views import to_json
+from node.runtime.follower import BlockRejected, check_block
+from node.runtime.storage import header_from_dict
+from node.runtime.views import to_json
 
 CHAIN = "provenet-mitm-test"
 SIGNERS = tuple(Ed25519Signer.from_seed(digest(b"mitm validator %d" % i)) for i in range(4))

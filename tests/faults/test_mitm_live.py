@@ -37,7 +37,7 @@ from netfixture import free_base_port
 
 from faults.harness import Campaign, FaultReport, ProcessNetwork, WorkloadPlan, now_s
 from faults.mitm import EXPECTED_ALERT, FORGERIES, MitmProxy, running_proxy
-from node.config import load_genesis
+from node.sdk.genesis import load_genesis
 
 pytestmark = pytest.mark.asyncio
 
@@ -95,7 +95,7 @@ async def observer_alerts(net: ProcessNetwork) -> tuple[list[dict[str, Any]], di
 
 
 def block_alerts(alerts: list[dict[str, Any]]) -> int:
-    """The alerts about a served block, not a tip (node/follower.py's tip
+    """The alerts about a served block, not a tip (node/runtime/follower.py's tip
     alerts say "tip at height ..." or "tip is for chain ...")."""
     return sum(1 for alert in alerts if not str(alert["message"]).startswith("tip "))
 

@@ -50,11 +50,11 @@ from consensus.messages import (
 from consensus.quorum import ValidatorSet
 from consensus.wire import message_to_wire, record_to_wire
 from contracts.tx import Transaction, encode_tx, sign_tx
-from node.bundle import commit_fields, signed_header
-from node.config import NetworkGenesis, load_genesis
-from node.keys import load_identity
-from node.netinit import init_network
-from node.views import commit_view, to_json
+from node.api.bundle import commit_fields, signed_header
+from node.ops.netinit import init_network
+from node.runtime.views import commit_view, to_json
+from node.sdk.genesis import NetworkGenesis, load_genesis
+from node.sdk.keys import load_identity
 
 FUZZ = bool(os.environ.get("PROVENET_FUZZ"))
 LONG_EXAMPLES = int(os.environ.get("PROVENET_FUZZ_EXAMPLES", "20000"))
@@ -253,7 +253,7 @@ def build_artefacts(directory: Path) -> Artefacts:
     }
     chain_id = network.chain_id
     blocks = _chain(chain_id, signers, orgs)
-    # GET /v1/chain's answer, as node/views.py full_block_view builds each block.
+    # GET /v1/chain's answer, as node/runtime/views.py full_block_view builds each block.
     page = encode(
         {
             "height": len(blocks),

@@ -32,10 +32,10 @@ from consensus.blocks import ChainTip
 from consensus.codec import DecodeError, Limits, decode, ed25519_verify, encode
 from consensus.wire import frame_limits, message_from_wire, record_from_wire
 from contracts.tx import decode_tx
-from node.bundle_verify import BUNDLE_LIMITS, BundleError, verify_bundle
-from node.config import NODE_CONSENSUS_DEFAULTS, NodeLimits
-from node.follower import BlockRejected, check_block, page_limits
-from node.peers import HandshakeError, PeerIdentity, read_challenge, read_hello_reply
+from node.runtime.config import NODE_CONSENSUS_DEFAULTS, NodeLimits
+from node.runtime.follower import BlockRejected, check_block, page_limits
+from node.runtime.peers import HandshakeError, PeerIdentity, read_challenge, read_hello_reply
+from node.sdk.bundle_verify import BUNDLE_LIMITS, BundleError, verify_bundle
 from node.sdk.errors import ProofError
 from node.sdk.proof import verify_block, verify_tx_proof
 
@@ -89,7 +89,7 @@ def check_page(artefacts: Artefacts) -> Any:
     limits = page_limits(NodeLimits(), artefacts.validators.n, {})
 
     def check(data: bytes) -> None:
-        """What an observer does with a page (node/follower.py _follow_once)."""
+        """What an observer does with a page (node/runtime/follower.py _follow_once)."""
         try:
             page = decode(data, limits)
         except DecodeError:
@@ -146,7 +146,7 @@ def check_proof(artefacts: Artefacts) -> Any:
 
 
 def hello_messages(artefacts: Artefacts) -> tuple[bytes, ...]:
-    from node.peers import hello_bytes
+    from node.runtime.peers import hello_bytes
 
     signer = artefacts.validator_signers[1]
     signature = signer.sign(hello_bytes(artefacts.chain_id, b"\x07" * 32, 1, 0))

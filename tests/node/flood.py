@@ -29,7 +29,7 @@ import aiohttp
 
 from consensus.codec import Ed25519Signer, encode
 from contracts.tx import encode_tx, sign_tx
-from node.keys import load_identity
+from node.sdk.keys import load_identity
 
 # 150,000 two-hex-digit envelopes: about 750 kB of JSON (issue 9, item 1).
 JUNK_ENVELOPES = 150_000

@@ -23,11 +23,11 @@ from aiohttp import web
 
 from contracts.tx import Transaction, sign_tx
 from node.app import RunningNode, start_node
-from node.config import load_node_config
-from node.keys import load_identity
-from node.netinit import PEER_PORT_OFFSET, ephemeral_port_range, init_network, network_ports
+from node.ops.netinit import PEER_PORT_OFFSET, ephemeral_port_range, init_network, network_ports
+from node.runtime.config import load_node_config
 from node.sdk import ProvenetClient
-from node.tls import client_context
+from node.sdk.keys import load_identity
+from node.sdk.tls import client_context
 
 REPO = Path(__file__).resolve().parents[2]
 UP_TIMEOUT_S = 60
@@ -36,7 +36,7 @@ UP_TIMEOUT_S = 60
 def provenet(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would; fail the test with its output if it fails."""
     result = subprocess.run(
-        [sys.executable, "-m", "node.cli", *args],
+        [sys.executable, "-m", "node.ops.cli", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -134,7 +134,7 @@ class Single:
     def __init__(self, node: RunningNode, directory: Path) -> None:
         self.node = node
         self.dir = directory
-        self.url = f"http://127.0.0.1:{node.config.api_port}"
+        self.url = f"http://127.0.0.1:{node.runtime.config.api_port}"
         self.farm = load_identity(directory / "orgs" / "farm.key").signer
 
     def harvest(self, nonce: int, lot: str, expiry_height: int | None = None) -> Transaction:
@@ -189,7 +189,7 @@ def local_network(
         yield network
     finally:
         subprocess.run(
-            [sys.executable, "-m", "node.cli", "net", "down", str(directory)],
+            [sys.executable, "-m", "node.ops.cli", "net", "down", str(directory)],
             cwd=REPO,
             capture_output=True,
             timeout=60,

@@ -18,10 +18,10 @@ from netfixture import CHAIN, Single, single_node
 
 from consensus.codec import decode, encode
 from contracts.tx import Transaction, encode_tx, sign_tx, tx_id
-from node.config import load_genesis
-from node.keys import load_identity
 from node.sdk import ProvenetClient, verify_tx_proof
 from node.sdk.errors import ProvenetError
+from node.sdk.genesis import load_genesis
+from node.sdk.keys import load_identity
 
 pytestmark = pytest.mark.asyncio
 

@@ -26,16 +26,17 @@ import pytest
 from netfixture import free_base_port
 
 from consensus.codec import decode, encode
+from node.api.bundle import UnknownAsset, build_bundle
 from node.app import start_node
-from node.bundle import UnknownAsset, build_bundle
-from node.bundle_verify import BundleError, Verdict, verify_bundle
-from node.cli_bundle import add_bundle_commands
-from node.config import NetworkGenesis, load_genesis, load_node_config
-from node.demo import Cast
-from node.netinit import init_network
+from node.ops.cli_bundle import add_bundle_commands
+from node.ops.demo import Cast
+from node.ops.netinit import init_network
+from node.runtime.config import load_node_config
 from node.sdk.bundle import fetch_bundle, verify_bundle_file
+from node.sdk.bundle_verify import BundleError, Verdict, verify_bundle
 from node.sdk.client import ProvenetClient
 from node.sdk.errors import ProvenetError
+from node.sdk.genesis import NetworkGenesis, load_genesis
 
 TOKEN = "t1"
 STONE = f"S-{TOKEN}-1"
@@ -123,7 +124,7 @@ async def _build_chain(tmp: Path) -> Chain:
     init_network(tmp / "net", 1, tls=False, base_port=free_base_port(1))
     net = tmp / "net"
     node = await start_node(load_node_config(net / "nodes" / "v0" / "config.json"))
-    url = f"http://127.0.0.1:{node.config.api_port}"
+    url = f"http://127.0.0.1:{node.runtime.config.api_port}"
     cast = Cast(lambda org: ProvenetClient.from_network_dir(net, org_id=org), out=lambda _: None)
     try:
         for org, method, args in HISTORY:
@@ -137,23 +138,31 @@ async def _build_chain(tmp: Path) -> Chain:
                 unknown_error = None
             except ProvenetError as error:
                 unknown_error = error
-        built = encode(build_bundle(node.store, node.engine.ledger.state, node.network, STONE))
+        built = encode(
+            build_bundle(node.store, node.runtime.engine.ledger.state, node.network, STONE)
+        )
         cli_file = tmp / "stone.bundle"
         argv = ["bundle", STONE, "-o", str(cli_file), "--node", url, "--genesis", str(net / "genesis.json")]  # fmt: skip
         cli_output = await asyncio.to_thread(_capture, lambda: run_cli(*argv))
         for org, method, args in MERGED:
             await cast.step(org, "diamonds", method, args)
-        merged = encode(build_bundle(node.store, node.engine.ledger.state, node.network, "T1"))
+        merged = encode(
+            build_bundle(node.store, node.runtime.engine.ledger.state, node.network, "T1")
+        )
         await cast.step(
             "regulator", "diamonds", "revoke_certificate",
             {"kind": "kp", "cert_id": "BW-KP-t2", "reason": "forged"},
         )  # fmt: skip
-        revoked = encode(build_bundle(node.store, node.engine.ledger.state, node.network, "T1"))
+        revoked = encode(
+            build_bundle(node.store, node.runtime.engine.ledger.state, node.network, "T1")
+        )
         await cast.step(
             "regulator", "diamonds", "sanction",
             {"kind": "org", "target": "cutter", "reason": "laundering rough"},
         )  # fmt: skip
-        sanctioned = encode(build_bundle(node.store, node.engine.ledger.state, node.network, STONE))
+        sanctioned = encode(
+            build_bundle(node.store, node.runtime.engine.ledger.state, node.network, STONE)
+        )
         online = await cast.client("leadfirm").compliance(STONE)
     finally:
         await cast.close()

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from netfixture import REPO, free_base_port
 
-from node.config import ConfigError, load_genesis, load_node_config
-from node.netctl import load_network
-from node.netinit import init_network
+from node.ops.netctl import load_network
+from node.ops.netinit import init_network
+from node.runtime.config import ConfigError, load_node_config
+from node.sdk.genesis import load_genesis
 
 Document = dict[str, Any]
 Mutation = Callable[[Document], object]
@@ -357,7 +358,7 @@ def test_node_run_prints_one_line_and_exits_2(
         [
             sys.executable,
             "-m",
-            "node.cli",
+            "node.ops.cli",
             "node",
             "run",
             "--config",

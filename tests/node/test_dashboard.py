@@ -30,12 +30,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from netfixture import free_base_port
 
-import node.dashboard as dashboard
-from node import demo
-from node.api import error_middleware
+import node.api.dashboard as dashboard
+from node.api.routes import error_middleware
 from node.app import RunningNode, start_node
-from node.config import load_node_config
-from node.netinit import init_network
+from node.ops import demo
+from node.ops.netinit import init_network
+from node.runtime.config import load_node_config
 from node.sdk import ProvenetClient
 
 pytestmark = pytest.mark.asyncio
@@ -136,7 +136,7 @@ class Network:
     def __init__(self, node: RunningNode, directory: Path) -> None:
         self.node = node
         self.dir = directory
-        self.url = f"http://127.0.0.1:{node.config.api_port}"
+        self.url = f"http://127.0.0.1:{node.runtime.config.api_port}"
 
     def client(self, org_id: str) -> ProvenetClient:
         return ProvenetClient.from_network_dir(self.dir, org_id=org_id)

@@ -15,10 +15,10 @@ from consensus.codec import DecodeError, Ed25519Signer, decode, digest, ed25519_
 from consensus.messages import Commit, sign
 from consensus.quorum import ValidatorSet
 from consensus.wire import message_to_wire
-from node.api import batch_limits
-from node.config import NodeLimits
-from node.follower import BlockRejected, check_block, page_limits
-from node.peers import (
+from node.api.routes import batch_limits
+from node.runtime.config import NodeLimits
+from node.runtime.follower import BlockRejected, check_block, page_limits
+from node.runtime.peers import (
     HandshakeError,
     PeerIdentity,
     hello_bytes,

@@ -30,16 +30,16 @@ import aiohttp
 import pytest
 from netfixture import free_base_port
 
-import node.listener as listener
+import node.runtime.listener as listener
 from consensus.codec import decode, encode
 from contracts.tx import encode_tx, sign_tx
 from node.app import RunningNode, start_node
-from node.config import NodeConfig, NodeLimits, load_node_config
-from node.keys import load_identity
-from node.listener import ByAddress, ConnectionTable, PortLimits, address_key
-from node.netinit import init_network
-from node.peers import PendingHandshake, PendingHandshakes, hello_bytes
-from node.tls import client_context
+from node.ops.netinit import init_network
+from node.runtime.config import NodeConfig, NodeLimits, load_node_config
+from node.runtime.listener import ByAddress, ConnectionTable, PortLimits, address_key
+from node.runtime.peers import PendingHandshake, PendingHandshakes, hello_bytes
+from node.sdk.keys import load_identity
+from node.sdk.tls import client_context
 
 CHAIN = "provenet-local"
 LOOPS = ["uvloop", "asyncio"]
@@ -163,7 +163,7 @@ def test_idle_connections_over_the_caps_are_closed_and_other_clients_are_served(
 
     async def scenario() -> None:
         async with running(directory) as node:
-            port = node.config.api_port
+            port = node.runtime.config.api_port
             url = f"https://127.0.0.1:{port}"
             flood = connect_idle(port, "127.0.0.1", 120)
             assert await settle(flood, 70) == 70, "one address holds at most 50"
@@ -194,7 +194,7 @@ def test_strangers_filling_the_peer_port_never_lock_out_a_validator(tmp_path: Pa
 
     async def scenario() -> None:
         async with running(directory) as node, aiohttp.ClientSession() as http:
-            port = node.config.peer_port
+            port = node.runtime.config.peer_port
             strangers = connect_idle(port, "127.0.0.2", 40)
             # Full port: each newcomer evicted the oldest stranger.
             assert await settle(strangers, 20) == 20
@@ -244,7 +244,7 @@ def test_idle_slow_and_half_open_connections_are_closed_after_the_timeouts(
 
     async def scenario() -> None:
         async with running(directory) as node, aiohttp.ClientSession() as http:
-            port = node.config.api_port
+            port = node.runtime.config.api_port
             outcomes = await asyncio.gather(
                 no_tls_handshake(port),
                 tls_then_silence(port, context),
@@ -343,7 +343,7 @@ def test_freed_heap_is_returned_after_a_burst_of_connections(
 
     async def scenario() -> None:
         async with running(directory) as node:
-            burst = connect_idle(node.config.api_port, "127.0.0.2", 60)
+            burst = connect_idle(node.runtime.config.api_port, "127.0.0.2", 60)
             await asyncio.sleep(0.3)
             close_all(burst)
             deadline = time.monotonic() + WAIT_S
@@ -356,7 +356,7 @@ def test_freed_heap_is_returned_after_a_burst_of_connections(
 
 def test_the_node_raises_its_open_file_limit_to_the_hard_limit() -> None:
     script = (
-        "import resource, node.listener as l\n"
+        "import resource, node.runtime.listener as l\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))\n"
         "print(l.raise_file_limit(), hard)\n"
@@ -373,7 +373,7 @@ def test_the_port_caps_shrink_to_fit_a_small_file_limit() -> None:
     if hard != resource.RLIM_INFINITY and hard < 1024:
         pytest.skip(f"the hard open-file limit here ({hard}) is below the 1,024 this test sets")
     script = (
-        "import resource, node.listener as l, node.config as c\n"
+        "import resource, node.runtime.listener as l, node.runtime.config as c\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))\n"
         "print(l.connections_per_port(c.NodeLimits(), validators=4))\n"
@@ -439,8 +439,8 @@ def test_malformed_http_answers_json_with_a_code_and_logs_no_traceback(
 
     async def scenario() -> None:
         async with running(directory) as node:
-            ports = {"api": (node.config.api_port, tls_client(directory))}
-            ports["peer"] = (node.config.peer_port, tls_client(directory, "v1"))
+            ports = {"api": (node.runtime.config.api_port, tls_client(directory))}
+            ports["peer"] = (node.runtime.config.peer_port, tls_client(directory, "v1"))
             for name, request in MALFORMED_REQUESTS.items():
                 for port_name, (port, context) in ports.items():
                     raw = await raw_exchange(port, context, request)
@@ -482,7 +482,9 @@ def test_a_validator_links_and_commits_while_others_hold_handshakes_open(
         nodes = [await start_node(config_of(directory, f"v{i}")) for i in range(3)]
         stop = asyncio.Event()
         holders = [
-            asyncio.create_task(hold(stop, directory, node.config.peer_port, tls, kind, source))
+            asyncio.create_task(
+                hold(stop, directory, node.runtime.config.peer_port, tls, kind, source)
+            )
             for node in nodes
             for kind, source in holder_plan(tls)
         ]
@@ -582,7 +584,7 @@ async def submit_to(directory: Path, node: RunningNode, tls: bool) -> dict[str, 
         args={"lot_id": "LATE-1", "product": "wheat", "mass_grams": 1_000},
     )
     scheme = "https" if tls else "http"
-    url = f"{scheme}://127.0.0.1:{node.config.api_port}/v1/txs?wait=true&timeout_ms=15000"
+    url = f"{scheme}://127.0.0.1:{node.runtime.config.api_port}/v1/txs?wait=true&timeout_ms=15000"
     headers = {"Content-Type": "application/msgpack"}
     async with (
         aiohttp.ClientSession() as http,

@@ -6,8 +6,8 @@ import pytest
 
 from consensus.codec import Ed25519Signer, digest
 from contracts.tx import Transaction, encode_tx, sign_tx, tx_id
-from node.config import NodeLimits
-from node.mempool import Mempool, PoolEntry, Refused
+from node.runtime.config import NodeLimits
+from node.runtime.mempool import Mempool, PoolEntry, Refused
 
 
 def signer(name: str) -> Ed25519Signer:

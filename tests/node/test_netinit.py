@@ -21,13 +21,20 @@ import pytest
 from cryptography import x509
 
 from consensus.codec import Ed25519Signer
-from node.catalog import ORGS
-from node.cli import main
-from node.config import load_genesis, load_node_config
-from node.keys import Identity, load_identity, save_identity
-from node.netctl import NetError, load_network, status, stop_nodes
-from node.netinit import init_network
-from node.tls import client_context, issue_node_cert, make_ca, peer_common_name, server_context
+from node.ops.catalog import ORGS
+from node.ops.cli import main
+from node.ops.netctl import NetError, load_network, status, stop_nodes
+from node.ops.netinit import init_network
+from node.runtime.config import load_node_config
+from node.runtime.tls import (
+    client_context,
+    issue_node_cert,
+    make_ca,
+    peer_common_name,
+    server_context,
+)
+from node.sdk.genesis import load_genesis
+from node.sdk.keys import Identity, load_identity, save_identity
 
 TIMEOUT_S = 3.0
 
@@ -301,7 +308,7 @@ def test_down_kills_a_stubborn_node_and_never_a_stranger(tmp_path: Path) -> None
             "-c",
             "import signal, sys, time\n"
             "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)",
-            "node.cli",
+            "node.ops.cli",
             str(v0.config),
         ],
         stdout=subprocess.PIPE,

@@ -20,10 +20,11 @@ from netfixture import LocalNetwork, local_network
 
 from consensus.codec import Ed25519Signer, decode, encode
 from contracts.tx import encode_tx, sign_tx, tx_id
-from node.keys import load_identity
-from node.peers import CLOSE_BAD_DATA, CLOSE_POLICY, hello_bytes
+from node.runtime.peers import CLOSE_BAD_DATA, CLOSE_POLICY, hello_bytes
+from node.runtime.tls import issue_node_cert, make_ca
 from node.sdk import ProvenetClient, TransactionRejected
-from node.tls import client_context, issue_node_cert, make_ca
+from node.sdk.keys import load_identity
+from node.sdk.tls import client_context
 
 pytestmark = pytest.mark.asyncio
 

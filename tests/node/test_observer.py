@@ -20,12 +20,12 @@ from consensus.blocks import ChainTip
 from consensus.codec import decode, encode
 from consensus.quorum import ValidatorSet
 from node.app import start_node
-from node.config import PeerEntry, load_node_config
-from node.follower import _HEADER_TYPES, BlockRejected, Follower, check_block
-from node.metrics import NodeMetrics
-from node.netinit import init_network
-from node.peers import CLOSE_POLICY
-from node.tls import client_context
+from node.ops.netinit import init_network
+from node.runtime.config import PeerEntry, load_node_config
+from node.runtime.follower import _HEADER_TYPES, BlockRejected, Follower, check_block
+from node.runtime.metrics import NodeMetrics
+from node.runtime.peers import CLOSE_POLICY
+from node.sdk.tls import client_context
 
 pytestmark = pytest.mark.asyncio
 

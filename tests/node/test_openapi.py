@@ -1,7 +1,7 @@
 """The client API's OpenAPI 3.1 description against what a node serves.
 
-``node/openapi.json`` is the published contract of the client API.  These
-tests hold it to the node: the file is what ``node/openapi.py`` builds, it
+``node/api/openapi.json`` is the published contract of the client API.  These
+tests hold it to the node: the file is what ``node/api/openapi.py`` builds, it
 is valid OpenAPI 3.1 (checked with openapi-spec-validator), its paths and
 methods are exactly the routes a node serves, every error code the node
 answers with is in it with its status, and a node serves it at
@@ -43,13 +43,14 @@ from netfixture import free_base_port
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from contracts.tx import encode_tx, sign_tx
-from node import demo, openapi
-from node.api_errors import STATUS_OF
+from node.api import openapi
+from node.api.errors import STATUS_OF
 from node.app import RunningNode, start_node
-from node.config import load_node_config
-from node.keys import load_identity
-from node.netinit import init_network
+from node.ops import demo
+from node.ops.netinit import init_network
+from node.runtime.config import load_node_config
 from node.sdk import ProvenetClient
+from node.sdk.keys import load_identity
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"
@@ -81,7 +82,7 @@ def spec() -> dict[str, Any]:
 
 def test_the_file_is_what_the_builder_gives() -> None:
     assert SPEC_FILE.read_text() == openapi.render(openapi.build_spec()), (
-        "node/openapi.json is stale: run `python -m node.openapi`"
+        "node/api/openapi.json is stale: run `python -m node.api.openapi`"
     )
 
 
@@ -175,7 +176,7 @@ async def seeded(tmp_path: Path) -> AsyncIterator[Seeded]:
         quiet = lambda line: None  # noqa: E731
         stone = (await demo.diamonds(client, out=quiet))["stone"]
         lot = (await demo.food(client, out=quiet))["lot"]
-        url = f"http://127.0.0.1:{node.config.api_port}"
+        url = f"http://127.0.0.1:{node.runtime.config.api_port}"
         farm = load_identity(directory / "orgs" / "farm.key").signer
         sender = farm.public_key.hex()
         async with aiohttp.ClientSession() as http:
@@ -187,7 +188,7 @@ async def seeded(tmp_path: Path) -> AsyncIterator[Seeded]:
             encode_tx(
                 sign_tx(
                     farm,
-                    chain_id=node.config.chain_id,
+                    chain_id=node.runtime.config.chain_id,
                     nonce=nonce + offset,
                     contract="food",
                     method="harvest",

@@ -18,9 +18,9 @@ import pytest
 from consensus.codec import Ed25519Signer, ed25519_verify
 from consensus.config import ReplicaConfig
 from consensus.quorum import ValidatorSet
-from node.config import NodeLimits
-from node.metrics import NodeMetrics
-from node.peers import PeerIdentity, PeerLinks, _drain
+from node.runtime.config import NodeLimits
+from node.runtime.metrics import NodeMetrics
+from node.runtime.peers import PeerIdentity, PeerLinks, _drain
 
 pytestmark = pytest.mark.asyncio
 

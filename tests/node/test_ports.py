@@ -21,15 +21,15 @@ import aiohttp
 import pytest
 from netfixture import REPO, free_base_port
 
-from node.catalog import DEFAULT_BASE_PORT
-from node.config import load_node_config
-from node.netinit import (
+from node.ops.catalog import DEFAULT_BASE_PORT
+from node.ops.netinit import (
     MAX_VALIDATORS,
     ephemeral_port_range,
     ephemeral_ports,
     init_network,
     network_ports,
 )
+from node.runtime.config import load_node_config
 
 POLL_S = 0.1
 START_TIMEOUT_S = 30
@@ -54,7 +54,7 @@ def test_net_init_warns_when_ports_are_in_the_ephemeral_range(tmp_path: Path) ->
         pytest.skip(f"the ephemeral range {low}-{high} is too small to place a network in")
     init = ["net", "init", str(tmp_path / "net"), "--validators", "1", "--no-tls"]
     result = subprocess.run(
-        [sys.executable, "-m", "node.cli", *init, "--base-port", str(low + 10)],
+        [sys.executable, "-m", "node.ops.cli", *init, "--base-port", str(low + 10)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -89,7 +89,7 @@ async def _healthy(url: str) -> bool:
 def _run_node(config: Path, log: Path | None = None) -> subprocess.Popen[str]:
     output = subprocess.PIPE if log is None else log.open("w")
     return subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "run", "--config", str(config)],
+        [sys.executable, "-m", "node.ops.cli", "node", "run", "--config", str(config)],
         cwd=REPO,
         stdout=output,
         stderr=subprocess.STDOUT,

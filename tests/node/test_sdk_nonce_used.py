@@ -17,10 +17,10 @@ import pytest_asyncio
 from aiohttp import web
 from netfixture import serving, single_node
 
-from node.config import load_genesis
-from node.keys import load_identity
 from node.sdk import ProvenetClient
 from node.sdk.errors import ProvenetError
+from node.sdk.genesis import load_genesis
+from node.sdk.keys import load_identity
 
 pytestmark = pytest.mark.asyncio
 

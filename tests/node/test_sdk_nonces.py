@@ -15,9 +15,9 @@ import pytest
 from consensus.codec import Ed25519Signer, digest
 from consensus.quorum import ValidatorSet
 from contracts.tx import MAX_NONCE, decode_tx
-from node.keys import Identity
 from node.sdk import ProvenetClient
 from node.sdk.errors import ProvenetError
+from node.sdk.keys import Identity
 from node.sdk.nonces import NonceBook
 
 CHAIN = "provenet-test"

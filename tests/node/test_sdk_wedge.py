@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from netfixture import single_node
 
-from node.engine import Engine
-from node.mempool import PoolEntry
+from node.runtime.engine import Engine
+from node.runtime.mempool import PoolEntry
 from node.sdk import ProvenetClient
 
 pytestmark = pytest.mark.asyncio

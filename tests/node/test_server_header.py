@@ -16,8 +16,8 @@ import pytest_asyncio
 from netfixture import free_base_port
 
 from node.app import RunningNode, start_node
-from node.config import load_node_config
-from node.netinit import init_network
+from node.ops.netinit import init_network
+from node.runtime.config import load_node_config
 
 pytestmark = pytest.mark.asyncio
 
@@ -47,7 +47,7 @@ async def node(tmp_path: Path) -> AsyncIterator[RunningNode]:
 async def test_server_header_names_no_version(
     node: RunningNode, port_kind: str, method: str, path: str
 ) -> None:
-    port = node.config.api_port if port_kind == "api" else node.config.peer_port
+    port = node.runtime.config.api_port if port_kind == "api" else node.runtime.config.peer_port
     url = f"http://127.0.0.1:{port}{path}"
     async with aiohttp.ClientSession() as http, http.request(method, url) as response:
         server = response.headers.get("Server")

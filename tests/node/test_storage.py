@@ -11,7 +11,7 @@ from consensus.codec import digest
 from consensus.events import ViewRecord
 from consensus.messages import Batch, Commit, Request
 from consensus.wire import record_from_wire, record_to_wire
-from node.storage import StorageError, Store
+from node.runtime.storage import StorageError, Store
 
 GENESIS = [(b"a", b"1"), (b"b", b"2")]
 

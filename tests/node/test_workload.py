@@ -11,15 +11,7 @@ import random
 from collections.abc import Iterable
 
 import pytest
-
-from consensus.codec import Ed25519Signer, digest
-from contracts.genesis import Genesis, GenesisOrg, genesis_state
-from contracts.receipt import BlockContext
-from contracts.runtime import execute
-from contracts.state import MemoryState
-from contracts.tx import Transaction
-from node import catalog
-from node.workload import (
+from benchkit.workload import (
     INDEPENDENT,
     MIXED,
     TX_PER_INDEPENDENT_CHAIN,
@@ -28,6 +20,14 @@ from node.workload import (
     build_workload,
     split_into_lanes,
 )
+
+from consensus.codec import Ed25519Signer, digest
+from contracts.genesis import Genesis, GenesisOrg, genesis_state
+from contracts.receipt import BlockContext
+from contracts.runtime import execute
+from contracts.state import MemoryState
+from contracts.tx import Transaction
+from node.ops import catalog
 
 SIGNERS = {
     org_id: Ed25519Signer.from_seed(digest(b"workload test " + org_id.encode()))

@@ -1,4 +1,6 @@
-"""The network's certificate authority, node certificates and TLS contexts.
+"""The network's certificate authority, node certificates and server TLS contexts.
+
+The client side (:func:`node.sdk.tls.client_context`) lives with the SDK.
 
 Theory of operation
 -------------------
@@ -14,10 +16,10 @@ and the node compares the peer's CN with the identity the peer claims
 certificate; API clients verify it against the CA and need no certificate.
 
 Private keys are written with mode 0600, readable by their owner only, and
-certificates 0644, through :func:`node.files.write_file`.
+certificates 0644, through :func:`node.sdk.files.write_file`.
 
 Every context, server and client, offers only AEAD cipher suites
-(:data:`AEAD_CIPHERS`).  TLS 1.3's suites are all AEAD; TLS 1.2, still
+(:data:`node.sdk.tls.AEAD_CIPHERS`).  TLS 1.3's suites are all AEAD; TLS 1.2, still
 allowed for older clients, would otherwise also accept CBC suites with
 HMAC, whose padding checks have a long history of timing attacks
 (Lucky Thirteen) and which no current client needs.
@@ -36,7 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from node.files import (
+from node.sdk.files import (
     PRIVATE_DIR_MODE,
     PRIVATE_FILE_MODE,
     PUBLIC_DIR_MODE,
@@ -44,6 +46,7 @@ from node.files import (
     make_directory,
     write_file,
 )
+from node.sdk.tls import restrict_protocol
 
 CA_VALIDITY_DAYS = 3_650
 # Certificates start an hour in the past so a host whose clock is slightly
@@ -53,11 +56,6 @@ CA_CERT_NAME = "ca.pem"
 CA_KEY_NAME = "ca.key"
 NODE_CERT_NAME = "tls.pem"
 NODE_KEY_NAME = "tls.key"
-
-# TLS 1.2 suites in OpenSSL's cipher-string syntax: ECDHE key exchange (forward
-# secrecy) with AES-GCM or ChaCha20-Poly1305 only.  This string does not
-# touch TLS 1.3, whose suites OpenSSL configures separately and are all AEAD.
-AEAD_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 _IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -152,37 +150,12 @@ def server_context(
     it off because participants authenticate by signing transactions.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    _restrict_protocol(context)
+    restrict_protocol(context)
     context.load_cert_chain(str(cert_file), str(key_file))
     if require_client_cert:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cafile=str(ca_file))
     return context
-
-
-def client_context(
-    ca_file: Path, cert_file: Path | None = None, key_file: Path | None = None
-) -> ssl.SSLContext:
-    """A client-side context trusting only the network CA, hostname check on.
-
-    Why only the CA: trusting the system store too would let any publicly
-    trusted certificate impersonate a node.  A peer link passes the node's
-    own certificate so the other side's mutual-TLS check passes.
-    """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    _restrict_protocol(context)
-    context.check_hostname = True
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cafile=str(ca_file))
-    if cert_file is not None:
-        context.load_cert_chain(str(cert_file), None if key_file is None else str(key_file))
-    return context
-
-
-def _restrict_protocol(context: ssl.SSLContext) -> None:
-    """TLS 1.2 or later, AEAD suites only: the same rule on every context."""
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_ciphers(AEAD_CIPHERS)
 
 
 def peer_common_name(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:

@@ -1,4 +1,4 @@
-"""A node's configuration file and the network's genesis file, as typed values.
+"""A node's configuration file as typed values (genesis.json: :mod:`node.sdk.genesis`).
 
 Theory of operation
 -------------------
@@ -11,7 +11,7 @@ fields by name.  Relative paths in a config file are relative to the file's
 own directory, so a network directory can be moved or copied to another host.
 
 A malformed file is the operator's mistake, and the node does not start.
-Both files are read by schemas (one per section, :mod:`node.schema`):
+Both files are read by schemas (one per section, :mod:`node.sdk.schema`):
 every unknown key (a typo would otherwise silently leave a default in
 force), every missing required key, every value of the wrong type or
 range, and every key given twice in one object is one :class:`ConfigError`
@@ -19,15 +19,6 @@ line naming the file, the key path and what was expected.  Checks that
 span keys (ports, peers and TLS, the consensus overrides together, genesis
 roles against scopes, validators against organisations) run at load too,
 so a node that loads its files does not fail on them later.
-
-Genesis JSON (bytes are lowercase hex)::
-
-    {"chain_id": "provenet-local",
-     "validators": [{"replica_id": 0, "name": "v0", "org_id": "leadfirm", "public_key": "..."}],
-     "organisations": [{"org_id": "...", "name": "...", "country": "BE",
-                        "roles": ["certifier"], "scopes": ["kp_authority"], "keys": ["..."]}],
-     "kp_participants": ["BE", "BW"], "threshold": [2, 3], "max_cutting_yield_bp": 6000,
-     "genesis_time_ms": 0}
 
 Node config JSON::
 
@@ -44,7 +35,6 @@ Node config JSON::
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,19 +43,14 @@ from urllib.parse import urlsplit
 from consensus.codec import PUBLIC_KEY_SIZE
 from consensus.config import ReplicaConfig
 from consensus.quorum import ValidatorSet
-from contracts.args import check_country, check_id
-from contracts.config import ContractLimits
-from contracts.errors import Rejected
-from contracts.genesis import DEFAULT_MAX_CUTTING_YIELD_BP, Genesis, GenesisOrg, genesis_state
-from contracts.orgs import ROLES, SCOPES
-from node.schema import (
+from node.sdk.genesis import identifier
+from node.sdk.schema import (
     OMITTED,
     At,
     Check,
     ConfigError,
     boolean,
     choice,
-    hex_bytes,
     integer,
     list_of,
     nested,
@@ -100,7 +85,7 @@ class NodeLimits:
     max_frame_bytes: int = 64 * 1_048_576
     # Inbound peer connections still in their handshake (each may buffer one
     # frame) from callers whose TLS certificate does not name a validator; when
-    # full, the oldest of them is closed to make room (node/peers.py).
+    # full, the oldest of them is closed to make room (node/runtime/peers.py).
     max_pending_handshakes: int = 4
     # Peer messages queued for the replica task before new ones are dropped.
     inbound_queue_max: int = 100_000
@@ -152,13 +137,13 @@ class NodeLimits:
     # Envelopes one POST /v1/txs/batch may carry (checked before any is looked at).
     max_batch_envelopes: int = 1_024
     # Arrays and objects, and values of any kind, one JSON body may hold
-    # (bounded on the raw bytes before parsing: node/request_body.py).
+    # (bounded on the raw bytes before parsing: node/api/request_body.py).
     max_json_containers: int = 10_000
     max_json_values: int = 100_000
     # Envelopes admitted per turn of the event loop before the replica task
     # (which shares the loop) gets to run again.
     admission_chunk_envelopes: int = 64
-    # Admission budgets in cost units (node/ratelimit.py: one per request, per
+    # Admission budgets in cost units (node/api/ratelimit.py: one per request, per
     # KiB of body and per envelope), refilled per second up to the burst: per
     # connection, and per client address over all its connections.  Well
     # above what `scripts/bench` offers one node (a few thousand per second).
@@ -168,7 +153,7 @@ class NodeLimits:
     address_cost_burst: int = 40_000
     # Client addresses whose budgets are remembered (least recent forgotten).
     max_rate_limited_addresses: int = 4_096
-    # Connections (node/listener.py), counted per raw TCP connection before any
+    # Connections (node/runtime/listener.py), counted per raw TCP connection before any
     # TLS handshake.  On the API port the caps refuse new connections; on the
     # peer port they apply to connections not (yet) known to be a validator's,
     # and a full port closes the oldest of those to make room, so strangers can
@@ -193,7 +178,7 @@ class NodeLimits:
     body_read_timeout_ms: int = 10_000
     # Steps (state reads) one query may take on this node, below the chain's
     # max_query_steps: a query runs on the event loop the replica shares, and
-    # its client pays for every step (node/ratelimit.py).
+    # its client pays for every step (node/api/ratelimit.py).
     max_query_steps: int = 100_000
     # After answering a request whose body it did not read (a 413, a 415),
     # the node reads and discards the rest for at most this long, then closes.
@@ -201,7 +186,7 @@ class NodeLimits:
     # A port found in use at start is tried again for this long before the
     # node exits with an error (a restarted node's port can be briefly held).
     bind_retry_ms: int = 5_000
-    # Chain streams (GET /v1/chain/stream, node/chain_stream.py): how many one
+    # Chain streams (GET /v1/chain/stream, node/api/chain_stream.py): how many one
     # node serves at once (an observer holds one for blocks and one per
     # validator for their certified tips); a stream that has sent nothing for
     # chain_stream_heartbeat_ms sends an empty message, so a follower tells a
@@ -272,31 +257,6 @@ class PeerEntry:
 
 
 @dataclass(frozen=True)
-class ValidatorEntry:
-    replica_id: int
-    name: str
-    org_id: str
-    public_key: bytes
-
-
-@dataclass(frozen=True)
-class NetworkGenesis:
-    """genesis.json: the contract genesis plus the validator set and start time."""
-
-    genesis: Genesis
-    validators: tuple[ValidatorEntry, ...]
-    genesis_time_ms: int = 0
-
-    @property
-    def chain_id(self) -> str:
-        return self.genesis.chain_id
-
-    def validator_set(self) -> ValidatorSet:
-        ordered = sorted(self.validators, key=lambda v: v.replica_id)
-        return ValidatorSet(tuple(entry.public_key for entry in ordered))
-
-
-@dataclass(frozen=True)
 class NodeConfig:
     path: Path
     chain_id: str
@@ -327,165 +287,6 @@ class NodeConfig:
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{self.path}: consensus: {exc}") from None
-
-
-# ------------------------------------------------------------------ genesis.json
-#
-# Each section is a schema (node/schema.py): key -> check, unknown keys refused.
-# Identifiers and countries follow the contracts' own rules (contracts/args.py),
-# roles and scopes the contracts' lists (contracts/orgs.py), so a genesis that
-# loads is one the contracts accept; genesis_state() runs last as a backstop.
-
-# The words a contract check is given for the value it checks; its message
-# "it must be an identifier ..." becomes "expected an identifier ...".
-_SUBJECT = "it"
-
-
-def _by_contract_rule(rule: Callable[[object, str], object]) -> Check:
-    def check(value: Any, at: At) -> Any:
-        try:
-            return rule(value, _SUBJECT)
-        except Rejected as exc:
-            prefix = f"{_SUBJECT} must be "
-            expected = exc.message.removeprefix(prefix)
-            raise at.expected(expected, value) from None
-
-    return check
-
-
-_identifier = _by_contract_rule(lambda value, what: check_id(value, what, ContractLimits()))
-_country = _by_contract_rule(check_country)
-
-
-def _threshold(value: Any, at: At) -> tuple[int, int]:
-    if (
-        type(value) is list
-        and len(value) == 2
-        and all(type(part) is int for part in value)
-        and 0 < value[0] <= value[1]
-    ):
-        return value[0], value[1]
-    raise at.expected("[numerator, denominator]: integers, 0 < numerator <= denominator", value)
-
-
-ORGANISATION_SCHEMA = {
-    "org_id": required(_identifier),
-    "name": required(text),
-    "country": required(_country),
-    "roles": required(list_of(choice(ROLES), min_items=1)),
-    "scopes": optional(list_of(choice(SCOPES)), ()),
-    "keys": required(list_of(hex_bytes(PUBLIC_KEY_SIZE), min_items=1)),
-}
-VALIDATOR_SCHEMA = {
-    "replica_id": required(integer()),
-    "name": required(text),
-    "org_id": required(_identifier),
-    "public_key": required(hex_bytes(PUBLIC_KEY_SIZE)),
-}
-GENESIS_SCHEMA = {
-    "chain_id": required(text),
-    "genesis_time_ms": optional(integer(), 0),
-    "validators": required(list_of(nested(VALIDATOR_SCHEMA), min_items=1)),
-    "organisations": required(list_of(nested(ORGANISATION_SCHEMA), min_items=1)),
-    "kp_participants": optional(list_of(_country), ()),
-    # The contracts' default governance threshold: two thirds.
-    "threshold": optional(_threshold, (2, 3)),
-    "max_cutting_yield_bp": optional(integer(1, 10_000), DEFAULT_MAX_CUTTING_YIELD_BP),
-}
-
-
-def load_genesis(path: Path) -> NetworkGenesis:
-    at = At(str(path))
-    data = read_object(read_json_file(path), at, GENESIS_SCHEMA)
-    _check_organisations(data["organisations"], at.key("organisations"))
-    _check_validators(data["validators"], data["organisations"], at.key("validators"))
-    numerator, denominator = data["threshold"]
-    genesis = Genesis(
-        chain_id=data["chain_id"],
-        organisations=tuple(GenesisOrg(**org) for org in data["organisations"]),
-        kp_participants=data["kp_participants"],
-        threshold_numerator=numerator,
-        threshold_denominator=denominator,
-        max_cutting_yield_bp=data["max_cutting_yield_bp"],
-    )
-    try:
-        genesis_state(genesis)
-    except ValueError as exc:  # a rule the checks above missed: still one line
-        raise at.error(f"the contracts refuse this genesis: {exc}") from None
-    validators = tuple(ValidatorEntry(**entry) for entry in data["validators"])
-    return NetworkGenesis(genesis, validators, data["genesis_time_ms"])
-
-
-def _check_organisations(orgs: tuple[dict[str, Any], ...], at: At) -> None:
-    unique([(at.index(i).key("org_id"), org["org_id"]) for i, org in enumerate(orgs)], "org_id")
-    unique(
-        [
-            (at.index(i).key("keys").index(j), key)
-            for i, org in enumerate(orgs)
-            for j, key in enumerate(org["keys"])
-        ],
-        "key",
-    )
-    for i, org in enumerate(orgs):
-        roles_at = at.index(i).key("roles")
-        unique([(roles_at.index(j), role) for j, role in enumerate(org["roles"])], "role")
-        if org["scopes"] and "certifier" not in org["roles"]:
-            raise at.index(i).key("scopes").error("scopes need the 'certifier' role in roles")
-
-
-def _check_validators(
-    validators: tuple[dict[str, Any], ...], orgs: tuple[dict[str, Any], ...], at: At
-) -> None:
-    count = len(validators)
-    org_ids = {org["org_id"] for org in orgs}
-    for i, entry in enumerate(validators):
-        if entry["replica_id"] >= count:
-            raise (
-                at.index(i)
-                .key("replica_id")
-                .expected(
-                    f"0..{count - 1} (replica ids number the validators)", entry["replica_id"]
-                )
-            )
-        if entry["org_id"] not in org_ids:
-            raise (
-                at.index(i)
-                .key("org_id")
-                .expected("the org_id of one of the organisations", entry["org_id"])
-            )
-    for key, what in (("replica_id", "replica_id"), ("name", "name"), ("public_key", "key")):
-        unique([(at.index(i).key(key), v[key]) for i, v in enumerate(validators)], what)
-
-
-def genesis_to_json(network: NetworkGenesis) -> dict[str, object]:
-    genesis = network.genesis
-    return {
-        "chain_id": genesis.chain_id,
-        "genesis_time_ms": network.genesis_time_ms,
-        "validators": [
-            {
-                "replica_id": entry.replica_id,
-                "name": entry.name,
-                "org_id": entry.org_id,
-                "public_key": entry.public_key.hex(),
-            }
-            for entry in network.validators
-        ],
-        "organisations": [
-            {
-                "org_id": org.org_id,
-                "name": org.name,
-                "country": org.country,
-                "roles": list(org.roles),
-                "scopes": list(org.scopes),
-                "keys": [key.hex() for key in org.keys],
-            }
-            for org in genesis.organisations
-        ],
-        "kp_participants": list(genesis.kp_participants),
-        "threshold": [genesis.threshold_numerator, genesis.threshold_denominator],
-        "max_cutting_yield_bp": genesis.max_cutting_yield_bp,
-    }
 
 
 # ------------------------------------------------------------------ config.json
@@ -536,7 +337,7 @@ LIMITS_SCHEMA = {
 CONFIG_SCHEMA = {
     "chain_id": required(text),
     "node_name": required(text),
-    "org_id": required(_identifier),
+    "org_id": required(identifier),
     "role": required(choice(("validator", "observer"))),
     "replica_id": optional(integer(), None),
     "data_dir": required(text),

@@ -7,7 +7,7 @@
     provenet net status DIR
     provenet net down DIR
     provenet node run --config FILE
-    provenet tx|query|trace|demo ...      (node/cli_client.py, when present)
+    provenet tx|query|trace|demo ...      (node/ops/cli_client.py, when present)
 
 Every handler returns an exit code.  An operator's mistake (a bad argument,
 a missing or malformed file, an existing network) prints one line to
@@ -27,11 +27,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from node.catalog import CHAIN_ID, DEFAULT_BASE_PORT
-from node.cli_bundle import add_bundle_commands
-from node.config import ConfigError
-from node.keys import KeyFileError
-from node.netctl import DEFAULT_UP_TIMEOUT_S, NetError
+from node.ops.catalog import CHAIN_ID, DEFAULT_BASE_PORT
+from node.ops.cli_bundle import add_bundle_commands
+from node.ops.netctl import DEFAULT_UP_TIMEOUT_S, NetError
+from node.runtime.config import ConfigError
+from node.sdk.keys import KeyFileError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -157,8 +157,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _net_init(args: argparse.Namespace) -> int:
-    from node.netctl import load_network
-    from node.netinit import init_network
+    from node.ops.netctl import load_network
+    from node.ops.netinit import init_network
 
     path = init_network(
         args.dir,
@@ -185,7 +185,7 @@ def _net_init(args: argparse.Namespace) -> int:
 
 
 def _warn_ephemeral_ports(base_port: int, nodes: int) -> None:
-    from node.netinit import ephemeral_port_range, ephemeral_ports
+    from node.ops.netinit import ephemeral_port_range, ephemeral_ports
 
     clashing = ephemeral_ports(base_port, nodes)
     if clashing:
@@ -199,7 +199,7 @@ def _warn_ephemeral_ports(base_port: int, nodes: int) -> None:
 
 
 def _net_up(args: argparse.Namespace) -> int:
-    from node import netctl
+    from node.ops import netctl
 
     endpoints = netctl.up(args.dir, args.timeout_s)
     print(netctl.format_endpoints(args.dir, endpoints))
@@ -207,7 +207,7 @@ def _net_up(args: argparse.Namespace) -> int:
 
 
 def _net_status(args: argparse.Namespace) -> int:
-    from node import netctl
+    from node.ops import netctl
 
     rows = netctl.status(args.dir)
     print(netctl.format_status(rows))
@@ -215,7 +215,7 @@ def _net_status(args: argparse.Namespace) -> int:
 
 
 def _net_down(args: argparse.Namespace) -> int:
-    from node import netctl
+    from node.ops import netctl
 
     outcome = netctl.down(args.dir)
     for name, result in outcome.items():
@@ -253,14 +253,14 @@ def _node_run(args: argparse.Namespace) -> int:
 
 
 def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """tx, query, trace, demo from node.cli_client, when that module exists.
+    """tx, query, trace, demo from node.ops.cli_client, when that module exists.
 
     Only its absence is tolerated: an error inside it is a bug to see.
     """
     try:
-        cli_client = importlib.import_module("node.cli_client")
+        cli_client = importlib.import_module("node.ops.cli_client")
     except ModuleNotFoundError as exc:
-        if exc.name != "node.cli_client":
+        if exc.name != "node.ops.cli_client":
             raise
         return
     cli_client.add_client_commands(commands)

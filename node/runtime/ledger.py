@@ -34,7 +34,7 @@ from contracts.receipt import STATUS_REJECTED, BlockContext
 from contracts.runtime import execute
 from contracts.state import MemoryState
 from contracts.tx import Transaction, decode_tx, verify_tx
-from node.storage import Store
+from node.runtime.storage import Store
 
 STATUS_DUPLICATE = "duplicate"
 CODE_MALFORMED_TX = "malformed_tx"

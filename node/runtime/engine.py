@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 Peer links, the client API and the clock all reach the replica through
 this task.  Peer messages (already authenticated and signature-checked by
-node/peers.py) and client requests released by the mempool are queued as
+node/runtime/peers.py) and client requests released by the mempool are queued as
 events; :meth:`Engine.run` takes them one at a time, calls
 ``Replica.step`` and carries out the effects in order (etcd raft's
 Step/Ready):
@@ -58,12 +58,12 @@ from consensus.messages import CertifiedBatch, ForwardedRequest, Message, Reques
 from consensus.replica import Replica
 from consensus.wire import message_to_wire, record_to_wire
 from contracts.tx import decode_tx
-from node.chain import ChainHost, now_ms
-from node.config import NodeConfig
-from node.ledger import ExecutedBlock, Ledger, TxCache
-from node.mempool import PoolEntry
-from node.metrics import NodeMetrics
-from node.storage import Store
+from node.runtime.chain import ChainHost, now_ms
+from node.runtime.config import NodeConfig
+from node.runtime.ledger import ExecutedBlock, Ledger, TxCache
+from node.runtime.mempool import PoolEntry
+from node.runtime.metrics import NodeMetrics
+from node.runtime.storage import Store
 
 log = logging.getLogger("provenet.engine")
 

@@ -27,10 +27,11 @@ import sys
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from node.bundle_verify import BundleError, Verdict, verify_bundle
-from node.config import ConfigError, NetworkGenesis, load_genesis
+from node.runtime.config import ConfigError
+from node.runtime.views import to_json
+from node.sdk.bundle_verify import BundleError, Verdict, verify_bundle
 from node.sdk.errors import ProvenetError
-from node.views import to_json
+from node.sdk.genesis import NetworkGenesis, load_genesis
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -84,7 +85,7 @@ def _genesis_of(args: argparse.Namespace) -> NetworkGenesis:
 
 
 def _bundle(args: argparse.Namespace) -> int:
-    from node.cli_client import make_client
+    from node.ops.cli_client import make_client
     from node.sdk.bundle import fetch_bundle
 
     genesis = _genesis_of(args)

@@ -12,7 +12,7 @@ from consensus.blocks import BlockHeader
 from consensus.merkle import inclusion_proof
 from consensus.messages import Commit
 from consensus.wire import message_to_wire
-from node.storage import StoredBlock
+from node.runtime.storage import StoredBlock
 
 
 def to_json(value: object) -> object:

@@ -1,12 +1,12 @@
-"""The client API's OpenAPI 3.1 description, built here and kept as ``node/openapi.json``.
+"""The client API's OpenAPI 3.1 description, built here and kept as ``node/api/openapi.json``.
 
 Theory of operation
 -------------------
 :func:`build_spec` is the source of truth: a few helpers build every
-operation of the client API (``node/api.py``, ``node/bundle.py``, the
+operation of the client API (``node/api/routes.py``, ``node/api/bundle.py``, the
 dashboard) with its parameters, request and response bodies and, per
-status, the error codes it can answer.  ``python -m node.openapi`` writes
-the result to ``node/openapi.json``, which ships as package data; every node
+status, the error codes it can answer.  ``python -m node.api.openapi`` writes
+the result to ``node/api/openapi.json``, which ships as package data; every node
 serves that file at ``GET /v1/openapi.json`` (:func:`spec_bytes`).  The
 tests check that the file is exactly what :func:`build_spec` gives, that it
 is valid OpenAPI 3.1, that its paths are the routes a node serves, and
@@ -31,7 +31,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from node.api_errors import STATUS_OF
+from node.api.errors import STATUS_OF
 
 JSON_TYPE = "application/json"
 MSGPACK = "application/msgpack"
@@ -640,7 +640,7 @@ def _query_schemas() -> dict[str, Schema]:
                     )
                 ),
             },
-            "A provenance bundle (format in node/bundle_verify.py); its canonical msgpack "
+            "A provenance bundle (format in node/sdk/bundle_verify.py); its canonical msgpack "
             "is the file `provenet verify` checks offline.",
         ),
     }
@@ -952,7 +952,7 @@ def _block_ops() -> dict[str, Schema]:
         ],
         description="A GET that is not a websocket upgrade answers 400 `bad_request`; a node "
         "serving max_chain_streams streams, or max_chain_streams_per_address to the caller's "
-        "address, answers 503 `too_many_subscribers`.  See node/chain_stream.py.",
+        "address, answers 503 `too_many_subscribers`.  See node/api/chain_stream.py.",
     )
     return {
         "/v1/blocks/latest": {
@@ -1346,19 +1346,21 @@ def render(spec: dict[str, Any]) -> str:
 @cache
 def spec_bytes() -> bytes:
     """The shipped ``openapi.json``, as every node serves it."""
-    return resources.files("node").joinpath(SPEC_NAME).read_bytes()
+    return resources.files("node.api").joinpath(SPEC_NAME).read_bytes()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the client API's OpenAPI description.")
-    parser.add_argument("--check", action="store_true", help="exit 1 if node/openapi.json is stale")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if node/api/openapi.json is stale"
+    )
     args = parser.parse_args(argv)
-    target = resources.files("node").joinpath(SPEC_NAME)
+    target = resources.files("node.api").joinpath(SPEC_NAME)
     text = render(build_spec())
     if args.check:
         stale = target.read_text() != text
         if stale:
-            sys.stderr.write(f"{target} is stale: run python -m node.openapi\n")
+            sys.stderr.write(f"{target} is stale: run python -m node.api.openapi\n")
         return 1 if stale else 0
     with resources.as_file(target) as path:
         path.write_text(text)

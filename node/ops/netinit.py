@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 One call produces everything N validators need to start on this host:
 fresh random keys (consensus keys per node, one transaction key per
-organisation of :mod:`node.catalog`), the shared ``genesis.json``, one
+organisation of :mod:`node.ops.catalog`), the shared ``genesis.json``, one
 ``config.json`` per node, and, with TLS, a private network CA and one
 certificate per node.  Paths inside node configs are relative to the config
 file, so the directory can be copied elsewhere whole.
@@ -16,7 +16,7 @@ network of separate machines: the partition tests give each validator its
 own network namespace and address this way.  ``network.json`` is written last: a directory
 without it is not (yet) a network, and an interrupted init can simply be
 run again.  Every file and directory gets an explicit mode whatever the
-umask (see ``DIRECTORY_MODES``; files through :func:`node.files.write_file`:
+umask (see ``DIRECTORY_MODES``; files through :func:`node.sdk.files.write_file`:
 0644 for public files, 0600 for keys), because anyone who can rewrite the
 genesis, a config or the CA certificate controls the network.
 Re-initialising an existing network destroys its chain (new
@@ -37,17 +37,8 @@ from typing import Any
 
 from consensus.codec import Ed25519Signer
 from contracts.genesis import Genesis, GenesisOrg, genesis_state
-from node.catalog import CHAIN_ID, DEFAULT_BASE_PORT, KP_PARTICIPANTS, ORGS, validator_org
-from node.config import NetworkGenesis, ValidatorEntry, genesis_to_json
-from node.files import (
-    PRIVATE_DIR_MODE,
-    PUBLIC_DIR_MODE,
-    PUBLIC_FILE_MODE,
-    make_directory,
-    write_file,
-)
-from node.keys import Identity, save_identity
-from node.netctl import (
+from node.ops.catalog import CHAIN_ID, DEFAULT_BASE_PORT, KP_PARTICIPANTS, ORGS, validator_org
+from node.ops.netctl import (
     GENESIS_FILE,
     NETWORK_FILE,
     NetError,
@@ -57,7 +48,16 @@ from node.netctl import (
     network_to_json,
     running_nodes,
 )
-from node.tls import issue_node_cert, make_ca
+from node.runtime.tls import issue_node_cert, make_ca
+from node.sdk.files import (
+    PRIVATE_DIR_MODE,
+    PUBLIC_DIR_MODE,
+    PUBLIC_FILE_MODE,
+    make_directory,
+    write_file,
+)
+from node.sdk.genesis import NetworkGenesis, ValidatorEntry, genesis_to_json
+from node.sdk.keys import Identity, save_identity
 
 PEER_PORT_OFFSET = 100
 # The kernel hands out source ports of outgoing connections from this range
@@ -71,7 +71,7 @@ MAX_VALIDATORS = PEER_PORT_OFFSET  # beyond this api and peer ports would collid
 # What `net init` writes and `--force` removes; nothing else in DIR is touched.
 GENERATED = (NETWORK_FILE, GENESIS_FILE, "ca", "nodes", "orgs")
 # The directories net init makes, and why each has its mode.  Files carry
-# their own modes too (node.files: 0644 public, 0600 keys), so a directory's
+# their own modes too (node.sdk.files: 0644 public, 0600 keys), so a directory's
 # mode decides only who may list it and reach what is inside.
 DIRECTORY_MODES = {
     # ca.pem is public (every node and client reads it); ca.key is 0600.

@@ -64,12 +64,12 @@ from consensus.wire import (
     WireLimits,
     message_from_wire,
 )
-from node.chain import ChainHost, now_ms
-from node.chain_stream import STREAM_PATH
-from node.config import NODE_CONSENSUS_DEFAULTS, NodeConfig, NodeLimits, PeerEntry
-from node.ledger import Ledger
-from node.metrics import NodeMetrics
-from node.storage import Store, header_from_dict
+from node.runtime.chain import ChainHost, now_ms
+from node.runtime.config import NODE_CONSENSUS_DEFAULTS, NodeConfig, NodeLimits, PeerEntry
+from node.runtime.ledger import Ledger
+from node.runtime.metrics import NodeMetrics
+from node.runtime.storage import Store, header_from_dict
+from node.sdk.transport import STREAM_PATH
 
 log = logging.getLogger("provenet.follower")
 

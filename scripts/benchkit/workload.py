@@ -5,7 +5,7 @@ Theory of operation
 A workload is signed in full before anything is sent, so that signing is
 the clients' cost and never competes with the nodes being measured.  It
 is built for a network made by ``provenet net init`` (organisation ids of
-``node.catalog``) from a mapping ``org_id -> signer`` and the chain id, and
+``node.ops.catalog``) from a mapping ``org_id -> signer`` and the chain id, and
 comes back as a :class:`Workload`:
 
 * ``setup``: transactions to commit, in this order, before the rest is
@@ -97,7 +97,7 @@ MAX_RUN_TAG_LEN = 32
 
 @dataclass(frozen=True)
 class Cast:
-    """Which organisation plays each part; the defaults are ``node.catalog``'s ids."""
+    """Which organisation plays each part; the defaults are ``node.ops.catalog``'s ids."""
 
     miner: str = "miner"
     trader: str = "bw-trader"

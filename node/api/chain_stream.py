@@ -33,7 +33,7 @@ node never reads from the stream except to notice the client leaving.
 
 Bounds
 ------
-A stream is bounded like the rest of the client API (node/ratelimit.py):
+A stream is bounded like the rest of the client API (node/api/ratelimit.py):
 
 * ``max_chain_streams`` in all and ``max_chain_streams_per_address`` from
   one client address (an IPv6 client's /64); beyond either the upgrade
@@ -64,14 +64,13 @@ from aiohttp import WSCloseCode, web
 
 from consensus.codec import encode
 from consensus.wire import message_to_wire
-from node.api_errors import ApiError
-from node.chain import ChainHost
-from node.config import NodeLimits
-from node.ratelimit import REQUEST_COST, Client, body_cost
-from node.storage import Store
-from node.views import full_block_view, header_view
+from node.api.errors import ApiError
+from node.api.ratelimit import REQUEST_COST, Client, body_cost
+from node.runtime.chain import ChainHost
+from node.runtime.config import NodeLimits
+from node.runtime.storage import Store
+from node.runtime.views import full_block_view, header_view
 
-STREAM_PATH = "/v1/chain/stream"
 # aiohttp's websocket ping, so a client that vanished without a close is noticed.
 _PING_INTERVAL_S = 10.0
 # The longest close reason a websocket close frame carries (RFC 6455, 5.5).
@@ -79,7 +78,7 @@ _MAX_CLOSE_REASON_BYTES = 123
 
 
 class StreamBudget(Protocol):
-    """The client budgets a stream charges (node/api.py's AdmissionBudget)."""
+    """The client budgets a stream charges (node/api/routes.py's AdmissionBudget)."""
 
     def client(self, request: web.Request) -> Client: ...
 

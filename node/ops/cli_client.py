@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from contracts.tx import args_problem
-from node import demo
-from node.config import ConfigError
-from node.keys import load_identity
+from node.ops import demo
+from node.runtime.config import ConfigError
 from node.sdk.client import DEFAULT_WAIT_S, ProvenetClient
 from node.sdk.errors import ProvenetError, TransactionRejected
+from node.sdk.keys import load_identity
 from node.sdk.render import format_trace
 
 Handler = Callable[[argparse.Namespace], int]

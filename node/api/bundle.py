@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 :func:`build_bundle` collects every transaction the offline check
-(:mod:`node.bundle_verify`, which documents the format) needs to rebuild the
+(:mod:`node.sdk.bundle_verify`, which documents the format) needs to rebuild the
 provenance of one diamond asset and replay it, each with its proofs:
 
 * every event of every asset in the provenance (extraction, split, merge,
@@ -61,14 +61,14 @@ from contracts.orgs import Org, org_key, sanction_of
 from contracts.provenance import read_events
 from contracts.records import load
 from contracts.state import ReadableState
-from node.bundle_verify import FORMAT, VERSION
-from node.config import NetworkGenesis
-from node.storage import Store, StoredBlock
+from node.runtime.storage import Store, StoredBlock
+from node.sdk.bundle_verify import FORMAT, VERSION
+from node.sdk.genesis import NetworkGenesis
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from node.api import ClientApi
+    from node.api.routes import ClientApi
 
 
 class BundleBuildError(Exception):
@@ -100,7 +100,7 @@ class BundleTooLarge(BundleBuildError):
 
 
 def signed_header(header: BlockHeader) -> dict[str, object]:
-    """The header fields a commit certificate covers (see node/bundle_verify.py)."""
+    """The header fields a commit certificate covers (see node/sdk/bundle_verify.py)."""
     return {
         "chain_id": header.chain_id,
         "height": header.height,
@@ -130,7 +130,7 @@ def build_bundle(
     Raises :class:`UnknownAsset` when no diamond asset has that id, and
     :class:`BundleTooLarge` when its provenance exceeds the chain's trace limit.
 
-    >>> data = encode(build_bundle(node.store, node.engine.ledger.state, node.network, "S-1"))
+    >>> data = encode(build_bundle(node.store, node.runtime.engine.ledger.state, node.network, "S-1"))
     """
     if not isinstance(asset_id, str) or load(state, asset_key(asset_id), Diamond) is None:
         raise UnknownAsset(f"no diamond asset {asset_id}")
@@ -378,7 +378,7 @@ async def bundle_route(
     Wire it as ``web.get("/v1/bundle/{asset_id}", lambda r: bundle_route(r, api, network))``
     or with :func:`bundle_routes`.
     """
-    from node.api import ApiError, respond
+    from node.api.routes import ApiError, respond
 
     try:
         document = build_bundle(

@@ -2,7 +2,7 @@
 
 Every refusal of the client API leaves as ``{"error": {"code", "message"}}``
 with the status :data:`STATUS_OF` gives its code.  The codes are part of the
-public interface (node/openapi.json lists them): never renamed or reused.
+public interface (node/api/openapi.json lists them): never renamed or reused.
 """
 
 from __future__ import annotations

@@ -63,9 +63,9 @@ from consensus.config import ReplicaConfig
 from consensus.messages import ForwardedRequest, Message, StateResponse, signature_valid
 from consensus.quorum import ValidatorSet
 from consensus.wire import frame_limits, honest_frame_bounds, message_from_wire
-from node.config import NodeLimits, PeerEntry
-from node.listener import ByAddress, address_key, mark_authenticated
-from node.metrics import NodeMetrics
+from node.runtime.config import NodeLimits, PeerEntry
+from node.runtime.listener import ByAddress, address_key, mark_authenticated
+from node.runtime.metrics import NodeMetrics
 
 log = logging.getLogger("provenet.peers")
 
@@ -423,7 +423,7 @@ class PeerLinks:
             return ws
         finally:
             self._pending.done(pending)
-        # From now on strangers cannot evict this link (node/listener.py).
+        # From now on strangers cannot evict this link (node/runtime/listener.py).
         mark_authenticated(request, self.identity.names.get(peer_id, f"validator-{peer_id}"))
         await self._receive_frames(ws, peer_id)
         return ws
@@ -432,7 +432,7 @@ class PeerLinks:
         transport = request.transport
         name = None
         if self._tls_required and transport is not None:
-            from node.tls import peer_common_name
+            from node.runtime.tls import peer_common_name
 
             name = peer_common_name(transport.get_extra_info("ssl_object"))
 
@@ -466,7 +466,7 @@ class PeerLinks:
     def _check_certificate(self, request: web.Request, peer_id: int) -> None:
         if not self._tls_required:
             return
-        from node.tls import peer_common_name
+        from node.runtime.tls import peer_common_name
 
         ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
         if ssl_object is None:

@@ -22,7 +22,7 @@ from contracts.queries import query
 from contracts.records import load, record_from_bytes
 from contracts.state import ReadableState
 from contracts.tx import decode_tx
-from node.storage import Store
+from node.runtime.storage import Store
 
 ASSET_PREFIX = b"d/asset/"
 KP_PREFIX = b"d/kp/"

@@ -2,8 +2,8 @@
 
 :class:`ChainHost` holds the executed chain (store and ledger), the mempool
 the API reads, the clients waiting on transactions and the event-stream
-subscribers.  A validator's :class:`~node.engine.Engine` executes the
-blocks its replica delivers; an observer's :class:`~node.follower.Follower`
+subscribers.  A validator's :class:`~node.runtime.engine.Engine` executes the
+blocks its replica delivers; an observer's :class:`~node.runtime.follower.Follower`
 executes the blocks it fetched and checked.  Both call
 :meth:`ChainHost.execute_and_announce`, so waiting clients, subscribers,
 the mempool and the metrics hear about a block the same way.
@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from consensus.blocks import CommittedBlock
 from contracts.orgs import nonce_key
 from contracts.records import load_int
-from node.config import NodeConfig
-from node.ledger import ExecutedBlock, Ledger
-from node.mempool import Dropped, Mempool, PoolEntry, Refused
-from node.metrics import NodeMetrics
-from node.storage import Store
-from node.views import event_view
+from node.runtime.config import NodeConfig
+from node.runtime.ledger import ExecutedBlock, Ledger
+from node.runtime.mempool import Dropped, Mempool, PoolEntry, Refused
+from node.runtime.metrics import NodeMetrics
+from node.runtime.storage import Store
+from node.runtime.views import event_view
 
 
 def now_ms() -> int:
@@ -71,7 +71,7 @@ class ChainHost:
         self.last_executed: ExecutedBlock | None = None
         self.fatal: BaseException | None = None
         # The latest block executed here, and an event set (then replaced) each
-        # time one is: what chain streams (node/chain_stream.py) wait on.
+        # time one is: what chain streams (node/api/chain_stream.py) wait on.
         self.latest_block: CommittedBlock | None = None
         self._block_stored = asyncio.Event()
 

@@ -3,9 +3,9 @@
 Theory of operation
 -------------------
 ``network.json`` (read by :func:`load_network`, written by
-:mod:`node.netinit`) lists every node with its config file and URLs.
+:mod:`node.ops.netinit`) lists every node with its config file and URLs.
 :func:`up` starts each node as its own background process, exactly as an
-operator would (``python -m node.cli node run --config FILE``), in a new
+operator would (``python -m node.ops.cli node run --config FILE``), in a new
 session so that closing the terminal that ran ``net up`` does not kill the
 network.  A node's output goes to ``nodes/<name>/node.log`` and its process
 id to ``nodes/<name>/node.pid``; :func:`down` and :func:`status` need
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node.tls import client_context
+from node.sdk.tls import client_context
 
 NETWORK_FILE = "network.json"
 GENESIS_FILE = "genesis.json"
@@ -178,7 +178,7 @@ def _node_entry(root: Path, item: dict[str, Any]) -> NodeEntry:
 
 def node_command(entry: NodeEntry) -> list[str]:
     """The command line that runs one node, the one deploy/ artefacts use too."""
-    return [sys.executable, "-m", "node.cli", "node", "run", "--config", str(entry.config)]
+    return [sys.executable, "-m", "node.ops.cli", "node", "run", "--config", str(entry.config)]
 
 
 def running_pid(entry: NodeEntry) -> int | None:

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-A provenance bundle (built by :mod:`node.bundle`, served at
+A provenance bundle (built by :mod:`node.api.bundle`, served at
 ``GET /v1/bundle/{asset}``, written by ``provenet bundle ASSET -o FILE``) is
 one canonical msgpack map::
 
@@ -108,7 +108,7 @@ from contracts.receipt import BlockContext
 from contracts.runtime import execute
 from contracts.state import MemoryState
 from contracts.tx import Transaction, decode_tx, verify_tx
-from node.config import NetworkGenesis
+from node.sdk.genesis import NetworkGenesis
 
 FORMAT = "provenet-bundle"
 VERSION = 1
@@ -435,7 +435,7 @@ def verify_bundle(
     """Check a bundle against a genesis file; return what it shows, or raise BundleError.
 
     No I/O: ``data`` is the file's bytes, ``genesis`` the loaded genesis.json
-    (``node.config.load_genesis``).  See the module docstring for every check.
+    (``node.runtime.config.load_genesis``).  See the module docstring for every check.
 
     >>> verdict = verify_bundle(Path("S-1.bundle").read_bytes(), load_genesis(Path("genesis.json")))
     >>> verdict.conflict_free

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from consensus.codec import Ed25519Signer
-from node.files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_directory, write_file
+from node.sdk.files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_directory, write_file
 
 
 class KeyFileError(ValueError):

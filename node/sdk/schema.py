@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node.strict_json import RepeatedKey, unique_keys
+from node.sdk.strict_json import RepeatedKey, unique_keys
 
 # Longest rendering of an offending value or key in an error message.
 MAX_SHOWN_CHARS = 60

@@ -37,8 +37,8 @@ from typing import Any
 
 from aiohttp import web
 
-from node.api_errors import ApiError
-from node.strict_json import RepeatedKey, unique_keys
+from node.api.errors import ApiError
+from node.sdk.strict_json import RepeatedKey, unique_keys
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"

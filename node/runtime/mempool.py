@@ -47,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from contracts.tx import Transaction
-from node.config import NodeLimits
+from node.runtime.config import NodeLimits
 
 
 class Refused(Exception):

@@ -33,7 +33,7 @@ Limits (``NodeLimits``):
   however many, then only churn each other, and a newcomer from an address
   holding few is evicted only if every address holds as few.  A connection is known to be a validator's once its TLS
   certificate names a validator (mutual TLS on the peer port), or, without
-  TLS, once its signed link handshake succeeds (node/peers.py calls
+  TLS, once its signed link handshake succeeds (node/runtime/peers.py calls
   :func:`mark_authenticated`); from then on it counts against
   ``max_connections_per_validator`` for that validator only, where a newer
   link replaces the oldest (a restarted validator's old link may linger).
@@ -96,7 +96,7 @@ from aiohttp.web_request import BaseRequest
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client import Counter as MetricCounter
 
-from node.config import NodeLimits
+from node.runtime.config import NodeLimits
 
 log = logging.getLogger("provenet.listener")
 
@@ -863,7 +863,7 @@ class _Connection(asyncio.Protocol):
 
 
 def _certificate_name(transport: asyncio.BaseTransport) -> str | None:
-    from node.tls import peer_common_name
+    from node.runtime.tls import peer_common_name
 
     ssl_object = transport.get_extra_info("ssl_object")
     return peer_common_name(ssl_object) if ssl_object is not None else None
@@ -872,7 +872,7 @@ def _certificate_name(transport: asyncio.BaseTransport) -> str | None:
 def mark_authenticated(request: web.Request, identity: str) -> None:
     """Count the request's connection as ``identity``'s (a validator's) from now on.
 
-    For node/peers.py: without TLS a validator is known only once its signed
+    For node/runtime/peers.py: without TLS a validator is known only once its signed
     link handshake checks out, and from then on strangers cannot evict it.
     """
     handler = request.protocol

@@ -4,7 +4,7 @@ Every error leaves as ``{"error": {"code", "message"}}`` with the HTTP
 status of its code (:data:`STATUS_OF`), including aiohttp's own refusals
 (unknown route, body too large).  Before a handler runs, the request is
 charged to its client's budget (:class:`AdmissionBudget`, over
-node/ratelimit.py); bodies are read and parsed by node/request_body.py,
+node/api/ratelimit.py); bodies are read and parsed by node/api/request_body.py,
 every limit checked before the work it guards.  Responses are JSON, with bytes as hex,
 unless the client sends ``Accept: application/msgpack``; then they are the
 same objects in canonical msgpack with raw bytes.  The shapes are listed in
@@ -31,13 +31,9 @@ from contracts.orgs import KeyRecord, key_key
 from contracts.queries import query
 from contracts.records import load
 from contracts.tx import Transaction, admission_codec_limits, encode_tx, tx_from_value
-from node import audit, chain_stream, openapi
-from node.api_errors import STATUS_OF, ApiError
-from node.chain import ChainHost, Subscriber, now_ms
-from node.config import NodeLimits
-from node.listener import address_key
-from node.mempool import PoolEntry, Refused
-from node.ratelimit import (
+from node.api import audit, chain_stream, openapi
+from node.api.errors import STATUS_OF, ApiError
+from node.api.ratelimit import (
     BucketConfig,
     Client,
     ClientLimiter,
@@ -47,21 +43,26 @@ from node.ratelimit import (
     request_cost,
     steps_cost,
 )
-from node.request_body import JSON_OR_MSGPACK, MSGPACK, media_type, parse_json, read_body
-from node.views import (
+from node.api.request_body import JSON_OR_MSGPACK, MSGPACK, media_type, parse_json, read_body
+from node.runtime.chain import ChainHost, Subscriber, now_ms
+from node.runtime.config import NodeLimits
+from node.runtime.listener import address_key
+from node.runtime.mempool import PoolEntry, Refused
+from node.runtime.views import (
     block_view,
     event_view,
     proof_view,
     receipt_view,
     to_json,
 )
+from node.sdk.transport import STREAM_PATH
 
 log = logging.getLogger("provenet.api")
 
 # Heights, limits and timeouts: ASCII digits that fit SQLite's 64-bit integers.
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
 # Reads that walk many assets or blocks cost a client this many units of its
-# admission budget (node/ratelimit.py); everything else costs what its body does.
+# admission budget (node/api/ratelimit.py); everything else costs what its body does.
 EXPENSIVE_READ_COST = 100
 _EXPENSIVE_READ_PREFIXES = ("/v1/audit/", "/v1/bundle/")
 
@@ -122,7 +123,7 @@ def error_middleware(retry_after_s: int) -> Callable[..., Awaitable[web.StreamRe
 class AdmissionBudget:
     """Charges every request to its connection's and its address's token buckets.
 
-    See node/ratelimit.py for the buckets; this is where the API decides what
+    See node/api/ratelimit.py for the buckets; this is where the API decides what
     a request costs and refuses it with 429 ``rate_limited`` (and
     Retry-After) before it is read, parsed or admitted.  A batch pays for
     its envelopes through :meth:`charge` once their count is known and
@@ -311,7 +312,7 @@ class ClientApi:
             web.get("/v1/blocks/{height}", self.get_block),
             web.get("/v1/blocks", self.block_range),
             web.get("/v1/chain", self.chain_page),
-            web.get(chain_stream.STREAM_PATH, self.chain_stream),
+            web.get(STREAM_PATH, self.chain_stream),
             web.post("/v1/query", self.post_query),
             web.get("/v1/trace/{asset_id}", self.named_query("diamonds", "trace", "asset_id")),
             web.get(
@@ -602,7 +603,7 @@ class ClientApi:
         return web.Response(body=encode(page), content_type=MSGPACK)
 
     async def chain_stream(self, request: web.Request) -> web.StreamResponse:
-        """The chain pushed to observers as it grows (node/chain_stream.py)."""
+        """The chain pushed to observers as it grows (node/api/chain_stream.py)."""
         start = max(1, _query_int(request, "from", self.store.height() + 1))
         limit = min(
             _query_int(request, "limit", self.limits.max_blocks_per_page),
@@ -769,7 +770,7 @@ class ClientApi:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def openapi_spec(self, request: web.Request) -> web.Response:
-        """This API's OpenAPI 3.1 description (node/openapi.json), always JSON."""
+        """This API's OpenAPI 3.1 description (node/api/openapi.json), always JSON."""
         return web.Response(body=openapi.spec_bytes(), content_type="application/json")
 
 

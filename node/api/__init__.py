@@ -1,0 +1,1 @@
+"""The client API: routes, JSON views, audit, metrics exposure, the dashboard."""

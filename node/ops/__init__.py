@@ -1,0 +1,1 @@
+"""Operator tooling: the ``provenet`` command, ``net init|up|down``, demos."""

@@ -1,0 +1,1 @@
+"""The node process's machinery: storage, execution, consensus driving, peers, observer mode."""

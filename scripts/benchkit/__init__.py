@@ -1,0 +1,1 @@
+"""Benchmark tooling shared by scripts/bench_*.py: pre-signed workloads, HTTP load, statistics."""
