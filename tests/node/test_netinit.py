@@ -27,7 +27,6 @@ from node.ops.netctl import NetError, load_network, status, stop_nodes
 from node.ops.netinit import init_network
 from node.runtime.config import load_node_config
 from node.runtime.tls import (
-    client_context,
     issue_node_cert,
     make_ca,
     peer_common_name,
@@ -35,6 +34,7 @@ from node.runtime.tls import (
 )
 from node.sdk.genesis import load_genesis
 from node.sdk.keys import Identity, load_identity, save_identity
+from node.sdk.tls import client_context
 
 TIMEOUT_S = 3.0
 
