@@ -425,7 +425,7 @@ async def _serve(config: NodeConfig) -> int:
     stopper.cancel()
     await node.stop()
     if failed:
-        log.error("node stopped because its chain task failed: %r", node.runtime.engine.fatal)
+        log.error("node stopped because its chain task failed: %r", node.engine.fatal)
         return 1
     return 0
 
