@@ -316,7 +316,7 @@ def test_a_merged_and_co_shipped_history_replays(chain: Chain) -> None:
     del document["entries"][2]  # Q2's extraction
     failure = _fails(encode(document), chain.network)
     assert failure.kind == "missing_upstream_link"
-    assert "asset Q2, parent of QM" in failure.message
+    assert "diamonds.merge by miner" in failure.message and "no diamond asset Q2" in failure.message
 
 
 def test_a_revocation_in_force_is_in_the_bundle(chain: Chain) -> None:
@@ -359,18 +359,20 @@ def test_a_changed_certificate_signature_fails_the_certificate(chain: Chain) -> 
 @pytest.mark.parametrize(
     ("method", "occurrence", "named"),
     [
-        ("extract", 0, f"asset {PARCEL}, parent of {STONE}"),
-        ("register_mine", 0, f"mine {MINE}, origin of {PARCEL}"),
-        ("issue_kp_certificate", 0, f"KP certificate {CERT}"),
-        ("ship", 0, f"the shipment under KP certificate {CERT}"),
+        ("extract", 0, f"no diamond asset {PARCEL}"),
+        ("register_mine", 0, f"no mine {MINE}"),
+        ("issue_kp_certificate", 0, f"no KP certificate {CERT}"),
+        ("ship", 0, f"KP certificate {CERT} is issued, expected shipped"),
         ("confirm_import", 0, "diamonds.cut by cutter"),
         ("transfer", 0, "diamonds.grade by lab"),
-        ("cut", 0, f"no transaction in the bundle creates asset {STONE}"),
+        ("cut", 0, f"no diamond asset {STONE}"),
     ],
 )
 def test_a_dropped_upstream_link_is_named(
     chain: Chain, method: str, occurrence: int, named: str
 ) -> None:
+    """The replay refuses the first entry that needed the dropped one, and
+    the reason is the rule pack's own refusal, naming what is missing."""
     document = _document(chain)
     del document["entries"][_entry_of(document, method, occurrence)]
     failure = _fails(encode(document), chain.network)
@@ -402,14 +404,30 @@ def test_another_network_s_validator_set_fails(chain: Chain, tmp_path: Path) -> 
     assert failure.kind == "certificate"
 
 
+def test_a_history_that_never_creates_the_asset_fails(chain: Chain) -> None:
+    document = _document(chain)
+    document["entries"] = document["entries"][: _entry_of(document, "cut")]
+    failure = _fails(encode(document), chain.network)
+    assert failure.kind == "missing_upstream_link"
+    assert f"no transaction in the bundle creates asset {STONE}" in failure.message
+
+
 def test_an_unrelated_entry_or_another_asset_id_fails(chain: Chain) -> None:
     sibling = decode(chain.sibling)
     assert isinstance(sibling, dict)
     stone = _document(chain)
-    sibling["entries"].append(stone["entries"][_entry_of(stone, "grade")])
+    # The stone's hand-over to the lab replays on the sibling's history (the
+    # cutter holds both stones) but is no part of the sibling's provenance.
+    sibling["entries"].append(stone["entries"][_entry_of(stone, "transfer")])
     failure = _fails(encode(sibling), chain.network)
     assert failure.kind == "unrelated_entry"
+    assert f"entry 6 (diamonds.transfer by cutter" in failure.message
     assert f"not part of the provenance of {SIBLING}" in failure.message
+    # The stone's grading cannot even replay there: the lab never held it.
+    sibling["entries"][-1] = stone["entries"][_entry_of(stone, "grade")]
+    failure = _fails(encode(sibling), chain.network)
+    assert failure.kind == "missing_upstream_link"
+    assert "diamonds.grade by lab" in failure.message
     # The stone's bundle renamed to its sibling: the stone's own steps do not belong.
     stone["asset_id"] = SIBLING
     assert _fails(encode(stone), chain.network).kind == "unrelated_entry"
