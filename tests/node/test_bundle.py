@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from netfixture import free_base_port
 
-from consensus.codec import decode, encode
+from consensus.codec import decode, digest, encode
+from contracts.tx import decode_tx, encode_tx, sign_tx
 from node.api.bundle import UnknownAsset, build_bundle
 from node.app import start_node
 from node.ops.cli_bundle import add_bundle_commands
@@ -37,6 +38,7 @@ from node.sdk.bundle_verify import BundleError, Verdict, verify_bundle
 from node.sdk.client import ProvenetClient
 from node.sdk.errors import ProvenetError
 from node.sdk.genesis import NetworkGenesis, load_genesis
+from node.sdk.keys import load_identity
 
 TOKEN = "t1"
 STONE = f"S-{TOKEN}-1"
@@ -138,31 +140,23 @@ async def _build_chain(tmp: Path) -> Chain:
                 unknown_error = None
             except ProvenetError as error:
                 unknown_error = error
-        built = encode(
-            build_bundle(node.store, node.engine.ledger.state, node.network, STONE)
-        )
+        built = encode(build_bundle(node.store, node.engine.ledger.state, node.network, STONE))
         cli_file = tmp / "stone.bundle"
         argv = ["bundle", STONE, "-o", str(cli_file), "--node", url, "--genesis", str(net / "genesis.json")]  # fmt: skip
         cli_output = await asyncio.to_thread(_capture, lambda: run_cli(*argv))
         for org, method, args in MERGED:
             await cast.step(org, "diamonds", method, args)
-        merged = encode(
-            build_bundle(node.store, node.engine.ledger.state, node.network, "T1")
-        )
+        merged = encode(build_bundle(node.store, node.engine.ledger.state, node.network, "T1"))
         await cast.step(
             "regulator", "diamonds", "revoke_certificate",
             {"kind": "kp", "cert_id": "BW-KP-t2", "reason": "forged"},
         )  # fmt: skip
-        revoked = encode(
-            build_bundle(node.store, node.engine.ledger.state, node.network, "T1")
-        )
+        revoked = encode(build_bundle(node.store, node.engine.ledger.state, node.network, "T1"))
         await cast.step(
             "regulator", "diamonds", "sanction",
             {"kind": "org", "target": "cutter", "reason": "laundering rough"},
         )  # fmt: skip
-        sanctioned = encode(
-            build_bundle(node.store, node.engine.ledger.state, node.network, STONE)
-        )
+        sanctioned = encode(build_bundle(node.store, node.engine.ledger.state, node.network, STONE))
         online = await cast.client("leadfirm").compliance(STONE)
     finally:
         await cast.close()
@@ -217,6 +211,23 @@ def _entry_of(document: dict[str, Any], method: str, occurrence: int = 0) -> int
         if decode(entry["tx"])["method"] == method  # type: ignore[index]
     ]
     return hits[occurrence]
+
+
+def _resigned(chain: Chain, envelope: bytes, **changed: object) -> bytes:
+    """The same transaction with ``changed`` arguments, signed again by its sender."""
+    tx = decode_tx(envelope)
+    org = next(o for o in chain.network.genesis.organisations if tx.sender in o.keys)
+    identity = load_identity(chain.dir / "orgs" / f"{org.org_id}.key")
+    forged = sign_tx(
+        identity.signer,
+        chain_id=tx.chain_id,
+        nonce=tx.nonce,
+        contract=tx.contract,
+        method=tx.method,
+        args={**tx.args, **changed},
+        expiry_height=tx.expiry_height,
+    )
+    return encode_tx(forged)
 
 
 # ------------------------------------------------------------------ clean bundles
@@ -421,7 +432,7 @@ def test_an_unrelated_entry_or_another_asset_id_fails(chain: Chain) -> None:
     sibling["entries"].append(stone["entries"][_entry_of(stone, "transfer")])
     failure = _fails(encode(sibling), chain.network)
     assert failure.kind == "unrelated_entry"
-    assert f"entry 6 (diamonds.transfer by cutter" in failure.message
+    assert "entry 6 (diamonds.transfer by cutter" in failure.message
     assert f"not part of the provenance of {SIBLING}" in failure.message
     # The stone's grading cannot even replay there: the lab never held it.
     sibling["entries"][-1] = stone["entries"][_entry_of(stone, "grade")]
@@ -480,3 +491,76 @@ def test_bundle_size_and_offline_verification_time(chain: Chain) -> None:
         f"1 validator), offline verification {elapsed_ms:.1f} ms"
     )
     assert elapsed_ms < 1_000
+
+
+# ------------------------------------------------------------------ one model of the rules
+
+
+def test_the_verdict_follows_the_rule_pack_not_a_model_of_it(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Change a rule in contracts/ only: the offline verdict must change with it.
+
+    A verifier that re-derived the facts in node/ (as bundle_verify once did,
+    judging KP authorities from the genesis file and the provenance from the
+    transactions' arguments) would go on answering as before.
+    """
+    import contracts.diamond_scope as pack
+
+    assert verify_bundle(chain.data, chain.network).conflict_free
+    # The pack's rule for who is a KP authority: if no one is, every crossing
+    # and every mine registration by an authority fails the offline check.
+    monkeypatch.setattr(pack, "_is_kp_authority", lambda org, country: False)
+    verdict = verify_bundle(chain.data, chain.network)
+    assert not verdict.conflict_free
+    assert [(c.rule, c.ok) for c in verdict.checks] == [
+        ("mine_registration", False),
+        ("kp_crossing", False),
+    ]
+    assert "NOT the exporting authority" in verdict.format()
+    monkeypatch.undo()
+    # The pack's rule for what a provenance is made of: without the records
+    # that keep no transaction id, the mine's registration is not part of it.
+    monkeypatch.setattr(pack._Walk, "records", lambda self: [])
+    failure = _fails(chain.data, chain.network)
+    assert failure.kind == "unrelated_entry"
+    assert "entry 0 (diamonds.register_mine by kp-bw" in failure.message
+
+
+def test_the_verifier_names_no_diamond_method() -> None:
+    """A tripwire for a second model: bundle_verify.py spells no diamond
+    method, so it cannot branch on one; what a method means is the pack's."""
+    import ast
+
+    import node.sdk.bundle_verify as module
+    from contracts.methods import METHODS
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    strings = {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    assert strings.isdisjoint(METHODS["diamonds"]), strings & set(METHODS["diamonds"])
+
+
+def test_a_reordered_or_altered_transaction_is_refused(chain: Chain) -> None:
+    document = _document(chain)
+    entries = document["entries"]
+    first, second = _entry_of(document, "ship"), _entry_of(document, "confirm_import")
+    entries[first], entries[second] = entries[second], entries[first]
+    failure = _fails(encode(document), chain.network)
+    assert failure.kind == "order"
+    assert f"is not after entry {first}" in failure.message
+    # A transaction re-signed by its sender with other arguments is no longer
+    # the one the block committed: its id is not under the block's root.
+    document = _document(chain)
+    position = _entry_of(document, "confirm_import")
+    envelope = document["entries"][position]["tx"]
+    document["entries"][position]["tx"] = _resigned(chain, envelope, carats_points=9_999)
+    failure = _fails(encode(document), chain.network)
+    assert failure.kind == "tx_id"
+    # With its id and Merkle proof changed to match, the block's certificate
+    # still does not cover it.
+    document["entries"][position]["tx_id"] = digest(document["entries"][position]["tx"])
+    assert _fails(encode(document), chain.network).kind == "inclusion"
