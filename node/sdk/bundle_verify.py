@@ -110,7 +110,7 @@ from contracts.errors import ErrorCode
 from contracts.genesis import GenesisOrg, genesis_state
 from contracts.orgs import nonce_key
 from contracts.queries import query
-from contracts.receipt import BlockContext, Receipt
+from contracts.receipt import BlockContext, Event, Receipt
 from contracts.runtime import execute
 from contracts.state import MemoryState
 from contracts.tx import Transaction, decode_tx, verify_tx
@@ -612,35 +612,39 @@ def _missing(message: str) -> BundleError:
 
 def _replay(entries: list[_Entry], genesis: NetworkGenesis, verify: Verifier) -> _Replayed:
     """Every entry executed in order by the ledger's own contract code."""
-    state = MemoryState(genesis_state(genesis.genesis))
-    receipts: list[Receipt] = []
+    replayed = _Replayed(MemoryState(genesis_state(genesis.genesis)))
     for entry in entries:
         tx = entry.tx
         # The bundle holds only the sender's transactions in this provenance,
         # so its nonce count is set to the one each transaction carries; the
         # chain already enforced the nonce order.
-        state.put(nonce_key(tx.sender), encode(tx.nonce))
+        replayed.state.put(nonce_key(tx.sender), encode(tx.nonce))
         context = BlockContext(
             height=entry.height, time_ms=entry.header.proposer_time_ms, proposer=""
         )
-        receipt = execute(state, tx, context, verify)
+        receipt = execute(replayed.state, tx, context, verify)
         if not receipt.ok:
             raise _missing(
                 f"{entry.describe()} does not follow from the bundle's earlier transactions: "
                 f"the ledger's rules refuse it ({receipt.error}: {receipt.message}); a transaction "
                 "it depends on is missing from the bundle, or it was refused on chain"
             )
-        receipts.append(receipt)
-    return _Replayed(state, entries, receipts)
+        replayed.add(entry, receipt)
+    return replayed
 
 
-@dataclass(frozen=True)
 class _Replayed:
-    """The state after the replay, and each entry's receipt."""
+    """The state after the replay, the entries, and the events each emitted."""
 
-    state: MemoryState
-    entries: list[_Entry]
-    receipts: list[Receipt]
+    def __init__(self, state: MemoryState) -> None:
+        self.state = state
+        self.entries: list[_Entry] = []
+        self.emitted: dict[tuple[str, str], list[tuple[_Entry, Event]]] = {}
+
+    def add(self, entry: _Entry, receipt: Receipt) -> None:
+        self.entries.append(entry)
+        for event in receipt.events:
+            self.emitted.setdefault((event.contract, event.kind), []).append((entry, event))
 
     def ask(self, name: str, asset_id: str) -> dict[str, Any]:
         """The diamond pack's own answer to query ``name`` about the asset."""
@@ -653,26 +657,15 @@ class _Replayed:
         assert isinstance(result, dict)
         return result
 
-    def emitter(self, record: dict[str, Any]) -> _Entry | None:
-        """The entry whose transaction recorded ``record`` (a scope record)."""
-        for entry, receipt in zip(self.entries, self.receipts, strict=True):
-            if _recorded(entry, receipt, record):
-                return entry
-        return None
-
-
-def _recorded(entry: _Entry, receipt: Receipt, record: dict[str, Any]) -> bool:
-    if record["at"] == AT_HEIGHT and entry.height != record["height"]:
-        return False
-    if entry.height < record["height"]:
-        return False
-    wanted = record["attributes"].items()
-    return any(
-        event.contract == record["contract"]
-        and event.kind == record["kind"]
-        and all(_exact(event.attributes.get(name), value) for name, value in wanted)
-        for event in receipt.events
-    )
+    def recorders(self, record: dict[str, Any]) -> list[_Entry]:
+        """The entries whose transactions recorded ``record`` (a scope record)."""
+        height, wanted = record["height"], record["attributes"].items()
+        return [
+            entry
+            for entry, event in self.emitted.get((record["contract"], record["kind"]), [])
+            if (entry.height == height if record["at"] == AT_HEIGHT else entry.height >= height)
+            and all(_exact(event.attributes.get(name), value) for name, value in wanted)
+        ]
 
 
 def _check_scope(asset_id: str, replayed: _Replayed) -> None:
@@ -683,14 +676,13 @@ def _check_scope(asset_id: str, replayed: _Replayed) -> None:
             f"the provenance of {asset_id} has more assets than the chain's max_trace_nodes, "
             "so no node builds a bundle of it"
         )
-    tx_ids = set(scope["tx_ids"])
-    records = scope["records"]
-    for entry, receipt in zip(replayed.entries, replayed.receipts, strict=True):
-        if entry.tx_id in tx_ids or any(_recorded(entry, receipt, r) for r in records):
-            continue
-        raise BundleError(
-            "unrelated_entry", f"{entry.describe()} is not part of the provenance of {asset_id}"
-        )
+    wanted = set(scope["tx_ids"])
+    wanted.update(entry.tx_id for r in scope["records"] for entry in replayed.recorders(r))
+    for entry in replayed.entries:
+        if entry.tx_id not in wanted:
+            raise BundleError(
+                "unrelated_entry", f"{entry.describe()} is not part of the provenance of {asset_id}"
+            )
 
 
 # ------------------------------------------------------------------ verdict
@@ -737,9 +729,9 @@ def _checks(attestations: dict[str, Any], replayed: _Replayed) -> tuple[Check, .
     positions = {entry.tx_id: entry.position for entry in replayed.entries}
     found: list[tuple[int, Check]] = []
     for mine in attestations["mine_registrations"]:
-        registration = replayed.emitter(mine["registration"])
-        assert registration is not None, "the replay registered every mine it knows"
-        found.append((registration.position, _mine_check(mine)))
+        registration = replayed.recorders(mine["registration"])
+        assert registration, "the replay registered every mine it knows"
+        found.append((registration[0].position, _mine_check(mine)))
     for crossing in attestations["kp_crossings"]:
         found.append((positions[crossing["confirmed_tx_id"]], _crossing_check(crossing)))
     return tuple(check for _, check in sorted(found, key=lambda item: item[0]))
