@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from contracts import diamond_compliance, food_queries
+from contracts import diamond_compliance, diamond_scope, food_queries
 from contracts.args import Args
 from contracts.buffer import TxBuffer
 from contracts.config import CONFIG_KEY, ChainConfig, load_config
@@ -114,6 +114,10 @@ def _diamonds(view: TxBuffer, config: ChainConfig, name: str, args: Args) -> dic
             return diamond_compliance.compliance(
                 view, args.ident("asset_id"), limits.max_trace_nodes
             )
+        case "provenance_scope":
+            return diamond_scope.scope(view, args.ident("asset_id"), limits.max_trace_nodes)
+        case "attestations":
+            return diamond_scope.attestations(view, args.ident("asset_id"), limits.max_trace_nodes)
         case _:
             raise _unknown("diamonds", name)
 

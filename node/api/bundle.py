@@ -2,28 +2,23 @@
 
 Theory of operation
 -------------------
-:func:`build_bundle` collects every transaction the offline check
-(:mod:`node.sdk.bundle_verify`, which documents the format) needs to rebuild the
-provenance of one diamond asset and replay it, each with its proofs:
+:func:`build_bundle` collects every transaction of one diamond asset's
+provenance, each with its proofs, so that the offline check
+(:mod:`node.sdk.bundle_verify`, which documents the format) can replay it.
+Which transactions those are is the diamond pack's own answer, query
+``diamonds.provenance_scope`` (contracts/diamond_scope.py), the same query
+the offline check asks of the replayed state:
 
-* every event of every asset in the provenance (extraction, split, merge,
-  cut, transfers, shipment, import, grading, sale, freezes), read from the
-  assets' event logs in state (each event records its transaction id); the
-  assets are the asset's whole upstream, plus every parcel that crossed a
-  border under the same KP certificate as one of them and every input
-  merged with one of them, since replaying those transactions needs them;
-* the issuance of every KP certificate those events name and the
-  registration of every origin mine (not asset events: they are found in
-  the block at the record's ``issued_height`` / ``registered_height`` by the
-  event the transaction emitted);
-* what makes the verdict as it stands now: every sanction in force on an
-  origin mine, an organisation that acted or certified, or any of their
-  countries; the revocation of a KP certificate or grading report that is
-  revoked; the accreditation change of a mine that is no longer
-  accredited.  Those records keep no transaction id, so the transaction is
-  found through its receipt's event (sanctions keep their height; a
-  revocation or accreditation change is searched for from the record's
-  height on, which is rare and bounded by the chain's length);
+* every event of every asset in scope (the asset's whole upstream, plus
+  every parcel that crossed a border under the same KP certificate as one
+  of them and every input merged with one of them), each recording its
+  transaction id;
+* the transactions behind records that keep only a height (a mine's
+  registration, a KP certificate's issuance, and what makes the verdict as
+  it stands now: sanctions in force, revocations, a withdrawn
+  accreditation), each found in the block at that height, or searched for
+  from it on (bounded by ``MAX_SEARCH_BLOCKS``), by the event its
+  transaction emitted;
 * the header (its signed fields) and commit certificate of the tip block,
   so the bundle says how current it is.
 
@@ -42,23 +37,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from consensus.blocks import BlockHeader
-from consensus.codec import decode
 from consensus.merkle import inclusion_proof
 from consensus.messages import Commit
 from contracts.config import CONFIG_KEY, load_config
-from contracts.diamond_records import (
-    PACK,
-    Diamond,
-    GradingReport,
-    KpCertificate,
-    Mine,
-    asset_key,
-    grading_key,
-    kp_key,
-    mine_key,
-)
-from contracts.orgs import Org, org_key, sanction_of
-from contracts.provenance import read_events
+from contracts.diamond_records import Diamond, asset_key
+from contracts.diamond_scope import AT_HEIGHT, LAST_FROM
+from contracts.queries import query
 from contracts.records import load
 from contracts.state import ReadableState
 from node.runtime.storage import Store, StoredBlock
@@ -130,14 +114,13 @@ def build_bundle(
     Raises :class:`UnknownAsset` when no diamond asset has that id, and
     :class:`BundleTooLarge` when its provenance exceeds the chain's trace limit.
 
-    >>> data = encode(build_bundle(node.store, node.runtime.engine.ledger.state, node.network, "S-1"))
+    >>> data = encode(build_bundle(node.store, node.engine.ledger.state, node.network, "S-1"))
     """
     if not isinstance(asset_id, str) or load(state, asset_key(asset_id), Diamond) is None:
         raise UnknownAsset(f"no diamond asset {asset_id}")
-    limit = load_config(state.get(CONFIG_KEY)).limits.max_trace_nodes
-    collector = _Collector(store, state, limit)
-    collector.collect(asset_id)
-    tx_ids = collector.tx_ids | collector.supporting_txs()
+    scope = _scope(state, asset_id)
+    finder = _Finder(store)
+    tx_ids = set(scope["tx_ids"]) | {finder.find(record) for record in scope["records"]}
     blocks = _Blocks(store)
     positions = []
     for tx_id in tx_ids:
@@ -169,6 +152,20 @@ def build_bundle(
         },
         "entries": entries,
     }
+
+
+def _scope(state: ReadableState, asset_id: str) -> dict[str, Any]:
+    """The pack's answer: which transactions the asset's provenance is made of."""
+    answer = query(state, "diamonds", "provenance_scope", {"asset_id": asset_id})
+    if not answer["ok"]:
+        # The asset exists, so only the query's step budget can refuse.
+        raise BundleTooLarge(f"the provenance of {asset_id} is too large: {answer['message']}")
+    scope = answer["result"]
+    assert isinstance(scope, dict)
+    if scope["truncated"]:
+        limit = load_config(state.get(CONFIG_KEY)).limits.max_trace_nodes
+        raise BundleTooLarge(f"the provenance of {asset_id} has more than {limit} assets")
+    return scope
 
 
 def _entry(stored: StoredBlock, index: int) -> dict[str, object]:
@@ -204,121 +201,21 @@ class _Blocks:
         return self.cache[height]
 
 
-class _Collector:
-    """The assets of a provenance (see the module docstring) and their transactions."""
+class _Finder:
+    """Transactions found in stored blocks by the events their receipts hold."""
 
-    def __init__(self, store: Store, state: ReadableState, limit: int) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.state = state
-        self.limit = limit
-        self.assets: dict[str, Diamond] = {}
-        self.tx_ids: set[bytes] = set()
-        self.certs: set[str] = set()
-        self.mines: set[str] = set()
-        self.reports: set[str] = set()
-        self.orgs: set[str] = set()
 
-    def _diamond(self, asset_id: str) -> Diamond:
-        diamond = load(self.state, asset_key(asset_id), Diamond)
-        if diamond is None:
-            raise RuntimeError(f"asset {asset_id} is named in the provenance but not in state")
-        return diamond
+    def find(self, record: dict[str, Any]) -> bytes:
+        """The transaction behind one record of a provenance scope."""
+        contract, kind, height = record["contract"], record["kind"], record["height"]
+        attributes = record["attributes"]
+        if record["at"] == AT_HEIGHT:
+            return self._find(height, contract, kind, attributes)
+        return self._search(height, contract, kind, attributes, last=record["at"] == LAST_FROM)
 
-    def collect(self, asset_id: str) -> None:
-        queue = [asset_id]
-        while queue:
-            current = queue.pop()
-            if current in self.assets:
-                continue
-            if len(self.assets) >= self.limit:
-                raise BundleTooLarge(
-                    f"the provenance of {asset_id} has more than {self.limit} assets"
-                )
-            diamond = self._diamond(current)
-            self.assets[current] = diamond
-            queue.extend(diamond.parents)
-            if diamond.mine_id:
-                self.mines.add(diamond.mine_id)
-            if diamond.grading_report:
-                self.reports.add(diamond.grading_report)
-            self.orgs.update(diamond.actors)
-            certs = set(diamond.kp_certificates)
-            events, _ = read_events(self.state, PACK, current, diamond.event_count + 1)
-            for event in events:
-                self.tx_ids.add(event.tx_id)
-                attributes = decode(event.attributes)
-                assert isinstance(attributes, dict)
-                if isinstance(attributes.get("cert_id"), str):
-                    certs.add(attributes["cert_id"])
-                if event.kind == "merged":
-                    # Replaying the merge needs every input merged with this one.
-                    for output in attributes.get("outputs", []):
-                        queue.extend(self._diamond(output).parents)
-            for cert_id in certs - self.certs:
-                self.certs.add(cert_id)
-                cert = self._cert(cert_id)
-                # A certificate is issued, shipped and confirmed for all its parcels.
-                queue.extend(cert.parcels)
-                self.orgs.update(org for org in (cert.issuer, cert.confirmed_by) if org)
-
-    def _cert(self, cert_id: str) -> KpCertificate:
-        cert = load(self.state, kp_key(cert_id), KpCertificate)
-        if cert is None:
-            raise RuntimeError(f"KP certificate {cert_id} is named by an event but not in state")
-        return cert
-
-    def supporting_txs(self) -> set[bytes]:
-        """Registrations, issuances and what makes the verdict as it stands now."""
-        found: set[bytes] = set()
-        countries: set[str] = set()
-        for mine_id in sorted(self.mines):
-            mine = load(self.state, mine_key(mine_id), Mine)
-            assert mine is not None, "an extracted parcel names a registered mine"
-            countries.add(mine.country)
-            found.add(self._find(mine.registered_height, "mine_registered", {"mine_id": mine_id}))
-            if not mine.accredited:
-                found.add(
-                    self._search(mine.registered_height, "mine_accreditation",
-                                 {"mine_id": mine_id, "accredited": False}, last=True)
-                )  # fmt: skip
-        for cert_id in sorted(self.certs):
-            cert = self._cert(cert_id)
-            countries.update((cert.origin_country, cert.destination_country))
-            found.add(self._find(cert.issued_height, "kp_certificate_issued", {"cert_id": cert_id}))
-            if cert.revoked:
-                found.add(
-                    self._search(
-                        cert.issued_height,
-                        "certificate_revoked",
-                        {"kind": "kp", "cert_id": cert_id},
-                    )
-                )
-        for report_id in sorted(self.reports):
-            report = load(self.state, grading_key(report_id), GradingReport)
-            assert report is not None, "a graded stone names its report"
-            if report.revoked:
-                found.add(
-                    self._search(report.issued_height, "certificate_revoked",
-                                 {"kind": "grading", "cert_id": report_id})
-                )  # fmt: skip
-        for org_id in sorted(self.orgs):
-            org = load(self.state, org_key(org_id), Org)
-            if org is not None:
-                countries.add(org.country)
-        targets = (
-            [("mine", mine) for mine in sorted(self.mines)]
-            + [("org", org) for org in sorted(self.orgs)]
-            + [("country", country) for country in sorted(countries)]
-        )
-        for kind, target in targets:
-            sanction = sanction_of(self.state, kind, target)
-            if sanction is not None:
-                found.add(
-                    self._find(sanction.height, "sanctioned", {"kind": kind, "target": target})
-                )
-        return found
-
-    def _events(self, height: int) -> Iterator[tuple[bytes, str, dict[str, Any]]]:
+    def _events(self, height: int, contract: str) -> Iterator[tuple[bytes, str, dict[str, Any]]]:
         stored = self.store.block(height)
         if stored is None:
             return
@@ -329,17 +226,17 @@ class _Collector:
             events = receipt.get("events")
             assert isinstance(tx_id, bytes) and isinstance(events, list)
             for event in events:
-                if event.get("contract") == "diamonds":
+                if event.get("contract") == contract:
                     yield tx_id, event["kind"], event["attributes"]
 
-    def _find(self, height: int, kind: str, attributes: dict[str, object]) -> bytes:
-        for tx_id, event_kind, event_attributes in self._events(height):
+    def _find(self, height: int, contract: str, kind: str, attributes: dict[str, object]) -> bytes:
+        for tx_id, event_kind, event_attributes in self._events(height, contract):
             if event_kind == kind and _matches(event_attributes, attributes):
                 return tx_id
         raise RuntimeError(f"no {kind} event {attributes} in block {height}")
 
     def _search(
-        self, start: int, kind: str, attributes: dict[str, object], last: bool = False
+        self, start: int, contract: str, kind: str, attributes: dict[str, object], last: bool
     ) -> bytes:
         found: bytes | None = None
         # A revocation or accreditation change is found by reading blocks on
@@ -351,7 +248,7 @@ class _Collector:
                 f"finding the latest {kind} would read more than {MAX_SEARCH_BLOCKS} blocks"
             )
         for height in range(start, end + 1):
-            for tx_id, event_kind, event_attributes in self._events(height):
+            for tx_id, event_kind, event_attributes in self._events(height, contract):
                 if event_kind == kind and _matches(event_attributes, attributes):
                     if not last:
                         return tx_id

@@ -32,24 +32,29 @@ raises :class:`BundleError` naming the first thing that fails:
    requests root (``inclusion``), and a quorum of the genesis validators
    signed COMMIT for that header's batch digest (``certificate``); the
    sender's key belongs to an organisation of the genesis (``signer``);
-4. the provenance is rebuilt from the transactions alone: the asset's
-   creating transaction, and recursively every parent's (extract, split,
-   merge, cut), the registration of every origin mine, and the issuance and
-   shipment of every KP certificate used, must be in the bundle
-   (``missing_upstream_link``); and nothing else may be (``unrelated_entry``),
-   so a bundle cannot be passed off as another asset's;
-5. the transactions are replayed, in order, through the ledger's own
+4. the transactions are replayed, in order, through the ledger's own
    contract code (:func:`contracts.runtime.execute`) on the genesis state:
-   each must succeed exactly as it did on chain, so a dropped transfer or
-   import (the next owner could not have acted) or an inserted refused
-   transaction fails as ``missing_upstream_link``, naming the entry and the
-   rule that refused it;
-6. the compliance verdict and trace are the ledger's own queries
-   (``diamonds.compliance``, ``diamonds.trace``) on the replayed state, plus
-   an explicit check of every Kimberley Process crossing (issued by the
-   exporting country's KP authority, confirmed by the importing one's) and
-   every origin mine (registered by its country's KP authority or a
-   regulator).
+   each must succeed exactly as it did on chain, so a dropped transaction
+   another depends on (an extraction, a mine's registration, a KP
+   certificate's issuance or shipment, an import, a transfer) or an
+   inserted refused transaction fails as ``missing_upstream_link``, naming
+   the entry and, in the rule pack's own words, the rule that refused it;
+   and the replay must create the asset;
+5. every entry is part of the asset's provenance as the rule pack itself
+   defines it on the replayed state (query ``diamonds.provenance_scope``,
+   contracts/diamond_scope.py, the same query the builder uses): an event
+   of an asset in scope, or the transaction behind a record the verdict
+   rests on (a mine's registration, a certificate's issuance, a sanction or
+   revocation in force); anything else fails as ``unrelated_entry``, so a
+   bundle cannot be passed off as another asset's;
+6. every semantic fact of the verdict is the rule pack's own answer on the
+   replayed state: the compliance verdict and trace (``diamonds.compliance``,
+   ``diamonds.trace``) and the check of every Kimberley Process crossing
+   (issued by the exporting country's KP authority, confirmed by the
+   importing one's) and every origin mine (registered by its country's KP
+   authority or a regulator) (``diamonds.attestations``).  This module keeps
+   no model of the diamond rules: what remains here is decoding within
+   limits, the proofs, the replay and rendering (:mod:`node.sdk.render`).
 
 Why every byte counts: the framing is canonical; a transaction's bytes are
 covered by its sender's signature and its id; the id by the Merkle path; the
@@ -81,7 +86,6 @@ carry governance history).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,10 +105,12 @@ from consensus.codec import (
 from consensus.merkle import verify_inclusion
 from consensus.messages import Commit, batch_digest_of
 from consensus.quorum import ValidatorSet
+from contracts.diamond_scope import AT_HEIGHT
+from contracts.errors import ErrorCode
 from contracts.genesis import GenesisOrg, genesis_state
 from contracts.orgs import nonce_key
 from contracts.queries import query
-from contracts.receipt import BlockContext
+from contracts.receipt import BlockContext, Event, Receipt
 from contracts.runtime import execute
 from contracts.state import MemoryState
 from contracts.tx import Transaction, decode_tx, verify_tx
@@ -168,11 +174,6 @@ KIND_TITLES = {
     "unrelated_entry": "unrelated entry",
 }
 
-# Diamond methods whose ``asset_id`` argument names the asset they act on.
-_ACTS_ON_ASSET = frozenset({"transfer", "grade", "sell", "freeze", "unfreeze", "split", "cut"})
-_CROSSING_METHODS = frozenset({"ship", "confirm_import", "reject_import"})
-_SANCTION_METHODS = frozenset({"sanction", "lift_sanction"})
-
 
 class BundleError(Exception):
     """A bundle does not verify; ``kind`` names the proof that failed (see KIND_TITLES)."""
@@ -204,7 +205,9 @@ class Step:
         return f"{self.contract}.{self.method}"
 
     def summary(self) -> str:
-        return _summarise(self.method, self.args)
+        from node.sdk.render import call_summary
+
+        return call_summary(self.method, self.args)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -478,8 +481,10 @@ def verify_bundle(
         )
     if len({entry.tx_id for entry in entries}) != len(entries):
         raise BundleError("order", "a transaction appears twice")
-    _Provenance(asset_id, entries, genesis).check()
-    return _replay(asset_id, entries, genesis, validators, as_of_header, verify)
+    replayed = _replay(entries, genesis, verify)
+    replayed.ask("asset", asset_id)
+    _check_scope(asset_id, replayed)
+    return _verdict(asset_id, replayed, genesis, validators, as_of_header)
 
 
 def _check_validators(value: object, genesis: NetworkGenesis) -> ValidatorSet:
@@ -598,264 +603,100 @@ def _check_entry(
     return _Entry(position, tx, tx_id, header, index, org)
 
 
-# ------------------------------------------------------------------ provenance structure
-
-
-def _arg_str(tx: Transaction, name: str) -> str | None:
-    value = tx.args.get(name)
-    return value if isinstance(value, str) else None
-
-
-def _arg_strs(tx: Transaction, name: str) -> list[str]:
-    value = tx.args.get(name)
-    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
-
-
-def _arg_outputs(tx: Transaction, name: str) -> list[str]:
-    value = tx.args.get(name)
-    if not isinstance(value, list):
-        return []
-    return [
-        item["asset_id"]
-        for item in value
-        if isinstance(item, dict) and isinstance(item.get("asset_id"), str)
-    ]
-
-
-def _created(tx: Transaction) -> tuple[list[str], list[str]]:
-    """(assets a diamond transaction creates, their parents)."""
-    match tx.method:
-        case "extract":
-            return [a for a in [_arg_str(tx, "parcel_id")] if a], []
-        case "split":
-            return _arg_outputs(tx, "outputs"), [a for a in [_arg_str(tx, "asset_id")] if a]
-        case "merge":
-            return [a for a in [_arg_str(tx, "output_id")] if a], _arg_strs(tx, "inputs")
-        case "cut":
-            return _arg_outputs(tx, "stones"), [a for a in [_arg_str(tx, "asset_id")] if a]
-    return [], []
+# ------------------------------------------------------------------ replay
 
 
 def _missing(message: str) -> BundleError:
     return BundleError("missing_upstream_link", message)
 
 
-class _Provenance:
-    """The asset's provenance graph as the transactions describe it.
-
-    The assets whose history the replay needs (``assets``) are the target's
-    upstream closed under two more rules: every parcel travelling under a
-    KP certificate with one of them (a certificate is issued, shipped and
-    confirmed for all its parcels at once), and every input merged with one
-    of them.
-    """
-
-    def __init__(self, asset_id: str, entries: list[_Entry], genesis: NetworkGenesis) -> None:
-        self.asset_id = asset_id
-        self.entries = entries
-        self.orgs = {org.org_id: org for org in genesis.genesis.organisations}
-        self.diamond = [entry for entry in entries if entry.tx.contract == "diamonds"]
-        self.creator: dict[str, _Entry] = {}
-        self.parents: dict[str, list[str]] = {}
-        for entry in self.diamond:
-            made, parents = _created(entry.tx)
-            for asset in made:
-                self.creator.setdefault(asset, entry)
-                self.parents.setdefault(asset, parents)
-        self.issued = self._by_cert({"issue_kp_certificate"})
-        self.shipped = self._by_cert({"ship"})
-        # Certificates naming an asset among their parcels, merges among their inputs.
-        self.grouping: dict[str, list[_Entry]] = {}
-        for entry in self.diamond:
-            if entry.tx.method == "issue_kp_certificate":
-                grouped = _arg_strs(entry.tx, "parcels")
-            elif entry.tx.method == "merge":
-                grouped = _arg_strs(entry.tx, "inputs")
-            else:
-                continue
-            for asset in set(grouped):
-                self.grouping.setdefault(asset, []).append(entry)
-
-    def _by_cert(self, methods: set[str]) -> dict[str, _Entry]:
-        found: dict[str, _Entry] = {}
-        for entry in self.diamond:
-            cert_id = _arg_str(entry.tx, "cert_id")
-            if entry.tx.method in methods and cert_id is not None:
-                found.setdefault(cert_id, entry)
-        return found
-
-    def check(self) -> None:
-        if self.asset_id not in self.creator:
-            raise _missing(f"no transaction in the bundle creates asset {self.asset_id}")
-        self._check_certificates()
-        assets, certs = self._closure()
-        mines = self._check_mines(assets)
-        self._check_relevance(assets, certs, mines)
-
-    def _check_certificates(self) -> None:
-        for entry in self.diamond:
-            cert_id = _arg_str(entry.tx, "cert_id")
-            if entry.tx.method not in _CROSSING_METHODS or cert_id is None:
-                continue
-            if cert_id not in self.issued:
-                raise _missing(
-                    f"KP certificate {cert_id}, used by {entry.describe()}, "
-                    "has no issuance in the bundle"
-                )
-            if entry.tx.method != "ship" and cert_id not in self.shipped:
-                raise _missing(
-                    f"the shipment under KP certificate {cert_id}, which {entry.describe()} "
-                    "settles, is not in the bundle"
-                )
-
-    def _closure(self) -> tuple[set[str], set[str]]:
-        assets: set[str] = set()
-        certs: set[str] = set()
-        queue: list[tuple[str, str]] = [(self.asset_id, "the bundle's asset")]
-        while queue:
-            asset, why = queue.pop()
-            if asset in assets:
-                continue
-            if asset not in self.creator:
-                raise _missing(f"asset {asset}, {why}, has no creating transaction in the bundle")
-            assets.add(asset)
-            made_by = self.creator[asset]
-            queue.extend(
-                (parent, f"parent of {asset} ({made_by.describe()})")
-                for parent in self.parents[asset]
-            )
-            for entry in self.grouping.get(asset, []):
-                tx = entry.tx
-                if tx.method == "issue_kp_certificate":
-                    certs.add(_arg_str(tx, "cert_id") or "")
-                    queue.extend(
-                        (parcel, f"certified with {asset} ({entry.describe()})")
-                        for parcel in _arg_strs(tx, "parcels")
-                    )
-                else:
-                    queue.extend(
-                        (other, f"merged with {asset} ({entry.describe()})")
-                        for other in _arg_strs(tx, "inputs")
-                    )
-        return assets, certs
-
-    def _check_mines(self, assets: set[str]) -> set[str]:
-        registered = {
-            _arg_str(entry.tx, "mine_id")
-            for entry in self.diamond
-            if entry.tx.method == "register_mine"
-        }
-        mines: set[str] = set()
-        for asset in sorted(assets):
-            entry = self.creator[asset]
-            mine_id = _arg_str(entry.tx, "mine_id")
-            if entry.tx.method != "extract" or mine_id is None:
-                continue
-            if mine_id not in registered:
-                raise _missing(
-                    f"mine {mine_id}, origin of {asset} ({entry.describe()}), "
-                    "has no registration in the bundle"
-                )
-            mines.add(mine_id)
-        return mines
-
-    def _check_relevance(self, assets: set[str], certs: set[str], mines: set[str]) -> None:
-        relevant: set[int] = {self.creator[asset].position for asset in assets}
-        reports: set[str] = set()
-        for entry in self.diamond:
-            if self._concerns(entry.tx, assets, certs, mines):
-                relevant.add(entry.position)
-                if entry.tx.method == "grade":
-                    reports.add(_arg_str(entry.tx, "report_id") or "")
-        involved = self._involved([e for e in self.entries if e.position in relevant], mines)
-        for entry in self.entries:
-            if entry.position in relevant:
-                continue
-            tx = entry.tx
-            kind, target = _arg_str(tx, "kind"), _arg_str(tx, "target")
-            if tx.contract == "diamonds" and (
-                (tx.method in _SANCTION_METHODS and (kind, target) in involved)
-                or (
-                    tx.method == "revoke_certificate"
-                    and ((kind == "kp" and _arg_str(tx, "cert_id") in certs)
-                         or (kind == "grading" and _arg_str(tx, "cert_id") in reports))
-                )
-            ):  # fmt: skip
-                continue
-            raise BundleError(
-                "unrelated_entry",
-                f"{entry.describe()} is not part of the provenance of {self.asset_id}",
-            )
-
-    @staticmethod
-    def _concerns(tx: Transaction, assets: set[str], certs: set[str], mines: set[str]) -> bool:
-        method = tx.method
-        if method in _ACTS_ON_ASSET:
-            return _arg_str(tx, "asset_id") in assets
-        if method == "merge":
-            return bool(assets.intersection(_arg_strs(tx, "inputs")))
-        if method == "issue_kp_certificate" or method in _CROSSING_METHODS:
-            return _arg_str(tx, "cert_id") in certs
-        if method in ("register_mine", "set_mine_accreditation"):
-            return _arg_str(tx, "mine_id") in mines
-        return False
-
-    def _involved(
-        self, relevant: list[_Entry], mines: set[str]
-    ) -> set[tuple[str | None, str | None]]:
-        """Sanction targets that can bear on the verdict: the mines, every
-        organisation that acted or was named, and all their countries."""
-        orgs: set[str] = set()
-        countries: set[str] = set()
-        for entry in relevant:
-            tx = entry.tx
-            orgs.add(entry.org.org_id)
-            for name in ("to_org", "exporter", "importer", "operator"):
-                named = _arg_str(tx, name)
-                if named is not None:
-                    orgs.add(named)
-            for name in ("country", "origin_country", "destination_country"):
-                country = _arg_str(tx, name)
-                if country is not None:
-                    countries.add(country)
-        countries.update(self.orgs[org].country for org in orgs if org in self.orgs)
-        return (
-            {("mine", mine) for mine in mines}
-            | {("org", org) for org in orgs}
-            | {("country", country) for country in countries}
-        )
-
-
-# ------------------------------------------------------------------ replay and verdict
-
-
-def _replay(
-    asset_id: str,
-    entries: list[_Entry],
-    genesis: NetworkGenesis,
-    validators: ValidatorSet,
-    as_of: _Header,
-    verify: Verifier,
-) -> Verdict:
-    state = MemoryState(genesis_state(genesis.genesis))
+def _replay(entries: list[_Entry], genesis: NetworkGenesis, verify: Verifier) -> _Replayed:
+    """Every entry executed in order by the ledger's own contract code."""
+    replayed = _Replayed(MemoryState(genesis_state(genesis.genesis)))
     for entry in entries:
         tx = entry.tx
         # The bundle holds only the sender's transactions in this provenance,
         # so its nonce count is set to the one each transaction carries; the
         # chain already enforced the nonce order.
-        state.put(nonce_key(tx.sender), encode(tx.nonce))
+        replayed.state.put(nonce_key(tx.sender), encode(tx.nonce))
         context = BlockContext(
             height=entry.height, time_ms=entry.header.proposer_time_ms, proposer=""
         )
-        receipt = execute(state, tx, context, verify)
+        receipt = execute(replayed.state, tx, context, verify)
         if not receipt.ok:
             raise _missing(
                 f"{entry.describe()} does not follow from the bundle's earlier transactions: "
                 f"the ledger's rules refuse it ({receipt.error}: {receipt.message}); a transaction "
                 "it depends on is missing from the bundle, or it was refused on chain"
             )
-    compliance = _query(state, "compliance", asset_id)
-    trace = _query(state, "trace", asset_id)
+        replayed.add(entry, receipt)
+    return replayed
+
+
+class _Replayed:
+    """The state after the replay, the entries, and the events each emitted."""
+
+    def __init__(self, state: MemoryState) -> None:
+        self.state = state
+        self.entries: list[_Entry] = []
+        self.emitted: dict[tuple[str, str], list[tuple[_Entry, Event]]] = {}
+
+    def add(self, entry: _Entry, receipt: Receipt) -> None:
+        self.entries.append(entry)
+        for event in receipt.events:
+            self.emitted.setdefault((event.contract, event.kind), []).append((entry, event))
+
+    def ask(self, name: str, asset_id: str) -> dict[str, Any]:
+        """The diamond pack's own answer to query ``name`` about the asset."""
+        answer = query(self.state, "diamonds", name, {"asset_id": asset_id})
+        if not answer["ok"]:
+            if answer["error"] == ErrorCode.UNKNOWN_ASSET:
+                raise _missing(f"no transaction in the bundle creates asset {asset_id}")
+            raise _missing(f"the replayed bundle has no {name} of {asset_id}: {answer['message']}")
+        result = answer["result"]
+        assert isinstance(result, dict)
+        return result
+
+    def recorders(self, record: dict[str, Any]) -> list[_Entry]:
+        """The entries whose transactions recorded ``record`` (a scope record)."""
+        height, wanted = record["height"], record["attributes"].items()
+        return [
+            entry
+            for entry, event in self.emitted.get((record["contract"], record["kind"]), [])
+            if (entry.height == height if record["at"] == AT_HEIGHT else entry.height >= height)
+            and all(_exact(event.attributes.get(name), value) for name, value in wanted)
+        ]
+
+
+def _check_scope(asset_id: str, replayed: _Replayed) -> None:
+    """Every entry is a transaction the pack counts in the asset's provenance."""
+    scope = replayed.ask("provenance_scope", asset_id)
+    if scope["truncated"]:
+        raise _fail_format(
+            f"the provenance of {asset_id} has more assets than the chain's max_trace_nodes, "
+            "so no node builds a bundle of it"
+        )
+    wanted = set(scope["tx_ids"])
+    wanted.update(entry.tx_id for r in scope["records"] for entry in replayed.recorders(r))
+    for entry in replayed.entries:
+        if entry.tx_id not in wanted:
+            raise BundleError(
+                "unrelated_entry", f"{entry.describe()} is not part of the provenance of {asset_id}"
+            )
+
+
+# ------------------------------------------------------------------ verdict
+
+
+def _verdict(
+    asset_id: str,
+    replayed: _Replayed,
+    genesis: NetworkGenesis,
+    validators: ValidatorSet,
+    as_of: _Header,
+) -> Verdict:
+    compliance = replayed.ask("compliance", asset_id)
+    trace = replayed.ask("trace", asset_id)
     steps = tuple(
         Step(
             height=entry.height,
@@ -867,7 +708,7 @@ def _replay(
             method=entry.tx.method,
             args=dict(entry.tx.args),
         )
-        for entry in entries
+        for entry in replayed.entries
     )
     return Verdict(
         asset_id=asset_id,
@@ -879,137 +720,51 @@ def _replay(
         steps=steps,
         trace=trace,
         compliance=compliance,
-        checks=tuple(_checks(entries, genesis)),
+        checks=_checks(replayed.ask("attestations", asset_id), replayed),
     )
 
 
-def _query(state: MemoryState, name: str, asset_id: str) -> dict[str, Any]:
-    answer = query(state, "diamonds", name, {"asset_id": asset_id})
-    if not answer["ok"]:
-        raise _missing(f"the replayed bundle has no {name} of {asset_id}: {answer['message']}")
-    result = answer["result"]
-    assert isinstance(result, dict)
-    return result
+def _checks(attestations: dict[str, Any], replayed: _Replayed) -> tuple[Check, ...]:
+    """The pack's attestations as checks, in the order the bundle recorded them."""
+    positions = {entry.tx_id: entry.position for entry in replayed.entries}
+    found: list[tuple[int, Check]] = []
+    for mine in attestations["mine_registrations"]:
+        registration = replayed.recorders(mine["registration"])
+        assert registration, "the replay registered every mine it knows"
+        found.append((registration[0].position, _mine_check(mine)))
+    for crossing in attestations["kp_crossings"]:
+        found.append((positions[crossing["confirmed_tx_id"]], _crossing_check(crossing)))
+    return tuple(check for _, check in sorted(found, key=lambda item: item[0]))
 
 
-def _is_kp_authority(org: GenesisOrg, country: str | None) -> bool:
-    return "certifier" in org.roles and "kp_authority" in org.scopes and org.country == country
-
-
-def _checks(entries: list[_Entry], genesis: NetworkGenesis) -> list[Check]:
-    """Every KP crossing and mine registration, judged from the transactions."""
-    checks: list[Check] = []
-    issued = {
-        _arg_str(e.tx, "cert_id"): e
-        for e in entries
-        if e.tx.contract == "diamonds" and e.tx.method == "issue_kp_certificate"
-    }
-    for entry in entries:
-        tx = entry.tx
-        if tx.contract != "diamonds":
-            continue
-        if tx.method == "register_mine":
-            country = _arg_str(tx, "country")
-            registrar = entry.org
-            if _is_kp_authority(registrar, country):
-                ok, how = True, f"KP authority of {country}"
-            elif "regulator" in registrar.roles:
-                ok, how = True, "a regulator"
-            else:
-                ok, how = False, f"neither the KP authority of {country} nor a regulator"
-            checks.append(
-                Check(
-                    "mine_registration",
-                    _arg_str(tx, "mine_id") or "?",
-                    ok,
-                    f"in {country}, registered by {registrar.org_id} ({how}) at block {entry.height}",
-                )
-            )
-        elif tx.method == "confirm_import":
-            cert_id = _arg_str(tx, "cert_id")
-            issue = issued[cert_id]
-            origin = _arg_str(issue.tx, "origin_country")
-            destination = _arg_str(issue.tx, "destination_country")
-            issuer_ok = _is_kp_authority(issue.org, origin)
-            confirmer_ok = _is_kp_authority(entry.org, destination)
-            parcels = ", ".join(_arg_strs(issue.tx, "parcels"))
-            checks.append(
-                Check(
-                    "kp_crossing",
-                    cert_id or "?",
-                    issuer_ok and confirmer_ok,
-                    f"{parcels} {origin} -> {destination}: issued by {issue.org.org_id} "
-                    f"({'KP authority of ' + str(origin) if issuer_ok else 'NOT the exporting authority'}) "
-                    f"at block {issue.height}, import confirmed by {entry.org.org_id} "
-                    f"({'KP authority of ' + str(destination) if confirmer_ok else 'NOT the importing authority'}) "
-                    f"at block {entry.height}",
-                )
-            )
-    return checks
-
-
-# ------------------------------------------------------------------ text
-
-
-def _carats(points: object) -> str:
-    value = points if isinstance(points, int) else 0
-    return f"{value // 100}.{value % 100:02d} ct"
-
-
-def _outputs_text(value: object) -> str:
-    if not isinstance(value, list):
-        return "?"
-    return ", ".join(
-        f"{item.get('asset_id')} ({_carats(item.get('carats_points'))})"
-        for item in value
-        if isinstance(item, dict)
+def _mine_check(mine: dict[str, Any]) -> Check:
+    country = mine["country"]
+    how = {
+        "kp_authority": f"KP authority of {country}",
+        "regulator": "a regulator",
+    }.get(mine["entitled_as"], f"neither the KP authority of {country} nor a regulator")
+    return Check(
+        "mine_registration",
+        mine["mine_id"],
+        bool(mine["entitled_as"]),
+        f"in {country}, registered by {mine['registered_by']} ({how}) "
+        f"at block {mine['registered_height']}",
     )
 
 
-_SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
-    "register_mine": lambda a: (
-        f"mine {a.get('mine_id')} in {a.get('country')}, operated by {a.get('operator')}"
-    ),
-    "set_mine_accreditation": lambda a: (
-        f"mine {a.get('mine_id')} accredited={a.get('accredited', True)}"
-    ),
-    "extract": lambda a: (
-        f"{a.get('parcel_id')} {_carats(a.get('carats_points'))} from mine {a.get('mine_id')}"
-    ),
-    "split": lambda a: f"{a.get('asset_id')} -> {_outputs_text(a.get('outputs'))}",
-    "merge": lambda a: f"{', '.join(map(str, a.get('inputs') or []))} -> {a.get('output_id')}",
-    "cut": lambda a: f"{a.get('asset_id')} -> {_outputs_text(a.get('stones'))}",
-    "transfer": lambda a: (
-        f"{a.get('asset_id')} to {a.get('to_org')}"
-        + (" (custody only)" if a.get("custody_only") else "")
-    ),
-    "issue_kp_certificate": lambda a: (
-        f"KP {a.get('cert_id')} {a.get('origin_country')} -> {a.get('destination_country')}, "
-        f"{a.get('exporter')} to {a.get('importer')}, {', '.join(map(str, a.get('parcels') or []))}, "
-        f"{_carats(a.get('carats_points'))}, HS {a.get('hs_code')}"
-    ),
-    "ship": lambda a: f"shipped under {a.get('cert_id')}",
-    "confirm_import": lambda a: (
-        f"import under {a.get('cert_id')} confirmed, {_carats(a.get('carats_points'))}"
-    ),
-    "reject_import": lambda a: f"import under {a.get('cert_id')} rejected: {a.get('reason')}",
-    "grade": lambda a: (
-        f"{a.get('asset_id')} report {a.get('report_id')}: {a.get('colour')} {a.get('clarity')} "
-        f"{a.get('cut_grade')}"
-    ),
-    "sell": lambda a: f"{a.get('asset_id')} sold to {a.get('buyer_ref')}",
-    "sanction": lambda a: f"{a.get('kind')} {a.get('target')} sanctioned: {a.get('reason')}",
-    "lift_sanction": lambda a: f"sanction on {a.get('kind')} {a.get('target')} lifted",
-    "freeze": lambda a: f"{a.get('asset_id')} frozen",
-    "unfreeze": lambda a: f"{a.get('asset_id')} unfrozen",
-    "revoke_certificate": lambda a: (
-        f"{a.get('kind')} certificate {a.get('cert_id')} revoked: {a.get('reason')}"
-    ),
-}
-
-
-def _summarise(method: str, args: dict[str, Any]) -> str:
-    describe = _SUMMARIES.get(method)
-    if describe is not None:
-        return describe(args)
-    return " ".join(f"{key}={value}" for key, value in sorted(args.items()))
+def _crossing_check(crossing: dict[str, Any]) -> Check:
+    origin, destination = crossing["origin_country"], crossing["destination_country"]
+    issuer_ok, confirmer_ok = crossing["issuer_is_authority"], crossing["confirmer_is_authority"]
+    issuer_is = f"KP authority of {origin}" if issuer_ok else "NOT the exporting authority"
+    confirmer_is = (
+        f"KP authority of {destination}" if confirmer_ok else "NOT the importing authority"
+    )
+    return Check(
+        "kp_crossing",
+        crossing["cert_id"],
+        bool(issuer_ok and confirmer_ok),
+        f"{', '.join(crossing['parcels'])} {origin} -> {destination}: "
+        f"issued by {crossing['issuer']} ({issuer_is}) at block {crossing['issued_height']}, "
+        f"import confirmed by {crossing['confirmed_by']} ({confirmer_is}) "
+        f"at block {crossing['confirmed_height']}",
+    )

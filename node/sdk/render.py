@@ -9,6 +9,7 @@ compliance verdict at the end.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 JSON = dict[str, Any]
@@ -161,6 +162,69 @@ def format_compliance(compliance: JSON) -> str:
             f"  - {failure.get('asset_id')}: {failure.get('rule')}: {failure.get('detail')}"
         )
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ transactions
+
+
+def _outputs_text(value: object) -> str:
+    if not isinstance(value, list):
+        return "?"
+    return ", ".join(
+        f"{item.get('asset_id')} ({carats(item.get('carats_points'))})"
+        for item in value
+        if isinstance(item, dict)
+    )
+
+
+_CALL_SUMMARIES: dict[str, Callable[[JSON], str]] = {
+    "register_mine": lambda a: (
+        f"mine {a.get('mine_id')} in {a.get('country')}, operated by {a.get('operator')}"
+    ),
+    "set_mine_accreditation": lambda a: (
+        f"mine {a.get('mine_id')} accredited={a.get('accredited', True)}"
+    ),
+    "extract": lambda a: (
+        f"{a.get('parcel_id')} {carats(a.get('carats_points'))} from mine {a.get('mine_id')}"
+    ),
+    "split": lambda a: f"{a.get('asset_id')} -> {_outputs_text(a.get('outputs'))}",
+    "merge": lambda a: f"{', '.join(map(str, a.get('inputs') or []))} -> {a.get('output_id')}",
+    "cut": lambda a: f"{a.get('asset_id')} -> {_outputs_text(a.get('stones'))}",
+    "transfer": lambda a: (
+        f"{a.get('asset_id')} to {a.get('to_org')}"
+        + (" (custody only)" if a.get("custody_only") else "")
+    ),
+    "issue_kp_certificate": lambda a: (
+        f"KP {a.get('cert_id')} {a.get('origin_country')} -> {a.get('destination_country')}, "
+        f"{a.get('exporter')} to {a.get('importer')}, {', '.join(map(str, a.get('parcels') or []))}, "
+        f"{carats(a.get('carats_points'))}, HS {a.get('hs_code')}"
+    ),
+    "ship": lambda a: f"shipped under {a.get('cert_id')}",
+    "confirm_import": lambda a: (
+        f"import under {a.get('cert_id')} confirmed, {carats(a.get('carats_points'))}"
+    ),
+    "reject_import": lambda a: f"import under {a.get('cert_id')} rejected: {a.get('reason')}",
+    "grade": lambda a: (
+        f"{a.get('asset_id')} report {a.get('report_id')}: {a.get('colour')} {a.get('clarity')} "
+        f"{a.get('cut_grade')}"
+    ),
+    "sell": lambda a: f"{a.get('asset_id')} sold to {a.get('buyer_ref')}",
+    "sanction": lambda a: f"{a.get('kind')} {a.get('target')} sanctioned: {a.get('reason')}",
+    "lift_sanction": lambda a: f"sanction on {a.get('kind')} {a.get('target')} lifted",
+    "freeze": lambda a: f"{a.get('asset_id')} frozen",
+    "unfreeze": lambda a: f"{a.get('asset_id')} unfrozen",
+    "revoke_certificate": lambda a: (
+        f"{a.get('kind')} certificate {a.get('cert_id')} revoked: {a.get('reason')}"
+    ),
+}
+
+
+def call_summary(method: str, args: JSON) -> str:
+    """One line saying what a transaction's call does, from its method and arguments."""
+    describe = _CALL_SUMMARIES.get(method)
+    if describe is not None:
+        return describe(args)
+    return " ".join(f"{key}={value}" for key, value in sorted(args.items()))
 
 
 # ------------------------------------------------------------------ food

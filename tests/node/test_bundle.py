@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from netfixture import free_base_port
 
-from consensus.codec import decode, encode
+from consensus.codec import decode, digest, encode
+from contracts.tx import decode_tx, encode_tx, sign_tx
 from node.api.bundle import UnknownAsset, build_bundle
 from node.app import start_node
 from node.ops.cli_bundle import add_bundle_commands
@@ -37,6 +38,7 @@ from node.sdk.bundle_verify import BundleError, Verdict, verify_bundle
 from node.sdk.client import ProvenetClient
 from node.sdk.errors import ProvenetError
 from node.sdk.genesis import NetworkGenesis, load_genesis
+from node.sdk.keys import load_identity
 
 TOKEN = "t1"
 STONE = f"S-{TOKEN}-1"
@@ -211,6 +213,23 @@ def _entry_of(document: dict[str, Any], method: str, occurrence: int = 0) -> int
     return hits[occurrence]
 
 
+def _resigned(chain: Chain, envelope: bytes, **changed: object) -> bytes:
+    """The same transaction with ``changed`` arguments, signed again by its sender."""
+    tx = decode_tx(envelope)
+    org = next(o for o in chain.network.genesis.organisations if tx.sender in o.keys)
+    identity = load_identity(chain.dir / "orgs" / f"{org.org_id}.key")
+    forged = sign_tx(
+        identity.signer,
+        chain_id=tx.chain_id,
+        nonce=tx.nonce,
+        contract=tx.contract,
+        method=tx.method,
+        args={**tx.args, **changed},
+        expiry_height=tx.expiry_height,
+    )
+    return encode_tx(forged)
+
+
 # ------------------------------------------------------------------ clean bundles
 
 
@@ -308,7 +327,7 @@ def test_a_merged_and_co_shipped_history_replays(chain: Chain) -> None:
     del document["entries"][2]  # Q2's extraction
     failure = _fails(encode(document), chain.network)
     assert failure.kind == "missing_upstream_link"
-    assert "asset Q2, parent of QM" in failure.message
+    assert "diamonds.merge by miner" in failure.message and "no diamond asset Q2" in failure.message
 
 
 def test_a_revocation_in_force_is_in_the_bundle(chain: Chain) -> None:
@@ -351,18 +370,20 @@ def test_a_changed_certificate_signature_fails_the_certificate(chain: Chain) -> 
 @pytest.mark.parametrize(
     ("method", "occurrence", "named"),
     [
-        ("extract", 0, f"asset {PARCEL}, parent of {STONE}"),
-        ("register_mine", 0, f"mine {MINE}, origin of {PARCEL}"),
-        ("issue_kp_certificate", 0, f"KP certificate {CERT}"),
-        ("ship", 0, f"the shipment under KP certificate {CERT}"),
+        ("extract", 0, f"no diamond asset {PARCEL}"),
+        ("register_mine", 0, f"no mine {MINE}"),
+        ("issue_kp_certificate", 0, f"no KP certificate {CERT}"),
+        ("ship", 0, f"KP certificate {CERT} is issued, expected shipped"),
         ("confirm_import", 0, "diamonds.cut by cutter"),
         ("transfer", 0, "diamonds.grade by lab"),
-        ("cut", 0, f"no transaction in the bundle creates asset {STONE}"),
+        ("cut", 0, f"no diamond asset {STONE}"),
     ],
 )
 def test_a_dropped_upstream_link_is_named(
     chain: Chain, method: str, occurrence: int, named: str
 ) -> None:
+    """The replay refuses the first entry that needed the dropped one, and
+    the reason is the rule pack's own refusal, naming what is missing."""
     document = _document(chain)
     del document["entries"][_entry_of(document, method, occurrence)]
     failure = _fails(encode(document), chain.network)
@@ -394,14 +415,30 @@ def test_another_network_s_validator_set_fails(chain: Chain, tmp_path: Path) -> 
     assert failure.kind == "certificate"
 
 
+def test_a_history_that_never_creates_the_asset_fails(chain: Chain) -> None:
+    document = _document(chain)
+    document["entries"] = document["entries"][: _entry_of(document, "cut")]
+    failure = _fails(encode(document), chain.network)
+    assert failure.kind == "missing_upstream_link"
+    assert f"no transaction in the bundle creates asset {STONE}" in failure.message
+
+
 def test_an_unrelated_entry_or_another_asset_id_fails(chain: Chain) -> None:
     sibling = decode(chain.sibling)
     assert isinstance(sibling, dict)
     stone = _document(chain)
-    sibling["entries"].append(stone["entries"][_entry_of(stone, "grade")])
+    # The stone's hand-over to the lab replays on the sibling's history (the
+    # cutter holds both stones) but is no part of the sibling's provenance.
+    sibling["entries"].append(stone["entries"][_entry_of(stone, "transfer")])
     failure = _fails(encode(sibling), chain.network)
     assert failure.kind == "unrelated_entry"
+    assert "entry 6 (diamonds.transfer by cutter" in failure.message
     assert f"not part of the provenance of {SIBLING}" in failure.message
+    # The stone's grading cannot even replay there: the lab never held it.
+    sibling["entries"][-1] = stone["entries"][_entry_of(stone, "grade")]
+    failure = _fails(encode(sibling), chain.network)
+    assert failure.kind == "missing_upstream_link"
+    assert "diamonds.grade by lab" in failure.message
     # The stone's bundle renamed to its sibling: the stone's own steps do not belong.
     stone["asset_id"] = SIBLING
     assert _fails(encode(stone), chain.network).kind == "unrelated_entry"
@@ -454,3 +491,76 @@ def test_bundle_size_and_offline_verification_time(chain: Chain) -> None:
         f"1 validator), offline verification {elapsed_ms:.1f} ms"
     )
     assert elapsed_ms < 1_000
+
+
+# ------------------------------------------------------------------ one model of the rules
+
+
+def test_the_verdict_follows_the_rule_pack_not_a_model_of_it(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Change a rule in contracts/ only: the offline verdict must change with it.
+
+    A verifier that re-derived the facts in node/ (as bundle_verify once did,
+    judging KP authorities from the genesis file and the provenance from the
+    transactions' arguments) would go on answering as before.
+    """
+    import contracts.diamond_scope as pack
+
+    assert verify_bundle(chain.data, chain.network).conflict_free
+    # The pack's rule for who is a KP authority: if no one is, every crossing
+    # and every mine registration by an authority fails the offline check.
+    monkeypatch.setattr(pack, "_is_kp_authority", lambda org, country: False)
+    verdict = verify_bundle(chain.data, chain.network)
+    assert not verdict.conflict_free
+    assert [(c.rule, c.ok) for c in verdict.checks] == [
+        ("mine_registration", False),
+        ("kp_crossing", False),
+    ]
+    assert "NOT the exporting authority" in verdict.format()
+    monkeypatch.undo()
+    # The pack's rule for what a provenance is made of: without the records
+    # that keep no transaction id, the mine's registration is not part of it.
+    monkeypatch.setattr(pack._Walk, "records", lambda self: [])
+    failure = _fails(chain.data, chain.network)
+    assert failure.kind == "unrelated_entry"
+    assert "entry 0 (diamonds.register_mine by kp-bw" in failure.message
+
+
+def test_the_verifier_names_no_diamond_method() -> None:
+    """A tripwire for a second model: bundle_verify.py spells no diamond
+    method, so it cannot branch on one; what a method means is the pack's."""
+    import ast
+
+    import node.sdk.bundle_verify as module
+    from contracts.methods import METHODS
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    strings = {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    assert strings.isdisjoint(METHODS["diamonds"]), strings & set(METHODS["diamonds"])
+
+
+def test_a_reordered_or_altered_transaction_is_refused(chain: Chain) -> None:
+    document = _document(chain)
+    entries = document["entries"]
+    first, second = _entry_of(document, "ship"), _entry_of(document, "confirm_import")
+    entries[first], entries[second] = entries[second], entries[first]
+    failure = _fails(encode(document), chain.network)
+    assert failure.kind == "order"
+    assert f"is not after entry {first}" in failure.message
+    # A transaction re-signed by its sender with other arguments is no longer
+    # the one the block committed: its id is not under the block's root.
+    document = _document(chain)
+    position = _entry_of(document, "confirm_import")
+    envelope = document["entries"][position]["tx"]
+    document["entries"][position]["tx"] = _resigned(chain, envelope, carats_points=9_999)
+    failure = _fails(encode(document), chain.network)
+    assert failure.kind == "tx_id"
+    # With its id and Merkle proof changed to match, the block's certificate
+    # still does not cover it.
+    document["entries"][position]["tx_id"] = digest(document["entries"][position]["tx"])
+    assert _fails(encode(document), chain.network).kind == "inclusion"
