@@ -2,8 +2,9 @@
 
 Theory of operation
 -------------------
-``network.json`` (read by :func:`load_network`, written by
-:mod:`node.ops.netinit`) lists every node with its config file and URLs.
+``network.json`` (:mod:`node.sdk.network_file`, written by
+:mod:`node.ops.netinit`, read here by :func:`load_network`) lists every
+node with its config file and URLs.
 :func:`up` starts each node as its own background process, exactly as an
 operator would (``python -m node.ops.cli node run --config FILE``), in a new
 session so that closing the terminal that ran ``net up`` does not kill the
@@ -32,16 +33,18 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node.sdk.tls import client_context
+from node.sdk.network_file import (
+    LOG_NAME,
+    NETWORK_FILE,
+    ConfigError,
+    Network,
+    NodeEntry,
+    read_network,
+)
 
-NETWORK_FILE = "network.json"
-GENESIS_FILE = "genesis.json"
-LOG_NAME = "node.log"
-PID_NAME = "node.pid"
 DEFAULT_UP_TIMEOUT_S = 30.0
 DOWN_GRACE_S = 10.0
 POLL_INTERVAL_S = 0.2
@@ -57,120 +60,22 @@ class NetError(Exception):
     """An operator-facing failure of a network command; the message says what to do."""
 
 
-@dataclass(frozen=True)
-class NodeEntry:
-    """One node of network.json, with its config path made absolute."""
-
-    name: str
-    role: str
-    replica_id: int | None
-    org_id: str
-    api_url: str
-    peer_url: str
-    config: Path
-
-    @property
-    def directory(self) -> Path:
-        return self.config.parent
-
-    @property
-    def log_file(self) -> Path:
-        return self.directory / LOG_NAME
-
-    @property
-    def pid_file(self) -> Path:
-        return self.directory / PID_NAME
-
-
-@dataclass(frozen=True)
-class Network:
-    """network.json of a network directory, paths absolute."""
-
-    root: Path
-    chain_id: str
-    tls: bool
-    ca_file: Path | None
-    nodes: tuple[NodeEntry, ...]
-    orgs: dict[str, Path]
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """How an API client reaches these nodes: the CA's context, or None for plain HTTP."""
-        return client_context(self.ca_file) if self.tls and self.ca_file else None
-
-    def node(self, name: str) -> NodeEntry:
-        for entry in self.nodes:
-            if entry.name == name:
-                return entry
-        raise NetError(f"no node named {name!r} in {self.root / NETWORK_FILE}")
-
-
 # ------------------------------------------------------------ network.json
 
 
-def network_to_json(network: Network) -> dict[str, Any]:
-    """The network.json document, paths relative to the network directory."""
-    root = network.root
-
-    def rel(path: Path) -> str:
-        return path.relative_to(root).as_posix()
-
-    return {
-        "chain_id": network.chain_id,
-        "tls": network.tls,
-        "ca_file": rel(network.ca_file) if network.ca_file else None,
-        "nodes": [
-            {
-                "name": e.name,
-                "role": e.role,
-                "replica_id": e.replica_id,
-                "org_id": e.org_id,
-                "api_url": e.api_url,
-                "peer_url": e.peer_url,
-                "config": rel(e.config),
-            }
-            for e in network.nodes
-        ],
-        "orgs": {org_id: rel(path) for org_id, path in network.orgs.items()},
-    }
-
-
 def load_network(directory: Path) -> Network:
-    """Read DIR/network.json; a missing or malformed file is a :class:`NetError`."""
+    """Read DIR/network.json (:func:`node.sdk.network_file.read_network`); a
+    missing or malformed file is a :class:`NetError`."""
     root = Path(directory).resolve()
-    path = root / NETWORK_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not (root / NETWORK_FILE).exists():
         raise NetError(
             f"{root} is not a network directory (no {NETWORK_FILE}); "
             f"create one with: provenet net init {directory} --validators 4"
-        ) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise NetError(f"cannot read {path}: {exc}") from None
-    try:
-        ca_file = data.get("ca_file")
-        return Network(
-            root=root,
-            chain_id=str(data["chain_id"]),
-            tls=bool(data["tls"]),
-            ca_file=root / ca_file if ca_file else None,
-            nodes=tuple(_node_entry(root, item) for item in data["nodes"]),
-            orgs={str(k): root / v for k, v in data.get("orgs", {}).items()},
         )
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise NetError(f"{path} is malformed ({exc!r})") from None
-
-
-def _node_entry(root: Path, item: dict[str, Any]) -> NodeEntry:
-    return NodeEntry(
-        name=str(item["name"]),
-        role=str(item["role"]),
-        replica_id=item.get("replica_id"),
-        org_id=str(item["org_id"]),
-        api_url=str(item["api_url"]),
-        peer_url=str(item["peer_url"]),
-        config=root / item["config"],
-    )
+    try:
+        return read_network(root)
+    except ConfigError as exc:
+        raise NetError(str(exc)) from None
 
 
 # ------------------------------------------------------------ processes
