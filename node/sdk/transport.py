@@ -58,6 +58,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -437,7 +439,16 @@ def describe_failure(exc: BaseException) -> str:
         return "its TLS certificate is not trusted (is this the network's CA file?)"
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port}: {_os_reason(exc.os_error)}"
     return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
+def _os_reason(error: OSError) -> str:
+    """The operating system's words for a failed connection ("Connection refused")."""
+    if isinstance(error, socket.gaierror) or not error.errno or error.errno < 0:
+        return str(error.strerror or error)
+    return os.strerror(error.errno)
 
 
 async def _read_body(response: aiohttp.ClientResponse, max_body_bytes: int | None) -> bytes:
