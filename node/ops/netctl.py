@@ -2,8 +2,9 @@
 
 Theory of operation
 -------------------
-``network.json`` (read by :func:`load_network`, written by
-:mod:`node.ops.netinit`) lists every node with its config file and URLs.
+``network.json`` (:mod:`node.sdk.network_file`, written by
+:mod:`node.ops.netinit`, read here by :func:`load_network`) lists every
+node with its config file and URLs.
 :func:`up` starts each node as its own background process, exactly as an
 operator would (``python -m node.ops.cli node run --config FILE``), in a new
 session so that closing the terminal that ran ``net up`` does not kill the
@@ -15,33 +16,38 @@ A pid file can outlive its process, and the kernel can give that pid to an
 unrelated program; before signalling a pid we check (where ``/proc`` exists)
 that the process is still this node's ``node run --config FILE``.
 
+Nodes are asked over HTTP through the SDK's transport
+(:mod:`node.sdk.transport`), one request to one node; the commands are
+synchronous for the CLI and run the transport on an event loop of their own
+(``asyncio.run``), so call them from synchronous code or a thread.
+
 Nothing here prints: functions return data or text and raise
 :class:`NetError` with the whole operator-facing message; the CLI prints.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
 import os
 import signal
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node.sdk.tls import client_context
+from node.sdk.network_file import (
+    LOG_NAME,
+    NETWORK_FILE,
+    ConfigError,
+    Network,
+    NodeEntry,
+    read_network,
+)
+from node.sdk.transport import NodeFailed, RetryPolicy, Transport
 
-NETWORK_FILE = "network.json"
-GENESIS_FILE = "genesis.json"
-LOG_NAME = "node.log"
-PID_NAME = "node.pid"
 DEFAULT_UP_TIMEOUT_S = 30.0
 DOWN_GRACE_S = 10.0
 POLL_INTERVAL_S = 0.2
@@ -57,120 +63,22 @@ class NetError(Exception):
     """An operator-facing failure of a network command; the message says what to do."""
 
 
-@dataclass(frozen=True)
-class NodeEntry:
-    """One node of network.json, with its config path made absolute."""
-
-    name: str
-    role: str
-    replica_id: int | None
-    org_id: str
-    api_url: str
-    peer_url: str
-    config: Path
-
-    @property
-    def directory(self) -> Path:
-        return self.config.parent
-
-    @property
-    def log_file(self) -> Path:
-        return self.directory / LOG_NAME
-
-    @property
-    def pid_file(self) -> Path:
-        return self.directory / PID_NAME
-
-
-@dataclass(frozen=True)
-class Network:
-    """network.json of a network directory, paths absolute."""
-
-    root: Path
-    chain_id: str
-    tls: bool
-    ca_file: Path | None
-    nodes: tuple[NodeEntry, ...]
-    orgs: dict[str, Path]
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """How an API client reaches these nodes: the CA's context, or None for plain HTTP."""
-        return client_context(self.ca_file) if self.tls and self.ca_file else None
-
-    def node(self, name: str) -> NodeEntry:
-        for entry in self.nodes:
-            if entry.name == name:
-                return entry
-        raise NetError(f"no node named {name!r} in {self.root / NETWORK_FILE}")
-
-
 # ------------------------------------------------------------ network.json
 
 
-def network_to_json(network: Network) -> dict[str, Any]:
-    """The network.json document, paths relative to the network directory."""
-    root = network.root
-
-    def rel(path: Path) -> str:
-        return path.relative_to(root).as_posix()
-
-    return {
-        "chain_id": network.chain_id,
-        "tls": network.tls,
-        "ca_file": rel(network.ca_file) if network.ca_file else None,
-        "nodes": [
-            {
-                "name": e.name,
-                "role": e.role,
-                "replica_id": e.replica_id,
-                "org_id": e.org_id,
-                "api_url": e.api_url,
-                "peer_url": e.peer_url,
-                "config": rel(e.config),
-            }
-            for e in network.nodes
-        ],
-        "orgs": {org_id: rel(path) for org_id, path in network.orgs.items()},
-    }
-
-
 def load_network(directory: Path) -> Network:
-    """Read DIR/network.json; a missing or malformed file is a :class:`NetError`."""
+    """Read DIR/network.json (:func:`node.sdk.network_file.read_network`); a
+    missing or malformed file is a :class:`NetError`."""
     root = Path(directory).resolve()
-    path = root / NETWORK_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not (root / NETWORK_FILE).exists():
         raise NetError(
             f"{root} is not a network directory (no {NETWORK_FILE}); "
             f"create one with: provenet net init {directory} --validators 4"
-        ) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise NetError(f"cannot read {path}: {exc}") from None
-    try:
-        ca_file = data.get("ca_file")
-        return Network(
-            root=root,
-            chain_id=str(data["chain_id"]),
-            tls=bool(data["tls"]),
-            ca_file=root / ca_file if ca_file else None,
-            nodes=tuple(_node_entry(root, item) for item in data["nodes"]),
-            orgs={str(k): root / v for k, v in data.get("orgs", {}).items()},
         )
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise NetError(f"{path} is malformed ({exc!r})") from None
-
-
-def _node_entry(root: Path, item: dict[str, Any]) -> NodeEntry:
-    return NodeEntry(
-        name=str(item["name"]),
-        role=str(item["role"]),
-        replica_id=item.get("replica_id"),
-        org_id=str(item["org_id"]),
-        api_url=str(item["api_url"]),
-        peer_url=str(item["peer_url"]),
-        config=root / item["config"],
-    )
+    try:
+        return read_network(root)
+    except ConfigError as exc:
+        raise NetError(str(exc)) from None
 
 
 # ------------------------------------------------------------ processes
@@ -299,31 +207,30 @@ def _wait_gone(pid: int, timeout_s: float) -> None:
 
 # ------------------------------------------------------------ HTTP
 
-
-def get_json(url: str, context: ssl.SSLContext | None, timeout_s: float) -> tuple[int, Any]:
-    """GET ``url``; (HTTP status, decoded JSON body or None).  Connection errors raise OSError."""
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
-            return response.status, _json_or_none(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, _json_or_none(exc.read())
+# net up polls /healthz at a steady pace until its deadline.
+HEALTH_POLL = RetryPolicy(first_pause_s=POLL_INTERVAL_S, max_pause_s=POLL_INTERVAL_S)
 
 
-def _json_or_none(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
+def _transport(network: Network) -> Transport:
+    """The SDK's transport to every node of ``network``, one node per request
+    (no failover, no retry: each node is asked about itself)."""
+    return Transport(
+        [entry.api_url for entry in network.nodes],
+        network.ssl_context(),
+        timeout_s=REQUEST_TIMEOUT_S,
+        connect_timeout_s=REQUEST_TIMEOUT_S,
+        retry=RetryPolicy(rounds=1),
+    )
 
 
-def _healthy(entry: NodeEntry, context: ssl.SSLContext | None) -> bool:
+async def _healthy(transport: Transport, entry: NodeEntry) -> bool:
     """This node (by name, not just whoever holds its port) answers /healthz."""
     try:
-        status, body = get_json(f"{entry.api_url}/healthz", context, REQUEST_TIMEOUT_S)
-    except (OSError, ValueError):
+        reply = await transport.fetch(entry.api_url, "GET", "/healthz")
+    except NodeFailed:
         return False
-    return status == 200 and isinstance(body, dict) and body.get("node") == entry.name
+    body = reply.json()
+    return reply.status == 200 and isinstance(body, dict) and body.get("node") == entry.name
 
 
 def wait_healthy(
@@ -334,27 +241,37 @@ def wait_healthy(
     """Poll ``/healthz`` until every named node answers 200; return those that did not.
 
     A node whose process has exited is given up on at once instead of being
-    polled until the deadline: its log already says why.
+    polled until the deadline: its log already says why.  Runs its own event
+    loop (call it from synchronous code, or from a thread).
     """
+    return asyncio.run(_wait_healthy(network, timeout_s, names))
+
+
+async def _wait_healthy(
+    network: Network, timeout_s: float, names: Iterable[str] | None
+) -> list[str]:
     wanted = set(names) if names is not None else {e.name for e in network.nodes}
     pending = [e for e in network.nodes if e.name in wanted]
-    context = network.ssl_context()
     deadline = time.monotonic() + timeout_s
     failed: list[str] = []
-    while pending:
-        still: list[NodeEntry] = []
-        for entry in pending:
+    transport = _transport(network)
+    try:
+        polls = 0
+        while pending:
             # Death first: a dead node's port may be answered by another network.
-            if entry.pid_file.exists() and running_pid(entry) is None:
-                failed.append(entry.name)
-            elif not _healthy(entry, context):
-                still.append(entry)
-        pending = still
-        if pending and time.monotonic() >= deadline:
-            failed.extend(e.name for e in pending)
-            break
-        if pending:
-            time.sleep(POLL_INTERVAL_S)
+            dead = [e for e in pending if e.pid_file.exists() and running_pid(e) is None]
+            failed.extend(e.name for e in dead)
+            alive = [e for e in pending if e not in dead]
+            healthy = await asyncio.gather(*(_healthy(transport, e) for e in alive))
+            pending = [e for e, ok in zip(alive, healthy, strict=True) if not ok]
+            if pending and time.monotonic() >= deadline:
+                failed.extend(e.name for e in pending)
+                break
+            if pending:
+                polls += 1
+                await asyncio.sleep(HEALTH_POLL.pause_s(polls))
+    finally:
+        await transport.close()
     order = [e.name for e in network.nodes]
     return sorted(failed, key=order.index)
 
@@ -396,17 +313,23 @@ def down(directory: Path, grace_s: float = DOWN_GRACE_S) -> dict[str, str]:
 
 
 def status(directory: Path) -> list[dict[str, Any]]:
-    """GET /v1/status of every node.
+    """GET /v1/status of every node (all at once, on an event loop of its own).
 
     One dict per node: {name, role, org_id, api_url, pid (or None), up,
     status (the node's JSON, or None), error (why it is down, or None)}.
     """
-    network = load_network(directory)
-    context = network.ssl_context()
-    return [_node_status(entry, context) for entry in network.nodes]
+    return asyncio.run(_statuses(load_network(directory)))
 
 
-def _node_status(entry: NodeEntry, context: ssl.SSLContext | None) -> dict[str, Any]:
+async def _statuses(network: Network) -> list[dict[str, Any]]:
+    transport = _transport(network)
+    try:
+        return list(await asyncio.gather(*(_node_status(transport, e) for e in network.nodes)))
+    finally:
+        await transport.close()
+
+
+async def _node_status(transport: Transport, entry: NodeEntry) -> dict[str, Any]:
     row: dict[str, Any] = {
         "name": entry.name,
         "role": entry.role,
@@ -418,12 +341,13 @@ def _node_status(entry: NodeEntry, context: ssl.SSLContext | None) -> dict[str, 
         "error": None,
     }
     try:
-        code, body = get_json(f"{entry.api_url}/v1/status", context, REQUEST_TIMEOUT_S)
-    except (OSError, ValueError) as exc:
-        row["error"] = str(getattr(exc, "reason", exc))
+        reply = await transport.fetch(entry.api_url, "GET", "/v1/status")
+    except NodeFailed as failure:
+        row["error"] = failure.reason
         return row
-    if code != 200 or not isinstance(body, dict):
-        row["error"] = f"HTTP {code}"
+    body = reply.json()
+    if reply.status != 200 or not isinstance(body, dict):
+        row["error"] = f"HTTP {reply.status}"
         return row
     row.update(up=True, status=body)
     return row

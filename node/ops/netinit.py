@@ -38,16 +38,7 @@ from typing import Any
 from consensus.codec import Ed25519Signer
 from contracts.genesis import Genesis, GenesisOrg, genesis_state
 from node.ops.catalog import CHAIN_ID, DEFAULT_BASE_PORT, KP_PARTICIPANTS, ORGS, validator_org
-from node.ops.netctl import (
-    GENESIS_FILE,
-    NETWORK_FILE,
-    NetError,
-    Network,
-    NodeEntry,
-    load_network,
-    network_to_json,
-    running_nodes,
-)
+from node.ops.netctl import NetError, load_network, running_nodes
 from node.runtime.tls import issue_node_cert, make_ca
 from node.sdk.files import (
     PRIVATE_DIR_MODE,
@@ -58,6 +49,7 @@ from node.sdk.files import (
 )
 from node.sdk.genesis import NetworkGenesis, ValidatorEntry, genesis_to_json
 from node.sdk.keys import Identity, save_identity
+from node.sdk.network_file import GENESIS_FILE, NETWORK_FILE, Network, NodeEntry, write_network
 
 PEER_PORT_OFFSET = 100
 # The kernel hands out source ports of outgoing connections from this range
@@ -137,8 +129,7 @@ def init_network(
         nodes=tuple(nodes),
         orgs={org_id: _org_key_path(layout.root, org_id) for org_id in ORGS},
     )
-    _write_json(layout.root / NETWORK_FILE, network_to_json(network))
-    return layout.root / NETWORK_FILE
+    return write_network(network)
 
 
 @dataclass(frozen=True)
@@ -439,5 +430,5 @@ def _tls_section(ca_file: Path | None) -> dict[str, Any]:
 
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:
-    """Genesis, network.json and node configs are public: every node reads them."""
+    """Genesis and node configs are public: every node reads them."""
     write_file(path, (json.dumps(document, indent=2) + "\n").encode(), PUBLIC_FILE_MODE)

@@ -32,14 +32,12 @@ a restart the observer resumes from its own store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import enum
 import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -69,11 +67,17 @@ from node.runtime.config import NODE_CONSENSUS_DEFAULTS, NodeConfig, NodeLimits,
 from node.runtime.ledger import Ledger
 from node.runtime.metrics import NodeMetrics
 from node.runtime.storage import Store, header_from_dict
-from node.sdk.transport import STREAM_PATH
+from node.sdk.transport import (
+    MSGPACK,
+    STREAM_PATH,
+    NodeFailed,
+    RetryPolicy,
+    StreamRefused,
+    Transport,
+)
 
 log = logging.getLogger("provenet.follower")
 
-MSGPACK = "application/msgpack"
 MAX_ALERTS_KEPT = 100
 
 # A COMMIT in a page's certificate is its wire bytes: one flat map of six
@@ -330,16 +334,16 @@ class _StoredRoots(dict[int, bytes]):
         return default if root is None else root
 
 
+# Retries counted after a source lied about its tip: enough for the longest pause.
+_LIAR_RETRIES = 64
+
+
 class _Outcome(enum.Enum):
     """How one turn with a source ended."""
 
     APPLIED = "applied"  # blocks were applied (polling: stay with this source)
     LEFT = "left"  # a stream ended after doing what it could: go on to the next at once
     NOTHING = "nothing"  # nothing new, or the source failed: next source after a pause
-
-
-class _StreamRefused(Exception):
-    """The source answered the upgrade with HTTP (no stream there): poll it instead."""
 
 
 class Follower(ChainHost):
@@ -374,6 +378,11 @@ class Follower(ChainHost):
         self._tip_limits = tip_limits(validators.n)
         self._stall_s = config.limits.follow_stall_timeout_ms / 1000
         self._request_s = config.limits.follow_request_timeout_ms / 1000
+        # How soon to listen again to a source's tips after its stream ended.
+        self._tips_retry = RetryPolicy(
+            first_pause_s=self.limits.peer_backoff_min_ms / 1000,
+            max_pause_s=self.limits.peer_backoff_max_ms / 1000,
+        )
 
     @property
     def source(self) -> str:
@@ -406,82 +415,77 @@ class Follower(ChainHost):
     async def run(self) -> None:
         if not self.sources:
             raise ValueError("an observer needs validators to follow (config peers)")
-        # Connecting and every read of a page are bounded by the stall timeout,
-        # so a hung source costs that long, not a fixed 5 s; streams bound their
-        # own reads (_follow_stream).
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self._stall_s, sock_read=self._stall_s
-        )
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as session:
+            transport = self._transport()
+            try:
                 watchers = [
                     asyncio.create_task(
-                        self._watch_tips(session, source), name=f"tips {source.name}"
+                        self._watch_tips(transport, source), name=f"tips {source.name}"
                     )
                     for source in self.sources
                 ]
                 try:
-                    await self._follow_sources(session)
+                    await self._follow_sources(transport)
                 finally:
                     for watcher in watchers:
                         watcher.cancel()
                     await asyncio.gather(*watchers, return_exceptions=True)
+            finally:
+                await transport.close()
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("follower stopped")
                 self.fatal = exc
             raise
 
-    async def _follow_sources(self, session: aiohttp.ClientSession) -> None:
+    def _transport(self) -> Transport:
+        """The SDK's transport to the sources, one node at a time (the source
+        rotation is this class's own).  Connecting and every read are bounded
+        by the stall timeout, so a hung source costs that long; a polled page
+        by the request timeout as a whole; streams bound their own reads
+        (_follow_stream).  Without a CA the sources' answers are not verified
+        by TLS: every block proves itself by its certificate."""
+        return Transport(
+            [source.api_url for source in self.sources],
+            self._client_ssl if self._client_ssl is not None else False,
+            timeout_s=self._request_s,
+            connect_timeout_s=self._stall_s,
+            read_timeout_s=self._stall_s,
+            retry=RetryPolicy(rounds=1),
+        )
+
+    async def _follow_sources(self, transport: Transport) -> None:
         while not self._stopped:
             source = self.sources[self._index]
-            outcome = await self._follow(session, source)
+            outcome = await self._follow(transport, source)
             if outcome is not _Outcome.APPLIED:
                 self._next_source(source)
             if outcome is _Outcome.NOTHING:
                 await asyncio.sleep(self._pause_s())
 
-    async def _follow(self, session: aiohttp.ClientSession, source: PeerEntry) -> _Outcome:
+    async def _follow(self, transport: Transport, source: PeerEntry) -> _Outcome:
         """One turn with ``source``: its block stream, or one polled page when it has none."""
         try:
-            return await self._follow_stream(session, source)
-        except _StreamRefused:
-            return await self._follow_once(session, source)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return await self._follow_stream(transport, source)
+        except StreamRefused:
+            return await self._follow_once(transport, source)
+        except (NodeFailed, aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.debug("source %s: %s", source.name, exc)
             self._switched(source, "failed")
             return _Outcome.NOTHING
 
     # ------------------------------------------------------------ streaming
 
-    @contextlib.asynccontextmanager
-    async def _stream(
-        self, session: aiohttp.ClientSession, url: str, max_msg_size: int
-    ) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
-        """A chain stream from ``url``; the handshake bounded by the request timeout."""
-        context: ssl.SSLContext | bool = self._client_ssl if self._client_ssl is not None else False
-        try:
-            async with asyncio.timeout(self._request_s):
-                ws = await session.ws_connect(url, ssl=context, max_msg_size=max_msg_size)
-        except aiohttp.WSServerHandshakeError as exc:
-            raise _StreamRefused(f"HTTP {exc.status}") from None
-        try:
-            yield ws
-        finally:
-            # A clean close waits for the source's close frame, which a hung or
-            # lying source may never send (or put off with more messages): after
-            # the stall timeout the connection is dropped instead.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ws.close(), self._stall_s)
-
-    async def _follow_stream(self, session: aiohttp.ClientSession, source: PeerEntry) -> _Outcome:
+    async def _follow_stream(self, transport: Transport, source: PeerEntry) -> _Outcome:
         """Apply blocks as ``source`` pushes them, until it stalls, errs or lies."""
-        url = (
-            f"{source.api_url}{STREAM_PATH}?from={self.tip.height + 1}"
+        path = (
+            f"{STREAM_PATH}?from={self.tip.height + 1}"
             f"&limit={self.limits.follow_page_blocks}&blocks=1"
         )
         outcome = _Outcome.NOTHING
-        async with self._stream(session, url, self._page_limits.max_size_bytes) as ws:
+        async with transport.websocket(
+            source.api_url, path, max_msg_size=self._page_limits.max_size_bytes
+        ) as ws:
             self._mode = "stream"
             # A height another source proved exists, and since when: this one
             # must reach it within the stall timeout.  A steady lag of a block or
@@ -522,13 +526,17 @@ class Follower(ChainHost):
             owed = (self.certified_height, time.monotonic())
         return owed
 
-    async def _watch_tips(self, session: aiohttp.ClientSession, source: PeerEntry) -> None:
+    async def _watch_tips(self, transport: Transport, source: PeerEntry) -> None:
         """Learn ``source``'s certified tip as the chain grows, for as long as we run."""
-        url = f"{source.api_url}{STREAM_PATH}?blocks=0"
-        backoff_ms = self.limits.peer_backoff_min_ms
+        path = f"{STREAM_PATH}?blocks=0"
+        # Retries since the last good message: the pause before the next
+        # connection grows with them (self._tips_retry).
+        retries = 0
         while not self._stopped:
             try:
-                async with self._stream(session, url, self._tip_limits.max_size_bytes) as ws:
+                async with transport.websocket(
+                    source.api_url, path, max_msg_size=self._tip_limits.max_size_bytes
+                ) as ws:
                     while not self._stopped:
                         message = await ws.receive(timeout=self._stall_s)
                         if message.type is not aiohttp.WSMsgType.BINARY:
@@ -537,45 +545,40 @@ class Follower(ChainHost):
                         tip = served.get("tip") if isinstance(served, dict) else None
                         if not self._note_tip(tip, source):
                             # A liar waits the longest back-off before it is heard again.
-                            backoff_ms = self.limits.peer_backoff_max_ms
+                            retries = _LIAR_RETRIES
                             break
-                        backoff_ms = self.limits.peer_backoff_min_ms
-            except (aiohttp.ClientError, OSError, TimeoutError, DecodeError, _StreamRefused) as exc:
+                        retries = 0
+            except (NodeFailed, aiohttp.ClientError, OSError, TimeoutError, DecodeError) as exc:
                 log.debug("tips of %s: %s", source.name, exc)
-            await asyncio.sleep(backoff_ms / 1000)
-            backoff_ms = min(max(1, backoff_ms) * 2, self.limits.peer_backoff_max_ms)
+            retries = min(retries + 1, _LIAR_RETRIES)
+            await asyncio.sleep(self._tips_retry.pause_s(retries))
 
     # ------------------------------------------------------------ polling
 
-    async def _follow_once(self, session: aiohttp.ClientSession, source: PeerEntry) -> _Outcome:
+    async def _follow_once(self, transport: Transport, source: PeerEntry) -> _Outcome:
         """Fetch and apply one page from ``source`` (a source with no stream)."""
         self._mode = "poll"
         try:
-            page = await self._fetch(session, source)
-        except (aiohttp.ClientError, OSError, TimeoutError, DecodeError, ValueError) as exc:
+            page = await self._fetch(transport, source)
+        except (NodeFailed, OSError, DecodeError, ValueError) as exc:
             log.debug("source %s: %s", source.name, exc)
             self._switched(source, "failed")
             return _Outcome.NOTHING
         applied, rejected = self._apply_page(page, source)
         return _Outcome.APPLIED if applied and not rejected else _Outcome.NOTHING
 
-    async def _fetch(self, session: aiohttp.ClientSession, source: PeerEntry) -> object:
-        url = f"{source.api_url}/v1/chain?from={self.tip.height + 1}&limit={self.limits.follow_page_blocks}"
-        context: ssl.SSLContext | bool = self._client_ssl if self._client_ssl is not None else False
-        timeout = aiohttp.ClientTimeout(
-            total=self._request_s, sock_connect=self._stall_s, sock_read=self._stall_s
+    async def _fetch(self, transport: Transport, source: PeerEntry) -> object:
+        path = f"/v1/chain?from={self.tip.height + 1}&limit={self.limits.follow_page_blocks}"
+        reply = await transport.fetch(
+            source.api_url,
+            "GET",
+            path,
+            accept=MSGPACK,
+            max_body_bytes=self._page_limits.max_size_bytes,
         )
-        async with session.get(
-            url, headers={"Accept": MSGPACK}, ssl=context, timeout=timeout
-        ) as response:
-            if response.status != 200:
-                raise ValueError(f"HTTP {response.status}")
-            body = bytearray()
-            async for chunk in response.content.iter_chunked(1 << 16):
-                body += chunk
-                if len(body) > self._page_limits.max_size_bytes:
-                    raise ValueError("chain page too large")
-            return decode(bytes(body), self._page_limits)
+        if reply.status != 200:
+            raise ValueError(f"HTTP {reply.status}")
+        return decode(reply.body, self._page_limits)
 
     # ------------------------------------------------------------ checking
 

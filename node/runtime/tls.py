@@ -15,8 +15,9 @@ and the node compares the peer's CN with the identity the peer claims
 (:func:`peer_common_name`).  The client API uses the same server
 certificate; API clients verify it against the CA and need no certificate.
 
-Private keys are written with mode 0600, readable by their owner only, and
-certificates 0644, through :func:`node.sdk.files.write_file`.
+Private keys are written with mode 0600, readable by their owner only,
+through :func:`node.sdk.files.write_private_file` (the one writer of every
+private key), and certificates 0644 through :func:`node.sdk.files.write_file`.
 
 Every context, server and client, offers only AEAD cipher suites
 (:data:`node.sdk.tls.AEAD_CIPHERS`).  TLS 1.3's suites are all AEAD; TLS 1.2, still
@@ -40,11 +41,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from node.sdk.files import (
     PRIVATE_DIR_MODE,
-    PRIVATE_FILE_MODE,
     PUBLIC_DIR_MODE,
     PUBLIC_FILE_MODE,
     make_directory,
     write_file,
+    write_private_file,
 )
 from node.sdk.tls import restrict_protocol
 
@@ -246,6 +247,6 @@ def _write_pair(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    write_file(key_path, pem, PRIVATE_FILE_MODE)
+    write_private_file(key_path, pem)
     write_file(cert_path, certificate.public_bytes(serialization.Encoding.PEM), PUBLIC_FILE_MODE)
     return cert_path, key_path

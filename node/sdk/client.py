@@ -88,6 +88,7 @@ from node.sdk.errors import (
 )
 from node.sdk.genesis import ConfigError, load_genesis
 from node.sdk.keys import Identity, load_identity
+from node.sdk.network_file import read_network
 from node.sdk.nonces import NonceBook
 from node.sdk.proof import verify_block, verify_tx_proof
 from node.sdk.tls import client_context
@@ -262,18 +263,13 @@ class ProvenetClient:
 
         >>> client = ProvenetClient.from_network_dir("net", org_id="cutter", node="v1")
         """
-        net_dir = Path(net_dir)
-        network = _read_network(net_dir)
-        genesis = load_genesis(net_dir / "genesis.json")
-        if network.get("chain_id", genesis.chain_id) != genesis.chain_id:
+        network = read_network(net_dir)
+        genesis = load_genesis(network.genesis_file)
+        if network.chain_id != genesis.chain_id:
             raise ConfigError(f"{net_dir}: network.json and genesis.json name different chains")
-        identity = (
-            None if org_id is None else load_identity(_org_key_path(net_dir, network, org_id))
-        )
-        context = None
-        if network.get("tls") and network.get("ca_file"):
-            context = _ca_context(net_dir / str(network["ca_file"]))
-        urls = _node_urls(network, node)
+        identity = None if org_id is None else load_identity(network.org_key(org_id))
+        context = network.ssl_context()
+        urls = network.api_urls(node)
         return cls(
             urls,
             identity,
@@ -900,40 +896,6 @@ def _frame(text: str) -> JSON:
     if not isinstance(frame, dict):
         raise NodeFailed("event frame is not a JSON object")
     return frame
-
-
-def _read_network(net_dir: Path) -> JSON:
-    path = net_dir / "network.json"
-    try:
-        network = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError:
-        raise ConfigError(f"{path} is not valid JSON") from None
-    if not isinstance(network, dict) or not isinstance(network.get("nodes"), list):
-        raise ConfigError(f"{path} must hold an object with a nodes list")
-    return network
-
-
-def _org_key_path(net_dir: Path, network: JSON, org_id: str) -> Path:
-    orgs = network.get("orgs") or {}
-    relative = orgs.get(org_id) if isinstance(orgs, dict) else None
-    if relative is None:
-        known = ", ".join(sorted(orgs)) if isinstance(orgs, dict) else ""
-        raise ConfigError(f"{net_dir}: no organisation {org_id!r} (known: {known})")
-    return net_dir / str(relative)
-
-
-def _node_urls(network: JSON, first: str | None) -> list[str]:
-    """API URLs, validators before observers, the named node (name or URL) first."""
-    entries = sorted(network["nodes"], key=lambda entry: entry.get("role") != "validator")
-    urls = [str(entry["api_url"]) for entry in entries]
-    if first is None:
-        return urls
-    chosen = [str(e["api_url"]) for e in entries if first in (e.get("name"), e.get("api_url"))]
-    if not chosen:
-        raise ConfigError(f"network has no node {first!r}")
-    return chosen + [url for url in urls if url not in chosen]
 
 
 def _ca_context(ca_file: Path) -> ssl.SSLContext:

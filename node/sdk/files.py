@@ -16,6 +16,13 @@ flushes it to disk, and renames it over the target.  A reader sees the old
 file or the new one, never half of one; a crash leaves at most a stray
 temporary file; and a symlink planted at the target is replaced, not
 followed.
+
+Every private key (an identity file of :mod:`node.sdk.keys`, a TLS or CA
+key of :mod:`node.runtime.tls`) is written by :func:`write_private_file`
+and by nothing else, so there is one place to check that a secret is 0600
+from the moment its file exists: the temporary file is created 0600 and
+never opened wider, and an existing key file with a looser mode is
+replaced by a new inode, not rewritten in place, so its old mode goes with it.
 """
 
 from __future__ import annotations
@@ -53,6 +60,14 @@ def write_file(path: Path, data: bytes, mode: int) -> None:
             os.unlink(temporary)
         raise
     _fsync_directory(path.parent)
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` with a secret (a private key), readable by its owner only.
+
+    The one writer of private key files: see the module docstring.
+    """
+    write_file(path, data, PRIVATE_FILE_MODE)
 
 
 def make_directory(path: Path, mode: int) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from consensus.codec import Ed25519Signer
-from node.sdk.files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_directory, write_file
+from node.sdk.files import PRIVATE_DIR_MODE, make_directory, write_private_file
 
 
 class KeyFileError(ValueError):
@@ -47,7 +47,7 @@ def save_identity(path: Path, identity: Identity) -> None:
         "public_key": identity.public_key.hex(),
         "seed": identity.signer.seed().hex(),
     }
-    write_file(path, (json.dumps(document, indent=2) + "\n").encode(), PRIVATE_FILE_MODE)
+    write_private_file(path, (json.dumps(document, indent=2) + "\n").encode())
 
 
 def load_identity(path: Path) -> Identity:

@@ -30,14 +30,39 @@ per node with no queueing), but keep it below the node's
 past that cap at accept, and the client would see a dead node.
 Event streams (websockets) hold a connection of their own outside this
 count.
+
+One client for every part of Provenet
+-------------------------------------
+This module is the only HTTP and websocket client code in node/: the SDK
+(with failover, above), ``net up/status`` (:mod:`node.ops.netctl`: one
+``GET`` to one node, run with ``asyncio.run``), the observer
+(:mod:`node.runtime.follower`: msgpack pages with a size cap, and chain
+streams) and load generators all use it.  The pieces they share:
+
+* :meth:`Transport.fetch`: one request to one node, no failover, no
+  retry; the :class:`Reply` (status, body bytes, Retry-After) whatever the
+  status, or :class:`NodeFailed` when the node could not be reached, timed
+  out, or sent more than ``max_body_bytes``.  :meth:`Transport.request`
+  is ``fetch`` plus the SDK's reading of the answer (JSON, ProvenetError
+  for a 4xx, NodeFailed for a 5xx).
+* :meth:`Transport.websocket`: a websocket to one node, its handshake
+  bounded, :class:`StreamRefused` when the node answers with plain HTTP,
+  and a close that cannot hang on a silent peer.
+* :class:`RetryPolicy`: how many passes and how long to pause between
+  attempts, the one back-off rule (the failover's passes, the observer's
+  reconnects, the health polls of ``net up``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -47,6 +72,7 @@ from node.sdk.errors import ProvenetError, Unavailable
 T = TypeVar("T")
 
 MSGPACK = "application/msgpack"
+JSON = "application/json"
 # Where a node pushes its chain to observers over a websocket (node/api/chain_stream.py).
 STREAM_PATH = "/v1/chain/stream"
 # An observer refuses writes; another node may accept the same request.
@@ -59,6 +85,69 @@ class NodeFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class StreamRefused(NodeFailed):
+    """The node answered a websocket upgrade with plain HTTP (it has no stream there)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.message = message
+
+
+# A pause that grows from zero would stay zero; growth starts from at least this.
+_MIN_GROWING_PAUSE_S = 0.001
+# Enough doublings to reach any pause a caller may cap at (and no float overflow).
+_MAX_GROWTH_STEPS = 64
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often to try again and how long to pause before each retry.
+
+    ``rounds`` bounds the attempts where a caller stops (the failover's full
+    passes over the nodes; 1 means no retry); a caller that never gives up
+    (the observer reconnecting to a validator) ignores it.  The pause before
+    retry ``k`` (1 = the first) is ``first_pause_s``, then ``factor`` times
+    the previous one up to ``max_pause_s`` (a first pause from zero grows
+    from 1 ms).
+    """
+
+    rounds: int = 2
+    first_pause_s: float = 0.25
+    max_pause_s: float = 2.0
+    factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ValueError("a retry policy needs at least one round")
+        if self.first_pause_s < 0 or self.max_pause_s < 0 or self.factor < 1:
+            raise ValueError("pauses must not be negative, and factor must be at least 1")
+
+    def pause_s(self, retry: int) -> float:
+        """The pause before retry number ``retry`` (1 = the first retry)."""
+        if retry <= 1:
+            return self.first_pause_s
+        start = max(self.first_pause_s, _MIN_GROWING_PAUSE_S)
+        grown = start * self.factor ** min(retry - 1, _MAX_GROWTH_STEPS)
+        return min(self.max_pause_s, grown)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One node's answer to one request, whatever its status."""
+
+    status: int
+    body: bytes
+    retry_after: str | None = None
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is empty or not JSON."""
+        try:
+            return json.loads(self.body) if self.body else None
+        except (ValueError, UnicodeDecodeError):
+            return None
 
 
 def _strip(url: str) -> str:
@@ -91,17 +180,32 @@ class Transport:
     def __init__(
         self,
         nodes: list[str],
-        ssl_context: ssl.SSLContext | None = None,
+        ssl_context: ssl.SSLContext | bool | None = None,
         timeout_s: float = 10.0,
         connect_timeout_s: float = 3.0,
         retry_rounds: int = 2,
         retry_pause_s: float = 0.25,
         max_connections_per_node: int = MAX_CONNECTIONS_PER_NODE,
+        read_timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
+        """``ssl_context``: the network CA's context; None verifies against
+        the system's CAs; False encrypts without verifying (for a caller
+        that checks every answer by its signatures, as the observer does).
+        ``read_timeout_s`` bounds each read from a node (and a websocket
+        handshake), beside ``timeout_s`` for the whole request.  ``retry``
+        replaces ``retry_rounds`` and ``retry_pause_s`` when given.
+        """
         if not nodes:
             raise ValueError("a client needs at least one node URL")
         if max_connections_per_node < 1:
             raise ValueError("max_connections_per_node must be at least 1")
+        if retry is None:
+            retry = RetryPolicy(
+                rounds=max(1, retry_rounds),
+                first_pause_s=retry_pause_s,
+                max_pause_s=max(retry_pause_s, RetryPolicy.max_pause_s),
+            )
         self.nodes = [_strip(url) for url in nodes]
         self.max_connections_per_node = max_connections_per_node
         # One slot per connection a call may hold to a node, taken before the
@@ -111,8 +215,8 @@ class Transport:
         self.timeout_s = timeout_s
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._connect_timeout_s = connect_timeout_s
-        self._retry_rounds = max(1, retry_rounds)
-        self._retry_pause_s = retry_pause_s
+        self._read_timeout_s = read_timeout_s
+        self.retry = retry
         self._session: aiohttp.ClientSession | None = None
 
     # ---------------------------------------------------------------- session
@@ -124,7 +228,13 @@ class Transport:
             # would count against the request's timeout.  The slots below cap
             # requests per node instead, and event streams come on top.
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+            # Requests pass their own timeout; this one bounds websocket handshakes.
+            timeout = aiohttp.ClientTimeout(
+                total=None, sock_connect=self._connect_timeout_s, sock_read=self._read_timeout_s
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=timeout, raise_for_status=False
+            )
             self._slots = {}
         return self._session
 
@@ -150,12 +260,14 @@ class Transport:
         "Concurrency" in the module docstring), not when it is queued.
         """
         return aiohttp.ClientTimeout(
-            total=self.timeout_s + wait_s, sock_connect=self._connect_timeout_s
+            total=self.timeout_s + wait_s,
+            sock_connect=self._connect_timeout_s,
+            sock_read=self._read_timeout_s,
         )
 
     # ---------------------------------------------------------------- one node
 
-    async def request(
+    async def fetch(
         self,
         base_url: str,
         method: str,
@@ -165,16 +277,20 @@ class Transport:
         json_body: object = None,
         body: bytes | None = None,
         content_type: str | None = None,
+        accept: str = JSON,
         wait_s: float = 0.0,
-    ) -> Any:
-        """One request to one node: its JSON answer, ProvenetError, or NodeFailed."""
-        headers = {"Accept": "application/json"}
+        max_body_bytes: int | None = None,
+    ) -> Reply:
+        """One request to one node, no failover: its :class:`Reply` whatever the
+        status, or NodeFailed when it could not be reached, timed out or sent
+        more than ``max_body_bytes``."""
+        headers = {"Accept": accept}
         if content_type is not None:
             headers["Content-Type"] = content_type
-        data = body if body is not None else None
+        data = body
         if json_body is not None:
             data = json.dumps(json_body).encode()
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = JSON
         session = self.session()
         try:
             async with (
@@ -189,12 +305,78 @@ class Transport:
                     timeout=self.timeout(wait_s),
                 ) as response,
             ):
-                raw = await response.read()
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
+                raw = await _read_body(response, max_body_bytes)
+                return Reply(response.status, raw, response.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise NodeFailed(describe_failure(exc)) from None
-        return _interpret(status, raw, retry_after)
+
+    async def request(
+        self,
+        base_url: str,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: object = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        wait_s: float = 0.0,
+    ) -> Any:
+        """One request to one node: its JSON answer, ProvenetError, or NodeFailed."""
+        reply = await self.fetch(
+            base_url,
+            method,
+            path,
+            params=params,
+            json_body=json_body,
+            body=body,
+            content_type=content_type,
+            wait_s=wait_s,
+        )
+        return _interpret(reply.status, reply.body, reply.retry_after)
+
+    @contextlib.asynccontextmanager
+    async def websocket(
+        self,
+        base_url: str,
+        path: str,
+        *,
+        max_msg_size: int,
+        handshake_timeout_s: float | None = None,
+        close_timeout_s: float | None = None,
+        heartbeat_s: float | None = None,
+    ) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """A websocket to ``path`` on one node (not counted in the connection slots).
+
+        The handshake is bounded by ``handshake_timeout_s`` (default: the
+        request timeout); a node that answers it with plain HTTP raises
+        :class:`StreamRefused`, one that cannot be reached NodeFailed.  On
+        leaving, a clean close waits for the node's close frame at most
+        ``close_timeout_s`` (default: the read timeout, else the request
+        timeout): a hung or lying node may never send it, or put it off
+        with more messages, and then the connection is dropped instead.
+        Errors inside the ``async with`` body pass through unchanged.
+        """
+        handshake_s = self.timeout_s if handshake_timeout_s is None else handshake_timeout_s
+        try:
+            async with asyncio.timeout(handshake_s):
+                ws = await self.session().ws_connect(
+                    self.ws_url(base_url, path),
+                    ssl=self._ssl,
+                    max_msg_size=max_msg_size,
+                    heartbeat=heartbeat_s,
+                )
+        except aiohttp.WSServerHandshakeError as exc:
+            raise StreamRefused(exc.status, exc.message) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise NodeFailed(describe_failure(exc)) from None
+        if close_timeout_s is None:
+            close_timeout_s = self._read_timeout_s or self.timeout_s
+        try:
+            yield ws
+        finally:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ws.close(), close_timeout_s)
 
     # ---------------------------------------------------------------- failover
 
@@ -216,9 +398,9 @@ class Transport:
         answered.
         """
         errors: list[tuple[str, str]] = []
-        for round_index in range(self._retry_rounds):
+        for round_index in range(self.retry.rounds):
             if round_index:
-                await asyncio.sleep(self._retry_pause_s * round_index)
+                await asyncio.sleep(self.retry.pause_s(round_index))
             for index in self.rotation(start):
                 url = self.nodes[index]
                 try:
@@ -257,7 +439,28 @@ def describe_failure(exc: BaseException) -> str:
         return "its TLS certificate is not trusted (is this the network's CA file?)"
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port}: {_os_reason(exc.os_error)}"
     return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
+def _os_reason(error: OSError) -> str:
+    """The operating system's words for a failed connection ("Connection refused")."""
+    if isinstance(error, socket.gaierror) or not error.errno or error.errno < 0:
+        return str(error.strerror or error)
+    return os.strerror(error.errno)
+
+
+async def _read_body(response: aiohttp.ClientResponse, max_body_bytes: int | None) -> bytes:
+    """The whole body, refused as soon as it passes ``max_body_bytes`` (if given)."""
+    if max_body_bytes is None:
+        return await response.read()
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > max_body_bytes:
+            raise NodeFailed(f"the answer exceeds {max_body_bytes} bytes")
+    return bytes(body)
 
 
 def _interpret(status: int, raw: bytes, retry_after: str | None) -> Any:

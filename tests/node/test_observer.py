@@ -26,6 +26,7 @@ from node.runtime.follower import _HEADER_TYPES, BlockRejected, Follower, check_
 from node.runtime.metrics import NodeMetrics
 from node.runtime.peers import CLOSE_POLICY
 from node.sdk.tls import client_context
+from node.sdk.transport import Transport
 
 pytestmark = pytest.mark.asyncio
 
@@ -556,8 +557,11 @@ async def test_a_chain_page_larger_than_one_network_chunk_is_read_whole(tmp_path
             None,  # type: ignore[arg-type]
         )
         source = PeerEntry(0, "v0", "", f"http://127.0.0.1:{port}")
-        async with aiohttp.ClientSession() as session:
-            fetched = await follower._fetch(session, source)
+        transport = Transport([source.api_url])
+        try:
+            fetched = await follower._fetch(transport, source)
+        finally:
+            await transport.close()
         assert fetched == page
     finally:
         await runner.cleanup()
