@@ -11,7 +11,7 @@ What it does
    (default 7 and 2), each its own ``provenet node run`` process, with
    ``node.ops.netinit.init_network`` and ``node.ops.netctl.up``, as
    ``scripts/bench_network.py`` does.
-2. Saturates them with ``scripts/bench_network.py``'s client processes:
+2. Saturates them with the network benchmark's client processes (``benchkit.load``):
    by default ``--clients`` paced clients, each POSTing one pre-signed
    transaction at a time to its own validator at ``--paced-rate`` tx/s,
    which makes many small blocks (the most blocks per second, the

@@ -21,7 +21,7 @@ from benchkit.children import run_loop
 from benchkit.console import log
 from benchkit.http import NodeHttp
 from node.ops import netctl
-from node.ops.netinit import PEER_PORT_OFFSET, init_network
+from node.ops.netinit import init_network, network_ports
 from node.sdk.keys import load_identity
 
 LOOPBACK = "127.0.0.1"
@@ -69,12 +69,6 @@ def ports_in_use(host: str, ports: Sequence[int]) -> list[int]:
             except OSError:
                 busy.append(port)
     return busy
-
-
-def network_ports(base_port: int, nodes: int) -> list[int]:
-    """The API and peer ports ``net init`` gives ``nodes`` nodes from ``base_port``."""
-    api = [base_port + i for i in range(nodes)]
-    return api + [port + PEER_PORT_OFFSET for port in api]
 
 
 def start_network(netdir: Path, timeout_s: float) -> dict[str, int]:
