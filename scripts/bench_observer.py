@@ -62,7 +62,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchkit.children import Child, pump_pipe
+from benchkit.children import Child, serve_until_stopped
 from benchkit.console import log
 from benchkit.http import NodeHttp, TransportError, ssl_for_ca_file
 from benchkit.load import BATCH, PACED, ClientJob
@@ -110,13 +110,6 @@ class SampleJob:
 
 async def sample(job: SampleJob, conn: Connection) -> dict[str, Any]:
     """The sampler process's work: every block stream, and the observers' status."""
-    stop = asyncio.Event()
-    pump_pipe(
-        conn,
-        asyncio.get_running_loop(),
-        lambda message: stop.set() if message == ("stop",) else None,
-        lambda exc: stop.set(),
-    )
     urls = {**job.validators, **job.observers}
     arrivals: dict[str, dict[int, float]] = {name: {} for name in urls}
     last = dict.fromkeys(urls, job.from_height - 1)
@@ -185,18 +178,14 @@ async def sample(job: SampleJob, conn: Connection) -> dict[str, Any]:
         connect_timeout_s=SAMPLER_CONNECT_TIMEOUT_S,
     ) as http:
         tasks = [asyncio.create_task(follow(http, name)) for name in urls]
-        try:
-            await asyncio.wait_for(
-                asyncio.gather(*(event.wait() for event in connected.values())),
-                SAMPLER_READY_TIMEOUT_S,
-            )
-            tasks.append(asyncio.create_task(sample_status(http)))
-            conn.send(("ready",))
-            await stop.wait()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        # Sampling starts once every stream is connected, so heights are comparable.
+        await serve_until_stopped(
+            conn,
+            tasks,
+            list(connected.values()),
+            SAMPLER_READY_TIMEOUT_S,
+            then=[lambda: sample_status(http)],
+        )
     return {
         "arrivals": {name: sorted(seen.items()) for name, seen in arrivals.items()},
         "samples": samples,

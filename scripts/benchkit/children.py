@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -88,6 +88,35 @@ def pump_pipe(
     thread = threading.Thread(target=run, name="pipe", daemon=True)
     thread.start()
     return thread
+
+
+async def serve_until_stopped(
+    conn: Connection,
+    tasks: list[asyncio.Task[Any]],
+    connected: Sequence[asyncio.Event],
+    ready_timeout_s: float,
+    then: Sequence[Callable[[], Coroutine[Any, Any, Any]]] = (),
+) -> None:
+    """A child's main loop: once every ``connected`` event is set, start ``then``,
+    tell the parent ``("ready",)`` and run until it says ``("stop",)`` or goes
+    away; the tasks are cancelled on the way out, whatever happened."""
+    stop = asyncio.Event()
+
+    def on_message(message: Any) -> None:
+        if message == ("stop",):
+            stop.set()
+
+    pump_pipe(conn, asyncio.get_running_loop(), on_message, lambda exc: stop.set())
+    try:
+        waiter = asyncio.gather(*(event.wait() for event in connected))
+        await asyncio.wait_for(waiter, ready_timeout_s)
+        tasks.extend(asyncio.create_task(start()) for start in then)
+        conn.send(("ready",))
+        await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def stop_process(process: BaseProcess) -> None:

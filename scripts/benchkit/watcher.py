@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from benchkit.children import pump_pipe
+from benchkit.children import serve_until_stopped
 from benchkit.http import NodeHttp, TransportError, ssl_for_ca_file
 from node.ops import netctl
 
@@ -124,13 +124,6 @@ async def watch(job: WatchJob, conn: Connection) -> dict[str, Any]:
     noted; the observer's ``/v1/status`` is sampled every
     ``sample_interval_s`` for its own ``following.lag_blocks``.
     """
-    stop = asyncio.Event()
-
-    def on_message(message: Any) -> None:
-        if message == ("stop",):
-            stop.set()
-
-    pump_pipe(conn, asyncio.get_running_loop(), on_message, lambda exc: stop.set())
     seen = _Seen(job)
     started = os.times()
     async with NodeHttp(
@@ -141,15 +134,7 @@ async def watch(job: WatchJob, conn: Connection) -> dict[str, Any]:
             asyncio.create_task(seen.follow(http, job.observer, job.observer_url)),
             asyncio.create_task(seen.sample(http)),
         ]
-        try:
-            waiter = asyncio.gather(*(event.wait() for event in seen.connected.values()))
-            await asyncio.wait_for(waiter, READY_TIMEOUT_S)
-            conn.send(("ready",))
-            await stop.wait()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await serve_until_stopped(conn, tasks, list(seen.connected.values()), READY_TIMEOUT_S)
     ended = os.times()
     return {
         "arrivals": {name: sorted(times.items()) for name, times in seen.arrivals.items()},
