@@ -46,6 +46,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchkit.procstat import open_files, rss_mib  # noqa: E402
+
 from node.ops.netinit import PEER_PORT_OFFSET, ephemeral_port_range, init_network  # noqa: E402
 
 START_TIMEOUT_S = 60
@@ -74,17 +76,6 @@ def _free_port_pair() -> int:
             continue
         return base
     raise RuntimeError("no free ports on 127.0.0.1")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def open_files(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def _healthz(url: str, context: ssl.SSLContext | None) -> bool:

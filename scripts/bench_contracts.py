@@ -59,7 +59,7 @@ def genesis() -> Genesis:
     return Genesis(CHAIN_ID, members, kp_participants=("BE", "BW", "US"))
 
 
-# The workload is node.workload's mixed mode, played by this file's
+# The workload is benchkit.workload's mixed mode, played by this file's
 # organisations (the retailer here is "shop") with bare ids (no run tag).
 BENCH_CAST = Cast(retailer="shop")
 

@@ -11,7 +11,7 @@ What it does
    (default 7 and 2), each its own ``provenet node run`` process, with
    ``node.ops.netinit.init_network`` and ``node.ops.netctl.up``, as
    ``scripts/bench_network.py`` does.
-2. Saturates them with ``scripts/bench_network.py``'s client processes:
+2. Saturates them with the network benchmark's client processes (``benchkit.load``):
    by default ``--clients`` paced clients, each POSTing one pre-signed
    transaction at a time to its own validator at ``--paced-rate`` tx/s,
    which makes many small blocks (the most blocks per second, the
@@ -49,13 +49,10 @@ import argparse
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
-import re
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,34 +62,39 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import aiohttp
+from benchkit.children import Child, serve_until_stopped
+from benchkit.console import log
+from benchkit.http import NodeHttp, TransportError, ssl_for_ca_file
+from benchkit.load import BATCH, PACED, ClientJob
+from benchkit.network import (
+    commit_setup,
+    next_nonces,
+    run_in_network_dir,
+    start_local_network,
+    status_of,
+    wait_connected,
+)
+from benchkit.phase import Phase, run_phase
+from benchkit.procstat import load_average
+from benchkit.report import summarise
+from benchkit.stats import percentiles
+from benchkit.tracker import Tracker
+from benchkit.watcher import frame_height
 from benchkit.workload import INDEPENDENT, build_workload
 
 from contracts.tx import encode_tx
 from node.ops import netctl
-from node.ops.netinit import PEER_PORT_OFFSET, init_network
-from node.sdk.keys import load_identity
-from scripts.bench_network import (
-    ClientJob,
-    Phase,
-    Tracker,
-    _client_ssl,
-    commit_setup,
-    get_json,
-    log,
-    next_nonces,
-    percentiles,
-    ports_free,
-    pump_pipe,
-    run_in_network_dir,
-    run_loop,
-    run_phase,
-    start_network,
-    summarise,
-    wait_connected,
-)
 
-FRAME_HEIGHT = re.compile(r'"height":\s*(\d+)')
+# Subscriptions and status reads of the sampler.
+SAMPLER_CONNECT_TIMEOUT_S = 5.0
+SAMPLER_READY_TIMEOUT_S = 20.0
+STATUS_TIMEOUT_S = 2.0
+SAMPLER_START_TIMEOUT_S = 30.0
+SAMPLER_STOP_TIMEOUT_S = 30.0
+NETWORK_START_TIMEOUT_S = 90.0
+CONNECT_TIMEOUT_S = 30.0
+# Keeps an idle-looking block stream open while a stopped validator sends nothing.
+STREAM_HEARTBEAT_S = 30.0
 
 
 @dataclass
@@ -106,73 +108,53 @@ class SampleJob:
     sample_interval_s: float
 
 
-def sample_main(job: SampleJob, conn: Connection) -> None:
-    try:
-        conn.send(("done", run_loop(_sample(job, conn))))
-    except BaseException as exc:  # report, never hang the parent
-        with contextlib.suppress(OSError):
-            conn.send(("error", f"sampler: {exc!r}"))
-        raise
-
-
-async def _sample(job: SampleJob, conn: Connection) -> dict[str, Any]:
-    stop = asyncio.Event()
-    pump_pipe(
-        conn,
-        asyncio.get_running_loop(),
-        lambda message: stop.set() if message == ("stop",) else None,
-        lambda exc: stop.set(),
-    )
+async def sample(job: SampleJob, conn: Connection) -> dict[str, Any]:
+    """The sampler process's work: every block stream, and the observers' status."""
     urls = {**job.validators, **job.observers}
     arrivals: dict[str, dict[int, float]] = {name: {} for name in urls}
     last = dict.fromkeys(urls, job.from_height - 1)
     samples: list[dict[str, Any]] = []
     errors: dict[str, int] = {}
     connected = {name: asyncio.Event() for name in urls}
-    ssl_context = _client_ssl(job.ca_file)
 
     def error(key: str) -> None:
         errors[key] = errors.get(key, 0) + 1
 
-    async def follow(session: aiohttp.ClientSession, name: str) -> None:
-        url = urls[name].replace("http", "ws", 1) + "/v1/events"
-        while True:
-            try:
-                async with session.ws_connect(
-                    f"{url}?from_height={last[name] + 1}", max_msg_size=0, heartbeat=30
-                ) as ws:
-                    connected[name].set()
-                    async for message in ws:
-                        seen = time.monotonic()
-                        if message.type != aiohttp.WSMsgType.TEXT:
-                            break
-                        found = FRAME_HEIGHT.search(message.data, 0, 200)
-                        height = (
-                            int(found.group(1)) if found else json.loads(message.data)["height"]
-                        )
-                        if height > last[name]:
-                            last[name] = height
-                            arrivals[name][height] = seen
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                error(f"{name}:{type(exc).__name__}")
-            await asyncio.sleep(0.05)
+    def on_frame(name: str, seen: float, frame: str) -> None:
+        height = frame_height(frame)
+        if height > last[name]:
+            last[name] = height
+            arrivals[name][height] = seen
 
-    async def status(session: aiohttp.ClientSession, name: str) -> dict[str, Any]:
+    async def follow(http: NodeHttp, name: str) -> None:
+        def on_drop(failure: TransportError | None) -> None:
+            if failure is not None:
+                error(f"{name}:{failure.kind}")
+
+        await http.follow_events(
+            urls[name],
+            lambda: last[name] + 1,
+            lambda seen, frame: on_frame(name, seen, frame),
+            on_open=connected[name].set,
+            on_drop=on_drop,
+            heartbeat_s=STREAM_HEARTBEAT_S,
+        )
+
+    async def status(http: NodeHttp, name: str) -> dict[str, Any]:
         try:
-            async with session.get(
-                f"{urls[name]}/v1/status",
-                headers={"Accept": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=2.0),
-            ) as response:
-                return dict(await response.json(content_type=None))
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-            error(f"status {name}:{type(exc).__name__}")
+            body = await http.get_json(f"{urls[name]}/v1/status", timeout_s=STATUS_TIMEOUT_S)
+        except TransportError as exc:
+            error(f"status {name}:{exc.kind}")
             return {}
+        if not isinstance(body, dict):
+            error(f"status {name}:ValueError")
+            return {}
+        return body
 
-    async def sample(session: aiohttp.ClientSession) -> None:
+    async def sample_status(http: NodeHttp) -> None:
         while True:
             due = time.monotonic() + job.sample_interval_s
-            answers = await asyncio.gather(*(status(session, n) for n in job.observers))
+            answers = await asyncio.gather(*(status(http, n) for n in job.observers))
             now = time.monotonic()
             top = max(last[v] for v in job.validators)
             for name, body in zip(job.observers, answers, strict=True):
@@ -189,78 +171,26 @@ async def _sample(job: SampleJob, conn: Connection) -> dict[str, Any]:
                 )
             await asyncio.sleep(max(0.0, due - time.monotonic()))
 
-    connector = aiohttp.TCPConnector(ssl=ssl_context, limit=0)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        tasks = [asyncio.create_task(follow(session, name)) for name in urls]
-        try:
-            await asyncio.wait_for(
-                asyncio.gather(*(event.wait() for event in connected.values())), 20
-            )
-            tasks.append(asyncio.create_task(sample(session)))
-            conn.send(("ready",))
-            await stop.wait()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    async with NodeHttp(
+        ssl_for_ca_file(job.ca_file),
+        max_connections=0,
+        timeout_s=None,
+        connect_timeout_s=SAMPLER_CONNECT_TIMEOUT_S,
+    ) as http:
+        tasks = [asyncio.create_task(follow(http, name)) for name in urls]
+        # Sampling starts once every stream is connected, so heights are comparable.
+        await serve_until_stopped(
+            conn,
+            tasks,
+            list(connected.values()),
+            SAMPLER_READY_TIMEOUT_S,
+            then=[lambda: sample_status(http)],
+        )
     return {
         "arrivals": {name: sorted(seen.items()) for name, seen in arrivals.items()},
         "samples": samples,
         "errors": errors,
     }
-
-
-class Sampler:
-    """The sampler process, seen from the parent."""
-
-    def __init__(self, job: SampleJob) -> None:
-        self.job = job
-        self.result: dict[str, Any] | None = None
-        self.error: str | None = None
-        self.ready = threading.Event()
-        self.finished = threading.Event()
-        context = multiprocessing.get_context("spawn")
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=sample_main, args=(job, child), daemon=True)
-        self.process.start()
-        child.close()
-        self.pump = threading.Thread(target=self._pump, daemon=True)
-        self.pump.start()
-
-    def _pump(self) -> None:
-        while True:
-            try:
-                message = self.conn.recv()
-            except (EOFError, OSError):
-                self.error = self.error or "the sampler exited without a result"
-                self.finished.set()
-                return
-            match message:
-                case ("ready",):
-                    self.ready.set()
-                case ("done", result):
-                    self.result = result
-                    self.finished.set()
-                case ("error", text):
-                    self.error = text
-                    self.finished.set()
-
-    async def wait_ready(self, timeout_s: float) -> None:
-        ok = await asyncio.to_thread(self.ready.wait, timeout_s)
-        if not ok:
-            raise RuntimeError(self.error or "the sampler did not connect in time")
-
-    async def stop(self) -> dict[str, Any] | None:
-        with contextlib.suppress(OSError):
-            self.conn.send(("stop",))
-        await asyncio.to_thread(self.finished.wait, 30)
-        await asyncio.to_thread(self.process.join, 5)
-        if self.process.is_alive():
-            self.process.terminate()
-            await asyncio.to_thread(self.process.join, 5)
-        self.conn.close()
-        return self.result
 
 
 def observer_figures(
@@ -327,13 +257,9 @@ def observer_figures(
     return figures
 
 
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 async def stop_and_continue(
-    session: aiohttp.ClientSession,
-    observer_url: str,
+    http: NodeHttp,
+    observer: netctl.NodeEntry,
     pids: dict[str, int],
     after_s: float,
     for_s: float,
@@ -342,7 +268,7 @@ async def stop_and_continue(
     await asyncio.sleep(after_s)
     if record["validator"] == "source":
         # The validator the first observer follows right now.
-        status = await get_json(session, f"{observer_url}/v1/status")
+        status = await status_of(http, observer)
         record["validator"] = (status.get("following") or {}).get("source")
     pid = pids[record["validator"]]
     os.kill(pid, signal.SIGSTOP)
@@ -355,44 +281,37 @@ async def stop_and_continue(
 
 
 async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) -> None:
-    netdir = root / "net"
-    total = args.validators + args.observers
-    ports = [args.base_port + i for i in range(total)]
-    ports += [args.base_port + PEER_PORT_OFFSET + i for i in range(total)]
-    busy = ports_free("127.0.0.1", ports)
-    if busy:
-        raise RuntimeError(f"ports {busy} are in use; choose another --base-port")
-    init_network(
-        netdir, args.validators, tls=args.tls, base_port=args.base_port, observers=args.observers
+    net = await start_local_network(
+        root / "net",
+        args.validators,
+        args.observers,
+        tls=args.tls,
+        base_port=args.base_port,
+        timeout_s=NETWORK_START_TIMEOUT_S,
     )
-    network = netctl.load_network(netdir)
-    validators = [e for e in network.nodes if e.role == "validator"]
-    observers = [e for e in network.nodes if e.role == "observer"]
-    log(f"starting {len(validators)} validators and {len(observers)} observers in {netdir}")
-    pids = await asyncio.to_thread(start_network, netdir, 90.0)
-    ssl_context = network.ssl_context() or False
-    ca_file = str(network.ca_file) if network.tls and network.ca_file else None
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context)) as session:
-        await wait_connected(session, validators, 30.0)
+    validators, observers, pids = net.validators, net.observers, net.pids
+    ca_file = net.ca_file
+    async with NodeHttp(net.network.ssl_context()) as http:
+        await wait_connected(http, validators, CONNECT_TIMEOUT_S)
         primary_url = validators[0].api_url
-        signers = {org: load_identity(path).signer for org, path in network.orgs.items()}
+        signers = net.signers()
         workload = build_workload(
             signers,
-            network.chain_id,
+            net.network.chain_id,
             mode=INDEPENDENT,
             chains=args.chains,
             run_tag=f"o{int(time.time())}",
-            next_nonces=await next_nonces(session, primary_url, signers),
+            next_nonces=await next_nonces(http, primary_url, signers),
         )
         lanes = [[encode_tx(tx) for tx in lane] for lane in workload.lanes(args.clients)]
         lanes = [lane for lane in lanes if lane]
-        tracker = Tracker(validators[-1].api_url, ssl_context)
-        height = (await get_json(session, f"{validators[-1].api_url}/v1/status"))["height"]
-        subscriber = asyncio.create_task(tracker.run(session, height + 1))
+        tracker = Tracker(validators[-1].api_url)
+        height = (await status_of(http, validators[-1]))["height"]
+        subscriber = asyncio.create_task(tracker.run(http, height + 1))
         await asyncio.wait_for(tracker.connected.wait(), 10)
-        await commit_setup(session, primary_url, [encode_tx(tx) for tx in workload.setup])
+        await commit_setup(http, primary_url, [encode_tx(tx) for tx in workload.setup])
         log(f"committed {len(workload.setup)} setup transactions; {sum(map(len, lanes))} to go")
-        height = (await get_json(session, f"{primary_url}/v1/status"))["height"]
+        height = (await status_of(http, validators[0]))["height"]
         job = SampleJob(
             validators={e.name: e.api_url for e in validators},
             observers={e.name: e.api_url for e in observers},
@@ -400,10 +319,10 @@ async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) ->
             from_height=height + 1,
             sample_interval_s=args.sample_interval_s,
         )
-        sampler = Sampler(job)
+        sampler = Child(sample, "sampler", job)
         stopper: asyncio.Task[None] | None = None
         try:
-            await sampler.wait_ready(30)
+            await sampler.start(SAMPLER_START_TIMEOUT_S)
             tracker.track("throughput", lanes)
             jobs = [
                 ClientJob(
@@ -411,7 +330,7 @@ async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) ->
                     api_url=validators[i % len(validators)].api_url,
                     ca_file=ca_file,
                     envelopes=lane,
-                    kind="paced" if args.paced_rate > 0 else "batch",
+                    kind=PACED if args.paced_rate > 0 else BATCH,
                     batch_size=args.batch,
                     window=args.window,
                     rate=args.paced_rate,
@@ -424,8 +343,8 @@ async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) ->
                 report["stopped"] = record
                 stopper = asyncio.create_task(
                     stop_and_continue(
-                        session,
-                        observers[0].api_url,
+                        http,
+                        observers[0],
                         pids,
                         args.stop_after_s,
                         args.stop_for_s,
@@ -460,7 +379,7 @@ async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) ->
                 stopper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await stopper
-            seen = await sampler.stop()
+            seen = await sampler.stop(SAMPLER_STOP_TIMEOUT_S)
             subscriber.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await subscriber
