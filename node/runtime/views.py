@@ -11,8 +11,9 @@ from __future__ import annotations
 from consensus.blocks import BlockHeader
 from consensus.merkle import inclusion_proof
 from consensus.messages import Commit
-from consensus.wire import message_to_wire
+from consensus.proofs import CommitCertificate
 from node.runtime.storage import StoredBlock
+from node.sdk.chain_page import FullBlock
 
 
 def to_json(value: object) -> object:
@@ -32,13 +33,7 @@ def header_view(header: BlockHeader) -> dict[str, object]:
 
 
 def commit_view(commit: Commit) -> dict[str, object]:
-    return {
-        "view": commit.view,
-        "height": commit.height,
-        "digest": commit.digest,
-        "sender": commit.sender,
-        "signature": commit.signature,
-    }
+    return CommitCertificate((commit,)).to_fields()[0]
 
 
 def receipt_view(receipt: dict[str, object]) -> dict[str, object]:
@@ -58,7 +53,7 @@ def block_view(stored: StoredBlock) -> dict[str, object]:
         "height": block.header.height,
         "hash": stored.block_hash,
         "header": header_view(block.header),
-        "certificate": [commit_view(commit) for commit in block.certificate],
+        "certificate": CommitCertificate(block.certificate).to_fields(),
         "txs": [
             {"tx_id": receipt["tx_id"], "status": receipt["status"], "code": receipt["error"]}
             for receipt in stored.receipts
@@ -91,7 +86,7 @@ def proof_view(stored: StoredBlock, index: int) -> dict[str, object]:
     return {
         "block": header_view(stored.block.header),
         "block_hash": stored.block_hash,
-        "certificate": [commit_view(commit) for commit in stored.block.certificate],
+        "certificate": CommitCertificate(stored.block.certificate).to_fields(),
         "index": index,
         "count": len(digests),
         "path": inclusion_proof(digests, index),
@@ -100,9 +95,4 @@ def proof_view(stored: StoredBlock, index: int) -> dict[str, object]:
 
 def full_block_view(stored: StoredBlock) -> dict[str, object]:
     """Everything an observer needs to check and re-execute a block (msgpack only)."""
-    block = stored.block
-    return {
-        "header": header_view(block.header),
-        "certificate": [message_to_wire(commit) for commit in block.certificate],
-        "payloads": [request.payload for request in block.requests],
-    }
+    return FullBlock.of(stored.block).to_dict()
