@@ -123,7 +123,19 @@ class BlockHeader:
     executed_height: int
     executed_state_root: bytes
 
-    FIELDS: ClassVar[frozenset[str]] = SignedHeader.FIELDS | {"prev_block_hash", "time_ms"}
+    # Each field of the wire forms and its type (bytes travel as hex in JSON).
+    FIELD_TYPES: ClassVar[dict[str, type]] = {
+        "chain_id": str,
+        "height": int,
+        "prev_block_hash": bytes,
+        "time_ms": int,
+        "proposer_time_ms": int,
+        "requests_root": bytes,
+        "request_count": int,
+        "executed_height": int,
+        "executed_state_root": bytes,
+    }
+    FIELDS: ClassVar[frozenset[str]] = frozenset(FIELD_TYPES)
 
     @cached_property
     def signed(self) -> SignedHeader:

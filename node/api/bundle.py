@@ -45,6 +45,7 @@ from consensus.blocks import BlockHeader
 from consensus.codec import decode
 from consensus.merkle import inclusion_proof
 from consensus.messages import Commit
+from consensus.proofs import CommitCertificate
 from contracts.config import CONFIG_KEY, load_config
 from contracts.diamond_records import (
     PACK,
@@ -101,25 +102,11 @@ class BundleTooLarge(BundleBuildError):
 
 def signed_header(header: BlockHeader) -> dict[str, object]:
     """The header fields a commit certificate covers (see node/sdk/bundle_verify.py)."""
-    return {
-        "chain_id": header.chain_id,
-        "height": header.height,
-        "proposer_time_ms": header.proposer_time_ms,
-        "requests_root": header.requests_root,
-        "request_count": header.request_count,
-        "executed_height": header.executed_height,
-        "executed_state_root": header.executed_state_root,
-    }
+    return header.signed.to_dict()
 
 
 def commit_fields(commit: Commit) -> dict[str, object]:
-    return {
-        "view": commit.view,
-        "height": commit.height,
-        "digest": commit.digest,
-        "sender": commit.sender,
-        "signature": commit.signature,
-    }
+    return CommitCertificate((commit,)).to_fields()[0]
 
 
 def build_bundle(
@@ -165,7 +152,7 @@ def build_bundle(
         ],
         "as_of": {
             "header": signed_header(tip.block.header),
-            "certificate": [commit_fields(commit) for commit in tip.block.certificate],
+            "certificate": CommitCertificate(tip.block.certificate).to_fields(),
         },
         "entries": entries,
     }
@@ -181,7 +168,7 @@ def _entry(stored: StoredBlock, index: int) -> dict[str, object]:
         "tx": block.requests[index].payload,
         "tx_id": digests[index],
         "header": signed_header(block.header),
-        "certificate": [commit_fields(commit) for commit in block.certificate],
+        "certificate": CommitCertificate(block.certificate).to_fields(),
         "index": index,
         "count": len(digests),
         "path": inclusion_proof(digests, index),

@@ -14,6 +14,7 @@ from consensus.messages import Commit
 from consensus.proofs import CommitCertificate
 from node.runtime.storage import StoredBlock
 from node.sdk.chain_page import FullBlock
+from node.sdk.proof import TxProof
 
 
 def to_json(value: object) -> object:
@@ -83,14 +84,14 @@ def event_view(stored: StoredBlock) -> dict[str, object]:
 
 def proof_view(stored: StoredBlock, index: int) -> dict[str, object]:
     digests = stored.digests
-    return {
-        "block": header_view(stored.block.header),
-        "block_hash": stored.block_hash,
-        "certificate": CommitCertificate(stored.block.certificate).to_fields(),
-        "index": index,
-        "count": len(digests),
-        "path": inclusion_proof(digests, index),
-    }
+    return TxProof(
+        header=stored.block.header,
+        block_hash=stored.block_hash,
+        certificate=CommitCertificate(stored.block.certificate),
+        index=index,
+        count=len(digests),
+        path=tuple(inclusion_proof(digests, index)),
+    ).to_dict()
 
 
 def full_block_view(stored: StoredBlock) -> dict[str, object]:
