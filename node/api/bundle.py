@@ -60,6 +60,7 @@ from contracts.diamond_records import (
 )
 from contracts.orgs import Org, org_key, sanction_of
 from contracts.provenance import read_events
+from contracts.receipt import STATUS_OK, Receipt
 from contracts.records import load
 from contracts.state import ReadableState
 from node.runtime.storage import Store, StoredBlock
@@ -309,15 +310,13 @@ class _Collector:
         stored = self.store.block(height)
         if stored is None:
             return
-        for receipt in stored.receipts:
-            if receipt.get("status") != "ok":
+        for stored_receipt in stored.receipts:
+            if stored_receipt.get("status") != STATUS_OK:
                 continue
-            tx_id = receipt["tx_id"]
-            events = receipt.get("events")
-            assert isinstance(tx_id, bytes) and isinstance(events, list)
-            for event in events:
-                if event.get("contract") == "diamonds":
-                    yield tx_id, event["kind"], event["attributes"]
+            receipt = Receipt.from_dict(stored_receipt)
+            for event in receipt.events:
+                if event.contract == "diamonds":
+                    yield receipt.tx_id, event.kind, event.attributes
 
     def _find(self, height: int, kind: str, attributes: dict[str, object]) -> bytes:
         for tx_id, event_kind, event_attributes in self._events(height):

@@ -38,6 +38,8 @@ def commit_view(commit: Commit) -> dict[str, object]:
 
 
 def receipt_view(receipt: dict[str, object]) -> dict[str, object]:
+    """The API's form of a stored receipt (:meth:`Receipt.to_dict`'s, with
+    the error code as ``code``); blocks and events show parts of it."""
     return {
         "tx_id": receipt["tx_id"],
         "status": receipt["status"],
@@ -48,6 +50,15 @@ def receipt_view(receipt: dict[str, object]) -> dict[str, object]:
     }
 
 
+# What a block answer and an event-stream frame show of each receipt.
+BLOCK_TX_FIELDS = ("tx_id", "status", "code")
+EVENT_TX_FIELDS = ("tx_id", "status", "code", "events")
+
+
+def _part(view: dict[str, object], names: tuple[str, ...]) -> dict[str, object]:
+    return {name: view[name] for name in names}
+
+
 def block_view(stored: StoredBlock) -> dict[str, object]:
     block = stored.block
     return {
@@ -55,10 +66,7 @@ def block_view(stored: StoredBlock) -> dict[str, object]:
         "hash": stored.block_hash,
         "header": header_view(block.header),
         "certificate": CommitCertificate(block.certificate).to_fields(),
-        "txs": [
-            {"tx_id": receipt["tx_id"], "status": receipt["status"], "code": receipt["error"]}
-            for receipt in stored.receipts
-        ],
+        "txs": [_part(receipt_view(receipt), BLOCK_TX_FIELDS) for receipt in stored.receipts],
     }
 
 
@@ -70,15 +78,7 @@ def event_view(stored: StoredBlock) -> dict[str, object]:
         "height": header.height,
         "hash": stored.block_hash,
         "time_ms": header.time_ms,
-        "txs": [
-            {
-                "tx_id": receipt["tx_id"],
-                "status": receipt["status"],
-                "code": receipt["error"],
-                "events": receipt["events"],
-            }
-            for receipt in stored.receipts
-        ],
+        "txs": [_part(receipt_view(receipt), EVENT_TX_FIELDS) for receipt in stored.receipts],
     }
 
 
