@@ -9,18 +9,106 @@ header alone anyone can recompute the batch digest the validators voted on.
 :func:`verify_commit_certificate` is what an observer, the SDK or an offline
 auditor runs: it needs the header, the certificate and the validator set,
 and nothing else.
+
+Wire forms
+----------
+:class:`BlockHeader` is the one model of a header wherever it travels:
+:meth:`BlockHeader.to_dict` is its msgpack form (the database, chain pages,
+the API's msgpack answers; the block hash is the digest of it) and
+:meth:`BlockHeader.to_json` its JSON form (the same map, bytes as hex);
+:meth:`BlockHeader.from_dict` and :meth:`BlockHeader.from_json` read them
+back and raise :class:`~consensus.codec.ShapeError` for anything else.
+:class:`SignedHeader` is the part of a header a commit certificate covers,
+which is all a provenance bundle carries.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
-from consensus.codec import Verifier, digest_of, ed25519_verify
+from consensus.codec import (
+    DIGEST_SIZE,
+    FieldReader,
+    Verifier,
+    digest_of,
+    ed25519_verify,
+    hex_fields,
+)
 from consensus.messages import Batch, Commit, Request, batch_digest_of, signature_valid
 from consensus.quorum import ValidatorSet
 
 GENESIS_PARENT_HASH = b"\x00" * 32
+
+
+# A null batch (a view change's filler) carries an empty executed state root.
+_STATE_ROOT_SIZES = (0, DIGEST_SIZE)
+_DIGEST_SIZES = (DIGEST_SIZE,)
+
+
+@dataclass(frozen=True)
+class SignedHeader:
+    """The header fields a commit certificate covers: its batch's fields and
+    the chain.  The previous block's hash and the derived block time are
+    left out (chain links are derived by every replica, not signed)."""
+
+    chain_id: str
+    height: int
+    proposer_time_ms: int
+    requests_root: bytes
+    request_count: int
+    executed_height: int
+    executed_state_root: bytes
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "chain_id",
+            "height",
+            "proposer_time_ms",
+            "requests_root",
+            "request_count",
+            "executed_height",
+            "executed_state_root",
+        }
+    )
+
+    @cached_property
+    def batch_digest(self) -> bytes:
+        return batch_digest_of(
+            self.height,
+            self.proposer_time_ms,
+            self.requests_root,
+            self.request_count,
+            self.executed_height,
+            self.executed_state_root,
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        """The msgpack form (a provenance bundle's ``header``)."""
+        return {
+            "chain_id": self.chain_id,
+            "height": self.height,
+            "proposer_time_ms": self.proposer_time_ms,
+            "requests_root": self.requests_root,
+            "request_count": self.request_count,
+            "executed_height": self.executed_height,
+            "executed_state_root": self.executed_state_root,
+        }
+
+    @classmethod
+    def from_dict(cls, value: object, what: str = "header") -> SignedHeader:
+        """Read the msgpack form; :class:`~consensus.codec.ShapeError` if malformed."""
+        fields = FieldReader.of(value, cls.FIELDS, what)
+        return cls(
+            chain_id=fields.text("chain_id"),
+            height=fields.integer("height"),
+            proposer_time_ms=fields.integer("proposer_time_ms"),
+            requests_root=fields.blob("requests_root", _DIGEST_SIZES),
+            request_count=fields.integer("request_count"),
+            executed_height=fields.integer("executed_height"),
+            executed_state_root=fields.blob("executed_state_root", _STATE_ROOT_SIZES),
+        )
 
 
 @dataclass(frozen=True)
@@ -35,18 +123,39 @@ class BlockHeader:
     executed_height: int
     executed_state_root: bytes
 
+    # Each field of the wire forms and its type (bytes travel as hex in JSON).
+    FIELD_TYPES: ClassVar[dict[str, type]] = {
+        "chain_id": str,
+        "height": int,
+        "prev_block_hash": bytes,
+        "time_ms": int,
+        "proposer_time_ms": int,
+        "requests_root": bytes,
+        "request_count": int,
+        "executed_height": int,
+        "executed_state_root": bytes,
+    }
+    FIELDS: ClassVar[frozenset[str]] = frozenset(FIELD_TYPES)
+
     @cached_property
-    def batch_digest(self) -> bytes:
-        return batch_digest_of(
-            self.height,
-            self.proposer_time_ms,
-            self.requests_root,
-            self.request_count,
-            self.executed_height,
-            self.executed_state_root,
+    def signed(self) -> SignedHeader:
+        """The fields of this header that a commit certificate covers."""
+        return SignedHeader(
+            chain_id=self.chain_id,
+            height=self.height,
+            proposer_time_ms=self.proposer_time_ms,
+            requests_root=self.requests_root,
+            request_count=self.request_count,
+            executed_height=self.executed_height,
+            executed_state_root=self.executed_state_root,
         )
 
+    @cached_property
+    def batch_digest(self) -> bytes:
+        return self.signed.batch_digest
+
     def to_dict(self) -> dict[str, object]:
+        """The msgpack form; the block hash is its digest."""
         return {
             "chain_id": self.chain_id,
             "height": self.height,
@@ -58,6 +167,34 @@ class BlockHeader:
             "executed_height": self.executed_height,
             "executed_state_root": self.executed_state_root,
         }
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON form: the msgpack form with bytes as lowercase hex."""
+        return hex_fields(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, value: object, what: str = "header") -> BlockHeader:
+        """Read the msgpack form; :class:`~consensus.codec.ShapeError` if malformed."""
+        return cls._read(FieldReader.of(value, cls.FIELDS, what))
+
+    @classmethod
+    def from_json(cls, value: object, what: str = "header") -> BlockHeader:
+        """Read the JSON form; :class:`~consensus.codec.ShapeError` if malformed."""
+        return cls._read(FieldReader.of(value, cls.FIELDS, what, hex_bytes=True))
+
+    @classmethod
+    def _read(cls, fields: FieldReader) -> BlockHeader:
+        return cls(
+            chain_id=fields.text("chain_id"),
+            height=fields.integer("height"),
+            prev_block_hash=fields.blob("prev_block_hash", _DIGEST_SIZES),
+            time_ms=fields.integer("time_ms"),
+            proposer_time_ms=fields.integer("proposer_time_ms"),
+            requests_root=fields.blob("requests_root", _DIGEST_SIZES),
+            request_count=fields.integer("request_count"),
+            executed_height=fields.integer("executed_height"),
+            executed_state_root=fields.blob("executed_state_root", _STATE_ROOT_SIZES),
+        )
 
     @cached_property
     def hash(self) -> bytes:

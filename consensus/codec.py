@@ -76,6 +76,86 @@ class EncodeError(TypeError):
     """The caller asked to encode a value outside the canonical subset."""
 
 
+class ShapeError(DecodeError):
+    """A decoded value does not have the shape of the model read from it.
+
+    Every model that crosses a boundary (a block header, a commit
+    certificate, a receipt, a proof, a chain page) raises this, and only
+    this, from its decoders, with a message naming the field; the caller
+    turns it into its own error kind (a rejected block, a refused proof, a
+    malformed bundle)."""
+
+
+# Heights, views, times and counts are at most 2**63 - 1: JSON integers are
+# unbounded, and one past the codec's range could not even be hashed.
+FIELD_INT_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class FieldReader:
+    """Typed reads of one decoded map that holds exactly the expected fields.
+
+    ``hex_bytes`` reads the JSON form of a model, in which bytes travel as
+    hex strings; otherwise bytes are bytes (the msgpack form).  ``what``
+    names the map in every error."""
+
+    values: dict[str, object]
+    what: str
+    hex_bytes: bool = False
+
+    @classmethod
+    def of(
+        cls, value: object, names: frozenset[str], what: str, hex_bytes: bool = False
+    ) -> FieldReader:
+        if not isinstance(value, dict):
+            raise ShapeError(f"{what} is not a map")
+        if set(value) != names:
+            missing = sorted(names - set(value))
+            unknown = sorted(str(name) for name in set(value) - names)
+            raise ShapeError(f"{what} has fields missing {missing}, unknown {unknown}")
+        return cls(value, what, hex_bytes)
+
+    def integer(self, name: str) -> int:
+        value = self.values[name]
+        # bool is an int subclass; a decoded true is never a height.
+        if type(value) is not int or not 0 <= value <= FIELD_INT_MAX:
+            raise ShapeError(f"{self.what}.{name} must be an integer in 0..2**63-1")
+        return value
+
+    def text(self, name: str) -> str:
+        value = self.values[name]
+        if not isinstance(value, str):
+            raise ShapeError(f"{self.what}.{name} must be a string")
+        return value
+
+    def blob(self, name: str, sizes: tuple[int, ...] | None = None) -> bytes:
+        return read_blob(self.values[name], f"{self.what}.{name}", sizes, self.hex_bytes)
+
+
+def read_blob(
+    value: object, what: str, sizes: tuple[int, ...] | None = None, hex_bytes: bool = False
+) -> bytes:
+    """``value`` as bytes (from hex when ``hex_bytes``), of one of ``sizes`` if given."""
+    raw: bytes | None = value if isinstance(value, bytes) and not hex_bytes else None
+    if hex_bytes and isinstance(value, str):
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raw = None
+    if raw is None or (sizes is not None and len(raw) not in sizes):
+        kind = "bytes as hex" if hex_bytes else "bytes"
+        size = "" if sizes is None else " or ".join(str(size) for size in sizes) + " "
+        raise ShapeError(f"{what} must be {size}{kind}")
+    return raw
+
+
+def hex_fields(fields: dict[str, object]) -> dict[str, object]:
+    """The JSON form of a flat model map: every bytes value as lowercase hex."""
+    return {
+        name: value.hex() if isinstance(value, bytes) else value for name, value in fields.items()
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Bounds enforced by :func:`decode`.

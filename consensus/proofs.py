@@ -5,22 +5,122 @@ short reason otherwise; a replica drops and counts what fails, an auditor
 prints the reason.  :func:`new_view_batches` is the one computation of the
 set O of a NEW-VIEW: the new primary runs it to build the message and every
 backup runs it again to check that the primary did not cheat.
+
+:class:`CommitCertificate` is the one model of a block's commit
+certificate wherever it travels, in two wire forms: its COMMITs' signed
+wire bytes (:meth:`~CommitCertificate.to_wire`: the database, chain pages
+and the chain stream) and maps of their fields
+(:meth:`~CommitCertificate.to_fields`: the API, with bytes as hex in JSON,
+and provenance bundles).  Each form has one decoder, which raises
+:class:`~consensus.codec.ShapeError` for anything that is not a list of
+COMMITs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consensus.codec import Verifier
+from consensus.codec import (
+    DIGEST_SIZE,
+    SIGNATURE_SIZE,
+    FieldReader,
+    ShapeError,
+    Verifier,
+    hex_fields,
+)
 from consensus.messages import (
     Batch,
     CheckpointProof,
+    Commit,
     PreparedCertificate,
     PrePrepare,
     ViewChange,
     signature_valid,
 )
 from consensus.quorum import ValidatorSet
+from consensus.wire import DEFAULT_WIRE_LIMITS, WireLimits, message_from_wire, message_to_wire
+
+COMMIT_FIELDS = frozenset({"view", "height", "digest", "sender", "signature"})
+
+
+class NotACommit(ShapeError):
+    """A certificate in wire form holds an item that is not a COMMIT: the
+    certificate is bad, whereas a certificate that is not a list, or an
+    item that does not decode, is malformed framing."""
+
+
+@dataclass(frozen=True)
+class CommitCertificate:
+    """The signed COMMIT votes that commit one block (checked by
+    :func:`consensus.blocks.certificate_problem`)."""
+
+    commits: tuple[Commit, ...]
+
+    def to_wire(self) -> list[bytes]:
+        """Each COMMIT as its signed wire bytes (msgpack: storage, chain pages)."""
+        return [message_to_wire(commit) for commit in self.commits]
+
+    @classmethod
+    def from_wire(
+        cls, value: object, limits: WireLimits = DEFAULT_WIRE_LIMITS, what: str = "certificate"
+    ) -> CommitCertificate:
+        """Read the wire form.  An item that does not decode raises the wire's
+        :class:`~consensus.codec.DecodeError`; one that is not bytes, or is a
+        message other than a COMMIT, raises :class:`NotACommit`."""
+        if not isinstance(value, list):
+            raise ShapeError(f"{what} is not a list")
+        commits = []
+        for item in value:
+            message = message_from_wire(item, limits) if isinstance(item, bytes) else None
+            if not isinstance(message, Commit):
+                raise NotACommit(f"{what} holds something other than commits")
+            commits.append(message)
+        return cls(tuple(commits))
+
+    def to_fields(self) -> list[dict[str, object]]:
+        """Each COMMIT as a map of its fields (the API's and bundles' form)."""
+        return [
+            {
+                "view": commit.view,
+                "height": commit.height,
+                "digest": commit.digest,
+                "sender": commit.sender,
+                "signature": commit.signature,
+            }
+            for commit in self.commits
+        ]
+
+    def to_json(self) -> list[dict[str, object]]:
+        """The JSON form: :meth:`to_fields` with bytes as lowercase hex."""
+        return [hex_fields(fields) for fields in self.to_fields()]
+
+    @classmethod
+    def from_fields(cls, value: object, what: str = "certificate") -> CommitCertificate:
+        """Read the field-map form; :class:`~consensus.codec.ShapeError` if malformed."""
+        return cls._read(value, what, hex_bytes=False)
+
+    @classmethod
+    def from_json(cls, value: object, what: str = "certificate") -> CommitCertificate:
+        """Read the JSON form; :class:`~consensus.codec.ShapeError` if malformed."""
+        return cls._read(value, what, hex_bytes=True)
+
+    @classmethod
+    def _read(cls, value: object, what: str, hex_bytes: bool) -> CommitCertificate:
+        if not isinstance(value, list):
+            raise ShapeError(f"{what} must be a list of commits")
+        commits = []
+        for n, item in enumerate(value):
+            fields = FieldReader.of(item, COMMIT_FIELDS, f"{what}[{n}]", hex_bytes)
+            commits.append(
+                Commit(
+                    view=fields.integer("view"),
+                    height=fields.integer("height"),
+                    digest=fields.blob("digest", (DIGEST_SIZE,)),
+                    sender=fields.integer("sender"),
+                    signature=fields.blob("signature", (SIGNATURE_SIZE,)),
+                )
+            )
+        return cls(tuple(commits))
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,17 @@ Every executed transaction yields a :class:`Receipt`: ok with the events
 the transaction emitted, or rejected with a stable error code and a
 message naming the failing link.  The node stores receipts and hashes
 them, so :meth:`Receipt.to_dict` gives a value the canonical codec
-encodes to the same bytes on every node.
+encodes to the same bytes on every node; :meth:`Receipt.from_dict` reads
+that form back and raises :class:`~consensus.codec.ShapeError` for
+anything else.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from consensus.codec import digest_of
+from consensus.codec import DIGEST_SIZE, FieldReader, ShapeError, digest_of
 from contracts.errors import ErrorCode
 
 STATUS_OK = "ok"
@@ -49,8 +52,18 @@ class Event:
     kind: str
     attributes: dict[str, object] = field(default_factory=dict)
 
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"contract", "kind", "attributes"})
+
     def to_dict(self) -> dict[str, object]:
         return {"contract": self.contract, "kind": self.kind, "attributes": self.attributes}
+
+    @classmethod
+    def from_dict(cls, value: object, what: str = "event") -> Event:
+        fields = FieldReader.of(value, cls.FIELDS, what)
+        attributes = fields.values["attributes"]
+        if not isinstance(attributes, dict):
+            raise ShapeError(f"{what}.attributes must be a map")
+        return cls(fields.text("contract"), fields.text("kind"), attributes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +76,10 @@ class Receipt:
     message: str = ""
     events: tuple[Event, ...] = ()
     writes: int = 0
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"tx_id", "status", "error", "message", "events", "writes"}
+    )
 
     @property
     def ok(self) -> bool:
@@ -78,6 +95,33 @@ class Receipt:
             "writes": self.writes,
         }
 
+    @classmethod
+    def from_dict(cls, value: object, what: str = "receipt") -> Receipt:
+        """Read :meth:`to_dict`'s form; :class:`~consensus.codec.ShapeError` if
+        malformed or if its error is not one of :class:`ErrorCode`."""
+        fields = FieldReader.of(value, cls.FIELDS, what)
+        events = fields.values["events"]
+        if not isinstance(events, list):
+            raise ShapeError(f"{what}.events must be a list")
+        return cls(
+            tx_id=fields.blob("tx_id", (DIGEST_SIZE,)),
+            status=fields.text("status"),
+            error=_error_code(fields.values["error"], f"{what}.error"),
+            message=fields.text("message"),
+            events=tuple(
+                Event.from_dict(event, f"{what}.events[{n}]") for n, event in enumerate(events)
+            ),
+            writes=fields.integer("writes"),
+        )
+
     def digest(self) -> bytes:
         """SHA-256 of the canonical receipt, for the block's receipt list."""
         return digest_of(self.to_dict())
+
+
+def _error_code(value: object, what: str) -> ErrorCode | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in ErrorCode.__members__.values():
+        raise ShapeError(f"{what} must be null or an error code")
+    return ErrorCode(value)

@@ -39,10 +39,12 @@ from typing import TYPE_CHECKING, Any
 from consensus.blocks import BlockHeader
 from consensus.merkle import inclusion_proof
 from consensus.messages import Commit
+from consensus.proofs import CommitCertificate
 from contracts.config import CONFIG_KEY, load_config
 from contracts.diamond_records import Diamond, asset_key
 from contracts.diamond_scope import AT_HEIGHT, LAST_FROM
 from contracts.queries import query
+from contracts.receipt import STATUS_OK, Receipt
 from contracts.records import load
 from contracts.state import ReadableState
 from node.runtime.storage import Store, StoredBlock
@@ -85,25 +87,11 @@ class BundleTooLarge(BundleBuildError):
 
 def signed_header(header: BlockHeader) -> dict[str, object]:
     """The header fields a commit certificate covers (see node/sdk/bundle_verify.py)."""
-    return {
-        "chain_id": header.chain_id,
-        "height": header.height,
-        "proposer_time_ms": header.proposer_time_ms,
-        "requests_root": header.requests_root,
-        "request_count": header.request_count,
-        "executed_height": header.executed_height,
-        "executed_state_root": header.executed_state_root,
-    }
+    return header.signed.to_dict()
 
 
 def commit_fields(commit: Commit) -> dict[str, object]:
-    return {
-        "view": commit.view,
-        "height": commit.height,
-        "digest": commit.digest,
-        "sender": commit.sender,
-        "signature": commit.signature,
-    }
+    return CommitCertificate((commit,)).to_fields()[0]
 
 
 def build_bundle(
@@ -148,7 +136,7 @@ def build_bundle(
         ],
         "as_of": {
             "header": signed_header(tip.block.header),
-            "certificate": [commit_fields(commit) for commit in tip.block.certificate],
+            "certificate": CommitCertificate(tip.block.certificate).to_fields(),
         },
         "entries": entries,
     }
@@ -178,7 +166,7 @@ def _entry(stored: StoredBlock, index: int) -> dict[str, object]:
         "tx": block.requests[index].payload,
         "tx_id": digests[index],
         "header": signed_header(block.header),
-        "certificate": [commit_fields(commit) for commit in block.certificate],
+        "certificate": CommitCertificate(block.certificate).to_fields(),
         "index": index,
         "count": len(digests),
         "path": inclusion_proof(digests, index),
@@ -219,15 +207,13 @@ class _Finder:
         stored = self.store.block(height)
         if stored is None:
             return
-        for receipt in stored.receipts:
-            if receipt.get("status") != "ok":
+        for stored_receipt in stored.receipts:
+            if stored_receipt.get("status") != STATUS_OK:
                 continue
-            tx_id = receipt["tx_id"]
-            events = receipt.get("events")
-            assert isinstance(tx_id, bytes) and isinstance(events, list)
-            for event in events:
-                if event.get("contract") == contract:
-                    yield tx_id, event["kind"], event["attributes"]
+            receipt = Receipt.from_dict(stored_receipt)
+            for event in receipt.events:
+                if event.contract == contract:
+                    yield receipt.tx_id, event.kind, event.attributes
 
     def _find(self, height: int, contract: str, kind: str, attributes: dict[str, object]) -> bytes:
         for tx_id, event_kind, event_attributes in self._events(height, contract):

@@ -63,13 +63,14 @@ from typing import Protocol
 from aiohttp import WSCloseCode, web
 
 from consensus.codec import encode
-from consensus.wire import message_to_wire
+from consensus.proofs import CommitCertificate
 from node.api.errors import ApiError
 from node.api.ratelimit import REQUEST_COST, Client, body_cost
 from node.runtime.chain import ChainHost
 from node.runtime.config import NodeLimits
 from node.runtime.storage import Store
-from node.runtime.views import full_block_view, header_view
+from node.runtime.views import full_block_view
+from node.sdk.chain_page import CertifiedHeader
 
 # aiohttp's websocket ping, so a client that vanished without a close is noticed.
 _PING_INTERVAL_S = 10.0
@@ -126,10 +127,7 @@ def tip_view(engine: ChainHost, height: int) -> dict[str, object] | None:
         if stored is None:
             return None
         latest = stored.block
-    return {
-        "header": header_view(latest.header),
-        "certificate": [message_to_wire(commit) for commit in latest.certificate],
-    }
+    return CertifiedHeader(latest.header, CommitCertificate(latest.certificate)).to_dict()
 
 
 def page(

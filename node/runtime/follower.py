@@ -49,10 +49,11 @@ from consensus.blocks import (
     certificate_problem,
     derive_header,
 )
-from consensus.codec import DecodeError, Limits, decode
+from consensus.codec import DecodeError, Limits, ShapeError, decode
 from consensus.config import ReplicaConfig
 from consensus.merkle import merkle_root
-from consensus.messages import Batch, Commit, Request
+from consensus.messages import Batch, Commit
+from consensus.proofs import NotACommit
 from consensus.quorum import ValidatorSet
 from consensus.wire import (
     DEFAULT_WIRE_LIMITS,
@@ -60,13 +61,13 @@ from consensus.wire import (
     MARGIN_NUM,
     REQUEST_HEADER_BYTES,
     WireLimits,
-    message_from_wire,
 )
 from node.runtime.chain import ChainHost, now_ms
 from node.runtime.config import NODE_CONSENSUS_DEFAULTS, NodeConfig, NodeLimits, PeerEntry
 from node.runtime.ledger import Ledger
 from node.runtime.metrics import NodeMetrics
-from node.runtime.storage import Store, header_from_dict
+from node.runtime.storage import Store
+from node.sdk.chain_page import CertifiedHeader, FullBlock
 from node.sdk.transport import (
     MSGPACK,
     STREAM_PATH,
@@ -202,37 +203,19 @@ class Alert:
         }
 
 
-def _header(fields: object) -> BlockHeader:
-    if not isinstance(fields, dict) or set(fields) != set(_HEADER_TYPES):
-        raise BlockRejected("malformed", "a block without a well-formed header")
-    for name, kind in _HEADER_TYPES.items():
-        if type(fields[name]) is not kind:
-            raise BlockRejected("malformed", f"header field {name} is not {kind.__name__}")
-    return header_from_dict(fields)
+# The header's fields and their types (the observer tests build hostile headers from it).
+_HEADER_TYPES = BlockHeader.FIELD_TYPES
 
 
 def _tip(served: object) -> tuple[BlockHeader, tuple[Commit, ...]]:
     """The header and certificate of a source's tip (a block without payloads)."""
-    if not isinstance(served, dict):
-        raise BlockRejected("malformed", "a tip is not a map")
     try:
-        return _header(served.get("header")), _commits(served.get("certificate"))
-    except BlockRejected:
-        raise
-    except (DecodeError, TypeError, ValueError, AttributeError, KeyError) as exc:
+        tip = CertifiedHeader.from_dict(served, COMMIT_LIMITS)
+    except NotACommit as exc:
+        raise BlockRejected("bad_certificate", str(exc)) from None
+    except DecodeError as exc:
         raise BlockRejected("malformed", f"malformed tip: {exc}") from None
-
-
-def _commits(raw: object) -> tuple[Commit, ...]:
-    if not isinstance(raw, list):
-        raise BlockRejected("malformed", "certificate is not a list")
-    commits = []
-    for item in raw:
-        message = message_from_wire(item, COMMIT_LIMITS) if isinstance(item, bytes) else None
-        if not isinstance(message, Commit):
-            raise BlockRejected("bad_certificate", "certificate holds something other than commits")
-        commits.append(message)
-    return tuple(commits)
+    return tip.header, tip.certificate.commits
 
 
 def check_block(
@@ -251,47 +234,37 @@ def check_block(
     crash.
     """
     try:
-        return _check_block(served, tip, chain_id, validators, root_at)
+        block = FullBlock.from_dict(served, COMMIT_LIMITS)
+    except NotACommit as exc:
+        raise BlockRejected("bad_certificate", str(exc)) from None
+    except ShapeError as exc:
+        raise BlockRejected("malformed", str(exc)) from None
+    except DecodeError as exc:
+        raise BlockRejected("malformed", f"malformed block: {exc}") from None
+    try:
+        return _check_block(block, tip, chain_id, validators, root_at)
     except BlockRejected:
         raise
-    except (DecodeError, TypeError, ValueError, AttributeError, KeyError) as exc:
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
         raise BlockRejected("malformed", f"malformed block: {exc}") from None
 
 
-_HEADER_TYPES = {
-    "chain_id": str,
-    "height": int,
-    "prev_block_hash": bytes,
-    "time_ms": int,
-    "proposer_time_ms": int,
-    "requests_root": bytes,
-    "request_count": int,
-    "executed_height": int,
-    "executed_state_root": bytes,
-}
-
-
 def _check_block(
-    served: object,
+    served: FullBlock,
     tip: ChainTip,
     chain_id: str,
     validators: ValidatorSet,
     root_at: dict[int, bytes] | None,
 ) -> CommittedBlock:
-    if not isinstance(served, dict):
-        raise BlockRejected("malformed", "a block is not a map")
-    header = _header(served.get("header"))
-    payloads = served.get("payloads")
-    if not isinstance(payloads, list) or not all(isinstance(p, bytes) for p in payloads):
-        raise BlockRejected("malformed", "payloads are not a list of bytes")
-    certificate = _commits(served.get("certificate"))
+    header = served.header
+    certificate = served.certificate.commits
     if header.chain_id != chain_id:
         raise BlockRejected("wrong_chain", f"block is for chain {header.chain_id!r}")
     if header.height != tip.height + 1:
         raise BlockRejected(
             "wrong_height", f"expected height {tip.height + 1}, got {header.height}"
         )
-    requests = tuple(Request.of(payload) for payload in payloads)
+    requests = served.requests()
     if (
         merkle_root([r.digest for r in requests]) != header.requests_root
         or len(requests) != header.request_count

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from consensus.blocks import BlockHeader, ChainTip, CommittedBlock
-from consensus.codec import Limits, decode, encode
-from consensus.messages import Commit, Request
-from consensus.wire import message_from_wire, message_to_wire
+from consensus.codec import DecodeError, Limits, decode, encode
+from consensus.messages import Request
+from consensus.proofs import CommitCertificate
 
 # What this node wrote itself is read back without the counts that bound
 # input from elsewhere: a block's receipts are as many values as its
@@ -87,8 +87,19 @@ class StoredBlock:
         return [request.digest for request in self.block.requests]
 
 
-def header_from_dict(fields: dict[str, object]) -> BlockHeader:
-    return BlockHeader(**fields)  # type: ignore[arg-type]
+def header_from_dict(fields: object) -> BlockHeader:
+    """A stored header (:meth:`BlockHeader.from_dict`); StorageError if corrupt."""
+    try:
+        return BlockHeader.from_dict(fields, "stored header")
+    except DecodeError as exc:
+        raise StorageError(str(exc)) from None
+
+
+def _certificate(raw: object) -> CommitCertificate:
+    try:
+        return CommitCertificate.from_wire(raw, what="stored certificate")
+    except DecodeError as exc:
+        raise StorageError(str(exc)) from None
 
 
 class Store:
@@ -172,7 +183,7 @@ class Store:
                     header.height,
                     header.hash,
                     encode(header.to_dict()),
-                    encode([message_to_wire(commit) for commit in block.certificate]),
+                    encode(CommitCertificate(block.certificate).to_wire()),
                     b"".join(request.digest for request in block.requests),
                     encode([request.payload for request in block.requests]),
                     encode(receipts),
@@ -198,7 +209,7 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        header = header_from_dict(_as_dict(decode(row[2], OWN_RECORDS)))
+        header = header_from_dict(decode(row[2], OWN_RECORDS))
         # The state root after this block is what the state table now holds; the
         # caller computes it from the loaded state, so it is filled in there.
         return ChainTip(row[0], row[1], header.time_ms, b"")
@@ -214,8 +225,8 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        header = header_from_dict(_as_dict(decode(row[1], OWN_RECORDS)))
-        certificate = tuple(_commit(raw) for raw in _as_list(decode(row[2], OWN_RECORDS)))
+        header = header_from_dict(decode(row[1], OWN_RECORDS))
+        certificate = _certificate(decode(row[2], OWN_RECORDS)).commits
         digests = [row[5][i : i + 32] for i in range(0, len(row[5]), 32)]
         payloads = _as_list(decode(row[3], OWN_RECORDS))
         if len(payloads) != len(digests) or not all(isinstance(p, bytes) for p in payloads):
@@ -263,15 +274,6 @@ class _Transaction:
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
         self._db.execute("COMMIT" if kind is None else "ROLLBACK")
-
-
-def _commit(raw: object) -> Commit:
-    if not isinstance(raw, bytes):
-        raise StorageError("stored certificate is corrupt")
-    message = message_from_wire(raw)
-    if not isinstance(message, Commit):
-        raise StorageError("stored certificate holds a non-commit")
-    return message
 
 
 def _as_dict(value: object) -> dict[str, object]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 from consensus.blocks import BlockHeader
 from consensus.merkle import inclusion_proof
 from consensus.messages import Commit
-from consensus.wire import message_to_wire
+from consensus.proofs import CommitCertificate
 from node.runtime.storage import StoredBlock
+from node.sdk.chain_page import FullBlock
+from node.sdk.proof import TxProof
 
 
 def to_json(value: object) -> object:
@@ -32,16 +34,12 @@ def header_view(header: BlockHeader) -> dict[str, object]:
 
 
 def commit_view(commit: Commit) -> dict[str, object]:
-    return {
-        "view": commit.view,
-        "height": commit.height,
-        "digest": commit.digest,
-        "sender": commit.sender,
-        "signature": commit.signature,
-    }
+    return CommitCertificate((commit,)).to_fields()[0]
 
 
 def receipt_view(receipt: dict[str, object]) -> dict[str, object]:
+    """The API's form of a stored receipt (:meth:`Receipt.to_dict`'s, with
+    the error code as ``code``); blocks and events show parts of it."""
     return {
         "tx_id": receipt["tx_id"],
         "status": receipt["status"],
@@ -52,17 +50,23 @@ def receipt_view(receipt: dict[str, object]) -> dict[str, object]:
     }
 
 
+# What a block answer and an event-stream frame show of each receipt.
+BLOCK_TX_FIELDS = ("tx_id", "status", "code")
+EVENT_TX_FIELDS = ("tx_id", "status", "code", "events")
+
+
+def _part(view: dict[str, object], names: tuple[str, ...]) -> dict[str, object]:
+    return {name: view[name] for name in names}
+
+
 def block_view(stored: StoredBlock) -> dict[str, object]:
     block = stored.block
     return {
         "height": block.header.height,
         "hash": stored.block_hash,
         "header": header_view(block.header),
-        "certificate": [commit_view(commit) for commit in block.certificate],
-        "txs": [
-            {"tx_id": receipt["tx_id"], "status": receipt["status"], "code": receipt["error"]}
-            for receipt in stored.receipts
-        ],
+        "certificate": CommitCertificate(block.certificate).to_fields(),
+        "txs": [_part(receipt_view(receipt), BLOCK_TX_FIELDS) for receipt in stored.receipts],
     }
 
 
@@ -74,35 +78,22 @@ def event_view(stored: StoredBlock) -> dict[str, object]:
         "height": header.height,
         "hash": stored.block_hash,
         "time_ms": header.time_ms,
-        "txs": [
-            {
-                "tx_id": receipt["tx_id"],
-                "status": receipt["status"],
-                "code": receipt["error"],
-                "events": receipt["events"],
-            }
-            for receipt in stored.receipts
-        ],
+        "txs": [_part(receipt_view(receipt), EVENT_TX_FIELDS) for receipt in stored.receipts],
     }
 
 
 def proof_view(stored: StoredBlock, index: int) -> dict[str, object]:
     digests = stored.digests
-    return {
-        "block": header_view(stored.block.header),
-        "block_hash": stored.block_hash,
-        "certificate": [commit_view(commit) for commit in stored.block.certificate],
-        "index": index,
-        "count": len(digests),
-        "path": inclusion_proof(digests, index),
-    }
+    return TxProof(
+        header=stored.block.header,
+        block_hash=stored.block_hash,
+        certificate=CommitCertificate(stored.block.certificate),
+        index=index,
+        count=len(digests),
+        path=tuple(inclusion_proof(digests, index)),
+    ).to_dict()
 
 
 def full_block_view(stored: StoredBlock) -> dict[str, object]:
     """Everything an observer needs to check and re-execute a block (msgpack only)."""
-    block = stored.block
-    return {
-        "header": header_view(block.header),
-        "certificate": [message_to_wire(commit) for commit in block.certificate],
-        "payloads": [request.payload for request in block.requests],
-    }
+    return FullBlock.of(stored.block).to_dict()

@@ -89,13 +89,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from consensus.blocks import certificate_problem
+from consensus.blocks import SignedHeader, certificate_problem
 from consensus.codec import (
     DIGEST_SIZE,
     PUBLIC_KEY_SIZE,
-    SIGNATURE_SIZE,
     DecodeError,
     Limits,
+    ShapeError,
     Verifier,
     decode,
     digest,
@@ -103,7 +103,8 @@ from consensus.codec import (
     encode,
 )
 from consensus.merkle import verify_inclusion
-from consensus.messages import Commit, batch_digest_of
+from consensus.messages import Commit
+from consensus.proofs import CommitCertificate
 from consensus.quorum import ValidatorSet
 from contracts.diamond_scope import AT_HEIGHT
 from contracts.errors import ErrorCode
@@ -122,18 +123,6 @@ TOP_FIELDS = frozenset(
     {"format", "version", "chain_id", "asset_id", "validators", "as_of", "entries"}
 )
 ENTRY_FIELDS = frozenset({"tx", "tx_id", "header", "certificate", "index", "count", "path"})
-HEADER_FIELDS = frozenset(
-    {
-        "chain_id",
-        "height",
-        "proposer_time_ms",
-        "requests_root",
-        "request_count",
-        "executed_height",
-        "executed_state_root",
-    }
-)
-COMMIT_FIELDS = frozenset({"view", "height", "digest", "sender", "signature"})
 VALIDATOR_FIELDS = frozenset({"replica_id", "name", "org_id", "public_key"})
 # Bounds for reading a bundle file.  An entry is at least ~420 bytes (an
 # envelope of 150 or more, its id, a signed header of seven fields) plus
@@ -354,59 +343,21 @@ def _list(value: object, what: str) -> list[Any]:
     return value
 
 
-@dataclass(frozen=True)
-class _Header:
-    chain_id: str
-    height: int
-    proposer_time_ms: int
-    requests_root: bytes
-    request_count: int
-    executed_height: int
-    executed_state_root: bytes
-
-    @property
-    def batch_digest(self) -> bytes:
-        return batch_digest_of(
-            self.height,
-            self.proposer_time_ms,
-            self.requests_root,
-            self.request_count,
-            self.executed_height,
-            self.executed_state_root,
-        )
+# The header of an entry is the part of a block header a certificate covers.
 
 
-def _header(value: object, what: str) -> _Header:
-    data = _map(value, HEADER_FIELDS, what)
-    return _Header(
-        chain_id=_str(data["chain_id"], f"{what}.chain_id"),
-        height=_int(data["height"], f"{what}.height"),
-        proposer_time_ms=_int(data["proposer_time_ms"], f"{what}.proposer_time_ms"),
-        requests_root=_bytes(data["requests_root"], f"{what}.requests_root", (DIGEST_SIZE,)),
-        request_count=_int(data["request_count"], f"{what}.request_count"),
-        executed_height=_int(data["executed_height"], f"{what}.executed_height"),
-        # A null batch (a view change's filler) carries an empty state root.
-        executed_state_root=_bytes(
-            data["executed_state_root"], f"{what}.executed_state_root", (0, DIGEST_SIZE)
-        ),
-    )
+def _header(value: object, what: str) -> SignedHeader:
+    try:
+        return SignedHeader.from_dict(value, what)
+    except ShapeError as exc:
+        raise _fail_format(str(exc)) from None
 
 
 def _certificate(value: object, what: str) -> list[Commit]:
-    commits = []
-    for n, item in enumerate(_list(value, what)):
-        where = f"{what}[{n}]"
-        data = _map(item, COMMIT_FIELDS, where)
-        commits.append(
-            Commit(
-                view=_int(data["view"], f"{where}.view"),
-                height=_int(data["height"], f"{where}.height"),
-                digest=_bytes(data["digest"], f"{where}.digest", (DIGEST_SIZE,)),
-                sender=_int(data["sender"], f"{where}.sender"),
-                signature=_bytes(data["signature"], f"{where}.signature", (SIGNATURE_SIZE,)),
-            )
-        )
-    return commits
+    try:
+        return list(CommitCertificate.from_fields(value, what).commits)
+    except ShapeError as exc:
+        raise _fail_format(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -414,7 +365,7 @@ class _Entry:
     position: int
     tx: Transaction
     tx_id: bytes
-    header: _Header
+    header: SignedHeader
     index: int
     org: GenesisOrg
 
@@ -526,7 +477,7 @@ def _check_validators(value: object, genesis: NetworkGenesis) -> ValidatorSet:
 
 
 def _check_certified(
-    header: _Header,
+    header: SignedHeader,
     certificate: list[Commit],
     validators: ValidatorSet,
     chain_id: str,
@@ -693,7 +644,7 @@ def _verdict(
     replayed: _Replayed,
     genesis: NetworkGenesis,
     validators: ValidatorSet,
-    as_of: _Header,
+    as_of: SignedHeader,
 ) -> Verdict:
     compliance = replayed.ask("compliance", asset_id)
     trace = replayed.ask("trace", asset_id)

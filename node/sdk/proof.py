@@ -26,18 +26,29 @@ links are derived by every replica, not proposed), so a single proof shows
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, TypeVar
 
 from consensus.blocks import BlockHeader, certificate_problem
-from consensus.codec import DIGEST_SIZE, SIGNATURE_SIZE, Verifier, ed25519_verify
+from consensus.codec import (
+    DIGEST_SIZE,
+    FieldReader,
+    ShapeError,
+    Verifier,
+    ed25519_verify,
+    hex_fields,
+    read_blob,
+)
 from consensus.merkle import merkle_root, verify_inclusion
 from consensus.messages import Commit
+from consensus.proofs import CommitCertificate
 from consensus.quorum import ValidatorSet
 from node.sdk.errors import ProofError
 from node.sdk.genesis import load_genesis
 
-# A null batch (a view change's filler) carries an empty executed state root.
-_STATE_ROOT_SIZES = (0, DIGEST_SIZE)
+T = TypeVar("T")
 
 
 def validator_set_from_genesis(path: Path | str) -> ValidatorSet:
@@ -45,7 +56,88 @@ def validator_set_from_genesis(path: Path | str) -> ValidatorSet:
     return load_genesis(Path(path)).validator_set()
 
 
+# ------------------------------------------------------------------ the proof model
+
+
+@dataclass(frozen=True)
+class TxProof:
+    """A node's proof that a transaction committed (``TxStatus.proof``).
+
+    ``to_dict`` is the form the API serves (bytes as bytes: msgpack answers
+    carry it as is, JSON answers with bytes as hex, which is ``to_json``);
+    ``from_dict`` and ``from_json`` read it back and raise
+    :class:`~consensus.codec.ShapeError` for anything malformed."""
+
+    header: BlockHeader
+    block_hash: bytes
+    certificate: CommitCertificate
+    index: int
+    count: int
+    path: tuple[bytes, ...]
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"block", "block_hash", "certificate", "index", "count", "path"}
+    )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "block": self.header.to_dict(),
+            "block_hash": self.block_hash,
+            "certificate": self.certificate.to_fields(),
+            "index": self.index,
+            "count": self.count,
+            "path": list(self.path),
+        }
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            **hex_fields(self.to_dict()),
+            "block": self.header.to_json(),
+            "certificate": self.certificate.to_json(),
+            "path": [digest.hex() for digest in self.path],
+        }
+
+    @classmethod
+    def from_dict(cls, value: object, what: str = "proof") -> TxProof:
+        return cls._read(FieldReader.of(value, cls.FIELDS, what))
+
+    @classmethod
+    def from_json(cls, value: object, what: str = "proof") -> TxProof:
+        return cls._read(FieldReader.of(value, cls.FIELDS, what, hex_bytes=True))
+
+    @classmethod
+    def _read(cls, fields: FieldReader) -> TxProof:
+        what, as_hex = fields.what, fields.hex_bytes
+        block, certificate = fields.values["block"], fields.values["certificate"]
+        path = fields.values["path"]
+        if not isinstance(path, list):
+            raise ShapeError(f"{what}.path must be a list of digests")
+        return cls(
+            header=(BlockHeader.from_json if as_hex else BlockHeader.from_dict)(
+                block, f"{what}.block"
+            ),
+            block_hash=fields.blob("block_hash", (DIGEST_SIZE,)),
+            certificate=(CommitCertificate.from_json if as_hex else CommitCertificate.from_fields)(
+                certificate, f"{what}.certificate"
+            ),
+            index=fields.integer("index"),
+            count=fields.integer("count"),
+            path=tuple(
+                read_blob(item, f"{what}.path[{n}]", (DIGEST_SIZE,), as_hex)
+                for n, item in enumerate(path)
+            ),
+        )
+
+
 # ------------------------------------------------------------------ JSON reading
+
+
+def _malformed(read: Callable[[], T]) -> T:
+    """``read()``, with a malformed value refused as ProofError("malformed")."""
+    try:
+        return read()
+    except ShapeError as exc:
+        raise ProofError("malformed", str(exc)) from None
 
 
 def _field(data: object, name: str, what: str) -> object:
@@ -54,75 +146,28 @@ def _field(data: object, name: str, what: str) -> object:
     return data[name]
 
 
-# Heights, views, times and counts are at most 2**63 - 1 on the wire; JSON
-# integers are unbounded, and a larger one could not even be hashed.
-_MAX_INT = 2**63 - 1
-
-
-def _int(data: object, name: str, what: str) -> int:
-    value = _field(data, name, what)
-    # bool is an int subclass; a JSON true is never a height.
-    if type(value) is not int or not 0 <= value <= _MAX_INT:
-        raise ProofError("malformed", f"{what}.{name} must be an integer in 0..2**63-1")
-    return value
-
-
-def _hex(value: object, what: str, sizes: tuple[int, ...] = (DIGEST_SIZE,)) -> bytes:
+def _hex_digest(value: object, what: str) -> bytes:
     try:
-        raw = bytes.fromhex(value) if isinstance(value, str) else None
-    except ValueError:
-        raw = None
-    if raw is None or len(raw) not in sizes:
-        expected = " or ".join(str(size) for size in sizes)
-        raise ProofError("malformed", f"{what} must be {expected} bytes as hex")
-    return raw
+        return read_blob(value, what, (DIGEST_SIZE,), hex_bytes=True)
+    except ShapeError as exc:
+        raise ProofError("malformed", str(exc)) from None
 
 
-def _hex_field(
-    data: object, name: str, what: str, sizes: tuple[int, ...] = (DIGEST_SIZE,)
-) -> bytes:
-    return _hex(_field(data, name, what), f"{what}.{name}", sizes)
+def _answer_map(data: object) -> dict[str, object]:
+    for name in ("hash", "height"):
+        _field(data, name, "block answer")
+    assert isinstance(data, dict)
+    return data
 
 
 def header_from_json(data: object) -> BlockHeader:
     """Rebuild a :class:`BlockHeader` from its JSON form (bytes as hex)."""
-    chain_id = _field(data, "chain_id", "block")
-    if not isinstance(chain_id, str):
-        raise ProofError("malformed", "block.chain_id must be a string")
-    return BlockHeader(
-        chain_id=chain_id,
-        height=_int(data, "height", "block"),
-        prev_block_hash=_hex_field(data, "prev_block_hash", "block"),
-        time_ms=_int(data, "time_ms", "block"),
-        proposer_time_ms=_int(data, "proposer_time_ms", "block"),
-        requests_root=_hex_field(data, "requests_root", "block"),
-        request_count=_int(data, "request_count", "block"),
-        executed_height=_int(data, "executed_height", "block"),
-        executed_state_root=_hex_field(data, "executed_state_root", "block", _STATE_ROOT_SIZES),
-    )
+    return _malformed(lambda: BlockHeader.from_json(data, "block"))
 
 
 def commits_from_json(data: object) -> list[Commit]:
     """Rebuild a commit certificate (a list of signed COMMIT votes) from JSON."""
-    if not isinstance(data, list):
-        raise ProofError("malformed", "certificate must be a list of commits")
-    return [_commit_from_json(item, f"certificate[{n}]") for n, item in enumerate(data)]
-
-
-def _commit_from_json(item: object, what: str) -> Commit:
-    return Commit(
-        view=_int(item, "view", what),
-        height=_int(item, "height", what),
-        digest=_hex_field(item, "digest", what),
-        sender=_int(item, "sender", what),
-        signature=_hex_field(item, "signature", what, (SIGNATURE_SIZE,)),
-    )
-
-
-def _path_from_json(data: object) -> list[bytes]:
-    if not isinstance(data, list):
-        raise ProofError("malformed", "path must be a list of hex digests")
-    return [_hex(item, f"path[{n}]") for n, item in enumerate(data)]
+    return list(_malformed(lambda: CommitCertificate.from_json(data)).commits)
 
 
 # ------------------------------------------------------------------ checks
@@ -181,14 +226,11 @@ def verify_tx_proof(
     >>> header.height
     42
     """
-    header = header_from_json(_field(proof_json, "block", "proof"))
-    check_header(header, chain_id, _hex_field(proof_json, "block_hash", "proof"))
-    certificate = commits_from_json(_field(proof_json, "certificate", "proof"))
-    check_certificate(header, certificate, validators, chain_id, verify)
-    index = _int(proof_json, "index", "proof")
-    count = _int(proof_json, "count", "proof")
-    path = _path_from_json(_field(proof_json, "path", "proof"))
-    check_inclusion(tx_id, header, index, count, path)
+    proof = _malformed(lambda: TxProof.from_json(proof_json))
+    header = proof.header
+    check_header(header, chain_id, proof.block_hash)
+    check_certificate(header, list(proof.certificate.commits), validators, chain_id, verify)
+    check_inclusion(tx_id, header, proof.index, proof.count, list(proof.path))
     return header
 
 
@@ -205,8 +247,9 @@ def verify_block(
     so a node cannot hide or invent a transaction in a block it serves.
     """
     header = header_from_json(_field(block_json, "header", "block answer"))
-    check_header(header, chain_id, _hex_field(block_json, "hash", "block answer"))
-    if _int(block_json, "height", "block answer") != header.height:
+    answer = _malformed(lambda: FieldReader(_answer_map(block_json), "block answer", True))
+    check_header(header, chain_id, _hex_digest(answer.values["hash"], "block answer.hash"))
+    if _malformed(lambda: answer.integer("height")) != header.height:
         raise ProofError("header", "block answer height differs from its header's")
     certificate = commits_from_json(_field(block_json, "certificate", "block answer"))
     check_certificate(header, certificate, validators, chain_id, verify)
@@ -217,6 +260,8 @@ def verify_block(
 def _check_listed_txs(header: BlockHeader, txs: object) -> None:
     if not isinstance(txs, list):
         raise ProofError("malformed", "block answer txs must be a list")
-    ids = [_hex_field(item, "tx_id", f"txs[{n}]") for n, item in enumerate(txs)]
+    ids = [
+        _hex_digest(_field(item, "tx_id", "txs"), f"txs[{n}].tx_id") for n, item in enumerate(txs)
+    ]
     if len(ids) != header.request_count or merkle_root(ids) != header.requests_root:
         raise ProofError("transactions", "the listed transactions are not the block's requests")
