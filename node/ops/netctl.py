@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from node.sdk.errors import ProvenetError
 from node.sdk.tls import client_context
 
 NETWORK_FILE = "network.json"
@@ -53,8 +54,11 @@ LOG_TAIL_LINES = 20
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
-class NetError(Exception):
+class NetError(ProvenetError):
     """An operator-facing failure of a network command; the message says what to do."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("net_failed", message, text=message)
 
 
 @dataclass(frozen=True)

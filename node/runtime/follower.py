@@ -69,6 +69,7 @@ from node.runtime.config import NODE_CONSENSUS_DEFAULTS, NodeConfig, NodeLimits,
 from node.runtime.ledger import Ledger
 from node.runtime.metrics import NodeMetrics
 from node.runtime.storage import Store, header_from_dict
+from node.sdk.errors import ProvenetError
 from node.sdk.transport import STREAM_PATH
 
 log = logging.getLogger("provenet.follower")
@@ -173,11 +174,12 @@ def _consensus_defaults() -> dict[str, int]:
     }
 
 
-class BlockRejected(Exception):
+class BlockRejected(ProvenetError):
+    """A source's block or tip does not verify; ``kind`` (the code) names the alert."""
+
     def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(kind, message, text=message)
         self.kind = kind
-        self.message = message
 
 
 @dataclass(frozen=True)

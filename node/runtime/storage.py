@@ -33,6 +33,7 @@ from consensus.blocks import BlockHeader, ChainTip, CommittedBlock
 from consensus.codec import Limits, decode, encode
 from consensus.messages import Commit, Request
 from consensus.wire import message_from_wire, message_to_wire
+from node.sdk.errors import ProvenetError
 
 # What this node wrote itself is read back without the counts that bound
 # input from elsewhere: a block's receipts are as many values as its
@@ -67,8 +68,11 @@ CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
 """
 
 
-class StorageError(RuntimeError):
-    """The database belongs to another chain or schema; the node must not start."""
+class StorageError(ProvenetError, RuntimeError):
+    """The database belongs to another chain or schema, or is corrupt; the node must not start."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("bad_storage", message, text=message)
 
 
 @dataclass(frozen=True)
