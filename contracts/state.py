@@ -147,10 +147,6 @@ class MemoryState:
                 return
             yield key, self._values[key]
 
-    def items(self) -> list[tuple[bytes, bytes]]:
-        """Every pair in key order: the full snapshot for state transfer."""
-        return list(self.scan(b""))
-
     def root(self) -> bytes:
         return self._trie.root()
 

@@ -258,11 +258,6 @@ def start_node(entry: NodeEntry) -> int:
     return process.pid
 
 
-def stop_node(entry: NodeEntry, grace_s: float = DOWN_GRACE_S) -> str:
-    """SIGTERM one node, SIGKILL it after ``grace_s``; 'stopped', 'killed' or 'not running'."""
-    return stop_nodes([entry], grace_s)[entry.name]
-
-
 def stop_nodes(entries: Sequence[NodeEntry], grace_s: float = DOWN_GRACE_S) -> dict[str, str]:
     """Stop several nodes at once, so the grace period is shared, not summed."""
     outcome: dict[str, str] = {}

@@ -231,13 +231,6 @@ class Store:
         receipts = tuple(_as_dict(receipt) for receipt in _as_list(decode(row[4], OWN_RECORDS)))
         return StoredBlock(CommittedBlock(header, requests, certificate), row[0], receipts)
 
-    def block_digests(self, height: int) -> list[bytes]:
-        row = self._db.execute("SELECT digests FROM blocks WHERE height = ?", (height,)).fetchone()
-        if row is None:
-            return []
-        raw: bytes = row[0]
-        return [raw[i : i + 32] for i in range(0, len(raw), 32)]
-
     def state_root_at(self, height: int) -> bytes | None:
         """The state root after executing block ``height`` (None if not stored)."""
         row = self._db.execute(
