@@ -288,7 +288,7 @@ def query_limits(limits: NodeLimits) -> Limits:
 
 
 class ClientApi:
-    """The handlers; ``read_only`` is for observer nodes (issue 5), which refuse writes."""
+    """The handlers; ``read_only`` is for observer nodes, which refuse writes."""
 
     def __init__(
         self, engine: ChainHost, status: Callable[[], dict[str, object]], read_only: bool = False

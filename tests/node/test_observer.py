@@ -30,7 +30,7 @@ from node.sdk.tls import client_context
 pytestmark = pytest.mark.asyncio
 
 FOLLOW_TIMEOUT_S = 30
-# The read timeout every visit to a hung source cost before (issue 10).
+# The read timeout every visit to a hung source cost before the follower was pushed to.
 OLD_READ_TIMEOUT_S = 5
 
 
