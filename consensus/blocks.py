@@ -2,8 +2,8 @@
 
 A block is a committed batch plus the header every replica derives for it:
 the previous block's hash and a block time that never runs backwards are
-filled in here, not by the proposer (see ../shared/PBFT.md, "chain links are
-derived, not proposed").  The header repeats the batch's fields, so from a
+filled in here, not by the proposer (chain links are derived, not
+proposed, so a null batch filling a gap in a view change cannot break them).  The header repeats the batch's fields, so from a
 header alone anyone can recompute the batch digest the validators voted on.
 
 :func:`verify_commit_certificate` is what an observer, the SDK or an offline

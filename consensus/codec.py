@@ -42,7 +42,7 @@ so no signed object can be replayed as another kind or on another network.
 Ed25519 keys and signatures are the same bytes whatever library makes
 them; :class:`Ed25519Signer` and :func:`ed25519_verify` delegate to
 :mod:`consensus.ed25519`, the one module that touches the signing
-libraries, which picks the faster one and applies one acceptance rule.
+library (PyNaCl), which applies one acceptance rule.
 """
 
 from __future__ import annotations
@@ -52,8 +52,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import msgpack
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from consensus import ed25519 as _ed25519
 
@@ -433,18 +431,13 @@ class Verifier(Protocol):
 class Ed25519Signer:
     """An Ed25519 private key.  Raw 32-byte seeds are the on-disk form.
 
-    Signing goes through :data:`consensus.ed25519.BACKEND`, the faster
-    library available; the signature bytes do not depend on it.
+    Signing goes through :mod:`consensus.ed25519` (libsodium); the
+    signature bytes are RFC 8032's, whatever library made them.
     """
 
     __slots__ = ("_key",)
 
-    def __init__(self, private_key: Ed25519PrivateKey | _ed25519.Ed25519Key) -> None:
-        if isinstance(private_key, Ed25519PrivateKey):
-            # A key made by ``cryptography`` directly is re-held by the
-            # fast backend through its seed, which is all a key is.
-            seed = private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-            private_key = _ed25519.key_from_seed(seed)
+    def __init__(self, private_key: _ed25519.Ed25519Key) -> None:
         self._key = private_key
 
     @classmethod
@@ -457,7 +450,7 @@ class Ed25519Signer:
     @classmethod
     def generate(cls) -> Ed25519Signer:
         """A fresh key from the operating system's randomness (node/ only)."""
-        return cls(Ed25519PrivateKey.generate())
+        return cls(_ed25519.generate_key())
 
     @property
     def public_key(self) -> bytes:
@@ -475,8 +468,8 @@ def ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """True when ``signature`` is ``public_key``'s signature of ``message``.
 
     Malformed keys or signatures are simply invalid: this never raises.
-    The check runs on the faster backend under the one strict acceptance
-    rule of :mod:`consensus.ed25519`, so every node gives the same answer.
+    The check runs under the one strict acceptance rule of
+    :mod:`consensus.ed25519`, so every node gives the same answer.
     """
     return _ed25519.verify(public_key, message, signature)
 

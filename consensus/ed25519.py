@@ -1,27 +1,26 @@
-"""Ed25519 signing and verification behind one small interface, two backends.
+"""Ed25519 signing and verification through PyNaCl (libsodium), under one strict rule.
 
 Theory of operation
 -------------------
-Provenet signs and verifies with Ed25519 only, and two libraries implement
-it: ``cryptography`` (OpenSSL), which the node needs anyway for TLS and
-certificates, and PyNaCl (libsodium).  Keys, seeds and signatures are the
-same bytes in both (RFC 8032), so the choice is a local speed decision and
-never shows on the wire.  libsodium verifies roughly twice as fast as
-OpenSSL from Python and signs about half again as fast
-(``scripts/bench_verify.py`` measures both), so :data:`BACKEND` is PyNaCl
-whenever it can be imported, and ``cryptography`` otherwise.  The choice is
-made once at import, with no I/O and no measurement, so it is the same on
-every run of the same installation.
+Provenet signs and verifies with Ed25519 only (RFC 8032), through PyNaCl,
+a required dependency: libsodium verifies roughly twice as fast as OpenSSL
+from Python and signs about half again as fast (``scripts/bench_verify.py``
+measures both).  ``cryptography`` (OpenSSL) stays a dependency of the node
+for TLS and certificates, never for signatures.  Keys, seeds and
+signatures are the same bytes in any RFC 8032 implementation, so the
+library never shows on the wire.
 
-One acceptance rule for both backends
--------------------------------------
+The acceptance rule
+-------------------
 A signature check decides whether a transaction executes, so every
 validator must reach the same verdict on every input, even a crafted one.
-The two libraries do not: OpenSSL accepts a public key or a signature
-``R`` of small order (for example the identity point, with which a
-"signature" of ``S = 0`` verifies for every message), and a non-canonical
-encoding of a key, all of which libsodium refuses.  So both backends first
-apply :func:`_acceptable`, which is libsodium's strict rule written out:
+Ed25519 libraries differ on edge cases: OpenSSL accepts a public key or a
+signature ``R`` of small order (for example the identity point, with which
+a "signature" of ``S = 0`` verifies for every message) and a
+non-canonical encoding of a key, which libsodium refuses.  So
+:func:`verify` first applies :func:`_acceptable`, libsodium's strict rule
+written out, so that the rule is fixed here, not by whichever release of
+the library is installed:
 
 * the key is 32 bytes and the signature 64;
 * ``S`` (the signature's second half) is below the group order ``L``;
@@ -29,40 +28,31 @@ apply :func:`_acceptable`, which is libsodium's strict rule written out:
 * neither the key nor ``R`` is one of the eight points of small order,
   whatever the sign bit (the seven ``y`` values libsodium blocks).
 
-Only then does the library check the equation.  The library call is also
-guarded so that nothing leaves :func:`verify_with_nacl` or
-:func:`verify_with_cryptography` but ``True`` or ``False``: a malformed
+Only then does libsodium check the equation.  The call is also guarded so
+that nothing leaves :func:`verify` but ``True`` or ``False``: a malformed
 key or signature is simply an invalid signature.
 
-Both backends are thread-safe: neither keeps state between calls, and the
-key objects are immutable.  Both libraries release the GIL while they
-compute, so a pool of threads verifies in parallel (about 1.8 times the
-one-thread rate on two cores).  Key generation (the one use of randomness)
-stays in :meth:`consensus.codec.Ed25519Signer.generate`.
+Keys are thread-safe: they keep no state between calls and are immutable.
+libsodium releases the GIL while it computes, so a pool of threads
+verifies in parallel (about 1.8 times the one-thread rate on two cores).
+Key generation (the one use of randomness) is :func:`generate_key`, called
+only by :meth:`consensus.codec.Ed25519Signer.generate` in node/.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
+from nacl.bindings import (
+    crypto_sign,
+    crypto_sign_keypair,
+    crypto_sign_open,
+    crypto_sign_seed_keypair,
 )
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.exceptions import BadSignatureError, CryptoError
 
-try:
-    from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
-    from nacl.exceptions import BadSignatureError, CryptoError
-
-    _HAVE_NACL = True
-except ImportError:  # pragma: no cover - PyNaCl is a declared dependency.
-    _HAVE_NACL = False
-
-NACL = "pynacl"
-CRYPTOGRAPHY = "cryptography"
+# The library behind this module, named in benchmark reports.
+BACKEND = "pynacl"
 
 SEED_SIZE = 32
 PUBLIC_KEY_SIZE = 32
@@ -85,7 +75,7 @@ SMALL_ORDER_Y = frozenset({0, 1, _P - 1, _P, _P + 1, _Y_ORDER_8, _P - _Y_ORDER_8
 
 
 def _acceptable(public_key: bytes, signature: bytes) -> bool:
-    """The strict rule both backends apply before the library's check."""
+    """The strict acceptance rule, applied before libsodium's check."""
     if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
         return False
     if int.from_bytes(signature[32:], "little") >= _L:
@@ -96,27 +86,17 @@ def _acceptable(public_key: bytes, signature: bytes) -> bool:
     return int.from_bytes(signature[:32], "little") & _Y_MASK not in SMALL_ORDER_Y
 
 
-def verify_with_cryptography(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    """Verify with OpenSSL through ``cryptography``; never raises."""
-    if not _acceptable(public_key, signature):
-        return False
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
-    except (InvalidSignature, ValueError, TypeError):
-        return False
-    return True
+VerifyFunction = Callable[[bytes, bytes, bytes], bool]
 
 
-def verify_with_nacl(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    """Verify with libsodium through PyNaCl; never raises.
+def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """True only for a valid signature under the strict rule; never raises.
 
     PyNaCl exposes only combined-mode verification, so the signature is
     prepended to the message.  The length checks in :func:`_acceptable`
     are also what keeps libsodium from reading past a short key, which
     the binding itself does not check.
     """
-    if not _HAVE_NACL:
-        raise RuntimeError("PyNaCl is not installed")
     if not _acceptable(public_key, signature):
         return False
     try:
@@ -126,27 +106,14 @@ def verify_with_nacl(public_key: bytes, message: bytes, signature: bytes) -> boo
     return True
 
 
-class Ed25519Key(Protocol):
-    """A private key ready to sign; the same seed gives the same bytes in any backend."""
-
-    @property
-    def public_key(self) -> bytes: ...
-
-    @property
-    def seed(self) -> bytes: ...
-
-    def sign(self, message: bytes) -> bytes: ...
-
-
-class NaclKey:
-    """A libsodium key: the 64-byte expanded secret libsodium signs with."""
+class Ed25519Key:
+    """A private key ready to sign: the 64-byte expanded secret libsodium signs with."""
 
     __slots__ = ("_public", "_secret", "_seed")
 
     def __init__(self, seed: bytes) -> None:
-        if not _HAVE_NACL:
-            raise RuntimeError("PyNaCl is not installed")
-        _check_seed(seed)
+        if not isinstance(seed, bytes | bytearray) or len(seed) != SEED_SIZE:
+            raise ValueError("an Ed25519 seed is 32 bytes")
         public, secret = crypto_sign_seed_keypair(bytes(seed))
         self._seed = bytes(seed)
         self._public: bytes = public
@@ -166,74 +133,13 @@ class NaclKey:
         return signed[:SIGNATURE_SIZE]
 
 
-class CryptographyKey:
-    """An OpenSSL key held by ``cryptography``."""
-
-    __slots__ = ("_key", "_public", "_seed")
-
-    def __init__(self, seed: bytes) -> None:
-        _check_seed(seed)
-        self._seed = bytes(seed)
-        self._key = Ed25519PrivateKey.from_private_bytes(self._seed)
-        self._public = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-    @property
-    def public_key(self) -> bytes:
-        return self._public
-
-    @property
-    def seed(self) -> bytes:
-        return self._seed
-
-    def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message)
+def key_from_seed(seed: bytes) -> Ed25519Key:
+    """A signing key from a 32-byte seed (the same seed gives the same key anywhere)."""
+    return Ed25519Key(seed)
 
 
-def _check_seed(seed: bytes) -> None:
-    if not isinstance(seed, bytes | bytearray) or len(seed) != SEED_SIZE:
-        raise ValueError("an Ed25519 seed is 32 bytes")
-
-
-BACKENDS: tuple[str, ...] = (NACL, CRYPTOGRAPHY) if _HAVE_NACL else (CRYPTOGRAPHY,)
-"""The backends importable here, fastest first."""
-
-BACKEND: str = BACKENDS[0]
-"""The backend of the hot path: :func:`verify` and :func:`key_from_seed`."""
-
-VerifyFunction = Callable[[bytes, bytes, bytes], bool]
-
-_VERIFIERS: dict[str, VerifyFunction] = {
-    NACL: verify_with_nacl,
-    CRYPTOGRAPHY: verify_with_cryptography,
-}
-_KEY_TYPES: dict[str, type[NaclKey] | type[CryptographyKey]] = {
-    NACL: NaclKey,
-    CRYPTOGRAPHY: CryptographyKey,
-}
-
-verify: VerifyFunction = _VERIFIERS[BACKEND]
-"""Verify with :data:`BACKEND`: True only for a valid signature, never raises."""
-
-
-def verifier_for(backend: str) -> VerifyFunction:
-    """The verify function of ``backend`` (``"pynacl"`` or ``"cryptography"``)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"Ed25519 backend {backend!r} is not available here: {BACKENDS}")
-    return _VERIFIERS[backend]
-
-
-def key_from_seed(seed: bytes, backend: str = BACKEND) -> Ed25519Key:
-    """A signing key from a 32-byte seed, held by ``backend``."""
-    if backend not in BACKENDS:
-        raise ValueError(f"Ed25519 backend {backend!r} is not available here: {BACKENDS}")
-    return _KEY_TYPES[backend](seed)
-
-
-def sign_with_nacl(seed: bytes, message: bytes) -> bytes:
-    """Sign once with libsodium (builds the key; hold a :class:`NaclKey` to sign many)."""
-    return NaclKey(seed).sign(message)
-
-
-def sign_with_cryptography(seed: bytes, message: bytes) -> bytes:
-    """Sign once with OpenSSL (builds the key; hold a :class:`CryptographyKey` to sign many)."""
-    return CryptographyKey(seed).sign(message)
+def generate_key() -> Ed25519Key:
+    """A fresh key from libsodium's randomness (node/ only: consensus stays deterministic)."""
+    _, secret = crypto_sign_keypair()
+    # libsodium's secret key is the seed followed by the public key.
+    return Ed25519Key(secret[:SEED_SIZE])

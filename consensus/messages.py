@@ -14,7 +14,7 @@ A pre-prepare signs the *digest* of its batch, not the requests themselves;
 a receiver recomputes the digest from the batch it got, so the batch is
 bound all the same and a view change can carry pre-prepares cheaply.
 
-Following ../shared/PBFT.md ("chain links are derived, not proposed"), a
+Chain links are derived, not proposed: a
 batch never names the previous block's hash: it covers its height, the
 Merkle root of its request digests, the proposer's time and the latest
 height the proposer had executed with that height's state root.  Every

@@ -23,7 +23,7 @@ The replica is always in one of two modes for its current view ``v``::
 Messages for a view it has not reached (or heights beyond its window) are
 buffered, a bounded number per sender, and replayed when it gets there.
 
-Normal case (PBFT.md steps 1-6): the primary batches requests and sends
+Normal case (Castro & Liskov, OSDI 1999, section 4.2): the primary batches requests and sends
 PRE-PREPARE; a backup that accepts it sends PREPARE; ``prepared`` is the
 pre-prepare plus quorum-1 matching prepares from backups; a prepared replica
 records its prepared certificate and sends COMMIT; a prepared replica with a

@@ -14,13 +14,12 @@ reaches byte-identical state.  The public surface:
   function and its handler;
 * :mod:`contracts.queries`: ``query(state, contract, name, args) -> dict``;
 * :mod:`contracts.state` and :mod:`contracts.stateroot`: the state
-  interface, the in-memory state and the state root
-  (``MerkleTrie``, ``root_from_snapshot``);
+  interface, the in-memory state and the state root (``MerkleTrie``);
 * :mod:`contracts.genesis`: ``Genesis`` and ``genesis_state``;
 * :mod:`contracts.errors`: the stable error codes.
 
 The rule packs are the contracts ``membership`` (governance),
 ``diamonds`` (Kimberley Process) and ``food`` (EPCIS-style recall).  The
 package imports nothing but the standard library's pure modules and
-``consensus.codec``; tests/contracts/test_purity.py enforces it.
+``consensus.codec``; tests/contracts/test_contracts_purity.py enforces it.
 """

@@ -102,10 +102,6 @@ class Args:
     def amount(self, name: str, minimum: int = 1) -> int:
         return check_amount(self._get(name), name, minimum)
 
-    def optional_amount(self, name: str, minimum: int = 1) -> int | None:
-        value = self._get(name, optional=True)
-        return None if value is None else check_amount(value, name, minimum)
-
     def text(self, name: str, optional: bool = False) -> str:
         value = self._get(name, optional)
         if value is None and optional:

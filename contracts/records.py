@@ -99,7 +99,3 @@ def load_int(store: _Reader, key: bytes) -> int:
     value = decode(raw)
     assert isinstance(value, int) and not isinstance(value, bool), "counter is an int"
     return value
-
-
-def save_int(store: _Writer, key: bytes, value: int) -> None:
-    store.put(key, encode(value))

@@ -6,17 +6,17 @@ State is a map from bytes keys to bytes values with four operations: get,
 put, delete and an ordered prefix scan.  Contracts see it only through
 :class:`ReadableState` (queries, the transaction buffer's reads) and
 :class:`State` (the runtime applying a successful transaction's writes).
-The node supplies a SQLite implementation later; :class:`MemoryState` is
-the reference implementation used by tests, the benchmark and the
-simulator.
+:class:`MemoryState` is the one implementation: the node holds its whole
+state in one and mirrors it in SQLite (node/runtime/ledger.py), and the
+tests, the benchmark and the bundle verifier use it too.
 
 ``MemoryState`` keeps three structures in step: a dict for point reads, a
 chunked sorted list of keys for ordered scans (insertion costs a bisect
 and a short list shift, never a shift of the whole key list), and the
 :class:`~contracts.stateroot.MerkleTrie` that maintains the state root
-incrementally.  Any other implementation must keep a ``MerkleTrie`` in
-step the same way (or rebuild one from a snapshot at start-up) so that
-:meth:`MemoryState.root` means the same thing everywhere.
+incrementally.  Any other implementation would have to keep a
+``MerkleTrie`` in step the same way so that :meth:`MemoryState.root` means
+the same thing everywhere.
 """
 
 from __future__ import annotations
@@ -146,10 +146,6 @@ class MemoryState:
             if not key.startswith(prefix):
                 return
             yield key, self._values[key]
-
-    def items(self) -> list[tuple[bytes, bytes]]:
-        """Every pair in key order: the full snapshot for state transfer."""
-        return list(self.scan(b""))
 
     def root(self) -> bytes:
         return self._trie.root()

@@ -30,16 +30,12 @@ dirty nodes, 513 bytes each.  The cost per block therefore grows with the
 block's writes (times a depth that grows with the logarithm of the state,
 one level per sixteenfold growth), not with the size of the state.
 
-:func:`root_from_snapshot` recomputes the same root from scratch from a
-full list of pairs, with no shared code path but the leaf hash; state
-transfer uses it to check a snapshot received from a peer against the root
-in a checkpoint, and the tests use it to check the incremental trie.
+The tests check the incremental trie against a from-scratch computation
+of the same root over a full list of pairs, which shares no code path with
+it but the leaf hash (tests/contracts/snapshot_root.py).
 """
 
 from __future__ import annotations
-
-from bisect import bisect_left
-from collections.abc import Iterable
 
 from consensus.codec import digest
 
@@ -195,58 +191,3 @@ def _hash_node(node: _Node) -> bytes:
             parts.append(_hash_node(child))
     node.cached = digest(b"".join(parts))
     return node.cached
-
-
-def root_from_snapshot(items: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """The state root of a full list of (key, value) pairs, from scratch.
-
-    Raises ``ValueError`` if a key repeats: a snapshot is a set of pairs.
-    """
-    entries: list[tuple[bytes, bytes]] = []
-    for key, value in items:
-        if not isinstance(key, bytes) or not isinstance(value, bytes):
-            raise TypeError("snapshot keys and values are bytes")
-        path = key_path(key)
-        entries.append((path, leaf_hash(path, value)))
-    entries.sort()
-    paths = [path for path, _ in entries]
-    for index in range(1, len(paths)):
-        if paths[index] == paths[index - 1]:
-            raise ValueError("a key repeats in the snapshot")
-    return _subtree_root(paths, entries, 0, len(entries), 0)
-
-
-def _subtree_root(
-    paths: list[bytes], entries: list[tuple[bytes, bytes]], lo: int, hi: int, depth: int
-) -> bytes:
-    """``node(S, depth)`` for the sorted slice ``entries[lo:hi]``."""
-    if hi == lo:
-        return EMPTY
-    if hi - lo == 1:
-        return entries[lo][1]
-    parts = [_NODE_TAG]
-    start = lo
-    for slot in range(16):
-        end = _slice_end(paths, start, hi, depth, slot)
-        parts.append(_subtree_root(paths, entries, start, end, depth + 1))
-        start = end
-    return digest(b"".join(parts))
-
-
-def _slice_end(paths: list[bytes], lo: int, hi: int, depth: int, slot: int) -> int:
-    """First index in ``paths[lo:hi]`` whose nibble ``depth`` exceeds ``slot``.
-
-    Paths in the slice share their first ``depth`` nibbles, so the first
-    path above the slot's range is found by bisecting on a bound built from
-    the shared prefix with the nibble set to ``slot + 1``.
-    """
-    if slot == 15 or lo >= hi:
-        return hi
-    prefix = paths[lo]
-    byte_index = depth >> 1
-    head = prefix[:byte_index]
-    if depth % 2 == 0:
-        bound = head + bytes([(slot + 1) << 4])
-    else:
-        bound = head + bytes([(prefix[byte_index] & 0xF0) | (slot + 1)])
-    return bisect_left(paths, bound, lo, hi)

@@ -140,7 +140,7 @@ class NoNewViewCheckReplica(Replica):
 
 
 class EagerViewChangeReplica(Replica):
-    """Safe but careless, as replicas were before issue 10: any expired timer
+    """Safe but careless, as replicas once were: any expired timer
     of its own sends VIEW-CHANGE at once, without waiting for f others to
     suspect the primary too, so it can end up alone in a higher view."""
 

@@ -47,6 +47,7 @@ from contracts.queries import query
 from contracts.receipt import STATUS_OK, Receipt
 from contracts.records import load
 from contracts.state import ReadableState
+from node.api.errors import ApiError
 from node.runtime.storage import Store, StoredBlock
 from node.sdk.bundle_verify import FORMAT, VERSION
 from node.sdk.genesis import NetworkGenesis
@@ -57,10 +58,13 @@ if TYPE_CHECKING:
     from node.api.routes import ClientApi
 
 
-class BundleBuildError(Exception):
+class BundleBuildError(ApiError):
     """The bundle cannot be built; ``code`` is the API error code to answer with."""
 
     code = "invalid_argument"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(type(self).code, message)
 
 
 class BundleTooCostly(BundleBuildError):
@@ -261,14 +265,12 @@ async def bundle_route(
     Wire it as ``web.get("/v1/bundle/{asset_id}", lambda r: bundle_route(r, api, network))``
     or with :func:`bundle_routes`.
     """
-    from node.api.routes import ApiError, respond
+    from node.api.routes import respond
 
-    try:
-        document = build_bundle(
-            api.store, api.engine.ledger.state, network, request.match_info["asset_id"]
-        )
-    except BundleBuildError as exc:
-        raise ApiError(exc.code, str(exc)) from None
+    # A BundleBuildError is an ApiError: it leaves as its code's answer.
+    document = build_bundle(
+        api.store, api.engine.ledger.state, network, request.match_info["asset_id"]
+    )
     return respond(request, document)
 
 

@@ -31,7 +31,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from node.api.errors import STATUS_OF
+from node.sdk.errors import HTTP_STATUS
 
 JSON_TYPE = "application/json"
 MSGPACK = "application/msgpack"
@@ -41,7 +41,7 @@ Schema = dict[str, Any]
 
 # Every error code a client can receive, with its HTTP status: the node's
 # own table, so the spec cannot promise a status the node would not give.
-ERROR_STATUS: dict[str, int] = dict(STATUS_OF)
+ERROR_STATUS: dict[str, int] = dict(HTTP_STATUS)
 
 _REASONS = {
     400: "Bad request",

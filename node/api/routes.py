@@ -1,7 +1,7 @@
 """The client API: aiohttp routes over the engine, the store and the state.
 
 Every error leaves as ``{"error": {"code", "message"}}`` with the HTTP
-status of its code (:data:`STATUS_OF`), including aiohttp's own refusals
+status of its code (:data:`node.sdk.errors.HTTP_STATUS`), including aiohttp's own refusals
 (unknown route, body too large).  Before a handler runs, the request is
 charged to its client's budget (:class:`AdmissionBudget`, over
 node/api/ratelimit.py); bodies are read and parsed by node/api/request_body.py,
@@ -32,7 +32,7 @@ from contracts.queries import query
 from contracts.records import load
 from contracts.tx import Transaction, admission_codec_limits, encode_tx, tx_from_value
 from node.api import audit, chain_stream, openapi
-from node.api.errors import STATUS_OF, ApiError
+from node.api.errors import ApiError
 from node.api.ratelimit import (
     BucketConfig,
     Client,
@@ -55,6 +55,7 @@ from node.runtime.views import (
     receipt_view,
     to_json,
 )
+from node.sdk.errors import status_of
 from node.sdk.transport import STREAM_PATH
 
 log = logging.getLogger("provenet.api")
@@ -85,7 +86,7 @@ def respond(
 def error_response(
     request: web.Request, code: str, message: str, retry_after_s: int
 ) -> web.Response:
-    status = STATUS_OF.get(code, 400)
+    status = status_of(code)
     headers = {"Retry-After": str(retry_after_s)} if status == 429 else None
     return respond(request, {"error": {"code": code, "message": message}}, status, headers)
 
@@ -287,7 +288,7 @@ def query_limits(limits: NodeLimits) -> Limits:
 
 
 class ClientApi:
-    """The handlers; ``read_only`` is for observer nodes (issue 5), which refuse writes."""
+    """The handlers; ``read_only`` is for observer nodes, which refuse writes."""
 
     def __init__(
         self, engine: ChainHost, status: Callable[[], dict[str, object]], read_only: bool = False

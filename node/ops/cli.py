@@ -7,7 +7,7 @@
     provenet net status DIR
     provenet net down DIR
     provenet node run --config FILE
-    provenet tx|query|trace|demo ...      (node/ops/cli_client.py, when present)
+    provenet tx|query|trace|demo ...      (node/ops/cli_client.py)
 
 Every handler returns an exit code.  An operator's mistake (a bad argument,
 a missing or malformed file, an existing network) prints one line to
@@ -15,23 +15,23 @@ stderr and exits 1 without a traceback, because a traceback reads as a bug
 in Provenet when the fix is in the command line.  Anything else is a bug
 and keeps its traceback.
 
-Subcommand modules register handlers with ``set_defaults(handler=fn)`` (or
-``func=fn``) where ``fn(args: argparse.Namespace) -> int``.
+Subcommand modules register handlers with ``set_defaults(handler=fn)``
+where ``fn(args: argparse.Namespace) -> int``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from node.ops.catalog import CHAIN_ID, DEFAULT_BASE_PORT
 from node.ops.cli_bundle import add_bundle_commands
+from node.ops.cli_client import add_client_commands
 from node.ops.netctl import DEFAULT_UP_TIMEOUT_S, NetError
-from node.runtime.config import ConfigError
 from node.sdk.keys import KeyFileError
+from node.sdk.schema import ConfigError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -60,9 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         namespace = parser.parse_args(args)
     except SystemExit as exc:  # --help, or a usage error argparse already printed
         return exc.code if isinstance(exc.code, int) else 2
-    handler: Handler | None = getattr(namespace, "handler", None) or getattr(
-        namespace, "func", None
-    )
+    handler: Handler | None = getattr(namespace, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
@@ -91,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_net_commands(commands)
     _add_node_commands(commands)
-    _add_client_commands(commands)
+    add_client_commands(commands)
     add_bundle_commands(commands)
     return parser
 
@@ -237,33 +235,9 @@ def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 def _node_run(args: argparse.Namespace) -> int:
     # Imported here so that `provenet net ...` works without the node runtime loaded.
-    try:
-        from node.app import run_node
-    except ModuleNotFoundError as exc:
-        if exc.name != "node.app":
-            raise
-        print(
-            "provenet: error: this installation has no node runtime (node/app.py)", file=sys.stderr
-        )
-        return 1
+    from node.app import run_node
+
     return run_node(args.config)
-
-
-# ------------------------------------------------------------ client commands
-
-
-def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """tx, query, trace, demo from node.ops.cli_client, when that module exists.
-
-    Only its absence is tolerated: an error inside it is a bug to see.
-    """
-    try:
-        cli_client = importlib.import_module("node.ops.cli_client")
-    except ModuleNotFoundError as exc:
-        if exc.name != "node.ops.cli_client":
-            raise
-        return
-    cli_client.add_client_commands(commands)
 
 
 if __name__ == "__main__":

@@ -180,13 +180,14 @@ def _run(work: Coroutine[Any, Any, int]) -> int:
     """Run one command's coroutine; a node's refusal is one line on stderr, exit 1."""
     try:
         return asyncio.run(work)
-    except ProvenetError as error:
-        _say(f"provenet: error: {error.code}: {error.message}", sys.stderr)
-        return 1
     except (TypeError, ValueError) as error:
         # The transaction could not be built from what was given (an
-        # out-of-range expiry height, say): an operator's mistake, one line.
+        # out-of-range expiry height, say, or a malformed key file): an
+        # operator's mistake, one line.  First, as a ConfigError is both.
         _say(f"provenet: error: {error}", sys.stderr)
+        return 1
+    except ProvenetError as error:
+        _say(f"provenet: error: {error.code}: {error.message}", sys.stderr)
         return 1
 
 

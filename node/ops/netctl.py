@@ -38,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from node.sdk.errors import ProvenetError
 from node.sdk.network_file import (
     LOG_NAME,
     NETWORK_FILE,
@@ -59,8 +60,11 @@ LOG_TAIL_LINES = 20
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
-class NetError(Exception):
+class NetError(ProvenetError):
     """An operator-facing failure of a network command; the message says what to do."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("net_failed", message, text=message)
 
 
 # ------------------------------------------------------------ network.json
@@ -160,11 +164,6 @@ def start_node(entry: NodeEntry) -> int:
     _CHILDREN[process.pid] = process
     entry.pid_file.write_text(f"{process.pid}\n")
     return process.pid
-
-
-def stop_node(entry: NodeEntry, grace_s: float = DOWN_GRACE_S) -> str:
-    """SIGTERM one node, SIGKILL it after ``grace_s``; 'stopped', 'killed' or 'not running'."""
-    return stop_nodes([entry], grace_s)[entry.name]
 
 
 def stop_nodes(entries: Sequence[NodeEntry], grace_s: float = DOWN_GRACE_S) -> dict[str, str]:

@@ -68,6 +68,7 @@ from node.runtime.ledger import Ledger
 from node.runtime.metrics import NodeMetrics
 from node.runtime.storage import Store
 from node.sdk.chain_page import CertifiedHeader, FullBlock
+from node.sdk.errors import ProvenetError
 from node.sdk.transport import (
     MSGPACK,
     STREAM_PATH,
@@ -178,11 +179,12 @@ def _consensus_defaults() -> dict[str, int]:
     }
 
 
-class BlockRejected(Exception):
+class BlockRejected(ProvenetError):
+    """A source's block or tip does not verify; ``kind`` (the code) names the alert."""
+
     def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(kind, message, text=message)
         self.kind = kind
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ BIND_RETRY_INTERVAL_S = 0.1
 # Sockets taken from the accept queue per loop turn, after the one awaited.
 ACCEPT_BATCH = 127
 # The Server header, without versions: aiohttp's default names Python's and its
-# own, which would tell a scanner which known bugs to try (issue 9, item 13).
+# own, which would tell a scanner which known bugs to try.
 SERVER_HEADER = "provenet"
 # Longest reason quoted from aiohttp's parser (it may quote the input itself).
 MAX_ERROR_MESSAGE_CHARS = 120

@@ -48,15 +48,14 @@ from dataclasses import dataclass, field
 
 from contracts.tx import Transaction
 from node.runtime.config import NodeLimits
+from node.sdk.errors import ProvenetError
 
 
-class Refused(Exception):
+class Refused(ProvenetError):
     """A transaction the pool will not take; ``code`` is the stable API code."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message, text=message)
 
 
 @dataclass

@@ -33,6 +33,7 @@ from consensus.blocks import BlockHeader, ChainTip, CommittedBlock
 from consensus.codec import DecodeError, Limits, decode, encode
 from consensus.messages import Request
 from consensus.proofs import CommitCertificate
+from node.sdk.errors import ProvenetError
 
 # What this node wrote itself is read back without the counts that bound
 # input from elsewhere: a block's receipts are as many values as its
@@ -67,8 +68,11 @@ CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
 """
 
 
-class StorageError(RuntimeError):
-    """The database belongs to another chain or schema; the node must not start."""
+class StorageError(ProvenetError, RuntimeError):
+    """The database belongs to another chain or schema, or is corrupt; the node must not start."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("bad_storage", message, text=message)
 
 
 @dataclass(frozen=True)
@@ -237,13 +241,6 @@ class Store:
         )
         receipts = tuple(_as_dict(receipt) for receipt in _as_list(decode(row[4], OWN_RECORDS)))
         return StoredBlock(CommittedBlock(header, requests, certificate), row[0], receipts)
-
-    def block_digests(self, height: int) -> list[bytes]:
-        row = self._db.execute("SELECT digests FROM blocks WHERE height = ?", (height,)).fetchone()
-        if row is None:
-            return []
-        raw: bytes = row[0]
-        return [raw[i : i + 32] for i in range(0, len(raw), 32)]
 
     def state_root_at(self, height: int) -> bytes | None:
         """The state root after executing block ``height`` (None if not stored)."""

@@ -115,6 +115,7 @@ from contracts.receipt import BlockContext, Event, Receipt
 from contracts.runtime import execute
 from contracts.state import MemoryState
 from contracts.tx import Transaction, decode_tx, verify_tx
+from node.sdk.errors import ProvenetError
 from node.sdk.genesis import NetworkGenesis
 
 FORMAT = "provenet-bundle"
@@ -164,13 +165,12 @@ KIND_TITLES = {
 }
 
 
-class BundleError(Exception):
+class BundleError(ProvenetError):
     """A bundle does not verify; ``kind`` names the proof that failed (see KIND_TITLES)."""
 
     def __init__(self, kind: str, message: str) -> None:
-        super().__init__(f"{KIND_TITLES.get(kind, kind)}: {message}")
+        super().__init__("bad_bundle", message, text=f"{KIND_TITLES.get(kind, kind)}: {message}")
         self.kind = kind
-        self.message = message
 
 
 # ------------------------------------------------------------------ results

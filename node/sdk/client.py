@@ -23,7 +23,7 @@ genesis.json), and a list of node API URLs.  It trusts no single node:
   later batch below an earlier one), and the later ones then execute as
   ``rejected bad_nonce``.  Such a transaction never ran and never can (its
   id is spent), so :meth:`ProvenetClient.submit` signs the same call again
-  *at the same nonce* and submits it (at most ``resign_attempts`` times);
+  *at the same nonce* and submits it (at most ``resign_attempts`` times, 5 by default);
   the node releases it at once into the hole it fills
   (:mod:`node.runtime.mempool`).  To get a new transaction id for the same nonce
   and call, the new signature carries an expiry height one below the

@@ -1,8 +1,9 @@
-"""Exceptions the Provenet SDK raises.
+"""Provenet's errors: one base with a stable code, and the HTTP status of each code.
 
-Every error a node reports (``{"error": {"code", "message"}}`` with an HTTP
-status) becomes a :class:`ProvenetError` carrying the node's stable ``code``,
-so callers branch on ``error.code`` rather than on message text::
+Every error Provenet raises on purpose is a :class:`ProvenetError` with a
+stable ``code`` and a ``message`` for people, so callers branch on
+``error.code`` rather than on message text.  Every error a node reports
+(``{"error": {"code", "message"}}`` with an HTTP status) becomes one::
 
     try:
         await client.submit("diamonds", "sell", {...})
@@ -12,20 +13,76 @@ so callers branch on ``error.code`` rather than on message text::
         if error.code == "mempool_full":
             await asyncio.sleep(error.retry_after_s or 1)
 
-The subclasses mark outcomes that are not plain API errors: a transaction
-that committed but the contract refused, one the node dropped before
-execution, a proof that does not verify, and no node answering at all.
+The subclasses here mark outcomes that are not plain API errors: a
+transaction that committed but the contract refused, one the node dropped
+before execution, a proof that does not verify, and no node answering at
+all.  The other layers subclass it too: the client API's refusal
+(``node.api.errors.ApiError``), a malformed configuration or key file
+(``ConfigError``, ``KeyFileError``), a bundle that does not verify
+(``BundleError``) and so on, each keeping the name callers catch.
+
+:data:`HTTP_STATUS` is the one table from a client API error code to its
+HTTP status: the node answers with it and its OpenAPI description lists it.
+The codes are part of the public interface: never renamed or reused.
 """
 
 from __future__ import annotations
 
+# The HTTP status of every error code the client API answers with.
+HTTP_STATUS: dict[str, int] = {
+    "malformed_json": 400,
+    "malformed_msgpack": 400,
+    "malformed_tx": 400,
+    "malformed_http": 400,
+    "duplicate_key": 400,
+    "float_not_allowed": 400,
+    "bad_request": 400,
+    "wrong_chain": 400,
+    "expired": 400,
+    "unknown_query": 400,
+    "unknown_contract": 400,
+    "unknown_method": 400,
+    "invalid_argument": 400,
+    "limit_exceeded": 400,
+    # A query that ran out of its step budget (contracts/queries.py).
+    "budget_exceeded": 400,
+    "bad_signature": 401,
+    "unknown_key": 403,
+    "key_revoked": 403,
+    "read_only": 403,
+    "not_found": 404,
+    "unknown_asset": 404,
+    "unknown_mine": 404,
+    "unknown_org": 404,
+    "unknown_certificate": 404,
+    "unknown_proposal": 404,
+    "method_not_allowed": 405,
+    "request_timeout": 408,
+    "nonce_used": 409,
+    "nonce_conflict": 409,
+    "nonce_gap": 409,
+    "too_large": 413,
+    "unsupported_media_type": 415,
+    "rate_limited": 429,
+    "mempool_full": 429,
+    "sender_queue_full": 429,
+    "too_many_subscribers": 503,
+    "unavailable": 503,
+    "internal": 500,
+}
+
+
+def status_of(code: str) -> int:
+    """The HTTP status the client API answers ``code`` with (400 for a code not listed)."""
+    return HTTP_STATUS.get(code, 400)
+
 
 class ProvenetError(Exception):
-    """An error reported by a node, or by the SDK about a node's answer.
+    """The base of Provenet's errors: a stable ``code`` and a ``message``.
 
-    ``code`` is the node's stable error code (see the API reference), ``status``
-    the HTTP status when the error came from an HTTP answer, and
-    ``retry_after_s`` the node's Retry-After hint on a 429.
+    ``status`` is the HTTP status when the error came from (or goes out as)
+    an HTTP answer, and ``retry_after_s`` the Retry-After hint of a 429.
+    ``str()`` of the error is ``text``, by default ``"code: message"``.
     """
 
     def __init__(
@@ -34,8 +91,10 @@ class ProvenetError(Exception):
         message: str,
         status: int | None = None,
         retry_after_s: float | None = None,
+        *,
+        text: str | None = None,
     ) -> None:
-        super().__init__(f"{code}: {message}")
+        super().__init__(f"{code}: {message}" if text is None else text)
         self.code = code
         self.message = message
         self.status = status

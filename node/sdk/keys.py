@@ -17,11 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from consensus.codec import Ed25519Signer
+from node.sdk.errors import ProvenetError
 from node.sdk.files import PRIVATE_DIR_MODE, make_directory, write_private_file
 
 
-class KeyFileError(ValueError):
+class KeyFileError(ProvenetError, ValueError):
     """A key file is missing or malformed; the message says which and why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("bad_key_file", message, text=message)
 
 
 @dataclass(frozen=True)

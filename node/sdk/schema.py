@@ -29,14 +29,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from node.sdk.errors import ProvenetError
 from node.sdk.strict_json import RepeatedKey, unique_keys
 
 # Longest rendering of an offending value or key in an error message.
 MAX_SHOWN_CHARS = 60
 
 
-class ConfigError(ValueError):
+class ConfigError(ProvenetError, ValueError):
     """A configuration or genesis file is malformed; the one-line message names the key."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("bad_config", message, text=message)
 
 
 @dataclass(frozen=True)

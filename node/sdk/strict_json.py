@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.sdk.errors import ProvenetError
 
-class RepeatedKey(ValueError):
+
+class RepeatedKey(ProvenetError, ValueError):
     """A JSON object names ``key`` more than once."""
 
     def __init__(self, key: str) -> None:
-        super().__init__(f"the key {key!r} appears twice in one object")
+        message = f"the key {key!r} appears twice in one object"
+        super().__init__("duplicate_key", message, text=message)
         self.key = key
 
 

@@ -1,4 +1,4 @@
-"""The rules of PBFT (../../../shared/PBFT.md), one replica at a time.
+"""The rules of PBFT (Castro & Liskov, OSDI 1999; TOCS 2002), one replica at a time.
 
 In the style of etcd raft's paper tests: each test is named after the rule
 it checks and drives a single ``Replica`` by hand, signing the other

@@ -70,7 +70,7 @@ def test_checker_reports_violations_of_a_replica_that_skips_the_new_view_check()
 
 def test_checker_reports_a_replica_left_alone_in_a_higher_view() -> None:
     """A replica that votes to change the view on its own timer (as every
-    replica did before issue 10) is left alone in a higher view after a
+    replica once did) is left alone in a higher view after a
     partition or a pause heals; the honest replica is not, on the same seeds."""
     faults = frozenset({"pause", "partition", "drop"})
     eager = SimConfig(validators=4, faults=faults, broken="eager_view_change", fake_signatures=True)
@@ -103,7 +103,7 @@ def test_killing_a_saturated_primary_changes_the_view_exactly_once(seed: int) ->
     result = cluster.run()
     assert result.ok, result.liveness_failures + result.safety_violations
     # One fault, one view change: no new primary deposed while it drains the
-    # backlog (before issue 10 these runs went through 6 to 13 views).
+    # backlog (replicas that did went through 6 to 13 views on these runs).
     assert [h.replica.view for h in cluster.hosts if h.replica is not None] == [1, 1, 1, 1]
 
 

@@ -1,4 +1,4 @@
-"""Review of issue 10: a pause must not restart the censorship bound.
+"""A pause must not restart the censorship bound.
 
 A primary that executes others' requests (or keeps a backup behind) but
 never this one is deposed once the request has waited max_request_wait_ms.

@@ -1,4 +1,4 @@
-"""Issue 10, defects 2 and 3: when a replica votes to change the view.
+"""When a replica votes to change the view (two defects found under faults).
 
 Defect 2 (a replica left alone in a higher view): a timer of one replica
 never takes it above the others.  An expired timer only makes it *suspect*

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from snapshot_root import pairs, root_from_snapshot
+
 from consensus.codec import Ed25519Signer, decode
 from contracts.config import ContractLimits
 from contracts.genesis import Genesis, GenesisOrg, genesis_state
@@ -18,7 +20,6 @@ from contracts.queries import query
 from contracts.receipt import BlockContext, Receipt
 from contracts.runtime import execute
 from contracts.state import MemoryState
-from contracts.stateroot import root_from_snapshot
 from contracts.tx import Transaction, sign_tx
 
 CHAIN_ID = "provenet-test"
@@ -127,14 +128,14 @@ class World:
         **overrides: object,
     ) -> Receipt:
         """Assert rejection with ``code`` and that only the nonce moved."""
-        before = dict(self.state.items())
+        before = dict(pairs(self.state))
         root_before = self.state.root()
         admitted_nonce = self.nonce(org)
         receipt = self.send(org, contract, method, args, **overrides)
         assert not receipt.ok
         assert receipt.error == code, f"expected {code}, got {receipt.error}: {receipt.message}"
         assert receipt.events == ()
-        after = dict(self.state.items())
+        after = dict(pairs(self.state))
         key = nonce_key(self.signer(org).public_key)
         after_without_nonce = {k: v for k, v in after.items() if k != key}
         before_without_nonce = {k: v for k, v in before.items() if k != key}

@@ -20,6 +20,7 @@ import pytest
 from contracts_testkit import CHAIN_ID, make_genesis, signer_for
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from snapshot_root import pairs
 
 from contracts.admission import check_stateless
 from contracts.config import ContractLimits
@@ -337,13 +338,13 @@ def assert_admission_agrees_with_execution(
     tx = signed(sender, contract, method, arguments(data, contract, method))
     refused = check_stateless(tx, limits)
     state = MemoryState(genesis_items(limits))
-    before = dict(state.items())
+    before = dict(pairs(state))
     receipt = execute(state, tx, BlockContext(1, 1_700_000_000_000, "v0"))
     event(f"refused {refused.code}" if refused else f"admitted, executed {receipt.error or 'ok'}")
     if refused is None:
         return
     assert (receipt.error, receipt.message) == (refused.code, refused.message), tx.args
-    after = dict(state.items())
+    after = dict(pairs(state))
     nonce = nonce_key(tx.sender)
     assert {k: v for k, v in after.items() if k != nonce} == before
     if refused.code in ADMISSION_CODES:

@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 from contracts_testkit import make_genesis, signer_for
+from snapshot_root import root_from_snapshot
 
 from contracts.config import CONFIG_KEY, ChainConfig, ContractLimits
 from contracts.genesis import GenesisOrg, genesis_state
 from contracts.state import MemoryState
-from contracts.stateroot import root_from_snapshot
 
 
 def test_genesis_state_is_sorted_deterministic_and_carries_the_config() -> None:

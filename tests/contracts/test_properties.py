@@ -12,12 +12,12 @@ from __future__ import annotations
 from contracts_testkit import World, kp_args, make_genesis, stones
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from snapshot_root import pairs, root_from_snapshot
 
 from contracts.genesis import genesis_state
 from contracts.queries import query
 from contracts.runtime import execute
 from contracts.state import MemoryState
-from contracts.stateroot import root_from_snapshot
 
 # Explicit settings rather than a loaded profile: loading a profile is
 # global and would change the other suites' hypothesis settings.
@@ -200,8 +200,8 @@ def test_replay_on_a_fresh_state_gives_identical_receipts_and_roots(
     for (tx, block), receipt, root in zip(world.log, receipts, roots, strict=True):
         assert execute(replica, tx, block).to_dict() == receipt
         assert replica.root() == root
-    assert replica.items() == world.state.items()
-    assert replica.root() == world.state.root() == root_from_snapshot(replica.items())
+    assert pairs(replica) == pairs(world.state)
+    assert replica.root() == world.state.root() == root_from_snapshot(pairs(replica))
 
 
 def _records(

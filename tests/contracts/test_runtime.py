@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from contracts_testkit import CHAIN_ID, World, make_genesis, mine_and_extract, signer_for
+from snapshot_root import pairs
 
 from consensus.codec import Ed25519Signer, decode, encode
 from contracts.config import ContractLimits
@@ -82,9 +83,9 @@ def test_bad_signature_is_refused() -> None:
         args=REGISTER,
     )
     forged = Transaction(**{**good.body(), "signature": bytes(64)})  # type: ignore[arg-type]
-    before = world.state.items()
+    before = pairs(world.state)
     receipt = execute(world.state, forged, world.block())
-    assert receipt.error == "bad_signature" and world.state.items() == before
+    assert receipt.error == "bad_signature" and pairs(world.state) == before
 
 
 def test_oversized_and_over_deep_transactions_are_refused() -> None:
@@ -161,7 +162,7 @@ def test_args_mutated_into_a_non_canonical_form_still_yield_a_receipt() -> None:
         method="merge",
         args={"inputs": ["A", "B"], "output_id": "C"},
     )
-    before = world.state.items()
+    before = pairs(world.state)
     for bad in (("A", "B"), 1.5):
         tx.args["inputs"] = bad  # the args dict is the one mutable part
         receipt = execute(world.state, tx, world.block())
@@ -170,4 +171,4 @@ def test_args_mutated_into_a_non_canonical_form_still_yield_a_receipt() -> None:
             "invalid_argument",
             b"",
         )
-        assert world.state.items() == before
+        assert pairs(world.state) == before

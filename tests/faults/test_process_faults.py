@@ -73,7 +73,7 @@ async def test_kill9_of_the_primary_under_load_then_its_restart(tmp_path: Path) 
 @pytest.mark.faults
 @needs_faults
 async def test_kill9_of_the_primary_at_200_tx_s_changes_the_view_once(tmp_path: Path) -> None:
-    # Issue 10, defect 3: on a saturated host, killing the primary at 200 tx/s
+    # The defect: on a saturated host, killing the primary at 200 tx/s
     # used to depose each new primary ~2.5 s after its election (views 0 to 3,
     # and 5), because the request timer fired on a backlog the new primary
     # was working through.  One fault must cost exactly one view change.

@@ -3,7 +3,7 @@
 Shared by ``tests/node/test_flood.py`` (bounded, in the default suite) and
 ``scripts/bench_flood.py`` (the same scenario with the figures printed).
 
-The scenario is the one issue 9 measured: one unauthenticated client per
+The scenario is a measured attack: one unauthenticated client per
 validator posts ``POST /v1/txs/batch`` bodies that cost nothing to send and
 much to refuse (hundreds of thousands of junk envelopes, or an object-dense
 msgpack list), while an honest sender submits one transaction every
@@ -31,7 +31,7 @@ from consensus.codec import Ed25519Signer, encode
 from contracts.tx import encode_tx, sign_tx
 from node.sdk.keys import load_identity
 
-# 150,000 two-hex-digit envelopes: about 750 kB of JSON (issue 9, item 1).
+# 150,000 two-hex-digit envelopes: about 750 kB of JSON.
 JUNK_ENVELOPES = 150_000
 # A msgpack list of lists of 0 just under 1 MiB: 65,535 lists of 15 zeros.
 DENSE_LISTS = 65_535

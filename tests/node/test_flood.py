@@ -1,4 +1,4 @@
-"""One hostile client per validator must not stall the chain (issue 9, item 1).
+"""One hostile client per validator must not stall the chain.
 
 A real 4-validator network (``net init`` + ``net up``, TLS on) commits an
 honest sender's steady trickle of transactions; then, window by window,
@@ -8,7 +8,7 @@ envelopes in JSON, an object-dense msgpack list, full batches of
 well-formed transactions from a stranger's key.  Blocks must keep coming at
 no less than half the quiet rate measured in the same run, the flooders
 must be answered with refusals (never a 5xx), and every node must still be
-healthy.  On the code before issue 9 the same run gave 1 block in 20 s
+healthy.  Before the admission budgets the same run gave 1 block in 20 s
 against 395 quiet (scripts/bench_flood.py prints the figures).
 """
 

@@ -1,6 +1,6 @@
 """Hostile clients against one in-process validator: every refusal is cheap, coded and harmless.
 
-Each test is one attack from issue 9's campaign, with bounded sizes: a
+Each test is one attack of a hostile-input campaign, with bounded sizes: a
 batch of many envelopes, an object-dense body, JSON nested thousands deep
 or with a repeated key, a body of the wrong media type, a Content-Length
 the client never sends, a client over its budget.  Each asserts the

@@ -1,6 +1,6 @@
-"""Connections, timeouts, parser errors and peer handshakes of in-process nodes (issue 9, 7-10).
+"""Connections, timeouts, parser errors and peer handshakes of in-process nodes.
 
-Hostile clients against the node's two ports, the way the issue found them:
+Hostile clients against the node's two ports, the way a review found them:
 idle connections past the caps, connections that never finish a TLS
 handshake or a request, malformed HTTP that aiohttp's parser refuses, and
 peer-link handshakes held open while a real validator links.  Each test

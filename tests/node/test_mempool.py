@@ -174,7 +174,7 @@ def test_only_each_senders_oldest_transaction_is_retransmitted_and_turns_are_cap
 
 
 def test_a_hole_left_by_nonces_executed_out_of_order_is_refilled_at_once() -> None:
-    """Issue 10's wedge: a view change executed 723-727 before 715-722.
+    """The wedge found under faults: a view change executed 723-727 before 715-722.
 
     723-727 executed as ``rejected bad_nonce`` (not consuming their nonces)
     while the pool had released the sender past 753.  A new transaction for

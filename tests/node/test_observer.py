@@ -31,7 +31,7 @@ from node.sdk.transport import Transport
 pytestmark = pytest.mark.asyncio
 
 FOLLOW_TIMEOUT_S = 30
-# The read timeout every visit to a hung source cost before (issue 10).
+# The read timeout every visit to a hung source cost before the follower was pushed to.
 OLD_READ_TIMEOUT_S = 5
 
 

@@ -44,12 +44,12 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from contracts.tx import encode_tx, sign_tx
 from node.api import openapi
-from node.api.errors import STATUS_OF
 from node.app import RunningNode, start_node
 from node.ops import demo
 from node.ops.netinit import init_network
 from node.runtime.config import load_node_config
 from node.sdk import ProvenetClient
+from node.sdk.errors import HTTP_STATUS
 from node.sdk.keys import load_identity
 
 JSON = "application/json"
@@ -127,12 +127,12 @@ def test_every_error_code_of_the_node_is_in_the_spec_with_its_status() -> None:
     document = spec()
     enum = set(document["components"]["schemas"]["ErrorBody"]["properties"]["code"]["enum"])
     answered = {(status, code) for _, status, r in _error_responses(document) for code in r["x-error-codes"]}  # fmt: skip
-    for code, status in STATUS_OF.items():
+    for code, status in HTTP_STATUS.items():
         assert code in enum, f"{code} is missing from the Error enum"
         assert (str(status), code) in answered, f"no operation answers {status} {code}"
     # The other way round: the spec promises no status the node would not give.
     for code in enum:
-        assert openapi.ERROR_STATUS[code] == STATUS_OF[code], code
+        assert openapi.ERROR_STATUS[code] == HTTP_STATUS[code], code
 
 
 # ---------------------------------------------------------------- a live node

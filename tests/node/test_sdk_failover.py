@@ -1,6 +1,6 @@
 """A waiting call moves on from a node that keeps its transaction pending.
 
-Issue 10: a validator cut off from its peers (or stranded in a view of its
+The defect: a validator cut off from its peers (or stranded in a view of its
 own) still accepts transactions and answers "pending" for them, and the SDK
 kept asking it: the sender waited out the whole outage (38 s of a 30 s
 partition).  Here the client's preferred node is a stand-in that accepts

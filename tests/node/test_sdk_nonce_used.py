@@ -1,4 +1,4 @@
-"""One node's word must not make a call execute twice (issue 10, from review).
+"""One node's word must not make a call execute twice.
 
 submit() used to sign a call again at a *fresh* nonce when a node answered
 409 ``nonce_used`` for it.  That answer carries no proof: a single faulty

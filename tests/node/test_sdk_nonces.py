@@ -1,6 +1,6 @@
 """How the SDK hands out a sender's nonces while it pipelines (no network).
 
-Issue 10, defects 1 and 4: after an error the client fetched its nonce
+Two defects found under faults: after an error the client fetched its nonce
 again, and the nodes' answer (the (f+1)-th highest) did not count the
 pipelined transactions waiting in the preferred node's mempool only, so
 every later transaction collided with them.

@@ -1,6 +1,6 @@
 """The SDK transport's connection pool against a slow but healthy server.
 
-Issue 10, defect 4: with more concurrent calls than the pool holds, the
+The defect: with more concurrent calls than the pool holds, the
 time a call spent queuing for a connection counted against its timeout, so
 a healthy node answering well inside the timeout was reported "timed out".
 """

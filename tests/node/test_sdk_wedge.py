@@ -1,6 +1,6 @@
 """A sender's pipelined transactions executed out of nonce order: it recovers.
 
-Issue 10, defect 1.  Under kill -9 of the primary, a view change committed
+The defect: under kill -9 of the primary, a view change committed
 one sender's nonces 723-727 before 715-722; 723-727 executed as
 ``rejected bad_nonce``, the mempool had released that sender far past them,
 and the sender wedged.  Here one in-process validator is made to execute a
