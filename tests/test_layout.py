@@ -133,16 +133,22 @@ def test_the_rule_catches_an_upward_import(tmp_path: Path) -> None:
     assert _allowed("node.api", "node.runtime.storage")
 
 
-_BLOCK_SERVER_PACKAGES = """
-import importlib, importlib.abc, pkgutil, sys
+# Run Python with the server's dependencies made unimportable, as on a
+# participant's machine that installed only `pip install provenet`.
+_WITHOUT_SERVER_PACKAGES = """
+import importlib.abc, sys
 
 class Refuse(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {blocked!r}:
-            raise ImportError(f"{{name}} is a server dependency")
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
         return None
 
 sys.meta_path.insert(0, Refuse())
+"""
+
+_IMPORT_EVERY_SDK_MODULE = """
+import importlib, pkgutil
 import node.sdk
 names = [m.name for m in pkgutil.walk_packages(node.sdk.__path__, "node.sdk.")]
 for name in names:
@@ -150,15 +156,41 @@ for name in names:
 print(len(names))
 """
 
+_RUN_CLI = """
+from node.ops.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _without_server(code: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    script = _WITHOUT_SERVER_PACKAGES.format(blocked=set(SERVER_ONLY)) + code
+    return subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
 
 def test_the_sdk_imports_without_any_server_dependency() -> None:
     """A participant's client needs none of the node's own dependencies."""
-    script = _BLOCK_SERVER_PACKAGES.format(blocked=set(SERVER_ONLY))
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
+    result = _without_server(_IMPORT_EVERY_SDK_MODULE)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) >= 10, "walk found the SDK's modules"
+
+
+def test_without_the_node_extra_the_cli_signs_and_says_what_a_node_needs(tmp_path: Path) -> None:
+    """Participant commands work; node commands name the extra in one line."""
+    help_text = _without_server(_RUN_CLI, "tx", "--help")
+    assert help_text.returncode == 0, help_text.stderr
+    assert "--as ORG" in help_text.stdout
+    init = _without_server(_RUN_CLI, "net", "init", str(tmp_path / "net"), "--validators", "4")
+    assert init.returncode == 1
+    assert init.stderr.strip().splitlines() == [
+        "provenet: error: this command runs or sets up a node, which needs the node's "
+        "dependencies (missing: cryptography): pip install 'provenet[node]'"
+    ]
 
 
 @pytest.mark.parametrize("layer", sorted(LAYERS))

@@ -69,8 +69,26 @@ def main(argv: list[str] | None = None) -> int:
     except OPERATOR_ERRORS as exc:
         print(f"provenet: error: {_describe(exc)}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in NODE_EXTRA_MODULES:
+            raise
+        print(f"provenet: error: {_missing_node_extra(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+# The import names of the `node` extra (pyproject.toml).  A participant who
+# installed only the SDK (`pip install provenet`) can sign, submit, query and
+# verify; running or creating a node needs these, and says so in one line.
+NODE_EXTRA_MODULES = frozenset({"cryptography", "uvloop", "prometheus_client"})
+
+
+def _missing_node_extra(exc: ModuleNotFoundError) -> str:
+    return (
+        f"this command runs or sets up a node, which needs the node's dependencies "
+        f"(missing: {exc.name}): pip install 'provenet[node]'"
+    )
 
 
 def _describe(exc: BaseException) -> str:
