@@ -10,7 +10,7 @@ certificate" of f + 1 matching messages proves one honest validator sent one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from consensus.codec import PUBLIC_KEY_SIZE
 
@@ -20,7 +20,6 @@ class ValidatorSet:
     """Ordered Ed25519 public keys; a validator's id is its index here."""
 
     public_keys: tuple[bytes, ...]
-    _index: dict[bytes, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.public_keys) < 1:
@@ -29,7 +28,6 @@ class ValidatorSet:
             raise ValueError("validator keys are 32-byte Ed25519 public keys")
         if len(set(self.public_keys)) != len(self.public_keys):
             raise ValueError("a validator key appears twice")
-        object.__setattr__(self, "_index", {k: i for i, k in enumerate(self.public_keys)})
 
     @property
     def n(self) -> int:
@@ -52,9 +50,6 @@ class ValidatorSet:
 
     def key_of(self, validator_id: int) -> bytes:
         return self.public_keys[validator_id]
-
-    def id_of(self, public_key: bytes) -> int | None:
-        return self._index.get(public_key)
 
     def primary(self, view: int) -> int:
         return view % self.n
