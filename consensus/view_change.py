@@ -9,6 +9,13 @@ higher views pull a replica along to the smallest of them; the new-view
 timer is armed only once a quorum asks for the view (or a later one) and
 doubles on consecutive failures; a peer found in an older view is sent the
 NEW-VIEW that brought us to ours.
+
+The two changes of mode live here (consensus.modes has the table):
+``start_view_change`` is the only way into ``Mode.CHANGING`` and
+``enter_view`` the only way into ``Mode.ACTIVE``.  So do the two inputs that
+can lead to them from inside the normal case: a proposal that shows the
+primary equivocating (``order_or_depose``), and buffered messages replayed
+once a view starts or the window moves (``replay_buffer``).
 """
 
 from __future__ import annotations
