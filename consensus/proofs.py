@@ -218,13 +218,6 @@ class NewViewPlan:
     stable: CheckpointProof
     batches: tuple[Batch, ...]
 
-    @property
-    def next_height(self) -> int:
-        """The first height the new primary may propose fresh."""
-        if self.batches:
-            return self.batches[-1].height + 1
-        return self.stable.height + 1
-
 
 def highest_stable(view_changes: tuple[ViewChange, ...] | list[ViewChange]) -> CheckpointProof:
     """min-s of PBFT: the highest stable checkpoint any view change in V proves."""

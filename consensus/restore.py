@@ -9,6 +9,7 @@ vote that contradicts one it sent before the crash.
 
 from __future__ import annotations
 
+from consensus.checkpointing import raise_transfer_target
 from consensus.events import (
     Broadcast,
     Effect,
@@ -26,100 +27,101 @@ from consensus.messages import (
     Prepare,
     ViewChange,
 )
+from consensus.modes import Mode
 from consensus.proofs import highest_stable
-from consensus.replica_base import ReplicaBase
+from consensus.state import ReplicaState
+from consensus.view_change import enter_view, send_view_change
 
 
-class Restoring(ReplicaBase):
-    def _replay_records(self, records: list[Record]) -> list[Effect]:
-        my_view_change: ViewChange | None = None
-        for record in records:
-            match record:
-                case ViewRecord(view=view, active=active):
-                    if view != self.view:
-                        self.log = {}
-                    self.view, self.active = view, active
-                case StableCheckpointRecord(proof=proof):
-                    if proof.height > self.stable.height:
-                        self.stable = proof
-                case PreparedRecord(certificate=certificate):
-                    self.prepared_certs[certificate.height] = certificate
-                case PrePrepareRecord(pre_prepare=pre_prepare):
-                    if pre_prepare.view == self.view:
-                        self._slot(pre_prepare.height).pre_prepare = pre_prepare
-                    if pre_prepare.sender == self.me:
-                        self._guard(
-                            "pre-prepare",
-                            pre_prepare.view,
-                            pre_prepare.height,
-                            pre_prepare.batch.digest,
-                        )
-                case VoteRecord(vote=vote):
-                    my_view_change = self._replay_vote(vote, my_view_change)
-        return self._finish_restore(my_view_change)
+def replay_records(r: ReplicaState, records: list[Record]) -> list[Effect]:
+    my_view_change: ViewChange | None = None
+    for record in records:
+        match record:
+            case ViewRecord(view=view, active=active):
+                if view != r.view:
+                    r.log = {}
+                # Not a transition: the mode the replica was in comes back.
+                r.view = view
+                r.mode = Mode.ACTIVE if active else Mode.CHANGING
+            case StableCheckpointRecord(proof=proof):
+                if proof.height > r.stable.height:
+                    r.stable = proof
+            case PreparedRecord(certificate=certificate):
+                r.prepared_certs[certificate.height] = certificate
+            case PrePrepareRecord(pre_prepare=pre_prepare):
+                if pre_prepare.view == r.view:
+                    r.slot(pre_prepare.height).pre_prepare = pre_prepare
+                if pre_prepare.sender == r.me:
+                    r.guard(
+                        "pre-prepare",
+                        pre_prepare.view,
+                        pre_prepare.height,
+                        pre_prepare.batch.digest,
+                    )
+            case VoteRecord(vote=vote):
+                my_view_change = replay_vote(r, vote, my_view_change)
+    return finish_restore(r, my_view_change)
 
-    def _replay_vote(
-        self,
-        vote: Prepare | Commit | Checkpoint | ViewChange | NewView,
-        my_view_change: ViewChange | None,
-    ) -> ViewChange | None:
-        match vote:
-            case Prepare() | Commit():
-                self._guard(vote.DOMAIN, vote.view, vote.height, vote.digest)
-                if vote.view == self.view:
-                    slot = self._slot(vote.height)
-                    if isinstance(vote, Prepare):
-                        slot.prepares[self.me] = vote
-                    else:
-                        slot.commits[self.me], slot.sent_commit = vote, True
-            case Checkpoint():
-                self._guard("checkpoint", 0, vote.height, vote.state_root)
-                if vote.height > self.stable.height:
-                    self.checkpoint_votes.setdefault(vote.height, {})[self.me] = vote
-            case ViewChange():
-                self._guard("view-change", vote.new_view, 0, vote.ident)
-                return vote
-            case NewView():
-                self.last_new_view = vote
-                if vote.sender == self.me:
-                    self._guard("new-view", vote.view, 0, vote.ident)
-                    for pre_prepare in vote.pre_prepares:
-                        self._guard(
-                            "pre-prepare", vote.view, pre_prepare.height, pre_prepare.batch.digest
-                        )
-        return my_view_change
 
-    def _finish_restore(self, my_view_change: ViewChange | None) -> list[Effect]:
-        low = self.stable.height
-        self.log = {h: s for h, s in self.log.items() if h > low}
-        self.prepared_certs = {h: c for h, c in self.prepared_certs.items() if h > low}
-        self.next_height = max([self.delivered.height + 1, low + 1] + [h + 1 for h in self.log])
-        for height, slot in self.log.items():
-            if slot.pre_prepare is not None and height > self.delivered.height:
-                for request in slot.pre_prepare.batch.requests:
-                    self.in_flight[request.digest] = height
-        self._raise_transfer_target(low)
-        effects: list[Effect] = []
-        new_view = self.last_new_view
-        if not self.active and new_view is not None and new_view.view == self.view:
-            # The crash fell between persisting a NEW-VIEW and entering its
-            # view: finish entering it (a new primary re-sends it too) rather
-            # than build a second, different NEW-VIEW for the same view.
-            if new_view.sender == self.me:
-                effects.append(Broadcast(new_view))
-            self._enter_view(new_view, highest_stable(new_view.view_changes), effects)
-        elif (
-            not self.active and my_view_change is not None and my_view_change.new_view == self.view
-        ):
-            self.view_changes[self.me] = my_view_change
-            effects.append(Broadcast(my_view_change))
-        elif not self.active:
-            # The crash fell between recording the view and recording our
-            # VIEW-CHANGE for it: none was sent, so sending one now is safe.
-            self._send_view_change(effects)
-        elif self.is_primary:
-            for height in sorted(self.log):
-                slot = self.log[height]
-                if slot.pre_prepare is not None and height > self.delivered.height:
-                    effects.append(Broadcast(slot.pre_prepare))
-        return effects
+def replay_vote(
+    r: ReplicaState,
+    vote: Prepare | Commit | Checkpoint | ViewChange | NewView,
+    my_view_change: ViewChange | None,
+) -> ViewChange | None:
+    match vote:
+        case Prepare() | Commit():
+            r.guard(vote.DOMAIN, vote.view, vote.height, vote.digest)
+            if vote.view == r.view:
+                slot = r.slot(vote.height)
+                if isinstance(vote, Prepare):
+                    slot.prepares[r.me] = vote
+                else:
+                    slot.commits[r.me], slot.sent_commit = vote, True
+        case Checkpoint():
+            r.guard("checkpoint", 0, vote.height, vote.state_root)
+            if vote.height > r.stable.height:
+                r.checkpoint_votes.setdefault(vote.height, {})[r.me] = vote
+        case ViewChange():
+            r.guard("view-change", vote.new_view, 0, vote.ident)
+            return vote
+        case NewView():
+            r.last_new_view = vote
+            if vote.sender == r.me:
+                r.guard("new-view", vote.view, 0, vote.ident)
+                for pre_prepare in vote.pre_prepares:
+                    r.guard("pre-prepare", vote.view, pre_prepare.height, pre_prepare.batch.digest)
+    return my_view_change
+
+
+def finish_restore(r: ReplicaState, my_view_change: ViewChange | None) -> list[Effect]:
+    low = r.stable.height
+    r.log = {h: s for h, s in r.log.items() if h > low}
+    r.prepared_certs = {h: c for h, c in r.prepared_certs.items() if h > low}
+    r.next_height = max([r.delivered.height + 1, low + 1] + [h + 1 for h in r.log])
+    for height, slot in r.log.items():
+        if slot.pre_prepare is not None and height > r.delivered.height:
+            for request in slot.pre_prepare.batch.requests:
+                r.in_flight[request.digest] = height
+    raise_transfer_target(r, low)
+    effects: list[Effect] = []
+    new_view = r.last_new_view
+    if not r.active and new_view is not None and new_view.view == r.view:
+        # The crash fell between persisting a NEW-VIEW and entering its
+        # view: finish entering it (a new primary re-sends it too) rather
+        # than build a second, different NEW-VIEW for the same view.
+        if new_view.sender == r.me:
+            effects.append(Broadcast(new_view))
+        enter_view(r, new_view, highest_stable(new_view.view_changes), effects)
+    elif not r.active and my_view_change is not None and my_view_change.new_view == r.view:
+        r.view_changes[r.me] = my_view_change
+        effects.append(Broadcast(my_view_change))
+    elif not r.active:
+        # The crash fell between recording the view and recording our
+        # VIEW-CHANGE for it: none was sent, so sending one now is safe.
+        send_view_change(r, effects)
+    elif r.is_primary:
+        for height in sorted(r.log):
+            slot = r.log[height]
+            if slot.pre_prepare is not None and height > r.delivered.height:
+                effects.append(Broadcast(slot.pre_prepare))
+    return effects

@@ -74,7 +74,7 @@ from consensus.messages import (
     StateResponse,
 )
 from consensus.quorum import ValidatorSet
-from consensus.replica import Replica
+from consensus.replica import Replica, Sabotage
 from consensus.sim.byzantine import BEHAVIOUR_TABLE, BEHAVIOURS, Adversary
 from consensus.sim.ledger import VoteLedger
 from consensus.sim.network import FaultPlan, Scheduler, draw_fault_plan
@@ -124,37 +124,23 @@ class SimResult:
         return not self.safety_violations and not self.liveness_failures
 
 
-class BrokenQuorumReplica(Replica):
-    """Deliberately unsafe: prepares and commits on 2f votes instead of 2f+1."""
-
-    @property
-    def vote_quorum(self) -> int:
-        return 2 * self.validators.f
-
-
-class NoNewViewCheckReplica(Replica):
-    """Deliberately unsafe: accepts any NEW-VIEW without checking V or O."""
-
-    def _new_view_problem(self, new_view: NewView) -> str | None:
-        return None
-
-
-class EagerViewChangeReplica(Replica):
-    """Safe but careless, as replicas once were: any expired timer
-    of its own sends VIEW-CHANGE at once, without waiting for f others to
-    suspect the primary too, so it can end up alone in a higher view."""
-
-    def _maybe_depose(self, effects: list[Effect]) -> None:
-        if self.suspecting:
-            self._start_view_change(self.view + 1, effects)
-
-
-REPLICA_CLASSES: dict[str | None, type[Replica]] = {
-    None: Replica,
-    "quorum": BrokenQuorumReplica,
-    "new_view_check": NoNewViewCheckReplica,
-    "eager_view_change": EagerViewChangeReplica,
-}
+def sabotage_for(broken: str | None, validators: ValidatorSet) -> Sabotage:
+    """The deliberately broken replica ``--broken`` asks for, if any."""
+    match broken:
+        case None:
+            return Sabotage()
+        case "quorum":
+            # Unsafe: prepares and commits on 2f votes instead of 2f+1.
+            return Sabotage(vote_quorum=2 * validators.f)
+        case "new_view_check":
+            # Unsafe: accepts any NEW-VIEW without checking V or O.
+            return Sabotage(skip_new_view_check=True)
+        case "eager_view_change":
+            # Safe but careless: any expired timer of its own sends
+            # VIEW-CHANGE at once, without waiting for f others to suspect
+            # the primary too, so it can end up alone in a higher view.
+            return Sabotage(depose_alone=True)
+    raise ValueError(f"no such broken replica: {broken}")
 
 
 @dataclass
@@ -166,7 +152,7 @@ class SimHost:
     signer: Signer
     verify: Verifier
     request_valid: Callable[[bytes], bool]
-    replica_class: type[Replica]
+    sabotage: Sabotage
     records: list[Record] = field(default_factory=list)
     blocks: list[CommittedBlock] = field(default_factory=list)
     roots: list[bytes] = field(default_factory=lambda: [GENESIS_ROOT])
@@ -184,7 +170,7 @@ class SimHost:
         return ChainTip(header.height, header.hash, header.time_ms, self.roots[-1])
 
     def start(self, now_ms: int) -> list[Effect]:
-        self.replica, effects = self.replica_class.restore(
+        self.replica, effects = Replica.restore(
             self.config,
             self.signer,
             self.verify,
@@ -192,6 +178,7 @@ class SimHost:
             self.tip(),
             self.records,
             now_ms,
+            self.sabotage,
         )
         return effects
 
@@ -276,8 +263,8 @@ class Cluster:
             state_transfer_timeout_ms=300,
             status_interval_ms=500,
         )
-        honest_class = REPLICA_CLASSES[self.config.broken]
-        return SimHost(i, config, signer, verify, self._request_valid, honest_class)
+        sabotage = sabotage_for(self.config.broken, self.validators)
+        return SimHost(i, config, signer, verify, self._request_valid, sabotage)
 
     def _request_valid(self, payload: bytes) -> bool:
         return digest(payload) in self.submitted

@@ -193,5 +193,5 @@ def test_memory_stays_bounded_over_a_long_run() -> None:
         assert len(replica.committed) <= window
         assert len(replica.executed_roots) <= window + 1
         assert len(replica.checkpoint_votes) <= window // config.checkpoint_interval + 2
-        assert len(replica._sent) <= 4 * window
+        assert len(replica.sent) <= 4 * window
         assert len(host.records) <= 8 * window

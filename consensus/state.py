@@ -1,12 +1,11 @@
-"""The state a replica keeps, and the helpers every part of it shares.
+"""What a replica remembers, and the small operations on it every part shares.
 
-``ReplicaBase`` holds the fields (documented where they are set) and the
-small operations several parts use: buffering messages for later views or
-heights, the log's slots, and the guard that refuses to sign a vote
-contradicting one already sent.  The protocol itself lives in the mixins
-that ``consensus.replica.Replica`` combines: normal_case, checkpointing,
-view_change and restore.  Calls from one mixin into another go through the
-stubs at the end of this class, so each mixin type-checks on its own.
+``ReplicaState`` holds the fields (each documented where it is set).  The
+protocol lives in plain functions over it, one module per job: normal_case
+(ordering and delivery), checkpointing (checkpoints, execution results and
+state transfer), view_change (leaving a view and starting the next),
+liveness (timers, suspicion and STATUS) and restore (rebuilding after a
+crash).  consensus.modes says which of them runs for each input.
 """
 
 from __future__ import annotations
@@ -14,14 +13,10 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from consensus.blocks import ChainTip
 from consensus.codec import Signer, Verifier
 from consensus.config import ReplicaConfig
-from consensus.events import (
-    Effect,
-)
 from consensus.messages import (
     CertifiedBatch,
     Checkpoint,
@@ -34,16 +29,13 @@ from consensus.messages import (
     Request,
     ViewChange,
 )
-from consensus.proofs import (
-    Checker,
-)
+from consensus.modes import InvariantViolation, Mode
+from consensus.proofs import Checker
 
 RequestValidator = Callable[[bytes], bool]
-V = TypeVar("V", Prepare, Commit)
+ViewMessage = PrePrepare | Prepare | Commit
 
-
-class InvariantViolation(AssertionError):
-    """The replica's own state is inconsistent: the host must stop it."""
+GENESIS_PROOF_ROOT = b""
 
 
 @dataclass
@@ -57,11 +49,22 @@ class Slot:
     committed: bool = False
 
 
-GENESIS_PROOF_ROOT = b""
+@dataclass(frozen=True)
+class Sabotage:
+    """Protocol rules the simulator breaks on purpose, to show that its
+    checker notices each break.  A node never sets any of them."""
+
+    # Prepare and commit on this many matching votes instead of a quorum.
+    vote_quorum: int | None = None
+    # Accept any NEW-VIEW without checking its view changes or recomputing O.
+    skip_new_view_check: bool = False
+    # Vote VIEW-CHANGE on this replica's own suspicion, without waiting for f
+    # others: safe, but it can end up alone in a higher view.
+    depose_alone: bool = False
 
 
-class ReplicaBase:
-    """Fields and shared helpers of a replica; see consensus.replica."""
+class ReplicaState:
+    """One validator's view of PBFT; see consensus.modes and consensus.replica."""
 
     def __init__(
         self,
@@ -71,32 +74,40 @@ class ReplicaBase:
         request_valid: RequestValidator,
         tip: ChainTip,
         now_ms: int = 0,
+        sabotage: Sabotage | None = None,
     ) -> None:
         if config.validators.key_of(config.replica_id) != signer.public_key:
             raise ValueError("the signer's key is not this replica's validator key")
         self.config = config
         self.validators = config.validators
         self.me = config.replica_id
-        self._signer = signer
-        self._request_valid = request_valid
-        self._checker = Checker(config.validators, config.chain_id, verify)
+        self.signer = signer
+        self.request_valid = request_valid
+        self.checker = Checker(config.validators, config.chain_id, verify)
+        self.sabotage = sabotage or Sabotage()
+        # Votes that make a height prepared and committed.
+        self.vote_quorum = config.validators.quorum
+        if self.sabotage.vote_quorum is not None:
+            self.vote_quorum = self.sabotage.vote_quorum
         self.now_ms = now_ms
         self.dropped: Counter[str] = Counter()
         # View state.
         self.view = 0
-        self.active = True
+        self.mode = Mode.ACTIVE
         self.view_change_attempts = 0
         self.view_change_timeout_ms = config.view_change_timeout_ms
         self.view_change_deadline_ms: int | None = None
         self.view_changes: dict[int, ViewChange] = {}
         self.last_new_view: NewView | None = None
-        self._new_view_sent_ms: dict[int, int] = {}
+        self.new_view_sent_ms: dict[int, int] = {}
         # The log of the current view and what survives views.
         self.log: dict[int, Slot] = {}
         self.next_height = tip.height + 1
         self.prepared_certs: dict[int, PreparedCertificate] = {}
         self.committed: dict[int, CertifiedBatch] = {}
-        self._sent: dict[tuple[str, int, int], bytes] = {}
+        # Every vote this replica sent, by (kind, view, height), until it can
+        # no longer be contradicted: the guard refuses to sign a different one.
+        self.sent: dict[tuple[str, int, int], bytes] = {}
         # Checkpoints.
         self.stable = CheckpointProof(0, GENESIS_PROOF_ROOT, ())
         self.checkpoint_votes: dict[int, dict[int, Checkpoint]] = {}
@@ -104,8 +115,9 @@ class ReplicaBase:
         self.delivered = tip
         self.executed_height = tip.height
         self.executed_roots: dict[int, bytes] = {tip.height: tip.state_root}
-        self._recent: deque[tuple[int, tuple[bytes, ...]]] = deque()
-        self._recent_digests: dict[bytes, int] = {}
+        # Request digests delivered within the dedup horizon, by height.
+        self.recent: deque[tuple[int, tuple[bytes, ...]]] = deque()
+        self.recent_digests: dict[bytes, int] = {}
         # Requests: waiting (not yet delivered, with the time we saw them,
         # oldest first), those not yet in any pre-prepare of this view, and
         # those in flight (digest -> height in this view's log).
@@ -138,10 +150,16 @@ class ReplicaBase:
         self.peer_heights: dict[int, int] = {}
         self.transfer_target = tip.height
         self.transfer_deadline_ms: int | None = None
-        self._transfer_round = 0
-        self._status_due_ms = now_ms
-        self._proof_sent_ms: dict[int, int] = {}
-        self._buffer: dict[int, deque[tuple[int, PrePrepare | Prepare | Commit]]] = {}
+        self.transfer_round = 0
+        self.status_due_ms = now_ms
+        self.proof_sent_ms: dict[int, int] = {}
+        # View-stamped messages for a later view or beyond the window, per sender.
+        self.buffer: dict[int, deque[tuple[int, ViewMessage]]] = {}
+
+    @property
+    def active(self) -> bool:
+        """Operating in its view (``Mode.ACTIVE``), not changing views."""
+        return self.mode is Mode.ACTIVE
 
     @property
     def primary(self) -> int:
@@ -152,31 +170,23 @@ class ReplicaBase:
         return self.primary == self.me
 
     @property
-    def vote_quorum(self) -> int:
-        """Votes that make a height prepared and committed (a hook for the
-        simulator's deliberately broken replica; never override it otherwise)."""
-        return self.validators.quorum
-
-    @property
     def low_watermark(self) -> int:
         return self.stable.height
 
-    def _buffer_message(self, sender: int, message: PrePrepare | Prepare | Commit) -> None:
-        queue = self._buffer.setdefault(sender, deque())
+    def buffer_message(self, sender: int, message: ViewMessage) -> None:
+        queue = self.buffer.setdefault(sender, deque())
         if len(queue) >= self.config.max_buffered_per_sender:
             queue.popleft()
             self.dropped["buffer_full"] += 1
         queue.append((sender, message))
 
-    def _replay_buffer(self, effects: list[Effect]) -> None:
-        """Offer buffered messages again (their signatures were checked on arrival)."""
-        buffered = self._buffer
-        self._buffer = {}
-        for queue in buffered.values():
-            for sender, message in queue:
-                self._on_view_message(sender, message, effects)
+    def slot(self, height: int) -> Slot:
+        slot = self.log.get(height)
+        if slot is None:
+            slot = self.log[height] = Slot()
+        return slot
 
-    def _stalled_since_ms(self) -> int | None:
+    def stalled_since_ms(self) -> int | None:
         """Since when the oldest waiting request has seen no progress (None:
         nothing waits)."""
         if not self.waiting:
@@ -184,81 +194,32 @@ class ReplicaBase:
         _, oldest_ms = next(iter(self.waiting.values()))
         return max(oldest_ms, self.resumed_ms, self.progress_ms)
 
-    def _note_progress(self) -> None:
+    def note_progress(self) -> None:
         """The cluster made progress: restart the request timer, and remember
         how long it had run."""
-        since = self._stalled_since_ms()
+        since = self.stalled_since_ms()
         if since is not None and self.now_ms > since:
             self.progress_gaps_ms.append(self.now_ms - since)
         self.progress_ms = self.now_ms
 
-    def _slot(self, height: int) -> Slot:
-        slot = self.log.get(height)
-        if slot is None:
-            slot = self.log[height] = Slot()
-        return slot
-
-    def _prune_sent(self) -> None:
+    def prune_sent(self) -> None:
         """Forget own votes that can never be contradicted any more."""
         low = self.low_watermark
-        self._sent = {
+        self.sent = {
             key: value
-            for key, value in self._sent.items()
+            for key, value in self.sent.items()
             if (key[0] == "checkpoint" and key[2] > low)
             or (key[0] in {"view-change", "new-view"} and key[1] >= self.view)
             or (key[1] >= self.view and key[2] > low)
         }
 
-    def _guard(self, kind: str, view: int, height: int, value: bytes) -> None:
+    def guard(self, kind: str, view: int, height: int, value: bytes) -> None:
+        """Remember a vote about to be sent, refusing one that contradicts an earlier one."""
         key = (kind, view, height)
-        known = self._sent.get(key)
+        known = self.sent.get(key)
         if known is not None and known != value:
             raise InvariantViolation(
                 f"replica {self.me} about to send a {kind} for view {view} height {height} "
                 "that contradicts one it sent before"
             )
-        self._sent[key] = value
-
-    # ------------------------------------------------------------ provided by the mixins
-
-    def _accept_pre_prepare(self, pre_prepare: PrePrepare, effects: list[Effect]) -> None:
-        raise NotImplementedError
-
-    def _add_checkpoint(self, checkpoint: Checkpoint, effects: list[Effect]) -> None:
-        raise NotImplementedError
-
-    def _check_against_stable(self) -> None:
-        raise NotImplementedError
-
-    def _deliver_ready(self, effects: list[Effect]) -> None:
-        raise NotImplementedError
-
-    def _on_view_message(
-        self, sender: int, message: PrePrepare | Prepare | Commit, effects: list[Effect]
-    ) -> None:
-        raise NotImplementedError
-
-    def _raise_transfer_target(self, height: int) -> None:
-        raise NotImplementedError
-
-    def _maybe_depose(self, effects: list[Effect]) -> None:
-        raise NotImplementedError
-
-    def _resend_new_view(self, peer: int, effects: list[Effect]) -> None:
-        raise NotImplementedError
-
-    def _stabilize(
-        self, proof: CheckpointProof, effects: list[Effect], replay: bool = True
-    ) -> None:
-        raise NotImplementedError
-
-    def _start_view_change(self, new_view: int, effects: list[Effect]) -> None:
-        raise NotImplementedError
-
-    def _send_view_change(self, effects: list[Effect]) -> None:
-        raise NotImplementedError
-
-    def _enter_view(
-        self, new_view: NewView, stable: CheckpointProof, effects: list[Effect]
-    ) -> None:
-        raise NotImplementedError
+        self.sent[key] = value
