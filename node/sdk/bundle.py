@@ -23,13 +23,11 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-import aiohttp
-
 from consensus.codec import DecodeError, decode
 from node.sdk.bundle_verify import BUNDLE_LIMITS, BundleError, Check, Step, Verdict, verify_bundle
 from node.sdk.client import ProvenetClient
 from node.sdk.genesis import NetworkGenesis, load_genesis
-from node.sdk.transport import MSGPACK, NodeFailed, api_error, describe_failure
+from node.sdk.transport import MSGPACK, NodeFailed, api_error
 
 __all__ = [
     "BundleError",
@@ -54,38 +52,19 @@ async def fetch_bundle(client: ProvenetClient, asset_id: str) -> bytes:
     path = f"/v1/bundle/{quote(asset_id, safe='')}"
 
     async def get(url: str) -> bytes:
-        try:
-            async with transport.session().get(
-                url + path,
-                headers={"Accept": MSGPACK},
-                ssl=transport.ssl,
-                timeout=transport.timeout(),
-            ) as response:
-                raw = await _read_at_most(response, BUNDLE_LIMITS.max_size_bytes)
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise NodeFailed(describe_failure(exc)) from None
-        document = _decoded(raw)
-        if status >= 500:
-            raise NodeFailed(f"HTTP {status}")
-        if status >= 400:
-            raise api_error(status, document, retry_after)
+        reply = await transport.fetch(
+            url, "GET", path, accept=MSGPACK, max_body_bytes=BUNDLE_LIMITS.max_size_bytes
+        )
+        document = _decoded(reply.body)
+        if reply.status >= 500:
+            raise NodeFailed(f"HTTP {reply.status}")
+        if reply.status >= 400:
+            raise api_error(reply.status, document, reply.retry_after)
         if not isinstance(document, dict):
             raise NodeFailed("the bundle answer is not a canonical msgpack map")
-        return raw
+        return reply.body
 
     return await transport.failover(get)
-
-
-async def _read_at_most(response: aiohttp.ClientResponse, limit_bytes: int) -> bytes:
-    """The body, refused as soon as it passes the largest bundle the SDK decodes."""
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(1 << 16):
-        body += chunk
-        if len(body) > limit_bytes:
-            raise NodeFailed(f"the bundle answer exceeds {limit_bytes} bytes")
-    return bytes(body)
 
 
 def _decoded(raw: bytes) -> object:

@@ -96,6 +96,8 @@ from node.sdk.transport import (
     MAX_CONNECTIONS_PER_NODE,
     MSGPACK,
     NodeFailed,
+    RetryPolicy,
+    StreamRefused,
     Transport,
     describe_failure,
 )
@@ -114,6 +116,9 @@ DEFAULT_PENDING_FAILOVER_S = 5.0
 _EVENTS_MIN_BACKOFF_S = 0.1
 _EVENTS_MAX_BACKOFF_S = 5.0
 _EVENTS_HEARTBEAT_S = 20.0
+# The largest event frame (one block as JSON) the client accepts: aiohttp's
+# default, which is what events() always accepted.
+_EVENTS_MAX_FRAME_BYTES = 4 * 1024 * 1024
 # Committed refusals from the contract runtime's admission stage: the
 # transaction changed nothing, not even its nonce (contracts/runtime.py).
 _NONCE_UNUSED_CODES = frozenset(
@@ -817,7 +822,9 @@ class ProvenetClient:
         """
         next_height = from_height if from_height is not None else await self._next_height()
         index = self.transport.preferred
-        backoff_s = _EVENTS_MIN_BACKOFF_S
+        backoff = RetryPolicy(first_pause_s=_EVENTS_MIN_BACKOFF_S, max_pause_s=max_backoff_s)
+        # Connections in a row that gave nothing: the pause before the next grows with them.
+        retries = 0
         while True:
             url = self.transport.nodes[index]
             received = False
@@ -830,7 +837,7 @@ class ProvenetClient:
                         if height < next_height:
                             continue
                         received = True
-                        backoff_s = _EVENTS_MIN_BACKOFF_S
+                        retries = 0
                         next_height = height + 1
                         yield frame
             except NodeFailed:
@@ -838,33 +845,35 @@ class ProvenetClient:
             if not received:
                 # A node that gave nothing is skipped; one that served and closed is kept.
                 index = (index + 1) % len(self.transport.nodes)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, max_backoff_s)
+                retries += 1
+                await asyncio.sleep(backoff.pause_s(retries))
 
     async def _next_height(self) -> int:
         return int((await self.status())["height"]) + 1
 
     async def _event_frames(self, base_url: str, from_height: int) -> AsyncGenerator[JSON, None]:
-        """Frames from one websocket connection until it closes; NodeFailed on errors."""
-        url = self.transport.ws_url(base_url, f"/v1/events?from_height={from_height}")
-        session = self.transport.session()
+        """Frames from one websocket connection until it closes; NodeFailed on errors.
+
+        The transport bounds the handshake (the client's timeout) and the close.
+        """
         try:
-            async with session.ws_connect(
-                url,
-                ssl=self.transport.ssl,
-                heartbeat=_EVENTS_HEARTBEAT_S,
+            async with self.transport.websocket(
+                base_url,
+                f"/v1/events?from_height={from_height}",
+                max_msg_size=_EVENTS_MAX_FRAME_BYTES,
+                heartbeat_s=_EVENTS_HEARTBEAT_S,
             ) as socket:
                 async for message in socket:
                     if message.type == aiohttp.WSMsgType.TEXT:
                         yield _frame(message.data)
                     elif message.type == aiohttp.WSMsgType.ERROR:
                         raise NodeFailed(f"websocket error: {socket.exception()}")
-        except aiohttp.WSServerHandshakeError as exc:
-            if 400 <= exc.status < 500:
+        except StreamRefused as refused:
+            if 400 <= refused.status < 500:
                 raise ProvenetError(
-                    "bad_request", f"event stream refused: {exc.message}", exc.status
+                    "bad_request", f"event stream refused: {refused.message}", refused.status
                 ) from None
-            raise NodeFailed(f"websocket handshake: HTTP {exc.status}") from None
+            raise NodeFailed(f"websocket handshake: HTTP {refused.status}") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise NodeFailed(describe_failure(exc)) from None
 

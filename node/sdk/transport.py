@@ -37,7 +37,9 @@ This module is the only HTTP and websocket client code in node/: the SDK
 (with failover, above), ``net up/status`` (:mod:`node.ops.netctl`: one
 ``GET`` to one node, run with ``asyncio.run``), the observer
 (:mod:`node.runtime.follower`: msgpack pages with a size cap, and chain
-streams) and load generators all use it.  The pieces they share:
+streams) and load generators all use it (tests/test_one_http_client.py
+fails on any other client code in node/, bar the validators' peer links).
+The pieces they share:
 
 * :meth:`Transport.fetch`: one request to one node, no failover, no
   retry; the :class:`Reply` (status, body bytes, Retry-After) whatever the

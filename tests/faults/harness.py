@@ -102,12 +102,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import aiohttp
 from netfixture import REPO, init_local_network
 
-from node.ops.netctl import Network, NodeEntry, load_network, node_command
+from node.ops.netctl import node_command
 from node.sdk import ProvenetClient
 from node.sdk.errors import ProofError, ProvenetError
+from node.sdk.network_file import Network, NodeEntry, read_network
+from node.sdk.transport import NodeFailed, Reply, RetryPolicy, Transport
 
 # Organisations of `net init`'s catalog with the supplier role: food.harvest
 # from any of them commits "ok", so every acknowledged transaction is a success.
@@ -115,6 +116,10 @@ SUPPLIERS = ("farm", "miner", "bw-trader")
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
 STATUS_TIMEOUT_S = 1.0
+HEALTH_TIMEOUT_S = 2.0
+# The longest one harness request may take (a page of blocks); each call
+# bounds its own wait below this.
+REQUEST_TIMEOUT_S = 30.0
 MONITOR_INTERVAL_S = 0.25
 # A polling round asks every node at once, each bounded by STATUS_TIMEOUT_S.
 ROUND_TIMEOUT_S = 3 * (MONITOR_INTERVAL_S + STATUS_TIMEOUT_S)
@@ -145,11 +150,11 @@ class ProcessNetwork:
     """Every node of a network directory as its own ``provenet node run`` process."""
 
     def __init__(self, directory: Path, launcher: Launcher | None = None) -> None:
-        self.network: Network = load_network(directory)
+        self.network: Network = read_network(directory)
         self.launcher = launcher
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.paused: set[str] = set()
-        self._http: aiohttp.ClientSession | None = None
+        self._transport: Transport | None = None
         self._ssl: Any = None
 
     @classmethod
@@ -167,7 +172,7 @@ class ProcessNetwork:
         ephemeral range); ``limits``/``consensus`` override every node's config."""
         directory = init_local_network(parent, validators, observers, tls)
         if limits or consensus:
-            for entry in load_network(directory).nodes:
+            for entry in read_network(directory).nodes:
                 document = json.loads(entry.config.read_text())
                 document["limits"] = {**document.get("limits", {}), **(limits or {})}
                 if consensus and entry.role == "validator":
@@ -300,13 +305,11 @@ class ProcessNetwork:
 
     async def _healthy(self, name: str) -> bool:
         try:
-            async with self.http.get(
-                f"{self.api_url(name)}/healthz", ssl=self.ssl(), timeout=_timeout(2.0)
-            ) as response:
-                body = await response.json()
-                return response.status == 200 and body.get("node") == name
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+            reply = await self.get(name, "/healthz", HEALTH_TIMEOUT_S)
+        except (NodeFailed, OSError, TimeoutError):
             return False
+        body = reply.json()
+        return reply.status == 200 and isinstance(body, dict) and body.get("node") == name
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         try:
@@ -353,22 +356,35 @@ class ProcessNetwork:
     # ---- HTTP
 
     @property
-    def http(self) -> aiohttp.ClientSession:
-        if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession()
-        return self._http
+    def transport(self) -> Transport:
+        """The SDK transport to every node, one node per request (no failover)."""
+        if self._transport is None:
+            self._transport = Transport(
+                [entry.api_url for entry in self.network.nodes],
+                self.ssl(),
+                timeout_s=REQUEST_TIMEOUT_S,
+                connect_timeout_s=REQUEST_TIMEOUT_S,
+                retry=RetryPolicy(rounds=1),
+            )
+        return self._transport
+
+    async def get(
+        self, name: str, path: str, timeout_s: float, params: dict[str, str] | None = None
+    ) -> Reply:
+        """One GET to one node, whatever its status; NodeFailed or TimeoutError if none."""
+        async with asyncio.timeout(timeout_s):
+            return await self.transport.fetch(
+                self.api_url(name), "GET", path, params=params, accept="*/*"
+            )
 
     async def status(self, name: str, timeout_s: float = STATUS_TIMEOUT_S) -> dict[str, Any] | None:
         """The node's /v1/status, or None if it does not answer in time."""
         try:
-            async with self.http.get(
-                f"{self.api_url(name)}/v1/status", ssl=self.ssl(), timeout=_timeout(timeout_s)
-            ) as response:
-                if response.status != 200:
-                    return None
-                return dict(await response.json())
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+            reply = await self.get(name, "/v1/status", timeout_s)
+        except (NodeFailed, OSError, TimeoutError):
             return None
+        body = reply.json()
+        return body if reply.status == 200 and isinstance(body, dict) else None
 
     async def statuses(
         self, timeout_s: float = STATUS_TIMEOUT_S
@@ -395,8 +411,8 @@ class ProcessNetwork:
             await asyncio.sleep(0.2)
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.close()
+        if self._transport is not None:
+            await self._transport.close()
 
     async def __aenter__(self) -> ProcessNetwork:
         try:
@@ -415,10 +431,6 @@ class ProcessNetwork:
     ) -> None:
         self.close()
         await self.aclose()
-
-
-def _timeout(seconds: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=seconds)
 
 
 def _exception_line(lines: list[str], start: int) -> str:
@@ -769,9 +781,9 @@ async def read_chain(net: ProcessNetwork, name: str, height: int) -> dict[int, d
     blocks: dict[int, dict[str, Any]] = {}
     start = 1
     while start <= height:
-        url = f"{net.api_url(name)}/v1/blocks?from={start}&limit={BLOCKS_PAGE}"
-        async with net.http.get(url, ssl=net.ssl(), timeout=_timeout(30.0)) as response:
-            page = (await response.json())["blocks"]
+        params = {"from": str(start), "limit": str(BLOCKS_PAGE)}
+        reply = await net.get(name, "/v1/blocks", REQUEST_TIMEOUT_S, params)
+        page = reply.json()["blocks"]
         if not page:
             break
         for block in page:

@@ -35,7 +35,14 @@ from urllib.parse import urlsplit
 import pytest
 from netfixture import free_base_port
 
-from faults.harness import Campaign, FaultReport, ProcessNetwork, WorkloadPlan, now_s
+from faults.harness import (
+    REQUEST_TIMEOUT_S,
+    Campaign,
+    FaultReport,
+    ProcessNetwork,
+    WorkloadPlan,
+    now_s,
+)
 from faults.mitm import EXPECTED_ALERT, FORGERIES, MitmProxy, running_proxy
 from node.sdk.genesis import load_genesis
 
@@ -86,11 +93,11 @@ async def observer_alerts(net: ProcessNetwork) -> tuple[list[dict[str, Any]], di
     """The observer's recent alerts (status) and its alert counters by (kind, validator)."""
     status = await net.status(OBSERVER) or {}
     counts: dict[str, float] = {}
-    async with net.http.get(f"{net.api_url(OBSERVER)}/metrics", ssl=net.ssl()) as response:
-        for line in (await response.text()).splitlines():
-            if line.startswith("provenet_observer_alerts_total{"):
-                labels, _, value = line.rpartition(" ")
-                counts[labels.removeprefix("provenet_observer_alerts_total")] = float(value)
+    reply = await net.get(OBSERVER, "/metrics", REQUEST_TIMEOUT_S)
+    for line in reply.body.decode().splitlines():
+        if line.startswith("provenet_observer_alerts_total{"):
+            labels, _, value = line.rpartition(" ")
+            counts[labels.removeprefix("provenet_observer_alerts_total")] = float(value)
     return list(status.get("alerts", [])), counts
 
 

@@ -27,7 +27,7 @@ from node.ops.netinit import PEER_PORT_OFFSET, ephemeral_port_range, init_networ
 from node.runtime.config import load_node_config
 from node.sdk import ProvenetClient
 from node.sdk.keys import load_identity
-from node.sdk.tls import client_context
+from node.sdk.network_file import NodeEntry, read_network
 
 REPO = Path(__file__).resolve().parents[2]
 UP_TIMEOUT_S = 60
@@ -93,17 +93,18 @@ def free_base_port(nodes: int) -> int:
 class LocalNetwork:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.meta = json.loads((directory / "network.json").read_text())
+        # network.json through the one typed reader every tool uses.
+        self.network = read_network(directory)
 
     @property
-    def nodes(self) -> list[dict[str, object]]:
-        return list(self.meta["nodes"])
+    def nodes(self) -> tuple[NodeEntry, ...]:
+        return self.network.nodes
 
     def api_url(self, name: str) -> str:
-        return next(str(n["api_url"]) for n in self.nodes if n["name"] == name)
+        return self.network.node(name).api_url
 
     def pid(self, name: str) -> int:
-        return int((self.dir / "nodes" / name / "node.pid").read_text())
+        return int(self.network.node(name).pid_file.read_text())
 
     def kill(self, name: str) -> None:
         os.kill(self.pid(name), signal.SIGKILL)
@@ -115,7 +116,8 @@ class LocalNetwork:
         return ProvenetClient.from_network_dir(self.dir, org_id=org_id, node=node)
 
     def ssl(self) -> object:
-        return client_context(self.dir / "ca" / "ca.pem") if self.meta.get("tls") else False
+        context = self.network.ssl_context()
+        return context if context is not None else False
 
     async def status(self, http: aiohttp.ClientSession, name: str) -> dict[str, object] | None:
         try:

@@ -62,7 +62,7 @@ def _check_flooded(window: Window, quiet: Window, refused_with: set[int]) -> Non
 async def test_one_flooding_client_per_validator_does_not_stall_the_chain(
     network: LocalNetwork,
 ) -> None:
-    urls = [network.api_url(str(node["name"])) for node in network.nodes]
+    urls = [network.api_url(node.name) for node in network.nodes]
     context = network.ssl()
     chain_id = json.loads((network.dir / "genesis.json").read_text())["chain_id"]
     sender = HonestSender(Path(network.dir), chain_id)
@@ -84,6 +84,6 @@ async def test_one_flooding_client_per_validator_does_not_stall_the_chain(
     # A batch of well-formed strangers' transactions is answered entry by entry.
     _check_flooded(strangers, quiet, {200, 429})
     async with aiohttp.ClientSession() as http:
-        for name in (str(node["name"]) for node in network.nodes):
+        for name in (node.name for node in network.nodes):
             status = await asyncio.wait_for(network.status(http, name), timeout=10)
             assert status is not None, f"{name} stopped answering"

@@ -104,12 +104,11 @@ async def wait_agreement(
 async def primary_name(network: LocalNetwork) -> tuple[str, int]:
     async with aiohttp.ClientSession() as http:
         for node in network.nodes:
-            status = await network.status(http, str(node["name"]))
+            status = await network.status(http, node.name)
             if status and status["active"]:
                 primary = int(status["primary"])
-                return next(
-                    str(n["name"]) for n in network.nodes if n["replica_id"] == primary
-                ), int(status["view"])
+                name = next(n.name for n in network.nodes if n.replica_id == primary)
+                return name, int(status["view"])
     pytest.fail("no active node")
 
 
@@ -120,7 +119,7 @@ async def test_a_thousand_transactions_from_several_clients_all_commit(
     network: LocalNetwork,
 ) -> None:
     senders = ["farm", "miner", "bw-trader", "farm", "miner"]
-    names = [str(n["name"]) for n in network.nodes]
+    names = [n.name for n in network.nodes]
     # Five clients, each preferring a different node; two pairs share a sender's
     # key, so those pairs split one nonce sequence between two nodes.
     lanes: list[tuple[ProvenetClient, list[object]]] = []
@@ -169,7 +168,7 @@ async def _steady_load(
     network: LocalNetwork, avoid: str, stop: asyncio.Event, committed: list[str]
 ) -> None:
     """One client submitting and waiting, one transaction at a time, failing over."""
-    nodes = [str(n["name"]) for n in network.nodes if n["name"] != avoid]
+    nodes = [n.name for n in network.nodes if n.name != avoid]
     client = network.client("farm", node=nodes[0])
     index = 0
     tag = f"steady-{avoid}-{time.time_ns()}"
@@ -185,7 +184,7 @@ async def _steady_load(
 async def _kill_under_load_and_restart(
     network: LocalNetwork, victim: str, expect_view_change: bool
 ) -> None:
-    names = [str(n["name"]) for n in network.nodes]
+    names = [n.name for n in network.nodes]
     survivors = [name for name in names if name != victim]
     _, view_before = await primary_name(network)
     stop = asyncio.Event()
@@ -224,7 +223,7 @@ async def test_sigkill_the_primary_under_load_then_a_backup(network: LocalNetwor
     primary, _ = await primary_name(network)
     await _kill_under_load_and_restart(network, primary, expect_view_change=True)
     primary, _ = await primary_name(network)
-    backup = next(str(n["name"]) for n in network.nodes if n["name"] != primary)
+    backup = next(n.name for n in network.nodes if n.name != primary)
     await _kill_under_load_and_restart(network, backup, expect_view_change=False)
 
 
@@ -345,7 +344,7 @@ async def test_a_double_spend_loser_is_answered_409_nonce_used_whichever_way_it_
     and the other is answered 409 ``nonce_used`` whether it lost at admission, in
     the mempool when the winner executed, or in a block after the winner."""
     farm = load_identity(network.dir / "orgs" / "farm.key").signer
-    names = [str(n["name"]) for n in network.nodes]
+    names = [n.name for n in network.nodes]
     losers: dict[str, int] = {}
     async with network.client("farm") as client, aiohttp.ClientSession() as http:
         for round_index in range(6):
@@ -482,9 +481,9 @@ async def test_a_revoked_key_is_refused(network: LocalNetwork) -> None:
 async def _peer_socket(
     network: LocalNetwork, http: aiohttp.ClientSession, cert: Path, key: Path
 ) -> aiohttp.ClientWebSocketResponse:
-    target = next(n for n in network.nodes if n["name"] == "v0")
+    target = next(n for n in network.nodes if n.name == "v0")
     context = client_context(network.dir / "ca" / "ca.pem", cert, key)
-    return await http.ws_connect(str(target["peer_url"]), ssl=context)
+    return await http.ws_connect(target.peer_url, ssl=context)
 
 
 async def _answer_challenge(
@@ -518,7 +517,7 @@ async def test_peer_links_close_on_a_non_validator_key_or_garbage_and_the_networ
             "food", "harvest", harvest_args(f"after-peers-{time.time_ns()}", 0)
         )
     assert receipt["status"] == "ok"
-    await wait_agreement(network, [str(n["name"]) for n in network.nodes])
+    await wait_agreement(network, [n.name for n in network.nodes])
 
 
 async def test_a_certificate_from_another_ca_cannot_join_the_validator_links(

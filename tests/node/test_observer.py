@@ -42,7 +42,7 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
 
 
 def names(network: LocalNetwork, role: str) -> list[str]:
-    return [str(n["name"]) for n in network.nodes if n["role"] == role]
+    return [n.name for n in network.nodes if n.role == role]
 
 
 async def heights_and_roots(network: LocalNetwork, node_names: list[str]) -> list[tuple[int, str]]:
@@ -99,9 +99,9 @@ async def test_the_observer_keeps_up_with_validators_under_load(network: LocalNe
 
 
 async def test_writes_and_consensus_traffic_are_refused(network: LocalNetwork) -> None:
-    observer = next(n for n in network.nodes if n["role"] == "observer")
+    observer = next(n for n in network.nodes if n.role == "observer")
     async with aiohttp.ClientSession() as http:
-        url = f"{observer['api_url']}/v1/txs"
+        url = f"{observer.api_url}/v1/txs"
         async with http.post(
             url, data=b"\x80", headers={"Content-Type": "application/msgpack"}, ssl=network.ssl()
         ) as response:
@@ -111,7 +111,7 @@ async def test_writes_and_consensus_traffic_are_refused(network: LocalNetwork) -
         context = client_context(
             network.dir / "ca" / "ca.pem", node_dir / "tls.pem", node_dir / "tls.key"
         )
-        async with http.ws_connect(str(observer["peer_url"]), ssl=context) as ws:
+        async with http.ws_connect(observer.peer_url, ssl=context) as ws:
             message = await ws.receive(timeout=5)
         assert message.type == aiohttp.WSMsgType.CLOSE and message.data == CLOSE_POLICY
 
@@ -184,13 +184,13 @@ def observer_config(
     }
     port = free_base_port(1)
     config["api_port"], config["peer_port"] = port, port + 100
-    by_name = {str(n["name"]): n for n in network.nodes if n["role"] == "validator"}
+    by_name = {n.name: n for n in network.nodes if n.role == "validator"}
     # An observer never dials peer_url (it reads the API), but the schema wants a URL.
     config["peers"] = [
         {
-            "replica_id": by_name[name]["replica_id"],
+            "replica_id": by_name[name].replica_id,
             "name": name,
-            "peer_url": by_name[name]["peer_url"],
+            "peer_url": by_name[name].peer_url,
             "api_url": url,
         }
         for name, url in sources.items()
@@ -212,8 +212,8 @@ def honest_sources(network: LocalNetwork, *names: str) -> dict[str, str]:
 async def test_an_observer_rejects_a_lying_validator_and_follows_the_honest_ones(
     network: LocalNetwork, tmp_path: Path, lie: Callable[[dict[str, object]], None], kind: str
 ) -> None:
-    honest = next(n for n in network.nodes if n["name"] == "v1")
-    runner, proxy_url = await lying_proxy(str(honest["api_url"]), network.ssl(), lie)
+    honest = next(n for n in network.nodes if n.name == "v1")
+    runner, proxy_url = await lying_proxy(honest.api_url, network.ssl(), lie)
     # A second observer, in this process, whose first source is the liar posing as v1.
     loaded = load_node_config(
         observer_config(
@@ -222,7 +222,7 @@ async def test_an_observer_rejects_a_lying_validator_and_follows_the_honest_ones
     )
     observer = await start_node(loaded)
     api = f"https://127.0.0.1:{loaded.api_port}"
-    validators = [n for n in network.nodes if n["role"] == "validator"]
+    validators = [n for n in network.nodes if n.role == "validator"]
     try:
         target, _ = await wait_same_tip(network, ["v0"])
         deadline = time.monotonic() + FOLLOW_TIMEOUT_S
@@ -238,7 +238,7 @@ async def test_an_observer_rejects_a_lying_validator_and_follows_the_honest_ones
             async with http.get(f"{api}/metrics", ssl=network.ssl()) as response:
                 metrics = await response.text()
             async with http.get(
-                f"{validators[0]['api_url']}/v1/blocks/{target}", ssl=network.ssl()
+                f"{validators[0].api_url}/v1/blocks/{target}", ssl=network.ssl()
             ) as response:
                 honest_block = await response.json()
             async with http.get(f"{api}/v1/blocks/{target}", ssl=network.ssl()) as response:
