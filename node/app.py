@@ -41,7 +41,8 @@ from node.runtime.config import (
 from node.runtime.engine import Engine
 from node.runtime.follower import Follower
 from node.runtime.ledger import Ledger, TxCache
-from node.runtime.listener import SERVER_HEADER, PortSpec, listen, raise_file_limit
+from node.runtime.listener.http_errors import SERVER_HEADER
+from node.runtime.listener.site import PortSpec, listen, raise_file_limit
 from node.runtime.metrics import NodeMetrics
 from node.runtime.peers import CLOSE_POLICY, PeerIdentity, PeerLinks
 from node.runtime.storage import StorageError, Store
@@ -323,7 +324,7 @@ async def _listen(
     peer_ssl: ssl.SSLContext | None,
     metrics: NodeMetrics,
 ) -> list[web.AppRunner]:
-    """Both ports behind node/runtime/listener.py's connection caps and timeouts."""
+    """Both ports behind node/runtime/listener/'s connection caps and timeouts."""
     # Only now, with the configuration and genesis accepted: a node refusing
     # to start says one line, and this one is not it.
     raise_file_limit()

@@ -46,7 +46,7 @@ from node.api.ratelimit import (
 from node.api.request_body import JSON_OR_MSGPACK, MSGPACK, media_type, parse_json, read_body
 from node.runtime.chain import ChainHost, Subscriber, now_ms
 from node.runtime.config import NodeLimits
-from node.runtime.listener import address_key
+from node.runtime.listener.connections import address_key
 from node.runtime.mempool import PoolEntry, Refused
 from node.runtime.views import (
     block_view,

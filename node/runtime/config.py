@@ -153,7 +153,7 @@ class NodeLimits:
     address_cost_burst: int = 40_000
     # Client addresses whose budgets are remembered (least recent forgotten).
     max_rate_limited_addresses: int = 4_096
-    # Connections (node/runtime/listener.py), counted per raw TCP connection before any
+    # Connections (node/runtime/listener/), counted per raw TCP connection before any
     # TLS handshake.  On the API port the caps refuse new connections; on the
     # peer port they apply to connections not (yet) known to be a validator's,
     # and a full port closes the oldest of those to make room, so strangers can

@@ -64,7 +64,8 @@ from consensus.messages import ForwardedRequest, Message, StateResponse, signatu
 from consensus.quorum import ValidatorSet
 from consensus.wire import frame_limits, honest_frame_bounds, message_from_wire
 from node.runtime.config import NodeLimits, PeerEntry
-from node.runtime.listener import ByAddress, address_key, mark_authenticated
+from node.runtime.listener.connections import ByAddress, address_key
+from node.runtime.listener.port import mark_authenticated
 from node.runtime.metrics import NodeMetrics
 
 log = logging.getLogger("provenet.peers")
@@ -423,7 +424,7 @@ class PeerLinks:
             return ws
         finally:
             self._pending.done(pending)
-        # From now on strangers cannot evict this link (node/runtime/listener.py).
+        # From now on strangers cannot evict this link (node/runtime/listener/).
         mark_authenticated(request, self.identity.names.get(peer_id, f"validator-{peer_id}"))
         await self._receive_frames(ws, peer_id)
         return ws

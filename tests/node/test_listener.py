@@ -30,13 +30,13 @@ import aiohttp
 import pytest
 from netfixture import free_base_port
 
-import node.runtime.listener as listener
+import node.runtime.listener.memory as listener_memory
 from consensus.codec import decode, encode
 from contracts.tx import encode_tx, sign_tx
 from node.app import RunningNode, start_node
 from node.ops.netinit import init_network
 from node.runtime.config import NodeConfig, NodeLimits, load_node_config
-from node.runtime.listener import ByAddress, ConnectionTable, PortLimits, address_key
+from node.runtime.listener.connections import ByAddress, ConnectionTable, PortLimits, address_key
 from node.runtime.peers import PendingHandshake, PendingHandshakes, hello_bytes
 from node.sdk.keys import load_identity
 from node.sdk.tls import client_context
@@ -336,9 +336,9 @@ def test_freed_heap_is_returned_after_a_burst_of_connections(
         trims.append(pad)
         return 1
 
-    monkeypatch.setattr(listener, "_load_malloc_trim", lambda: malloc_trim)
-    monkeypatch.setattr(listener, "TRIM_AFTER_CLOSED", 50)
-    monkeypatch.setattr(listener, "TRIM_DELAY_S", 0.1)
+    monkeypatch.setattr(listener_memory, "_load_malloc_trim", lambda: malloc_trim)
+    monkeypatch.setattr(listener_memory, "TRIM_AFTER_CLOSED", 50)
+    monkeypatch.setattr(listener_memory, "TRIM_DELAY_S", 0.1)
     directory = make_network(tmp_path)
 
     async def scenario() -> None:
@@ -356,7 +356,7 @@ def test_freed_heap_is_returned_after_a_burst_of_connections(
 
 def test_the_node_raises_its_open_file_limit_to_the_hard_limit() -> None:
     script = (
-        "import resource, node.runtime.listener as l\n"
+        "import resource, node.runtime.listener.site as l\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))\n"
         "print(l.raise_file_limit(), hard)\n"
@@ -373,7 +373,7 @@ def test_the_port_caps_shrink_to_fit_a_small_file_limit() -> None:
     if hard != resource.RLIM_INFINITY and hard < 1024:
         pytest.skip(f"the hard open-file limit here ({hard}) is below the 1,024 this test sets")
     script = (
-        "import resource, node.runtime.listener as l, node.runtime.config as c\n"
+        "import resource, node.runtime.listener.site as l, node.runtime.config as c\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))\n"
         "print(l.connections_per_port(c.NodeLimits(), validators=4))\n"

@@ -1,7 +1,7 @@
 """The client API's OpenAPI 3.1 description against what a node serves.
 
 ``node/api/openapi.json`` is the published contract of the client API.  These
-tests hold it to the node: the file is what ``node/api/openapi.py`` builds, it
+tests hold it to the node: the file is what ``node/api/openapi/`` builds, it
 is valid OpenAPI 3.1 (checked with openapi-spec-validator), its paths and
 methods are exactly the routes a node serves, every error code the node
 answers with is in it with its status, and a node serves it at
@@ -56,7 +56,7 @@ JSON = "application/json"
 MSGPACK = "application/msgpack"
 
 HERE = Path(__file__).resolve().parent
-SPEC_FILE = Path(openapi.__file__).with_name(openapi.SPEC_NAME)
+SPEC_FILE = Path(openapi.__file__).parent.with_name(openapi.SPEC_NAME)
 
 # The fuzz run's bounds.  A request not answered in REQUEST_TIMEOUT_S is a
 # hang (schemathesis reports a network error and exits 1); a schemathesis

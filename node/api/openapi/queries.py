@@ -1,0 +1,216 @@
+"""Contract queries: any query by name, the provenance views, and bundles."""
+
+from __future__ import annotations
+
+from node.api.openapi.common import (
+    BOOL,
+    INT64,
+    JSON_BODY_400,
+    JSON_TYPE,
+    MSGPACK,
+    QUERY_400,
+    QUERY_404,
+    STR,
+    STRS,
+    Schema,
+    array,
+    error_responses,
+    obj,
+    ok,
+    operation,
+    path_param,
+    ref,
+    result_of,
+)
+
+# One rule an asset fails (in a compliance verdict and the audit views).
+COMPLIANCE_FAILURE = obj({"asset_id": STR, "rule": STR, "detail": STR})
+
+
+def query_schemas() -> dict[str, Schema]:
+    """Any query's request and answer."""
+    return {
+        "QueryRequest": obj(
+            {"contract": STR, "name": STR, "args": {"type": "object"}},
+            "Any contract query (contracts/queries.py); other fields are ignored.",
+            optional=("args",),
+        )
+        | {
+            "examples": [
+                {"contract": "diamonds", "name": "compliance", "args": {"asset_id": "S-1"}}
+            ]
+        },
+        "QueryResult": obj(
+            {"result": {"description": "The query's answer; its shape depends on the query."}}
+        ),
+    }
+
+
+def provenance_schemas() -> dict[str, Schema]:
+    """A diamond's upstream and verdict, and a food lot's downstream."""
+    trace_node = {
+        "allOf": [ref("Diamond"), obj({"events": array(ref("AssetEvent"))})],
+    }
+    return {
+        "Trace": obj(
+            {
+                "asset_id": STR,
+                "nodes": array(trace_node, "The asset and its upstream, nearest first."),
+                "edges": array(array(STR), "[parent, child] pairs."),
+                "kp_certificates": array(ref("KpCertificate")),
+                "grading_reports": array(ref("GradingReport")),
+                "mines": array(ref("Mine")),
+                "actors": array(ref("Org")),
+                "truncated": BOOL,
+            }
+        ),
+        "Compliance": obj(
+            {
+                "asset_id": STR,
+                "conflict_free": BOOL,
+                "failures": array(COMPLIANCE_FAILURE),
+                "assets_checked": INT64,
+                "truncated": BOOL,
+            }
+        ),
+        "RecallImpact": obj(
+            {
+                "lot_id": STR,
+                "recalled": BOOL,
+                "affected": array(
+                    obj(
+                        {
+                            "lot_id": STR,
+                            "product": STR,
+                            "mass_grams": INT64,
+                            "status": STR,
+                            "owner": STR,
+                            "custodian": STR,
+                            "destination": STR,
+                            "recalled": BOOL,
+                            "depth": INT64,
+                        }
+                    )
+                ),
+                "holders": STRS,
+                "truncated": BOOL,
+            }
+        ),
+    }
+
+
+def bundle_schemas() -> dict[str, Schema]:
+    """The provenance bundle a client saves and verifies offline."""
+    return {
+        "Bundle": obj(
+            {
+                "format": {"const": "provenet-bundle"},
+                "version": {"type": "integer"},
+                "chain_id": STR,
+                "asset_id": STR,
+                "validators": array(ref("Validator")),
+                "as_of": obj({"header": ref("SignedHeader"), "certificate": array(ref("Commit"))}),
+                "entries": array(
+                    obj(
+                        {
+                            "tx": ref("Hex"),
+                            "tx_id": ref("Digest"),
+                            "header": ref("SignedHeader"),
+                            "certificate": array(ref("Commit")),
+                            "index": INT64,
+                            "count": INT64,
+                            "path": array(ref("Digest")),
+                        }
+                    )
+                ),
+            },
+            "A provenance bundle (format in node/sdk/bundle_verify.py); its canonical msgpack "
+            "is the file `provenet verify` checks offline.",
+        ),
+    }
+
+
+def _query() -> Schema:
+    """POST /v1/query: any contract query by name."""
+    errors = error_responses(
+        (
+            *JSON_BODY_400,
+            "malformed_msgpack",
+            "bad_request",
+            *QUERY_400,
+            "budget_exceeded",
+            "unknown_key",
+            *QUERY_404,
+            "unknown_proposal",
+            "too_large",
+            "unsupported_media_type",
+            "request_timeout",
+        )
+    )
+    return operation(
+        "query",
+        "queries",
+        "Run any contract query",
+        {"200": ok(ref("QueryResult"), "The query's answer."), **errors},
+        body={
+            "required": True,
+            "content": {
+                JSON_TYPE: {"schema": ref("QueryRequest")},
+                MSGPACK: {"schema": ref("QueryRequest")},
+            },
+        },
+        description="`membership.key` of an unknown key answers 403 `unknown_key`.",
+    )
+
+
+def query_ops() -> dict[str, Schema]:
+    """Any query, and the named views of one asset or lot."""
+    named_errors = error_responses(
+        ("invalid_argument", "limit_exceeded", "budget_exceeded", *QUERY_404)
+    )
+    asset = path_param("asset_id", ref("Identifier"), "A diamond asset's id.", "S-1")
+    lot = path_param("lot_id", ref("Identifier"), "A food lot's id.", "W1")
+    return {
+        "/v1/query": {"post": _query()},
+        "/v1/trace/{asset_id}": {
+            "get": operation(
+                "trace",
+                "queries",
+                "A diamond's provenance (diamonds.trace)",
+                {"200": ok(result_of("Trace"), "The upstream DAG."), **named_errors},
+                [asset],
+            )
+        },
+        "/v1/compliance/{asset_id}": {
+            "get": operation(
+                "compliance",
+                "queries",
+                "A diamond's compliance verdict",
+                {"200": ok(result_of("Compliance"), "The verdict."), **named_errors},
+                [asset],
+            )
+        },
+        "/v1/recall_impact/{lot_id}": {
+            "get": operation(
+                "recallImpact",
+                "queries",
+                "Every lot downstream of a food lot",
+                {"200": ok(result_of("RecallImpact"), "The impact."), **named_errors},
+                [lot],
+            )
+        },
+        "/v1/bundle/{asset_id}": {
+            "get": operation(
+                "bundle",
+                "queries",
+                "A diamond's provenance bundle",
+                {
+                    "200": ok(ref("Bundle"), "The bundle (save the msgpack form as the file)."),
+                    **error_responses(("unknown_asset", "too_large")),
+                },
+                [asset],
+                description="413 `too_large` when the provenance has more assets than the "
+                "chain's max_trace_nodes, or finding it would read too many blocks.",
+            )
+        },
+    }
