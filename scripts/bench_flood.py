@@ -102,7 +102,7 @@ def main() -> int:
         )
         return 2
     with tempfile.TemporaryDirectory() as tmp, local_network(Path(tmp), tls=not args.no_tls) as net:
-        urls = [net.api_url(str(node["name"])) for node in net.nodes]
+        urls = [net.api_url(node.name) for node in net.nodes]
         report = asyncio.run(_run(args, net.dir, urls, net.ssl()))
     print(json.dumps(report, indent=2))
     return 0
