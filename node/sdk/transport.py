@@ -80,11 +80,17 @@ _MOVE_ON_CODES = frozenset({"read_only"})
 
 
 class NodeFailed(Exception):
-    """One node did not answer usefully; the caller tries the next one."""
+    """One node did not answer usefully; the caller tries the next one.
 
-    def __init__(self, reason: str) -> None:
+    ``kind`` names the failure for counting (a load generator tallies them):
+    the class of the network library's exception when there was one
+    ("ClientConnectorError", "TimeoutError"), else this exception's class.
+    """
+
+    def __init__(self, reason: str, kind: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind or type(self).__name__
 
 
 class StreamRefused(NodeFailed):
@@ -308,7 +314,7 @@ class Transport:
                 raw = await _read_body(response, max_body_bytes)
                 return Reply(response.status, raw, response.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise NodeFailed(describe_failure(exc)) from None
+            raise NodeFailed(describe_failure(exc), type(exc).__name__) from None
 
     async def request(
         self,
@@ -369,7 +375,7 @@ class Transport:
         except aiohttp.WSServerHandshakeError as exc:
             raise StreamRefused(exc.status, exc.message) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise NodeFailed(describe_failure(exc)) from None
+            raise NodeFailed(describe_failure(exc), type(exc).__name__) from None
         if close_timeout_s is None:
             close_timeout_s = self._read_timeout_s or self.timeout_s
         try:

@@ -146,3 +146,33 @@ async def test_leaving_a_websocket_does_not_wait_on_a_peer_that_never_closes() -
             release.set()
             await transport.close()
     assert (message.type, message.data) == (aiohttp.WSMsgType.BINARY, b"tip")
+
+
+@pytest.mark.asyncio
+async def test_a_failure_names_its_kind_for_counting() -> None:
+    """A load generator tallies failures by kind: the network library's class, else NodeFailed."""
+
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * 2_000)
+
+    app = web.Application()
+    app.router.add_get("/v1/chain", big)
+    async with serving(app) as url:
+        transport = Transport([url])
+        try:
+            with pytest.raises(NodeFailed) as too_large:
+                await transport.fetch(url, "GET", "/v1/chain", max_body_bytes=1_000)
+        finally:
+            await transport.close()
+    transport = Transport([url])  # the port is closed again
+    try:
+        with pytest.raises(NodeFailed) as unreachable:
+            await asyncio.wait_for(transport.fetch(url, "GET", "/healthz"), TEST_BOUND_S)
+        with pytest.raises(NodeFailed) as no_stream:
+            async with transport.websocket(url, "/v1/chain/stream", max_msg_size=1024):
+                pass
+    finally:
+        await transport.close()
+    assert too_large.value.kind == "NodeFailed"
+    assert unreachable.value.kind == "ClientConnectorError"
+    assert no_stream.value.kind == "ClientConnectorError"
