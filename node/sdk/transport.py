@@ -381,8 +381,12 @@ class Transport:
         try:
             yield ws
         finally:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a
+            # cancellation that arrives as the close completes, and the task
+            # that was told to stop would carry on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ws.close(), close_timeout_s)
+                async with asyncio.timeout(close_timeout_s):
+                    await ws.close()
 
     # ---------------------------------------------------------------- failover
 

@@ -8,6 +8,7 @@ the one rule for pauses between attempts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiohttp
 import pytest
@@ -176,3 +177,44 @@ async def test_a_failure_names_its_kind_for_counting() -> None:
     assert too_large.value.kind == "NodeFailed"
     assert unreachable.value.kind == "ClientConnectorError"
     assert no_stream.value.kind == "ClientConnectorError"
+
+
+@pytest.mark.asyncio
+async def test_a_task_told_to_stop_as_it_leaves_a_websocket_stops() -> None:
+    """The node closes each stream after one frame; the reader reconnects until cancelled.
+
+    The cancellation lands while the reader waits for its close to finish
+    (Python 3.11's wait_for lost it there, and the reader went on forever).
+    """
+
+    async def stream(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_bytes(b"tip")
+        await ws.close()
+        return ws
+
+    got_frame = asyncio.Event()
+
+    async def follow(transport: Transport, url: str) -> None:
+        while True:
+            async with transport.websocket(url, "/v1/chain/stream", max_msg_size=1024) as ws:
+                async for _ in ws:
+                    got_frame.set()
+
+    app = web.Application()
+    app.router.add_get("/v1/chain/stream", stream)
+    async with serving(app) as url:
+        transport = Transport([url])
+        reader = asyncio.create_task(follow(transport, url))
+        try:
+            await asyncio.wait_for(got_frame.wait(), TEST_BOUND_S)
+            reader.cancel()
+            await asyncio.wait([reader], timeout=TEST_BOUND_S)
+            stopped = reader.cancelled()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            await transport.close()
+    assert stopped
