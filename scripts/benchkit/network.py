@@ -53,6 +53,10 @@ class LocalNetwork:
     def pids_of(self, entries: Sequence[netctl.NodeEntry]) -> dict[str, int]:
         return {e.name: self.pids[e.name] for e in entries}
 
+    def http(self) -> NodeHttp:
+        """The transport to every node of the network (use it with ``async with``)."""
+        return NodeHttp([e.api_url for e in self.network.nodes], self.network.ssl_context())
+
     def signers(self) -> dict[str, Any]:
         """Each organisation's transaction signer, from its identity file."""
         return {org: load_identity(path).signer for org, path in self.network.orgs.items()}
@@ -149,7 +153,7 @@ def run_in_network_dir(
 
 async def status_of(http: NodeHttp, entry: netctl.NodeEntry) -> Any:
     """A node's ``GET /v1/status``."""
-    return await http.get_json(f"{entry.api_url}/v1/status")
+    return await http.get_json(entry.api_url, "/v1/status")
 
 
 async def wait_connected(
@@ -170,9 +174,9 @@ async def wait_connected(
 
 async def commit_setup(http: NodeHttp, api_url: str, envelopes: Sequence[bytes]) -> None:
     """Commit setup transactions one by one, waiting for each."""
-    url = f"{api_url}/v1/txs?wait=true&timeout_ms={SETUP_COMMIT_TIMEOUT_MS}"
+    path = f"/v1/txs?wait=true&timeout_ms={SETUP_COMMIT_TIMEOUT_MS}"
     for envelope in envelopes:
-        body = (await http.send("POST", url, envelope)).body
+        body = (await http.send("POST", api_url, path, envelope)).body
         receipt = (body or {}).get("receipt") or {}
         if body.get("status") != "committed" or receipt.get("status") != "ok":
             raise RuntimeError(f"setup transaction did not commit ok: {body}")
@@ -182,7 +186,7 @@ async def next_nonces(http: NodeHttp, api_url: str, signers: dict[str, Any]) -> 
     """Each organisation's next nonce (``pending_next_nonce``) on the node."""
     nonces = {}
     for org, signer in signers.items():
-        body = await http.get_json(f"{api_url}/v1/nonce/{signer.public_key.hex()}")
+        body = await http.get_json(api_url, f"/v1/nonce/{signer.public_key.hex()}")
         nonces[org] = int(body["pending_next_nonce"])
     return nonces
 
