@@ -83,7 +83,7 @@ from benchkit.watcher import frame_height
 from benchkit.workload import INDEPENDENT, build_workload
 
 from contracts.tx import encode_tx
-from node.ops import netctl
+from node.sdk.network_file import NodeEntry
 
 # Subscriptions and status reads of the sampler.
 SAMPLER_CONNECT_TIMEOUT_S = 5.0
@@ -259,7 +259,7 @@ def observer_figures(
 
 async def stop_and_continue(
     http: NodeHttp,
-    observer: netctl.NodeEntry,
+    observer: NodeEntry,
     pids: dict[str, int],
     after_s: float,
     for_s: float,

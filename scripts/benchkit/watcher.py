@@ -20,7 +20,7 @@ from typing import Any
 
 from benchkit.children import serve_until_stopped
 from benchkit.http import NodeFailed, NodeHttp, ssl_for_ca_file
-from node.ops import netctl
+from node.sdk.network_file import NodeEntry
 
 # A block frame starts {"type": "block", "height": N, ...}; reading the height
 # with a regular expression keeps the arrival stamp of the other stream from
@@ -149,8 +149,8 @@ async def watch(job: WatchJob, conn: Connection) -> dict[str, Any]:
 
 async def observer_settled(
     http: NodeHttp,
-    validators: Sequence[netctl.NodeEntry],
-    observer: netctl.NodeEntry,
+    validators: Sequence[NodeEntry],
+    observer: NodeEntry,
     timeout_s: float,
 ) -> dict[str, Any]:
     """Wait until the observer is at the validators' common height; compare it with them."""
