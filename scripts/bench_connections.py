@@ -29,6 +29,7 @@ Usage: .venv/bin/python scripts/bench_connections.py [--connections N] [--bursts
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -40,7 +41,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,8 +49,12 @@ sys.path.insert(0, str(REPO))
 from benchkit.procstat import open_files, rss_mib  # noqa: E402
 
 from node.ops.netinit import PEER_PORT_OFFSET, ephemeral_port_range, init_network  # noqa: E402
+from node.sdk.transport import NodeFailed, RetryPolicy, Transport  # noqa: E402
 
 START_TIMEOUT_S = 60
+# One /healthz request's bound, and the pause between polls while the node starts.
+HEALTHZ_TIMEOUT_S = 2.0
+HEALTHZ_POLL_S = 0.2
 # The node runs in its own process; this launcher lets the bench choose its loop.
 _RUN_NODE = (
     "import sys, pathlib, node.app as app\n"
@@ -78,12 +82,31 @@ def _free_port_pair() -> int:
     raise RuntimeError("no free ports on 127.0.0.1")
 
 
-def _healthz(url: str, context: ssl.SSLContext | None) -> bool:
+def _transport(url: str, context: ssl.SSLContext | None) -> Transport:
+    """The SDK transport to the node (plain HTTP without a context), one try per request."""
+    return Transport(
+        [url],
+        context if context is not None else False,
+        timeout_s=HEALTHZ_TIMEOUT_S,
+        connect_timeout_s=HEALTHZ_TIMEOUT_S,
+        retry=RetryPolicy(rounds=1),
+    )
+
+
+async def _healthz(transport: Transport, url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=2, context=context) as response:
-            return bool(response.status == 200)
-    except OSError:
+        reply = await transport.fetch(url, "GET", "/healthz")
+    except NodeFailed:
         return False
+    return reply.status == 200
+
+
+async def _healthy_now(url: str, context: ssl.SSLContext | None) -> bool:
+    transport = _transport(url, context)
+    try:
+        return await _healthz(transport, url)
+    finally:
+        await transport.close()
 
 
 def _client_hello() -> bytes:
@@ -159,16 +182,20 @@ def _start_node(config: Path, loop: str, log_file: Path) -> subprocess.Popen[byt
         )
 
 
-def _wait_healthy(
+async def _wait_healthy(
     process: subprocess.Popen[bytes], url: str, context: ssl.SSLContext | None
 ) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"node exited with {process.returncode}")
-        if _healthz(url, context):
-            return
-        time.sleep(0.2)
+    transport = _transport(url, context)
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"node exited with {process.returncode}")
+            if await _healthz(transport, url):
+                return
+            await asyncio.sleep(HEALTHZ_POLL_S)
+    finally:
+        await transport.close()
     raise RuntimeError("node did not answer /healthz in time")
 
 
@@ -207,7 +234,7 @@ def main() -> int:
     hello = _client_hello() if args.hello else None
     process = _start_node(config, args.loop, directory / "node.log")
     try:
-        _wait_healthy(process, url, context)
+        asyncio.run(_wait_healthy(process, url, context))
         settings = {k: v for k, v in vars(args).items() if k != "keep"}
         first = rss_mib(process.pid)
         print(json.dumps({"burst": 0, "rss_mib": first, "settings": settings}), flush=True)
@@ -218,7 +245,7 @@ def main() -> int:
             rss.append(rss_mib(process.pid))
             line = {"burst": number, "rss_mib": rss[-1], "open_fds": open_files(process.pid)}
             print(json.dumps({**line, **outcome}), flush=True)
-        healthy = _healthz(url, context)
+        healthy = asyncio.run(_healthy_now(url, context))
         summary = {
             "rss_mib_first": rss[0],
             "rss_mib_last": rss[-1],

@@ -64,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchkit.children import Child, serve_until_stopped
 from benchkit.console import log
-from benchkit.http import NodeHttp, TransportError, ssl_for_ca_file
+from benchkit.http import NodeFailed, NodeHttp, ssl_for_ca_file
 from benchkit.load import BATCH, PACED, ClientJob
 from benchkit.network import (
     commit_setup,
@@ -83,7 +83,7 @@ from benchkit.watcher import frame_height
 from benchkit.workload import INDEPENDENT, build_workload
 
 from contracts.tx import encode_tx
-from node.ops import netctl
+from node.sdk.network_file import NodeEntry
 
 # Subscriptions and status reads of the sampler.
 SAMPLER_CONNECT_TIMEOUT_S = 5.0
@@ -127,7 +127,7 @@ async def sample(job: SampleJob, conn: Connection) -> dict[str, Any]:
             arrivals[name][height] = seen
 
     async def follow(http: NodeHttp, name: str) -> None:
-        def on_drop(failure: TransportError | None) -> None:
+        def on_drop(failure: NodeFailed | None) -> None:
             if failure is not None:
                 error(f"{name}:{failure.kind}")
 
@@ -142,8 +142,8 @@ async def sample(job: SampleJob, conn: Connection) -> dict[str, Any]:
 
     async def status(http: NodeHttp, name: str) -> dict[str, Any]:
         try:
-            body = await http.get_json(f"{urls[name]}/v1/status", timeout_s=STATUS_TIMEOUT_S)
-        except TransportError as exc:
+            body = await http.get_json(urls[name], "/v1/status")
+        except NodeFailed as exc:
             error(f"status {name}:{exc.kind}")
             return {}
         if not isinstance(body, dict):
@@ -172,9 +172,9 @@ async def sample(job: SampleJob, conn: Connection) -> dict[str, Any]:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
 
     async with NodeHttp(
+        list(urls.values()),
         ssl_for_ca_file(job.ca_file),
-        max_connections=0,
-        timeout_s=None,
+        timeout_s=STATUS_TIMEOUT_S,
         connect_timeout_s=SAMPLER_CONNECT_TIMEOUT_S,
     ) as http:
         tasks = [asyncio.create_task(follow(http, name)) for name in urls]
@@ -259,7 +259,7 @@ def observer_figures(
 
 async def stop_and_continue(
     http: NodeHttp,
-    observer: netctl.NodeEntry,
+    observer: NodeEntry,
     pids: dict[str, int],
     after_s: float,
     for_s: float,
@@ -291,7 +291,7 @@ async def bench(args: argparse.Namespace, root: Path, report: dict[str, Any]) ->
     )
     validators, observers, pids = net.validators, net.observers, net.pids
     ca_file = net.ca_file
-    async with NodeHttp(net.network.ssl_context()) as http:
+    async with net.http() as http:
         await wait_connected(http, validators, CONNECT_TIMEOUT_S)
         primary_url = validators[0].api_url
         signers = net.signers()

@@ -82,11 +82,17 @@ _MOVE_ON_CODES = frozenset({"read_only"})
 
 
 class NodeFailed(Exception):
-    """One node did not answer usefully; the caller tries the next one."""
+    """One node did not answer usefully; the caller tries the next one.
 
-    def __init__(self, reason: str) -> None:
+    ``kind`` names the failure for counting (a load generator tallies them):
+    the class of the network library's exception when there was one
+    ("ClientConnectorError", "TimeoutError"), else this exception's class.
+    """
+
+    def __init__(self, reason: str, kind: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind or type(self).__name__
 
 
 class StreamRefused(NodeFailed):
@@ -310,7 +316,7 @@ class Transport:
                 raw = await _read_body(response, max_body_bytes)
                 return Reply(response.status, raw, response.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise NodeFailed(describe_failure(exc)) from None
+            raise NodeFailed(describe_failure(exc), type(exc).__name__) from None
 
     async def request(
         self,
@@ -371,14 +377,18 @@ class Transport:
         except aiohttp.WSServerHandshakeError as exc:
             raise StreamRefused(exc.status, exc.message) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise NodeFailed(describe_failure(exc)) from None
+            raise NodeFailed(describe_failure(exc), type(exc).__name__) from None
         if close_timeout_s is None:
             close_timeout_s = self._read_timeout_s or self.timeout_s
         try:
             yield ws
         finally:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a
+            # cancellation that arrives as the close completes, and the task
+            # that was told to stop would carry on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ws.close(), close_timeout_s)
+                async with asyncio.timeout(close_timeout_s):
+                    await ws.close()
 
     # ---------------------------------------------------------------- failover
 

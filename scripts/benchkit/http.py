@@ -1,50 +1,53 @@
 """All of the benchmarks' HTTP: one request to one node, and a node's block stream.
 
-This module is the only place in benchkit that imports an HTTP library, so
-its body can move onto the SDK's transport (node/sdk/transport.py) without
-touching the benchmarks.  The SDK transport does not serve the load
-generator yet: it always asks for JSON answers and fails over between
-nodes, while a benchmark sends msgpack to one chosen node, reads msgpack
-back (the node encodes less) and counts every refusal itself.
+A thin layer over the SDK's transport (:mod:`node.sdk.transport`), the one
+HTTP client of the project: :meth:`NodeHttp.send` is the transport's
+``fetch`` (one request to one node, no failover, the answer whatever its
+status) with the body decoded as asked, and :meth:`NodeHttp.follow_events`
+keeps a transport websocket on ``GET /v1/events`` open.  A benchmark sends
+msgpack to one chosen node, reads msgpack back (the node encodes less) and
+counts every refusal itself.
 
-Failures to reach a node come out as :class:`TransportError`, whatever the
-library underneath; an answer that is not in the format asked for has the
-body None.
+Failures to reach a node come out as the transport's
+:class:`~node.sdk.transport.NodeFailed`, whose ``kind`` (the network
+library's exception class) the benchmarks count; an answer that is not in
+the format asked for has the body None.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+# Only for the stream's message types and the errors a stream may raise once
+# open, which the transport passes through; every connection is the transport's.
 import aiohttp
 
 from consensus.codec import decode
+from node.sdk.transport import (
+    JSON,
+    MAX_CONNECTIONS_PER_NODE,
+    MSGPACK,
+    NodeFailed,
+    RetryPolicy,
+    Transport,
+    describe_failure,
+)
 
-JSON = "application/json"
-MSGPACK = "application/msgpack"
-# aiohttp's own defaults, written out so each benchmark says what it changes.
-DEFAULT_MAX_CONNECTIONS = 100
+__all__ = ["JSON", "MSGPACK", "Answer", "NodeFailed", "NodeHttp", "ssl_for_ca_file"]
+
+# A request's whole time, and a block stream's handshake.
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_CONNECT_TIMEOUT_S = 30.0
 # Pause before subscribing again after a block stream closed or failed.
 RECONNECT_DELAY_S = 0.05
-
-
-class TransportError(Exception):
-    """A node could not be reached or did not answer in time."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(f"{kind}: {message}" if message else kind)
-        # The failure's kind (the underlying exception's class name), for counting.
-        self.kind = kind
+EVENTS_PATH = "/v1/events"
 
 
 @dataclass(frozen=True)
@@ -64,44 +67,51 @@ def ssl_for_ca_file(ca_file: str | None) -> ssl.SSLContext | None:
     return client_context(Path(ca_file))
 
 
-def ws_url(api_url: str) -> str:
-    """The websocket URL of a node's API URL (http -> ws, https -> wss)."""
-    return api_url.replace("http", "ws", 1)
-
-
-def _decode(raw: bytes, accept: str) -> Any:
+def _msgpack_or_none(raw: bytes) -> Any:
     try:
-        if accept == MSGPACK:
-            return decode(raw)
-        return json.loads(raw) if raw else None
-    except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return decode(raw)
+    except ValueError:
         return None
 
 
 class NodeHttp:
-    """One connection pool to the nodes of a network; use it as an async context manager.
+    """The transport to the nodes of a network; use it as an async context manager.
 
-    At most ``max_connections`` requests are on the wire at once (0: no
-    limit); a request fails after ``timeout_s`` (None: never), or after
-    ``connect_timeout_s`` without a connection.
+    ``nodes`` are the API URLs it will talk to.  At most
+    ``max_connections_per_node`` requests are on the wire to one node at
+    once; a request fails after ``timeout_s`` (counted once it has its
+    connection), or after ``connect_timeout_s`` without one; a block
+    stream's handshake fails after ``handshake_timeout_s``.
     """
 
     def __init__(
         self,
+        nodes: Sequence[str],
         ssl_context: ssl.SSLContext | None = None,
         *,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        timeout_s: float | None = DEFAULT_TIMEOUT_S,
-        connect_timeout_s: float | None = DEFAULT_CONNECT_TIMEOUT_S,
+        max_connections_per_node: int = MAX_CONNECTIONS_PER_NODE,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        handshake_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
+        self._nodes = list(nodes)
+        # Plain HTTP without a CA; a benchmark never relies on the system's CAs.
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else False
-        self._max_connections = max_connections
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
-        self._session: aiohttp.ClientSession | None = None
+        self._max_connections_per_node = max_connections_per_node
+        self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._handshake_timeout_s = handshake_timeout_s
+        self._transport: Transport | None = None
 
     async def __aenter__(self) -> NodeHttp:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        self._transport = Transport(
+            self._nodes,
+            self._ssl,
+            timeout_s=self._timeout_s,
+            connect_timeout_s=self._connect_timeout_s,
+            max_connections_per_node=self._max_connections_per_node,
+            retry=RetryPolicy(rounds=1),
+        )
         return self
 
     async def __aexit__(
@@ -110,42 +120,40 @@ class NodeHttp:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._transport is not None:
+            await self._transport.close()
+            self._transport = None
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def _open(self) -> Transport:
+        if self._transport is None:
             raise RuntimeError("NodeHttp is used outside its 'async with'")
-        return self._session
+        return self._transport
 
     async def send(
         self,
         method: str,
-        url: str,
+        api_url: str,
+        path: str,
         body: bytes | None = None,
         *,
         content_type: str = MSGPACK,
         accept: str = JSON,
-        timeout_s: float | None = None,
     ) -> Answer:
-        """One request; the answer whatever its status, or TransportError."""
-        headers = {"Accept": accept}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else None
-        try:
-            async with self._open().request(
-                method, url, data=body, headers=headers, timeout=timeout
-            ) as response:
-                raw = await response.read()
-                return Answer(response.status, _decode(raw, accept))
-        except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
-            raise TransportError(type(exc).__name__, str(exc)) from exc
+        """One request to one node; the answer whatever its status, or NodeFailed."""
+        reply = await self._open().fetch(
+            api_url,
+            method,
+            path,
+            body=body,
+            content_type=content_type if body is not None else None,
+            accept=accept,
+        )
+        decoded = _msgpack_or_none(reply.body) if accept == MSGPACK else reply.json()
+        return Answer(reply.status, decoded)
 
-    async def get_json(self, url: str, timeout_s: float | None = None) -> Any:
+    async def get_json(self, api_url: str, path: str) -> Any:
         """The JSON body of a GET, whatever its status."""
-        return (await self.send("GET", url, timeout_s=timeout_s)).body
+        return (await self.send("GET", api_url, path)).body
 
     async def follow_events(
         self,
@@ -154,7 +162,7 @@ class NodeHttp:
         on_frame: Callable[[float, str], None],
         *,
         on_open: Callable[[], None] = lambda: None,
-        on_drop: Callable[[TransportError | None], None] = lambda error: None,
+        on_drop: Callable[[NodeFailed | None], None] = lambda error: None,
         heartbeat_s: float | None = None,
     ) -> None:
         """Follow a node's ``GET /v1/events`` until cancelled.
@@ -164,14 +172,16 @@ class NodeHttp:
         stream closes or fails, ``on_drop`` hears why (None: it closed) and
         the subscription starts again from ``next_height()``.
         """
-        base = ws_url(api_url) + "/v1/events"
+        transport = self._open()
         while True:
-            error: TransportError | None = None
+            error: NodeFailed | None = None
             try:
-                async with self._open().ws_connect(
-                    f"{base}?from_height={next_height()}",
+                async with transport.websocket(
+                    api_url,
+                    f"{EVENTS_PATH}?from_height={next_height()}",
                     max_msg_size=0,
-                    heartbeat=heartbeat_s,
+                    handshake_timeout_s=self._handshake_timeout_s,
+                    heartbeat_s=heartbeat_s,
                 ) as ws:
                     on_open()
                     async for message in ws:
@@ -179,7 +189,9 @@ class NodeHttp:
                         if message.type != aiohttp.WSMsgType.TEXT:
                             break
                         on_frame(seen, message.data)
-            except (aiohttp.ClientError, OSError) as exc:
-                error = TransportError(type(exc).__name__, str(exc))
+            except NodeFailed as failure:
+                error = failure
+            except (aiohttp.ClientError, OSError) as exc:  # the open stream broke
+                error = NodeFailed(describe_failure(exc), type(exc).__name__)
             on_drop(error)
             await asyncio.sleep(RECONNECT_DELAY_S)

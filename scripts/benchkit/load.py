@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from benchkit.children import pump_pipe
-from benchkit.http import MSGPACK, NodeHttp, TransportError, ssl_for_ca_file
+from benchkit.http import MSGPACK, NodeFailed, NodeHttp, ssl_for_ca_file
 from benchkit.stats import percentiles
 from consensus.codec import encode
 
@@ -90,12 +90,14 @@ async def client(job: ClientJob, conn: Connection) -> dict[str, Any]:
     state = ClientState()
     pump_pipe(conn, asyncio.get_running_loop(), state.on_message, state.on_eof)
     async with NodeHttp(
+        [job.api_url],
         ssl_for_ca_file(job.ca_file),
-        max_connections=MAX_CONNECTIONS,
+        max_connections_per_node=MAX_CONNECTIONS,
         timeout_s=REQUEST_TIMEOUT_S,
-        connect_timeout_s=None,
+        # A loaded node may be slow to accept; the request's own timeout bounds it.
+        connect_timeout_s=REQUEST_TIMEOUT_S,
     ) as http:
-        await http.send("GET", f"{job.api_url}/healthz")
+        await http.send("GET", job.api_url, "/healthz")
         conn.send(("ready", job.index))
         while state.go_at is None and not state.stop:
             await state.changed.wait()
@@ -110,12 +112,14 @@ async def client(job: ClientJob, conn: Connection) -> dict[str, Any]:
     return result
 
 
-async def post(http: NodeHttp, url: str, body: bytes, stats: Counter[str]) -> tuple[int, Any]:
+async def post(
+    http: NodeHttp, api_url: str, path: str, body: bytes, stats: Counter[str]
+) -> tuple[int, Any]:
     """POST msgpack, read a msgpack answer; (status, body), or (0, None) when the node
     could not be reached (counted in ``stats``)."""
     try:
-        answer = await http.send("POST", url, body, content_type=MSGPACK, accept=MSGPACK)
-    except TransportError as exc:
+        answer = await http.send("POST", api_url, path, body, content_type=MSGPACK, accept=MSGPACK)
+    except NodeFailed as exc:
         stats[f"transport_error:{exc.kind}"] += 1
         return 0, None
     stats["posts"] += 1
@@ -163,7 +167,6 @@ class _Retries:
 
 async def batch_client(job: ClientJob, http: NodeHttp, state: ClientState) -> dict[str, Any]:
     """Send the lane in batches, at most ``window`` transactions in flight."""
-    url = f"{job.api_url}/v1/txs/batch"
     total = len(job.envelopes)
     submitted_at: list[float | None] = [None] * total
     failed: dict[int, str] = {}
@@ -193,7 +196,7 @@ async def batch_client(job: ClientJob, http: NodeHttp, state: ClientState) -> di
         for i in indices:
             if submitted_at[i] is None:
                 submitted_at[i] = sent
-        status, answer = await post(http, url, body, stats)
+        status, answer = await post(http, job.api_url, "/v1/txs/batch", body, stats)
         post_ms.append((time.monotonic() - sent) * 1000)
         results = answer.get("results") if status == 200 and isinstance(answer, dict) else None
         if not isinstance(results, list) or len(results) != len(indices):
@@ -226,7 +229,6 @@ async def paced_client(job: ClientJob, http: NodeHttp, state: ClientState) -> di
     each other).  A POST slower than the interval delays the next one; the
     rate actually offered is reported.
     """
-    url = f"{job.api_url}/v1/txs"
     total = len(job.envelopes)
     submitted_at: list[float | None] = [None] * total
     failed: dict[int, str] = {}
@@ -236,7 +238,7 @@ async def paced_client(job: ClientJob, http: NodeHttp, state: ClientState) -> di
     async def submit(index: int) -> None:
         sent = time.monotonic()
         submitted_at[index] = sent
-        status, answer = await post(http, url, job.envelopes[index], stats)
+        status, answer = await post(http, job.api_url, "/v1/txs", job.envelopes[index], stats)
         post_ms.append((time.monotonic() - sent) * 1000)
         if status not in (200, 202):
             error = answer.get("error", {}) if isinstance(answer, dict) else {}

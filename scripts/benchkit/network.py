@@ -23,6 +23,7 @@ from benchkit.http import NodeHttp
 from node.ops import netctl
 from node.ops.netinit import init_network, network_ports
 from node.sdk.keys import load_identity
+from node.sdk.network_file import NETWORK_FILE, Network, NodeEntry
 
 LOOPBACK = "127.0.0.1"
 # How long one setup transaction may take to commit (the node's wait, in ms).
@@ -33,15 +34,15 @@ SETUP_COMMIT_TIMEOUT_MS = 20_000
 class LocalNetwork:
     """A started network: its directory's description and each node's pid."""
 
-    network: netctl.Network
+    network: Network
     pids: dict[str, int]
 
     @property
-    def validators(self) -> list[netctl.NodeEntry]:
+    def validators(self) -> list[NodeEntry]:
         return [e for e in self.network.nodes if e.role == "validator"]
 
     @property
-    def observers(self) -> list[netctl.NodeEntry]:
+    def observers(self) -> list[NodeEntry]:
         return [e for e in self.network.nodes if e.role == "observer"]
 
     @property
@@ -50,8 +51,12 @@ class LocalNetwork:
         network = self.network
         return str(network.ca_file) if network.tls and network.ca_file else None
 
-    def pids_of(self, entries: Sequence[netctl.NodeEntry]) -> dict[str, int]:
+    def pids_of(self, entries: Sequence[NodeEntry]) -> dict[str, int]:
         return {e.name: self.pids[e.name] for e in entries}
+
+    def http(self) -> NodeHttp:
+        """The transport to every node of the network (use it with ``async with``)."""
+        return NodeHttp([e.api_url for e in self.network.nodes], self.network.ssl_context())
 
     def signers(self) -> dict[str, Any]:
         """Each organisation's transaction signer, from its identity file."""
@@ -134,7 +139,7 @@ def run_in_network_dir(
         status = 1
     finally:
         netdir = root / "net"
-        if (netdir / netctl.NETWORK_FILE).exists():
+        if (netdir / NETWORK_FILE).exists():
             log("stopping the network")
             try:
                 report["down"] = netctl.down(netdir)
@@ -147,14 +152,12 @@ def run_in_network_dir(
     return status
 
 
-async def status_of(http: NodeHttp, entry: netctl.NodeEntry) -> Any:
+async def status_of(http: NodeHttp, entry: NodeEntry) -> Any:
     """A node's ``GET /v1/status``."""
-    return await http.get_json(f"{entry.api_url}/v1/status")
+    return await http.get_json(entry.api_url, "/v1/status")
 
 
-async def wait_connected(
-    http: NodeHttp, nodes: Sequence[netctl.NodeEntry], timeout_s: float
-) -> None:
+async def wait_connected(http: NodeHttp, nodes: Sequence[NodeEntry], timeout_s: float) -> None:
     """Until every node reports every peer link connected."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -170,9 +173,9 @@ async def wait_connected(
 
 async def commit_setup(http: NodeHttp, api_url: str, envelopes: Sequence[bytes]) -> None:
     """Commit setup transactions one by one, waiting for each."""
-    url = f"{api_url}/v1/txs?wait=true&timeout_ms={SETUP_COMMIT_TIMEOUT_MS}"
+    path = f"/v1/txs?wait=true&timeout_ms={SETUP_COMMIT_TIMEOUT_MS}"
     for envelope in envelopes:
-        body = (await http.send("POST", url, envelope)).body
+        body = (await http.send("POST", api_url, path, envelope)).body
         receipt = (body or {}).get("receipt") or {}
         if body.get("status") != "committed" or receipt.get("status") != "ok":
             raise RuntimeError(f"setup transaction did not commit ok: {body}")
@@ -182,13 +185,13 @@ async def next_nonces(http: NodeHttp, api_url: str, signers: dict[str, Any]) -> 
     """Each organisation's next nonce (``pending_next_nonce``) on the node."""
     nonces = {}
     for org, signer in signers.items():
-        body = await http.get_json(f"{api_url}/v1/nonce/{signer.public_key.hex()}")
+        body = await http.get_json(api_url, f"/v1/nonce/{signer.public_key.hex()}")
         nonces[org] = int(body["pending_next_nonce"])
     return nonces
 
 
 async def agreement(
-    http: NodeHttp, nodes: Sequence[netctl.NodeEntry], timeout_s: float = 15.0
+    http: NodeHttp, nodes: Sequence[NodeEntry], timeout_s: float = 15.0
 ) -> dict[str, Any]:
     """Wait until every node is at one height, then compare hashes and state roots."""
     deadline = time.monotonic() + timeout_s
@@ -218,7 +221,7 @@ async def agreement(
 
 async def observers_agree(
     http: NodeHttp,
-    observers: Sequence[netctl.NodeEntry],
+    observers: Sequence[NodeEntry],
     validators: dict[str, Any],
     timeout_s: float = 15.0,
 ) -> dict[str, Any]:

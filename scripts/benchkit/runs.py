@@ -309,6 +309,6 @@ async def bench(settings: Settings, root: Path, report: dict[str, Any]) -> None:
     report["node_pids"] = net.pids_of(net.validators)
     if net.observers:
         report["observer_pids"] = net.pids_of(net.observers)
-    async with NodeHttp(net.network.ssl_context()) as http:
+    async with net.http() as http:
         await wait_connected(http, net.validators, CONNECT_TIMEOUT_S)
         await NetworkBench(settings, net, http, report).run()

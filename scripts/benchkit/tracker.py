@@ -11,7 +11,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from benchkit.console import log
-from benchkit.http import NodeHttp, TransportError
+from benchkit.http import NodeFailed, NodeHttp
 from consensus.codec import digest
 
 # A transaction's place in a benchmark: (phase name, lane, index in the lane).
@@ -76,7 +76,7 @@ class Tracker:
             on_drop=self._on_drop,
         )
 
-    def _on_drop(self, error: TransportError | None) -> None:
+    def _on_drop(self, error: NodeFailed | None) -> None:
         if error is not None:
             log(f"event stream: {error}; reconnecting")
         self.reconnects += 1

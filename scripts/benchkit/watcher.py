@@ -19,8 +19,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from benchkit.children import serve_until_stopped
-from benchkit.http import NodeHttp, TransportError, ssl_for_ca_file
-from node.ops import netctl
+from benchkit.http import NodeFailed, NodeHttp, ssl_for_ca_file
+from node.sdk.network_file import NodeEntry
 
 # A block frame starts {"type": "block", "height": N, ...}; reading the height
 # with a regular expression keeps the arrival stamp of the other stream from
@@ -76,7 +76,7 @@ class _Seen:
         if name == self.job.validator:
             self.at_validator.append((seen, height, self.last[self.job.observer]))
 
-    def on_drop(self, name: str, error: TransportError | None) -> None:
+    def on_drop(self, name: str, error: NodeFailed | None) -> None:
         if error is not None:
             self.errors[f"{name}:{error.kind}"] += 1
         self.reconnects[name] += 1
@@ -106,12 +106,11 @@ class _Seen:
         )
 
     async def sample(self, http: NodeHttp) -> None:
-        url = f"{self.job.observer_url}/v1/status"
         while True:
             due = time.monotonic() + self.job.sample_interval_s
             try:
-                self.on_status(await http.get_json(url))
-            except TransportError as exc:
+                self.on_status(await http.get_json(self.job.observer_url, "/v1/status"))
+            except NodeFailed as exc:
                 self.errors[f"status:{exc.kind}"] += 1
             await asyncio.sleep(max(0.0, due - time.monotonic()))
 
@@ -127,7 +126,9 @@ async def watch(job: WatchJob, conn: Connection) -> dict[str, Any]:
     seen = _Seen(job)
     started = os.times()
     async with NodeHttp(
-        ssl_for_ca_file(job.ca_file), timeout_s=None, connect_timeout_s=CONNECT_TIMEOUT_S
+        [job.validator_url, job.observer_url],
+        ssl_for_ca_file(job.ca_file),
+        connect_timeout_s=CONNECT_TIMEOUT_S,
     ) as http:
         tasks = [
             asyncio.create_task(seen.follow(http, job.validator, job.validator_url)),
@@ -148,16 +149,16 @@ async def watch(job: WatchJob, conn: Connection) -> dict[str, Any]:
 
 async def observer_settled(
     http: NodeHttp,
-    validators: Sequence[netctl.NodeEntry],
-    observer: netctl.NodeEntry,
+    validators: Sequence[NodeEntry],
+    observer: NodeEntry,
     timeout_s: float,
 ) -> dict[str, Any]:
     """Wait until the observer is at the validators' common height; compare it with them."""
     started = time.monotonic()
     deadline = started + timeout_s
     while True:
-        statuses = [await http.get_json(f"{e.api_url}/v1/status") for e in validators]
-        mine = await http.get_json(f"{observer.api_url}/v1/status")
+        statuses = [await http.get_json(e.api_url, "/v1/status") for e in validators]
+        mine = await http.get_json(observer.api_url, "/v1/status")
         heights = {s["height"] for s in statuses}
         settled = len(heights) == 1 and mine["height"] in heights
         if settled or time.monotonic() > deadline:

@@ -44,7 +44,7 @@ async def test_batch_client_retries_what_the_node_says_to_retry() -> None:
 
     app = web.Application()
     app.router.add_post("/v1/txs/batch", batch)
-    async with serving(app) as url, NodeHttp() as http:
+    async with serving(app) as url, NodeHttp([url]) as http:
         job = ClientJob(0, url, None, LANE, BATCH, batch_size=3, window=10)
         state = ClientState()
         result = await batch_client(job, http, state)
@@ -72,7 +72,7 @@ async def test_paced_client_records_refusals_and_drops() -> None:
 
     app = web.Application()
     app.router.add_post("/v1/txs", submit)
-    async with serving(app) as url, NodeHttp() as http:
+    async with serving(app) as url, NodeHttp([url]) as http:
         job = ClientJob(0, url, None, LANE, PACED, rate=1000.0)
         result = await paced_client(job, http, ClientState())
     assert result["failed"] == {1: "rate_limited", 2: "dropped"}
@@ -85,7 +85,7 @@ async def test_a_node_that_cannot_be_reached_is_counted_not_raised() -> None:
     async with serving(app) as url:
         pass  # the port is closed again
     stats: Counter[str] = Counter()
-    async with NodeHttp() as http:
-        status, body = await post(http, f"{url}/v1/txs", b"x", stats)
+    async with NodeHttp([url]) as http:
+        status, body = await post(http, url, "/v1/txs", b"x", stats)
     assert (status, body) == (0, None)
     assert list(stats) == ["transport_error:ClientConnectorError"]

@@ -8,6 +8,7 @@ the one rule for pauses between attempts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiohttp
 import pytest
@@ -146,3 +147,74 @@ async def test_leaving_a_websocket_does_not_wait_on_a_peer_that_never_closes() -
             release.set()
             await transport.close()
     assert (message.type, message.data) == (aiohttp.WSMsgType.BINARY, b"tip")
+
+
+@pytest.mark.asyncio
+async def test_a_failure_names_its_kind_for_counting() -> None:
+    """A load generator tallies failures by kind: the network library's class, else NodeFailed."""
+
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * 2_000)
+
+    app = web.Application()
+    app.router.add_get("/v1/chain", big)
+    async with serving(app) as url:
+        transport = Transport([url])
+        try:
+            with pytest.raises(NodeFailed) as too_large:
+                await transport.fetch(url, "GET", "/v1/chain", max_body_bytes=1_000)
+        finally:
+            await transport.close()
+    transport = Transport([url])  # the port is closed again
+    try:
+        with pytest.raises(NodeFailed) as unreachable:
+            await asyncio.wait_for(transport.fetch(url, "GET", "/healthz"), TEST_BOUND_S)
+        with pytest.raises(NodeFailed) as no_stream:
+            async with transport.websocket(url, "/v1/chain/stream", max_msg_size=1024):
+                pass
+    finally:
+        await transport.close()
+    assert too_large.value.kind == "NodeFailed"
+    assert unreachable.value.kind == "ClientConnectorError"
+    assert no_stream.value.kind == "ClientConnectorError"
+
+
+@pytest.mark.asyncio
+async def test_a_task_told_to_stop_as_it_leaves_a_websocket_stops() -> None:
+    """The node closes each stream after one frame; the reader reconnects until cancelled.
+
+    The cancellation lands while the reader waits for its close to finish
+    (Python 3.11's wait_for lost it there, and the reader went on forever).
+    """
+
+    async def stream(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_bytes(b"tip")
+        await ws.close()
+        return ws
+
+    got_frame = asyncio.Event()
+
+    async def follow(transport: Transport, url: str) -> None:
+        while True:
+            async with transport.websocket(url, "/v1/chain/stream", max_msg_size=1024) as ws:
+                async for _ in ws:
+                    got_frame.set()
+
+    app = web.Application()
+    app.router.add_get("/v1/chain/stream", stream)
+    async with serving(app) as url:
+        transport = Transport([url])
+        reader = asyncio.create_task(follow(transport, url))
+        try:
+            await asyncio.wait_for(got_frame.wait(), TEST_BOUND_S)
+            reader.cancel()
+            await asyncio.wait([reader], timeout=TEST_BOUND_S)
+            stopped = reader.cancelled()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            await transport.close()
+    assert stopped
