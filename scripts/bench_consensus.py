@@ -21,7 +21,16 @@ from collections import deque
 from consensus.blocks import ChainTip
 from consensus.codec import Ed25519Signer, digest, ed25519_verify
 from consensus.config import ReplicaConfig
-from consensus.events import Broadcast, ClientRequest, Deliver, Executed, Received, Send, Tick
+from consensus.events import (
+    Broadcast,
+    ClientRequest,
+    Deliver,
+    Effect,
+    Executed,
+    Received,
+    Send,
+    Tick,
+)
 from consensus.messages import Request
 from consensus.quorum import ValidatorSet
 from consensus.replica import Replica
@@ -55,7 +64,7 @@ def bench_core(batch_size: int, blocks: int, n: int = 4) -> dict[str, float]:
     delivered = [0] * n
     inbox: deque[tuple[int, object]] = deque()
 
-    def carry_out(i: int, effects: list) -> None:
+    def carry_out(i: int, effects: list[Effect]) -> None:
         for effect in effects:
             match effect:
                 case Broadcast(message=message):

@@ -57,7 +57,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 HERE = Path(__file__).resolve().parents[1]
 
@@ -309,7 +309,8 @@ def decode_api_tx(data: bytes) -> object:
 
 def decode_api_batch(data: bytes) -> object:
     """POST /v1/txs/batch with a msgpack body: the body, then each envelope."""
-    from node.api.routes import ApiError, ClientApi, decode_payload
+    from node.api.errors import ApiError
+    from node.api.routes import ClientApi, decode_payload
     from node.runtime.config import NodeLimits
 
     owner = SimpleNamespace(limits=NodeLimits())
@@ -415,8 +416,8 @@ def build_input(kind: str, shape: str, variant: str, size_bytes: int) -> bytes:
     inner = shape.removeprefix("envelopes_of_")
     envelope = hostile_input(inner, variant, tx_limits(), _tx_bytes() - 8)
     item = _bin_header(len(envelope)) + envelope
-    limits = spec.limits()
-    count = min(limits.max_collection_len, max(1, (size_bytes - 8) // len(item)))
+    max_collection_len: int = spec.limits().max_collection_len
+    count = min(max_collection_len, max(1, (size_bytes - 8) // len(item)))
     return _array(count) + item * count
 
 
@@ -657,8 +658,8 @@ def honest(args: argparse.Namespace) -> dict[str, object]:
             "bytes": len(body),
             "entry_point_ms": _best_ms(lambda: decode_api_batch(body), args.repeat),
             "codec_decode_ms": _best_ms(
-                lambda: [decode(p, tx) for p in decode(body, body_limits)],
-                args.repeat,  # type: ignore[union-attr]
+                lambda: [decode(p, tx) for p in cast(list[bytes], decode(body, body_limits))],
+                args.repeat,
             ),
         },
         "chain_page_64x512_tx": {

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import ssl
 import sys
 import tempfile
 from pathlib import Path
@@ -56,25 +57,22 @@ def _window_json(window: Window, quiet: Window) -> dict[str, object]:
 
 
 async def _run(
-    args: argparse.Namespace, net_dir: Path, urls: list[str], context: object
+    args: argparse.Namespace, net_dir: Path, urls: list[str], context: ssl.SSLContext | bool
 ) -> dict[str, object]:
     chain_id = json.loads((net_dir / "genesis.json").read_text())["chain_id"]
     sender = HonestSender(net_dir, chain_id)
     interval_s = args.interval_ms / 1000
-    ssl_context = context  # type: ignore[assignment]
-    quiet = await measure_window(
-        "quiet", urls, ssl_context, sender, args.window_s, interval_s, None
-    )
+    quiet = await measure_window("quiet", urls, context, sender, args.window_s, interval_s, None)
     junk = await measure_window(
-        "junk_json", urls, ssl_context, sender, args.window_s, interval_s,
+        "junk_json", urls, context, sender, args.window_s, interval_s,
         [(junk_json_body(), "application/json")],
     )  # fmt: skip
     dense = await measure_window(
-        "dense_msgpack", urls, ssl_context, sender, args.window_s, interval_s,
+        "dense_msgpack", urls, context, sender, args.window_s, interval_s,
         [(dense_msgpack_body(), "application/msgpack")],
     )  # fmt: skip
     strangers = await measure_window(
-        "stranger_batches", urls, ssl_context, sender, args.window_s, interval_s,
+        "stranger_batches", urls, context, sender, args.window_s, interval_s,
         [(stranger_batch_body(chain_id, args.batch), "application/msgpack")],
     )  # fmt: skip
     return {
