@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from node.ops.cli_client import add_connection
 from node.runtime.views import to_json
 from node.sdk.bundle_verify import BundleError, Verdict, verify_bundle
 from node.sdk.errors import ProvenetError
@@ -52,16 +53,8 @@ def add_bundle_commands(subparsers: SubParsers) -> None:
     )
     bundle.add_argument("asset", metavar="ASSET")
     bundle.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
-    group = bundle.add_argument_group("network")
-    group.add_argument("--net", type=Path, metavar="DIR", help="network directory (net init)")
-    group.add_argument(
-        "--node", action="append", metavar="URL", default=[],
-        help="node API URL (repeat for failover); with --net, a node name tried first",
-    )  # fmt: skip
-    group.add_argument("--genesis", type=Path, metavar="FILE", help="genesis.json (with --node)")
-    group.add_argument("--ca", type=Path, metavar="FILE", help="network CA (with --node, TLS)")
-    group.add_argument("--timeout-s", type=float, default=30.0, metavar="S",
-                       help="per-request timeout (default 30)")  # fmt: skip
+    # Bundles are large: a longer per-request timeout than other participant commands.
+    add_connection(bundle, signing=False, timeout_s=30.0)
     bundle.set_defaults(handler=_bundle)
 
     verify = subparsers.add_parser(

@@ -62,7 +62,8 @@ def add_client_commands(subparsers: SubParsers) -> None:
     _add_demo(subparsers)
 
 
-def _add_connection(parser: argparse.ArgumentParser, signing: bool) -> None:
+def add_connection(parser: argparse.ArgumentParser, signing: bool, timeout_s: float = 10.0) -> None:
+    """The options that say which network or nodes a participant command talks to."""
     group = parser.add_argument_group("network")
     group.add_argument("--net", type=Path, metavar="DIR", help="network directory (net init)")
     group.add_argument(
@@ -71,8 +72,8 @@ def _add_connection(parser: argparse.ArgumentParser, signing: bool) -> None:
     )  # fmt: skip
     group.add_argument("--genesis", type=Path, metavar="FILE", help="genesis.json (with --node)")
     group.add_argument("--ca", type=Path, metavar="FILE", help="network CA (with --node, TLS)")
-    group.add_argument("--timeout-s", type=float, default=10.0, metavar="S",
-                       help="per-request timeout (default 10)")  # fmt: skip
+    group.add_argument("--timeout-s", type=float, default=timeout_s, metavar="S",
+                       help=f"per-request timeout (default {timeout_s:g})")  # fmt: skip
     if signing:
         group.add_argument("--as", dest="org", metavar="ORG", help="sign as ORG (with --net)")
         group.add_argument("--key", type=Path, metavar="FILE", help="participant key file")
@@ -89,7 +90,7 @@ def _add_tx(subparsers: SubParsers) -> None:
                         help=f"longest wait for the commit (default {DEFAULT_WAIT_S:g})")  # fmt: skip
     parser.add_argument("--expiry-height", type=int, metavar="H",
                         help="last height the transaction may execute at")  # fmt: skip
-    _add_connection(parser, signing=True)
+    add_connection(parser, signing=True)
     parser.set_defaults(handler=_tx)
 
 
@@ -98,7 +99,7 @@ def _add_query(subparsers: SubParsers) -> None:
     parser.add_argument("contract", metavar="CONTRACT")
     parser.add_argument("name", metavar="NAME")
     parser.add_argument("args_json", metavar="ARGS_JSON", nargs="?", default="{}")
-    _add_connection(parser, signing=False)
+    add_connection(parser, signing=False)
     parser.set_defaults(handler=_query)
 
 
@@ -106,7 +107,7 @@ def _add_trace(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser("trace", help="a diamond's provenance and compliance verdict")
     parser.add_argument("asset", metavar="ASSET")
     parser.add_argument("--json", action="store_true", help="print the raw trace and verdict")
-    _add_connection(parser, signing=False)
+    add_connection(parser, signing=False)
     parser.set_defaults(handler=_trace)
 
 
@@ -115,7 +116,7 @@ def _add_demo(subparsers: SubParsers) -> None:
     parser.add_argument("scenario", choices=sorted(demo.SCENARIOS), metavar="diamonds|food")
     parser.add_argument("--keys", type=Path, metavar="DIR",
                         help="directory of <org>.key files (with --node; default: beside genesis, orgs/)")  # fmt: skip
-    _add_connection(parser, signing=False)
+    add_connection(parser, signing=False)
     parser.set_defaults(handler=_demo)
 
 
