@@ -34,7 +34,6 @@ from node.api.bundle import bundle_routes
 from node.api.routes import ClientApi, error_middleware
 from node.runtime.chain import now_ms
 from node.runtime.config import (
-    ConfigError,
     NodeConfig,
     load_node_config,
 )
@@ -47,6 +46,7 @@ from node.runtime.peers import CLOSE_POLICY, PeerIdentity, PeerLinks
 from node.runtime.storage import StorageError, Store
 from node.sdk.genesis import NetworkGenesis, load_genesis
 from node.sdk.keys import KeyFileError, load_identity
+from node.sdk.schema import ConfigError
 
 log = logging.getLogger("provenet.node")
 
@@ -425,7 +425,7 @@ async def _serve(config: NodeConfig) -> int:
     stopper.cancel()
     await node.stop()
     if failed:
-        log.error("node stopped because its chain task failed: %r", node.runtime.engine.fatal)
+        log.error("node stopped because its chain task failed: %r", node.engine.fatal)
         return 1
     return 0
 

@@ -130,7 +130,7 @@ def build_bundle(
     Raises :class:`UnknownAsset` when no diamond asset has that id, and
     :class:`BundleTooLarge` when its provenance exceeds the chain's trace limit.
 
-    >>> data = encode(build_bundle(node.store, node.runtime.engine.ledger.state, node.network, "S-1"))
+    >>> data = encode(build_bundle(node.store, node.engine.ledger.state, node.network, "S-1"))
     """
     if not isinstance(asset_id, str) or load(state, asset_key(asset_id), Diamond) is None:
         raise UnknownAsset(f"no diamond asset {asset_id}")
@@ -378,7 +378,8 @@ async def bundle_route(
     Wire it as ``web.get("/v1/bundle/{asset_id}", lambda r: bundle_route(r, api, network))``
     or with :func:`bundle_routes`.
     """
-    from node.api.routes import ApiError, respond
+    from node.api.errors import ApiError
+    from node.api.routes import respond
 
     try:
         document = build_bundle(

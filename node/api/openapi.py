@@ -384,7 +384,7 @@ def _tx_schemas() -> dict[str, Schema]:
 
 
 def _record_schemas() -> dict[str, Schema]:
-    diamond = {
+    diamond: dict[str, Schema] = {
         "asset_id": _STR,
         "kind": {"type": "string", "enum": ["rough", "polished"]},
         "carats_points": _INT64,
@@ -401,7 +401,7 @@ def _record_schemas() -> dict[str, Schema]:
         "event_count": _INT64,
         "created_height": _INT64,
     }
-    lot = {
+    lot: dict[str, Schema] = {
         "lot_id": _STR,
         "product": _STR,
         "mass_grams": _INT64,
@@ -647,7 +647,7 @@ def _query_schemas() -> dict[str, Schema]:
 
 
 def _node_schemas() -> dict[str, Schema]:
-    common = {
+    common: dict[str, Schema] = {
         "chain_id": _STR,
         "node": _STR,
         "org_id": _STR,

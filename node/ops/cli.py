@@ -30,8 +30,8 @@ from pathlib import Path
 from node.ops.catalog import CHAIN_ID, DEFAULT_BASE_PORT
 from node.ops.cli_bundle import add_bundle_commands
 from node.ops.netctl import DEFAULT_UP_TIMEOUT_S, NetError
-from node.runtime.config import ConfigError
 from node.sdk.keys import KeyFileError
+from node.sdk.schema import ConfigError
 
 Handler = Callable[[argparse.Namespace], int]
 

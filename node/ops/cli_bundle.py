@@ -27,11 +27,11 @@ import sys
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from node.runtime.config import ConfigError
 from node.runtime.views import to_json
 from node.sdk.bundle_verify import BundleError, Verdict, verify_bundle
 from node.sdk.errors import ProvenetError
 from node.sdk.genesis import NetworkGenesis, load_genesis
+from node.sdk.schema import ConfigError
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 

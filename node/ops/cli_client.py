@@ -32,11 +32,11 @@ from typing import Any, TypeAlias
 
 from contracts.tx import args_problem
 from node.ops import demo
-from node.runtime.config import ConfigError
 from node.sdk.client import DEFAULT_WAIT_S, ProvenetClient
 from node.sdk.errors import ProvenetError, TransactionRejected
 from node.sdk.keys import load_identity
 from node.sdk.render import format_trace
+from node.sdk.schema import ConfigError
 
 Handler = Callable[[argparse.Namespace], int]
 # argparse keeps the subparsers class private; this is its documented use.

@@ -134,7 +134,7 @@ class Single:
     def __init__(self, node: RunningNode, directory: Path) -> None:
         self.node = node
         self.dir = directory
-        self.url = f"http://127.0.0.1:{node.runtime.config.api_port}"
+        self.url = f"http://127.0.0.1:{node.config.api_port}"
         self.farm = load_identity(directory / "orgs" / "farm.key").signer
 
     def harvest(self, nonce: int, lot: str, expiry_height: int | None = None) -> Transaction:

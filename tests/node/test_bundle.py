@@ -124,7 +124,7 @@ async def _build_chain(tmp: Path) -> Chain:
     init_network(tmp / "net", 1, tls=False, base_port=free_base_port(1))
     net = tmp / "net"
     node = await start_node(load_node_config(net / "nodes" / "v0" / "config.json"))
-    url = f"http://127.0.0.1:{node.runtime.config.api_port}"
+    url = f"http://127.0.0.1:{node.config.api_port}"
     cast = Cast(lambda org: ProvenetClient.from_network_dir(net, org_id=org), out=lambda _: None)
     try:
         for org, method, args in HISTORY:
@@ -138,31 +138,23 @@ async def _build_chain(tmp: Path) -> Chain:
                 unknown_error = None
             except ProvenetError as error:
                 unknown_error = error
-        built = encode(
-            build_bundle(node.store, node.runtime.engine.ledger.state, node.network, STONE)
-        )
+        built = encode(build_bundle(node.store, node.engine.ledger.state, node.network, STONE))
         cli_file = tmp / "stone.bundle"
         argv = ["bundle", STONE, "-o", str(cli_file), "--node", url, "--genesis", str(net / "genesis.json")]  # fmt: skip
         cli_output = await asyncio.to_thread(_capture, lambda: run_cli(*argv))
         for org, method, args in MERGED:
             await cast.step(org, "diamonds", method, args)
-        merged = encode(
-            build_bundle(node.store, node.runtime.engine.ledger.state, node.network, "T1")
-        )
+        merged = encode(build_bundle(node.store, node.engine.ledger.state, node.network, "T1"))
         await cast.step(
             "regulator", "diamonds", "revoke_certificate",
             {"kind": "kp", "cert_id": "BW-KP-t2", "reason": "forged"},
         )  # fmt: skip
-        revoked = encode(
-            build_bundle(node.store, node.runtime.engine.ledger.state, node.network, "T1")
-        )
+        revoked = encode(build_bundle(node.store, node.engine.ledger.state, node.network, "T1"))
         await cast.step(
             "regulator", "diamonds", "sanction",
             {"kind": "org", "target": "cutter", "reason": "laundering rough"},
         )  # fmt: skip
-        sanctioned = encode(
-            build_bundle(node.store, node.runtime.engine.ledger.state, node.network, STONE)
-        )
+        sanctioned = encode(build_bundle(node.store, node.engine.ledger.state, node.network, STONE))
         online = await cast.client("leadfirm").compliance(STONE)
     finally:
         await cast.close()

@@ -136,7 +136,7 @@ class Network:
     def __init__(self, node: RunningNode, directory: Path) -> None:
         self.node = node
         self.dir = directory
-        self.url = f"http://127.0.0.1:{node.runtime.config.api_port}"
+        self.url = f"http://127.0.0.1:{node.config.api_port}"
 
     def client(self, org_id: str) -> ProvenetClient:
         return ProvenetClient.from_network_dir(self.dir, org_id=org_id)

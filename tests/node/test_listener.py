@@ -163,7 +163,7 @@ def test_idle_connections_over_the_caps_are_closed_and_other_clients_are_served(
 
     async def scenario() -> None:
         async with running(directory) as node:
-            port = node.runtime.config.api_port
+            port = node.config.api_port
             url = f"https://127.0.0.1:{port}"
             flood = connect_idle(port, "127.0.0.1", 120)
             assert await settle(flood, 70) == 70, "one address holds at most 50"
@@ -194,7 +194,7 @@ def test_strangers_filling_the_peer_port_never_lock_out_a_validator(tmp_path: Pa
 
     async def scenario() -> None:
         async with running(directory) as node, aiohttp.ClientSession() as http:
-            port = node.runtime.config.peer_port
+            port = node.config.peer_port
             strangers = connect_idle(port, "127.0.0.2", 40)
             # Full port: each newcomer evicted the oldest stranger.
             assert await settle(strangers, 20) == 20
@@ -244,7 +244,7 @@ def test_idle_slow_and_half_open_connections_are_closed_after_the_timeouts(
 
     async def scenario() -> None:
         async with running(directory) as node, aiohttp.ClientSession() as http:
-            port = node.runtime.config.api_port
+            port = node.config.api_port
             outcomes = await asyncio.gather(
                 no_tls_handshake(port),
                 tls_then_silence(port, context),
@@ -343,7 +343,7 @@ def test_freed_heap_is_returned_after_a_burst_of_connections(
 
     async def scenario() -> None:
         async with running(directory) as node:
-            burst = connect_idle(node.runtime.config.api_port, "127.0.0.2", 60)
+            burst = connect_idle(node.config.api_port, "127.0.0.2", 60)
             await asyncio.sleep(0.3)
             close_all(burst)
             deadline = time.monotonic() + WAIT_S
@@ -439,8 +439,8 @@ def test_malformed_http_answers_json_with_a_code_and_logs_no_traceback(
 
     async def scenario() -> None:
         async with running(directory) as node:
-            ports = {"api": (node.runtime.config.api_port, tls_client(directory))}
-            ports["peer"] = (node.runtime.config.peer_port, tls_client(directory, "v1"))
+            ports = {"api": (node.config.api_port, tls_client(directory))}
+            ports["peer"] = (node.config.peer_port, tls_client(directory, "v1"))
             for name, request in MALFORMED_REQUESTS.items():
                 for port_name, (port, context) in ports.items():
                     raw = await raw_exchange(port, context, request)
@@ -482,9 +482,7 @@ def test_a_validator_links_and_commits_while_others_hold_handshakes_open(
         nodes = [await start_node(config_of(directory, f"v{i}")) for i in range(3)]
         stop = asyncio.Event()
         holders = [
-            asyncio.create_task(
-                hold(stop, directory, node.runtime.config.peer_port, tls, kind, source)
-            )
+            asyncio.create_task(hold(stop, directory, node.config.peer_port, tls, kind, source))
             for node in nodes
             for kind, source in holder_plan(tls)
         ]
@@ -584,7 +582,7 @@ async def submit_to(directory: Path, node: RunningNode, tls: bool) -> dict[str, 
         args={"lot_id": "LATE-1", "product": "wheat", "mass_grams": 1_000},
     )
     scheme = "https" if tls else "http"
-    url = f"{scheme}://127.0.0.1:{node.runtime.config.api_port}/v1/txs?wait=true&timeout_ms=15000"
+    url = f"{scheme}://127.0.0.1:{node.config.api_port}/v1/txs?wait=true&timeout_ms=15000"
     headers = {"Content-Type": "application/msgpack"}
     async with (
         aiohttp.ClientSession() as http,

@@ -176,7 +176,7 @@ async def seeded(tmp_path: Path) -> AsyncIterator[Seeded]:
         quiet = lambda line: None  # noqa: E731
         stone = (await demo.diamonds(client, out=quiet))["stone"]
         lot = (await demo.food(client, out=quiet))["lot"]
-        url = f"http://127.0.0.1:{node.runtime.config.api_port}"
+        url = f"http://127.0.0.1:{node.config.api_port}"
         farm = load_identity(directory / "orgs" / "farm.key").signer
         sender = farm.public_key.hex()
         async with aiohttp.ClientSession() as http:
@@ -188,7 +188,7 @@ async def seeded(tmp_path: Path) -> AsyncIterator[Seeded]:
             encode_tx(
                 sign_tx(
                     farm,
-                    chain_id=node.runtime.config.chain_id,
+                    chain_id=node.config.chain_id,
                     nonce=nonce + offset,
                     contract="food",
                     method="harvest",

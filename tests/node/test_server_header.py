@@ -47,7 +47,7 @@ async def node(tmp_path: Path) -> AsyncIterator[RunningNode]:
 async def test_server_header_names_no_version(
     node: RunningNode, port_kind: str, method: str, path: str
 ) -> None:
-    port = node.runtime.config.api_port if port_kind == "api" else node.runtime.config.peer_port
+    port = node.config.api_port if port_kind == "api" else node.config.peer_port
     url = f"http://127.0.0.1:{port}{path}"
     async with aiohttp.ClientSession() as http, http.request(method, url) as response:
         server = response.headers.get("Server")
