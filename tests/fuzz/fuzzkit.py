@@ -1,7 +1,8 @@
 """Valid inputs for every decoder, built offline, and the fuzzing harness.
 
-Imported by the fuzz tests as ``from fuzzkit import ...`` (conftest.py puts
-this directory on the path and builds the artefacts once per session).
+Imported by the fuzz tests as ``from fuzzkit import ...`` (pytest's
+``pythonpath`` holds this directory; tests/conftest.py builds the artefacts
+once per session).
 
 The fixture signs a short diamond history with the keys of a freshly
 initialised network (no node runs) and turns it into every encoding a
