@@ -177,7 +177,8 @@ def _nested(levels: int, leaf: object) -> object:
 
 def test_encode_accepts_exactly_what_decode_accepts_at_the_depth_limit() -> None:
     limit = DEFAULT_LIMITS.max_depth
-    for leaf in (b"x", "x", 7, None, [], {}):
+    leaves: tuple[object, ...] = (b"x", "x", 7, None, [], {})
+    for leaf in leaves:
         for levels in (limit - 1, limit, limit + 1):
             value = _nested(levels, leaf)
             try:

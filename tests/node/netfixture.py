@@ -17,6 +17,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from ssl import SSLContext
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -96,7 +98,7 @@ class LocalNetwork:
         self.meta = json.loads((directory / "network.json").read_text())
 
     @property
-    def nodes(self) -> list[dict[str, object]]:
+    def nodes(self) -> list[dict[str, Any]]:
         return list(self.meta["nodes"])
 
     def api_url(self, name: str) -> str:
@@ -114,10 +116,10 @@ class LocalNetwork:
     def client(self, org_id: str | None = None, node: str | None = None) -> ProvenetClient:
         return ProvenetClient.from_network_dir(self.dir, org_id=org_id, node=node)
 
-    def ssl(self) -> object:
+    def ssl(self) -> SSLContext | bool:
         return client_context(self.dir / "ca" / "ca.pem") if self.meta.get("tls") else False
 
-    async def status(self, http: aiohttp.ClientSession, name: str) -> dict[str, object] | None:
+    async def status(self, http: aiohttp.ClientSession, name: str) -> dict[str, Any] | None:
         try:
             async with http.get(f"{self.api_url(name)}/v1/status", ssl=self.ssl()) as response:
                 return dict(await response.json())

@@ -71,7 +71,7 @@ METHODS = [method for _, method, _ in HISTORY]
 # A second history: two extractions merged, split, both halves exported under
 # one certificate, each cut.  The bundle of T1 needs its sibling parcel QB too
 # (issued, shipped and confirmed with QA), including QB's later cut.
-MERGED = [
+MERGED: list[tuple[str, str, dict[str, Any]]] = [
     ("kp-bw", "register_mine", {"mine_id": "MINE-t2", "country": "BW", "operator": "miner"}),
     ("miner", "extract", {"mine_id": "MINE-t2", "parcel_id": "Q1", "carats_points": 5_000}),
     ("miner", "extract", {"mine_id": "MINE-t2", "parcel_id": "Q2", "carats_points": 3_000}),

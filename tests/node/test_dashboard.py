@@ -325,7 +325,7 @@ async def _search_stone(page: Any, asset_id: str) -> dict[str, Any]:
     await page.press("#asset-input", "Enter")
     await page.wait_for_selector(f"#asset-result[data-state=ready][data-asset-id='{asset_id}']")
     await page.wait_for_selector(f"svg#provenance-graph g.asset-node[data-asset-id='{asset_id}']")
-    state = await page.evaluate(
+    state: dict[str, Any] = await page.evaluate(
         """() => {
           const graph = document.querySelector('svg#provenance-graph');
           const all = (selector) => [...graph.querySelectorAll(selector)];

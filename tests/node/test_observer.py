@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from ssl import SSLContext
 
 import aiohttp
 import pytest
@@ -138,7 +139,7 @@ def tamper_transaction(block: dict[str, object]) -> None:
 
 
 async def lying_proxy(
-    honest_url: str, ssl_context: object, lie: Callable[[dict[str, object]], None]
+    honest_url: str, ssl_context: SSLContext | bool, lie: Callable[[dict[str, object]], None]
 ) -> tuple[web.AppRunner, str]:
     """A validator's API that passes everything through but lies in every chain page."""
 
@@ -307,7 +308,7 @@ async def hanging_source() -> AsyncIterator[str]:
 @asynccontextmanager
 async def stream_proxy(
     honest_url: str,
-    ssl_context: object,
+    ssl_context: SSLContext | bool,
     rewrite: Callable[[dict[str, object]], None],
     serve_blocks: bool = True,
 ) -> AsyncIterator[str]:
@@ -355,7 +356,7 @@ def claim_a_height_never_certified(served: dict[str, object]) -> None:
     served["height"] = 1_000_000
     tip = served.get("tip")
     if isinstance(tip, dict):
-        header = dict(tip["header"])  # type: ignore[call-overload]
+        header = dict(tip["header"])
         header["height"] = 1_000_000
         served["tip"] = {**tip, "header": header}
 
@@ -549,11 +550,11 @@ async def test_a_chain_page_larger_than_one_network_chunk_is_read_whole(tmp_path
         follower = Follower(
             config,
             ValidatorSet((bytes(range(32)),)),
-            None,
-            None,
+            None,  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]
             NodeMetrics(),
             _tip(),
-            None,  # type: ignore[arg-type]
+            None,
         )
         source = PeerEntry(0, "v0", "", f"http://127.0.0.1:{port}")
         async with aiohttp.ClientSession() as session:

@@ -74,7 +74,8 @@ EXCLUDED_CHECKS = ("positive_data_acceptance",)
 
 
 def spec() -> dict[str, Any]:
-    return json.loads(SPEC_FILE.read_text())
+    document: dict[str, Any] = json.loads(SPEC_FILE.read_text())
+    return document
 
 
 # ---------------------------------------------------------------- the file
