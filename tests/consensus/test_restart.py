@@ -28,6 +28,8 @@ from consensus.messages import Checkpoint, Commit, Message, NewView, Prepare, Pr
 from consensus.sim.cluster import Cluster, SimConfig, SimHost
 from consensus.sim.ledger import VoteLedger
 
+pytestmark = pytest.mark.slow
+
 
 class CrashOnceCluster(Cluster):
     """Arms one crash when the target first sees the height's first input, and

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from contracts_testkit import World, kp_args, make_genesis, stones
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -185,6 +186,7 @@ def _run_step(world: World, step: int, kind: str, a: int, b: int, amount: int) -
             world.send("mill", "food", "ship", {"lot_id": _pick(lots, a), "to_org": "bakery"})
 
 
+@pytest.mark.slow
 @PROGRAM_SETTINGS
 @given(programs)
 def test_replay_on_a_fresh_state_gives_identical_receipts_and_roots(
@@ -364,6 +366,7 @@ senders = st.sampled_from(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(

@@ -137,6 +137,7 @@ def _proxy_ports() -> tuple[int, int]:
     return base, base + 1
 
 
+@pytest.mark.network
 @pytest.mark.asyncio
 async def test_the_proxy_forges_pages_and_stream_frames_it_relays() -> None:
     validator_port, proxy_port = _proxy_ports()
@@ -162,6 +163,7 @@ async def test_the_proxy_forges_pages_and_stream_frames_it_relays() -> None:
     assert (proxy.forged_blocks, proxy.streams) == (3, 1)
 
 
+@pytest.mark.network
 @pytest.mark.asyncio
 async def test_a_gone_upstream_is_a_502_and_one_log_line_not_a_traceback(
     caplog: pytest.LogCaptureFixture,

@@ -38,7 +38,7 @@ from faults.harness import Campaign, FaultReport, ProcessNetwork, WorkloadPlan, 
 from faults.multihost import namespace_network
 from faults.netns import PREFIX, existing, remove_all, sweep_leftovers, unavailable_reason
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network, pytest.mark.slow]
 
 needs_faults = pytest.mark.skipif(
     not os.environ.get("PROVENET_FAULTS"), reason="set PROVENET_FAULTS=1 for the fault campaign"

@@ -38,6 +38,8 @@ from node.sdk.client import ProvenetClient
 from node.sdk.errors import ProvenetError
 from node.sdk.genesis import NetworkGenesis, load_genesis
 
+pytestmark = pytest.mark.network
+
 TOKEN = "t1"
 STONE = f"S-{TOKEN}-1"
 SIBLING = f"S-{TOKEN}-2"

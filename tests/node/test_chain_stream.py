@@ -24,7 +24,7 @@ from netfixture import CHAIN, Single, single_node
 from consensus.codec import digest, encode
 from contracts.tx import Transaction, encode_tx, sign_tx
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network]
 
 MSGPACK = "application/msgpack"
 STREAM = "/v1/chain/stream"

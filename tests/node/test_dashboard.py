@@ -38,7 +38,7 @@ from node.ops.netinit import init_network
 from node.runtime.config import load_node_config
 from node.sdk import ProvenetClient
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network, pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parents[2]
 RED = "rgb(209, 36, 47)"  # the failing link's stroke in style.css

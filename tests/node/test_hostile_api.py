@@ -26,7 +26,7 @@ from netfixture import Single, single_node
 from consensus.codec import encode
 from contracts.tx import Transaction, encode_tx
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network]
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"

@@ -42,6 +42,8 @@ from node.runtime.peers import PendingHandshake, PendingHandshakes, hello_bytes
 from node.sdk.keys import load_identity
 from node.sdk.tls import client_context
 
+pytestmark = pytest.mark.network
+
 CHAIN = "provenet-local"
 LOOPS = ["uvloop", "asyncio"]
 # Upper bound on any one wait for the node to act; the node acts in milliseconds.

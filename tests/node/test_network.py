@@ -27,7 +27,7 @@ from node.sdk import ProvenetClient, TransactionRejected
 from node.sdk.keys import load_identity
 from node.sdk.tls import client_context
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network, pytest.mark.slow]
 
 CATCH_UP_TIMEOUT_S = 60
 VIEW_CHANGE_TIMEOUT_S = 45

@@ -28,7 +28,7 @@ from node.runtime.metrics import NodeMetrics
 from node.runtime.peers import CLOSE_POLICY
 from node.sdk.tls import client_context
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network]
 
 FOLLOW_TIMEOUT_S = 30
 # The read timeout every visit to a hung source cost before (issue 10).
@@ -62,6 +62,7 @@ async def wait_same_tip(network: LocalNetwork, node_names: list[str]) -> tuple[i
         await asyncio.sleep(0.1)
 
 
+@pytest.mark.slow
 async def test_the_observer_keeps_up_with_validators_under_load(network: LocalNetwork) -> None:
     observer = names(network, "observer")[0]
     lags: list[int] = []

@@ -31,6 +31,8 @@ from node.ops.netinit import (
 )
 from node.runtime.config import load_node_config
 
+pytestmark = pytest.mark.network
+
 POLL_S = 0.1
 START_TIMEOUT_S = 30
 
