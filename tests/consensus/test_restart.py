@@ -212,6 +212,7 @@ class NewViewStepCrash(Cluster):
         super()._send(sender, to, message)
 
 
+@pytest.mark.no_cover
 def test_a_new_primary_crashing_inside_its_new_view_step_never_equivocates() -> None:
     config = SimConfig(validators=4, faults=frozenset({"byzantine", "drop"}), fake_signatures=True)
     victims = 0

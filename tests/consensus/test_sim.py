@@ -36,18 +36,21 @@ def failures(validators: int, seeds: range, **overrides: object) -> list[str]:
 # 320 seeds in the default suite: 200 with four validators, 120 with seven,
 # every fault kind enabled in each (the plan draws which ones bite).
 @pytest.mark.slow
+@pytest.mark.no_cover
 @pytest.mark.parametrize("first", range(0, 200, 50))
 def test_four_validators_stay_safe_and_live_under_all_faults(first: int) -> None:
     assert failures(4, range(first, first + 50)) == []
 
 
 @pytest.mark.slow
+@pytest.mark.no_cover
 @pytest.mark.parametrize("first", range(0, 120, 40))
 def test_seven_validators_stay_safe_and_live_under_all_faults(first: int) -> None:
     assert failures(7, range(first, first + 40)) == []
 
 
 @pytest.mark.slow
+@pytest.mark.no_cover
 def test_checker_reports_violations_of_a_replica_with_a_2f_quorum() -> None:
     config = SimConfig(
         validators=4,
@@ -61,6 +64,7 @@ def test_checker_reports_violations_of_a_replica_with_a_2f_quorum() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.no_cover
 def test_checker_reports_violations_of_a_replica_that_skips_the_new_view_check() -> None:
     config = SimConfig(
         validators=4,
@@ -176,6 +180,7 @@ def test_soak_thousands_of_seeds_with_fast_signatures() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.no_cover
 def test_memory_stays_bounded_over_a_long_run() -> None:
     """Hundreds of heights through a small window: every table a replica
     keeps, and the records its host keeps on disk, stay within the window."""
