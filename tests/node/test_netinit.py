@@ -328,6 +328,8 @@ def test_down_kills_a_stubborn_node_and_never_a_stranger(tmp_path: Path) -> None
     finally:
         stubborn.kill()
         stubborn.wait()
+        if stubborn.stdout is not None:
+            stubborn.stdout.close()
 
 
 # ------------------------------------------------------------ file modes
