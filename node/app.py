@@ -34,7 +34,6 @@ from node.api.bundle import bundle_routes
 from node.api.routes import ClientApi, error_middleware
 from node.runtime.chain import now_ms
 from node.runtime.config import (
-    ConfigError,
     NodeConfig,
     load_node_config,
 )
@@ -48,6 +47,7 @@ from node.runtime.peers import CLOSE_POLICY, PeerIdentity, PeerLinks
 from node.runtime.storage import StorageError, Store
 from node.sdk.genesis import NetworkGenesis, load_genesis
 from node.sdk.keys import KeyFileError, load_identity
+from node.sdk.schema import ConfigError
 
 log = logging.getLogger("provenet.node")
 

@@ -175,7 +175,7 @@ def _consensus_defaults() -> dict[str, int]:
     return {
         field.name: field.default
         for field in dataclasses.fields(ReplicaConfig)
-        if field.name in wanted
+        if field.name in wanted and isinstance(field.default, int)
     }
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from consensus.codec import DecodeError, decode
-from node.sdk.bundle_verify import BUNDLE_LIMITS, BundleError, Check, Step, Verdict, verify_bundle
+from node.sdk.bundle_verify import BUNDLE_LIMITS as BUNDLE_LIMITS
+from node.sdk.bundle_verify import BundleError, Check, Step, Verdict, verify_bundle
 from node.sdk.client import ProvenetClient
 from node.sdk.genesis import NetworkGenesis, load_genesis
 from node.sdk.transport import MSGPACK, NodeFailed, api_error

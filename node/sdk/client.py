@@ -66,7 +66,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
@@ -810,7 +810,7 @@ class ProvenetClient:
 
     async def events(
         self, from_height: int | None = None, max_backoff_s: float = _EVENTS_MAX_BACKOFF_S
-    ) -> AsyncIterator[JSON]:
+    ) -> AsyncGenerator[JSON, None]:
         """Committed blocks as event frames, in height order, forever.
 
         Starts at ``from_height`` (default: the next block).  Survives node

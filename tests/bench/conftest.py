@@ -10,7 +10,7 @@ import pytest
 # The multi-process tests' port picker lives beside them in tests/node.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from netfixture import free_base_port  # type: ignore[import-not-found]
+from netfixture import free_base_port
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import contextlib
 import pytest
 from aiohttp import web
 from benchkit.http import MSGPACK, NodeFailed, NodeHttp
-from netfixture import serving  # type: ignore[import-not-found]
+from netfixture import serving
 
 from consensus.codec import encode
 

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from benchkit.http import MSGPACK, NodeHttp
 from benchkit.load import BATCH, PACED, ClientJob, ClientState, batch_client, paced_client, post
-from netfixture import serving  # type: ignore[import-not-found]
+from netfixture import serving
 
 from consensus.codec import decode, encode
 

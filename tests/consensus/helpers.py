@@ -213,7 +213,7 @@ def of_type(effects: Iterable[E], cls: type[T]) -> list[T]:
     return [e for e in effects if isinstance(e, cls)]
 
 
-def sent(effects: Iterable[Effect], cls: type[T]) -> list[T]:
+def sent(effects: Iterable[Effect], cls: type[T] | tuple[type[T], ...]) -> list[T]:
     """Messages of one type that leave in a Broadcast or a Send, in order."""
     return [
         e.message for e in effects if isinstance(e, Broadcast | Send) and isinstance(e.message, cls)

@@ -116,6 +116,7 @@ def test_a_header_missing_a_field_or_not_a_map_is_a_shape_error() -> None:
     del data["time_ms"]
     with pytest.raises(ShapeError, match="missing \\['time_ms'\\]"):
         BlockHeader.from_json(data)
+    value: object
     for value in (None, [], "header", b""):
         with pytest.raises(ShapeError, match="not a map"):
             BlockHeader.from_dict(value)
@@ -127,6 +128,7 @@ def test_a_header_missing_a_field_or_not_a_map_is_a_shape_error() -> None:
 def test_a_malformed_certificate_is_a_shape_error() -> None:
     commit = Commit(0, 1, b"d" * 32, 2, b"s" * 64)
     fields = CommitCertificate((commit,)).to_fields()
+    bad: object
     for bad in (None, {}, [None], [{**fields[0], "signature": b"s"}], [{**fields[0], "x": 1}]):
         with pytest.raises(ShapeError):
             CommitCertificate.from_fields(bad)

@@ -4,6 +4,7 @@ derived headers and Merkle inclusion proofs."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -72,9 +73,10 @@ def test_a_certificate_does_not_transfer_to_a_tampered_header() -> None:
         ("executed_state_root", b"s" * 32),
         ("height", 6),
     ]:
-        assert not verify_commit_certificate(
-            replace(HEADER, **{field: value}), certificate, VALIDATORS
-        ), field
+        changed: dict[str, Any] = {field: value}
+        assert not verify_commit_certificate(replace(HEADER, **changed), certificate, VALIDATORS), (
+            field
+        )
 
 
 def test_a_certificate_checked_against_another_validator_set_fails() -> None:

@@ -39,12 +39,14 @@ values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(values)
 def test_round_trip_returns_the_value(value: object) -> None:
     assert decode(encode(value)) == value
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(values)
 def test_encoding_is_a_function_of_the_value_not_of_key_order(value: object) -> None:
@@ -58,6 +60,7 @@ def test_encoding_is_a_function_of_the_value_not_of_key_order(value: object) -> 
     assert encode(reversed_maps(value)) == encode(value)
 
 
+@pytest.mark.slow
 @settings(max_examples=2_000, deadline=None)
 @given(st.binary(max_size=200))
 def test_only_decode_error_escapes_whatever_the_bytes(data: bytes) -> None:
@@ -69,6 +72,7 @@ def test_only_decode_error_escapes_whatever_the_bytes(data: bytes) -> None:
     assert encode(value) == data
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(values, st.integers(min_value=0, max_value=10_000), st.integers(min_value=0, max_value=255))
 def test_any_single_byte_change_decodes_to_another_value_or_fails(
@@ -177,7 +181,8 @@ def _nested(levels: int, leaf: object) -> object:
 
 def test_encode_accepts_exactly_what_decode_accepts_at_the_depth_limit() -> None:
     limit = DEFAULT_LIMITS.max_depth
-    for leaf in (b"x", "x", 7, None, [], {}):
+    leaves: tuple[object, ...] = (b"x", "x", 7, None, [], {})
+    for leaf in leaves:
         for levels in (limit - 1, limit, limit + 1):
             value = _nested(levels, leaf)
             try:
@@ -233,6 +238,7 @@ def test_decode_refuses_an_input_over_a_count_limit_before_building_anything(
     assert unpack_calls == [], f"the {label} limit was checked only after unpacking"
 
 
+@pytest.mark.slow
 def test_the_default_limits_bound_values_and_containers() -> None:
     # A 2 MB list of lists of zeros, and a 1.1 MB list of empty maps: inside
     # the default 16 MiB, but over the default value and container counts.
@@ -250,6 +256,7 @@ def test_inputs_at_the_count_limits_still_decode() -> None:
     assert decode(maps, replace(COUNTED, max_containers=99)) == [[{}] * 48, [{}] * 48]
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     st.binary(max_size=80) | values.map(encode),

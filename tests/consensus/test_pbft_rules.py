@@ -694,7 +694,7 @@ def test_every_vote_is_persisted_before_it_is_sent() -> None:
     steps += [backup.receive(view_change(1, 2)), backup.receive(view_change(1, 3))]
     counts = [_sends_of_own_votes_each_after_their_persist(1, s) for s in steps]
     assert counts == [1, 1, 0, 2]  # prepare; commit; -; view change and new view
-    assert [type(m).__name__ for m in sent(steps[-1], ViewChange | NewView)] == [
+    assert [type(m).__name__ for m in sent(steps[-1], (ViewChange, NewView))] == [
         "ViewChange",
         "NewView",
     ]

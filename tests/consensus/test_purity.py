@@ -50,7 +50,7 @@ def _modules() -> list[Path]:
 
 
 def _imports(tree: ast.AST) -> list[tuple[str, list[str], int]]:
-    found = []
+    found: list[tuple[str, list[str], int]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.extend((alias.name, [], node.lineno) for alias in node.names)

@@ -28,6 +28,8 @@ from consensus.messages import Checkpoint, Commit, Message, NewView, Prepare, Pr
 from consensus.sim.cluster import Cluster, SimConfig, SimHost
 from consensus.sim.ledger import VoteLedger
 
+pytestmark = pytest.mark.slow
+
 
 class CrashOnceCluster(Cluster):
     """Arms one crash when the target first sees the height's first input, and
@@ -210,6 +212,7 @@ class NewViewStepCrash(Cluster):
         super()._send(sender, to, message)
 
 
+@pytest.mark.no_cover
 def test_a_new_primary_crashing_inside_its_new_view_step_never_equivocates() -> None:
     config = SimConfig(validators=4, faults=frozenset({"byzantine", "drop"}), fake_signatures=True)
     victims = 0

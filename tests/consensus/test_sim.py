@@ -35,16 +35,22 @@ def failures(validators: int, seeds: range, **overrides: object) -> list[str]:
 
 # 320 seeds in the default suite: 200 with four validators, 120 with seven,
 # every fault kind enabled in each (the plan draws which ones bite).
+@pytest.mark.slow
+@pytest.mark.no_cover
 @pytest.mark.parametrize("first", range(0, 200, 50))
 def test_four_validators_stay_safe_and_live_under_all_faults(first: int) -> None:
     assert failures(4, range(first, first + 50)) == []
 
 
+@pytest.mark.slow
+@pytest.mark.no_cover
 @pytest.mark.parametrize("first", range(0, 120, 40))
 def test_seven_validators_stay_safe_and_live_under_all_faults(first: int) -> None:
     assert failures(7, range(first, first + 40)) == []
 
 
+@pytest.mark.slow
+@pytest.mark.no_cover
 def test_checker_reports_violations_of_a_replica_with_a_2f_quorum() -> None:
     config = SimConfig(
         validators=4,
@@ -57,6 +63,8 @@ def test_checker_reports_violations_of_a_replica_with_a_2f_quorum() -> None:
     assert any("agreement" in v for r in results for v in r.safety_violations)
 
 
+@pytest.mark.slow
+@pytest.mark.no_cover
 def test_checker_reports_violations_of_a_replica_that_skips_the_new_view_check() -> None:
     config = SimConfig(
         validators=4,
@@ -131,6 +139,7 @@ def test_the_trace_does_not_depend_on_the_interpreter_hash_seed() -> None:
     assert trace("1") == trace("2")
 
 
+@pytest.mark.slow
 def test_cli_prints_replay_lines_and_exits_nonzero_on_violations(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -170,6 +179,8 @@ def test_soak_thousands_of_seeds_with_fast_signatures() -> None:
     assert failures(7, range(20_000, 20_000 + seeds // 5), fake_signatures=True) == []
 
 
+@pytest.mark.slow
+@pytest.mark.no_cover
 def test_memory_stays_bounded_over_a_long_run() -> None:
     """Hundreds of heights through a small window: every table a replica
     keeps, and the records its host keeps on disk, stay within the window."""

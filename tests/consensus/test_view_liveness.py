@@ -15,6 +15,8 @@ test is backup 1 of view 0.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from helpers import (
     T0,
     Node,
@@ -39,7 +41,7 @@ from consensus.messages import ForwardedRequest, Status, ViewChange
 TIMEOUT = {"request_timeout_ms": 1_000, "view_change_timeout_ms": 1_000}
 
 
-def statuses(effects: list[object]) -> list[Status]:
+def statuses(effects: Sequence[object]) -> list[Status]:
     return [
         e.message for e in effects if isinstance(e, Broadcast) and isinstance(e.message, Status)
     ]

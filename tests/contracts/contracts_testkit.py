@@ -8,7 +8,9 @@ the sender's nonce changed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from snapshot_root import pairs, root_from_snapshot
 
@@ -55,7 +57,7 @@ def signer_for(name: str, index: int = 0) -> Ed25519Signer:
 
 def make_genesis(
     limits: ContractLimits | None = None,
-    orgs: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] | None = None,
+    orgs: Mapping[str, tuple[str, tuple[str, ...], tuple[str, ...]]] | None = None,
 ) -> Genesis:
     members = tuple(
         GenesisOrg(org_id, org_id.upper(), country, roles, (signer_for(org_id).public_key,), scopes)
@@ -85,7 +87,11 @@ class World:
 
     def nonce(self, org: str) -> int:
         raw = self.state.get(nonce_key(self.signer(org).public_key))
-        return 0 if raw is None else int(decode(raw))  # type: ignore[arg-type]
+        if raw is None:
+            return 0
+        nonce = decode(raw)
+        assert isinstance(nonce, int)
+        return nonce
 
     def block(self) -> BlockContext:
         return BlockContext(
@@ -93,17 +99,17 @@ class World:
         )
 
     def send(
-        self, org: str, contract: str, method: str, args: dict[str, object], **overrides: object
+        self, org: str, contract: str, method: str, args: Mapping[str, object], **overrides: Any
     ) -> Receipt:
         signer = self.signer(org)
         tx = sign_tx(
             signer,
             chain_id=str(overrides.get("chain_id", CHAIN_ID)),
-            nonce=int(overrides.get("nonce", self.nonce(org))),  # type: ignore[call-overload]
+            nonce=int(overrides.get("nonce", self.nonce(org))),
             contract=contract,
             method=method,
-            args=args,
-            expiry_height=overrides.get("expiry_height"),  # type: ignore[arg-type]
+            args=dict(args),
+            expiry_height=overrides.get("expiry_height"),
         )
         block = self.block()
         self.log.append((tx, block))
@@ -111,7 +117,7 @@ class World:
         self.height += 1
         return receipt
 
-    def ok(self, org: str, contract: str, method: str, args: dict[str, object]) -> Receipt:
+    def ok(self, org: str, contract: str, method: str, args: Mapping[str, object]) -> Receipt:
         receipt = self.send(org, contract, method, args)
         assert receipt.ok, (
             f"{contract}.{method} by {org} rejected: {receipt.error} {receipt.message}"
@@ -123,9 +129,9 @@ class World:
         org: str,
         contract: str,
         method: str,
-        args: dict[str, object],
+        args: Mapping[str, object],
         code: str,
-        **overrides: object,
+        **overrides: Any,
     ) -> Receipt:
         """Assert rejection with ``code`` and that only the nonce moved."""
         before = dict(pairs(self.state))
@@ -156,8 +162,8 @@ class World:
         assert self.state.root() == root_from_snapshot(after.items())
         return receipt
 
-    def query(self, contract: str, name: str, args: dict[str, object]) -> dict[str, object]:
-        answer = query(self.state, contract, name, args)
+    def query(self, contract: str, name: str, args: Mapping[str, object]) -> dict[str, Any]:
+        answer = query(self.state, contract, name, dict(args))
         assert answer["ok"], answer
         result = answer["result"]
         assert isinstance(result, dict)

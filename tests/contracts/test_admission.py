@@ -255,7 +255,7 @@ KNOWN_NAMES = sorted(
     | {name for params in PROPOSE_PARAMS for name in params}
     | {"org_id", "name", "country", "roles", "scopes", "keys", "asset_id", "carats_points"}
 )
-_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
 _scalars = st.one_of(
     st.none(),
     st.booleans(),

@@ -35,12 +35,11 @@ def violations(source: str, name: str) -> list[str]:
             modules = [node.module or ""]
         for module in modules:
             root = module.split(".")[0]
+            line = getattr(node, "lineno", 0)
             if root in BANNED:
-                found.append(f"{name}:{node.lineno}: imports {module}")
+                found.append(f"{name}:{line}: imports {module}")
             if root == "consensus" and module != "consensus.codec":
-                found.append(
-                    f"{name}:{node.lineno}: imports {module}; only consensus.codec is allowed"
-                )
+                found.append(f"{name}:{line}: imports {module}; only consensus.codec is allowed")
         if isinstance(node, ast.Constant) and isinstance(node.value, float | complex):
             found.append(f"{name}:{node.lineno}: float literal {node.value!r}")
         if (

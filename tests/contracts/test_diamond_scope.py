@@ -8,6 +8,7 @@ vouched.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from contracts_testkit import (
@@ -40,7 +41,7 @@ class Recording(World):
         self.receipts: list[tuple[int, Receipt]] = []
 
     def send(
-        self, org: str, contract: str, method: str, args: dict[str, object], **overrides: object
+        self, org: str, contract: str, method: str, args: Mapping[str, object], **overrides: Any
     ) -> Receipt:
         height = self.height
         receipt = super().send(org, contract, method, args, **overrides)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from contracts_testkit import World, make_genesis, signer_for
 
 from consensus.codec import Ed25519Signer
@@ -20,7 +22,7 @@ def small_world() -> World:
     return World(make_genesis(orgs=SMALL))
 
 
-def propose(world: World, org: str, action: str, params: dict[str, object]) -> str:
+def propose(world: World, org: str, action: str, params: Mapping[str, object]) -> str:
     receipt = world.ok(org, "membership", "propose", {"action": action, "params": params})
     return receipt.events[0].attributes["proposal_id"]  # type: ignore[return-value]
 

@@ -9,6 +9,9 @@ receipts and state roots.
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from contracts_testkit import World, kp_args, make_genesis, stones
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -183,6 +186,7 @@ def _run_step(world: World, step: int, kind: str, a: int, b: int, amount: int) -
             world.send("mill", "food", "ship", {"lot_id": _pick(lots, a), "to_org": "bakery"})
 
 
+@pytest.mark.slow
 @PROGRAM_SETTINGS
 @given(programs)
 def test_replay_on_a_fresh_state_gives_identical_receipts_and_roots(
@@ -206,12 +210,13 @@ def test_replay_on_a_fresh_state_gives_identical_receipts_and_roots(
 
 def _records(
     world: World, prefix: bytes, contract: str, name: str, id_field: str
-) -> list[dict[str, object]]:
+) -> list[dict[str, Any]]:
     records = []
     for record_id in _assets(world, prefix):
         answer = query(world.state, contract, name, {id_field: record_id})
         assert answer["ok"]
-        records.append(answer["result"])  # type: ignore[arg-type]
+        assert isinstance(answer["result"], dict)
+        records.append(answer["result"])
     return records
 
 
@@ -247,9 +252,10 @@ def test_mass_is_never_created(program: list[tuple[str, int, int, int]]) -> None
     assert sum(int(lot["mass_grams"]) for lot in lots) <= harvested
 
 
-def _events(world: World, lot_id: str) -> list[dict[str, object]]:
-    answer = query(world.state, "food", "trace_back", {"lot_id": lot_id})
-    return answer["result"]["nodes"][0]["events"]  # type: ignore[index,no-any-return]
+def _events(world: World, lot_id: str) -> list[dict[str, Any]]:
+    answer: Any = query(world.state, "food", "trace_back", {"lot_id": lot_id})
+    events: list[dict[str, Any]] = answer["result"]["nodes"][0]["events"]
+    return events
 
 
 taints = st.sampled_from(["mine", "org", "freeze", "revoke_kp", "country"])
@@ -319,13 +325,13 @@ def _taint_applies(taint: str, source: dict[str, object]) -> bool:
     return True
 
 
-def _downstream(diamonds: list[dict[str, object]], source: str) -> set[str]:
+def _downstream(diamonds: list[dict[str, Any]], source: str) -> set[str]:
     found = {source}
     changed = True
     while changed:
         changed = False
         for diamond in diamonds:
-            if diamond["asset_id"] not in found and found & set(diamond["parents"]):  # type: ignore[arg-type]
+            if diamond["asset_id"] not in found and found & set(diamond["parents"]):
                 found.add(str(diamond["asset_id"]))
                 changed = True
     return found
@@ -360,6 +366,7 @@ senders = st.sampled_from(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(

@@ -13,7 +13,7 @@ from contracts.runtime import execute
 from contracts.state import MemoryState
 from contracts.tx import Transaction, sign_tx
 
-REGISTER = {"mine_id": "M1", "country": "BW", "operator": "debswana"}
+REGISTER: dict[str, object] = {"mine_id": "M1", "country": "BW", "operator": "debswana"}
 
 
 def test_a_valid_transaction_writes_emits_and_consumes_its_nonce() -> None:

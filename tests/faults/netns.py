@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 PREFIX = "pvn"
-SUBNET_FIRST = ipaddress.ip_network("10.231.0.0/16")
+SUBNET_FIRST = ipaddress.IPv4Network("10.231.0.0/16")
 ROOT_HOST_OCTET = 254
 COMMAND_TIMEOUT_S = 10
 LINK_GONE_TIMEOUT_S = 5
@@ -128,7 +128,7 @@ def sweep_leftovers() -> list[str]:
 
 def _free_subnet() -> ipaddress.IPv4Network:
     """A /24 inside 10.231.0.0/16 that no route of the root namespace overlaps."""
-    routes = []
+    routes: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     for line in _run(["ip", "-4", "route", "show", "table", "all"]).splitlines():
         first = line.split()[0] if line.split() else ""
         with contextlib.suppress(ValueError):

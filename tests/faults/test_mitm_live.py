@@ -46,7 +46,7 @@ from faults.harness import (
 from faults.mitm import EXPECTED_ALERT, FORGERIES, MitmProxy, running_proxy
 from node.sdk.genesis import load_genesis
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network]
 
 needs_faults = pytest.mark.skipif(
     not os.environ.get("PROVENET_FAULTS"), reason="set PROVENET_FAULTS=1 for the fault campaign"

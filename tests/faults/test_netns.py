@@ -20,6 +20,8 @@ import pytest
 from faults import netns
 from faults.netns import existing, namespace_net, unavailable_reason
 
+pytestmark = pytest.mark.network
+
 PORT = 7100
 CONNECT_TIMEOUT_S = 0.5
 LISTEN = (

@@ -38,7 +38,7 @@ from faults.harness import Campaign, FaultReport, ProcessNetwork, WorkloadPlan, 
 from faults.multihost import namespace_network
 from faults.netns import PREFIX, existing, remove_all, sweep_leftovers, unavailable_reason
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network, pytest.mark.slow]
 
 needs_faults = pytest.mark.skipif(
     not os.environ.get("PROVENET_FAULTS"), reason="set PROVENET_FAULTS=1 for the fault campaign"
@@ -76,12 +76,12 @@ def nothing_left_behind(netns_ok: None) -> Any:
 
 async def heights(net: ProcessNetwork, names: Sequence[str]) -> dict[str, int | None]:
     statuses = await net.statuses()
-    return {n: None if statuses[n] is None else int(statuses[n]["height"]) for n in names}
+    return {n: None if (s := statuses[n]) is None else int(s["height"]) for n in names}
 
 
 async def views(net: ProcessNetwork, names: Sequence[str]) -> dict[str, int | None]:
     statuses = await net.statuses()
-    return {n: None if statuses[n] is None else int(statuses[n]["view"]) for n in names}
+    return {n: None if (s := statuses[n]) is None else int(s["view"]) for n in names}
 
 
 def highest_sampled(campaign: Campaign, name: str, start_s: float, end_s: float) -> int | None:

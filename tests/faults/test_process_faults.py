@@ -27,7 +27,7 @@ import pytest
 
 from faults.harness import Campaign, FaultReport, ProcessNetwork, WorkloadPlan
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network, pytest.mark.slow]
 
 needs_faults = pytest.mark.skipif(
     not os.environ.get("PROVENET_FAULTS"), reason="set PROVENET_FAULTS=1 for the fault campaign"

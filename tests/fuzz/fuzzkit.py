@@ -1,7 +1,8 @@
 """Valid inputs for every decoder, built offline, and the fuzzing harness.
 
-Imported by the fuzz tests as ``from fuzzkit import ...`` (conftest.py puts
-this directory on the path and builds the artefacts once per session).
+Imported by the fuzz tests as ``from fuzzkit import ...`` (pytest's
+``pythonpath`` holds this directory; tests/conftest.py builds the artefacts
+once per session).
 
 The fixture signs a short diamond history with the keys of a freshly
 initialised network (no node runs) and turns it into every encoding a
@@ -27,7 +28,7 @@ from hypothesis import strategies as st
 
 from consensus.blocks import GENESIS_PARENT_HASH, BlockHeader, ChainTip, derive_header
 from consensus.codec import Ed25519Signer, digest, encode
-from consensus.events import PreparedRecord, PrePrepareRecord, ViewRecord, VoteRecord
+from consensus.events import PreparedRecord, PrePrepareRecord, Record, ViewRecord, VoteRecord
 from consensus.merkle import inclusion_proof
 from consensus.messages import (
     Batch,
@@ -36,6 +37,7 @@ from consensus.messages import (
     CheckpointProof,
     Commit,
     ForwardedRequest,
+    Message,
     NewView,
     Prepare,
     PreparedCertificate,
@@ -153,7 +155,7 @@ def _frames(chain_id: str, signers: tuple[Ed25519Signer, ...], blocks: list[Bloc
         ViewChange(1, CheckpointProof(0, b"", ()), (certificate,), 1), signers[1], chain_id
     )
     new_view = sign(NewView(1, (view_change,), (pre_prepare,), 1), signers[1], chain_id)
-    messages = [
+    messages: list[Message] = [
         pre_prepare,
         *prepares,
         first.certificate[0],
@@ -171,7 +173,7 @@ def _frames(chain_id: str, signers: tuple[Ed25519Signer, ...], blocks: list[Bloc
 def _records(frames_source: list[Block], signer: Ed25519Signer, chain_id: str) -> list[bytes]:
     first = frames_source[0]
     pre_prepare = sign(PrePrepare(0, 1, first.batch, 0), signer, chain_id)
-    records = [
+    records: list[Record] = [
         ViewRecord(3, True),
         PrePrepareRecord(pre_prepare),
         VoteRecord(first.certificate[0]),
@@ -353,7 +355,7 @@ def _replaced(value: object, path: tuple[object, ...], new: object) -> object:
         return new
     head, rest = path[0], path[1:]
     if isinstance(value, dict):
-        return {**value, head: _replaced(value[head], rest, new)}  # type: ignore[index]
+        return {**value, head: _replaced(value[head], rest, new)}
     assert isinstance(value, list) and isinstance(head, int)
     return [*value[:head], _replaced(value[head], rest, new), *value[head + 1 :]]
 

@@ -12,6 +12,7 @@ and prints inputs per second.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -135,10 +136,11 @@ def check_proof(artefacts: Artefacts) -> Any:
     tx_ids = [tx_id for tx_id, _ in artefacts.proofs]
 
     def check(document: Any) -> None:
-        for verify in (
+        verifiers: tuple[Callable[[], object], ...] = (
             lambda: verify_tx_proof(tx_ids[0], document, artefacts.validators, artefacts.chain_id),
             lambda: verify_block(document, artefacts.validators, artefacts.chain_id),
-        ):
+        )
+        for verify in verifiers:
             with contextlib.suppress(ProofError):
                 verify()
 

@@ -34,13 +34,16 @@ UNPACKABLE = b"\xc1"
 
 
 @schemathesis.serializer(MSGPACK)
-def pack_body(ctx: schemathesis.SerializationContext, value: Any) -> dict[str, Any]:
+def pack_body(ctx: schemathesis.SerializationContext, value: Any) -> bytes:
+    # schemathesis puts the bytes a serializer returns in the request's body
+    # itself (it wraps them as {"data": ...} for the transport).
     if isinstance(value, bytes):
-        return {"data": value}
+        return value
     try:
-        return {"data": msgpack.packb(value, use_bin_type=True)}
+        packed: bytes = msgpack.packb(value, use_bin_type=True)
     except (TypeError, ValueError, OverflowError):
-        return {"data": UNPACKABLE}
+        return UNPACKABLE
+    return packed
 
 
 def _hex(value: object) -> object:
@@ -72,7 +75,7 @@ def _error_code(response: schemathesis.Response) -> object:
 
 @schemathesis.check
 def error_code_documented(
-    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
 ) -> bool | None:
     if response.status_code < 400:
         return None
@@ -97,10 +100,11 @@ def _media_type(value: str) -> str:
 
 @schemathesis.check
 def undeclared_media_type_refused(
-    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
 ) -> bool | None:
     body = case.operation.definition.raw.get("requestBody")
-    sent = response.request.headers.get("Content-Type")
+    header = response.request.headers.get("Content-Type")
+    sent = header.decode("latin-1") if isinstance(header, bytes) else header
     if body is None or not sent or response.status_code in (413, 429):
         return None
     declared = {_media_type(media) for media in body["content"]}

@@ -17,6 +17,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from ssl import SSLContext
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -115,11 +117,11 @@ class LocalNetwork:
     def client(self, org_id: str | None = None, node: str | None = None) -> ProvenetClient:
         return ProvenetClient.from_network_dir(self.dir, org_id=org_id, node=node)
 
-    def ssl(self) -> object:
+    def ssl(self) -> SSLContext | bool:
         context = self.network.ssl_context()
         return context if context is not None else False
 
-    async def status(self, http: aiohttp.ClientSession, name: str) -> dict[str, object] | None:
+    async def status(self, http: aiohttp.ClientSession, name: str) -> dict[str, Any] | None:
         try:
             async with http.get(f"{self.api_url(name)}/v1/status", ssl=self.ssl()) as response:
                 return dict(await response.json())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -23,7 +24,7 @@ from node.sdk.errors import ProvenetError
 from node.sdk.genesis import load_genesis
 from node.sdk.keys import load_identity
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network]
 
 JSON = "application/json"
 
@@ -36,7 +37,7 @@ async def single(tmp_path: Path) -> AsyncIterator[Single]:
 
 async def submit(
     http: aiohttp.ClientSession, single: Single, tx: Transaction
-) -> tuple[int, dict[str, object]]:
+) -> tuple[int, dict[str, Any]]:
     url = f"{single.url}/v1/txs?wait=true&timeout_ms=10000"
     headers = {"Content-Type": "application/msgpack"}
     async with http.post(url, data=encode_tx(tx), headers=headers) as response:

@@ -40,6 +40,8 @@ from node.sdk.errors import ProvenetError
 from node.sdk.genesis import NetworkGenesis, load_genesis
 from node.sdk.keys import load_identity
 
+pytestmark = pytest.mark.network
+
 TOKEN = "t1"
 STONE = f"S-{TOKEN}-1"
 SIBLING = f"S-{TOKEN}-2"
@@ -73,7 +75,7 @@ METHODS = [method for _, method, _ in HISTORY]
 # A second history: two extractions merged, split, both halves exported under
 # one certificate, each cut.  The bundle of T1 needs its sibling parcel QB too
 # (issued, shipped and confirmed with QA), including QB's later cut.
-MERGED = [
+MERGED: list[tuple[str, str, dict[str, Any]]] = [
     ("kp-bw", "register_mine", {"mine_id": "MINE-t2", "country": "BW", "operator": "miner"}),
     ("miner", "extract", {"mine_id": "MINE-t2", "parcel_id": "Q1", "carats_points": 5_000}),
     ("miner", "extract", {"mine_id": "MINE-t2", "parcel_id": "Q2", "carats_points": 3_000}),

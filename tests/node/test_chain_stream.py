@@ -24,7 +24,7 @@ from netfixture import CHAIN, Single, single_node
 from consensus.codec import digest, encode
 from contracts.tx import Transaction, encode_tx, sign_tx
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network]
 
 MSGPACK = "application/msgpack"
 STREAM = "/v1/chain/stream"
@@ -203,4 +203,4 @@ async def test_replaying_the_chain_is_charged_and_closes_a_stream_out_of_budget(
                     break
             assert closed is not None, "a stream that replayed the chain for free stayed open"
             assert closed.data == aiohttp.WSCloseCode.TRY_AGAIN_LATER
-            assert closed.extra.startswith("rate_limited: ")
+            assert closed.extra is not None and closed.extra.startswith("rate_limited: ")

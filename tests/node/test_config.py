@@ -22,8 +22,9 @@ from netfixture import REPO, free_base_port
 
 from node.ops.netctl import load_network
 from node.ops.netinit import init_network
-from node.runtime.config import ConfigError, load_node_config
+from node.runtime.config import load_node_config
 from node.sdk.genesis import load_genesis
+from node.sdk.schema import ConfigError
 
 Document = dict[str, Any]
 Mutation = Callable[[Document], object]

@@ -38,7 +38,7 @@ from node.ops.netinit import init_network
 from node.runtime.config import load_node_config
 from node.sdk import ProvenetClient
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network, pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parents[2]
 RED = "rgb(209, 36, 47)"  # the failing link's stroke in style.css
@@ -325,7 +325,7 @@ async def _search_stone(page: Any, asset_id: str) -> dict[str, Any]:
     await page.press("#asset-input", "Enter")
     await page.wait_for_selector(f"#asset-result[data-state=ready][data-asset-id='{asset_id}']")
     await page.wait_for_selector(f"svg#provenance-graph g.asset-node[data-asset-id='{asset_id}']")
-    state = await page.evaluate(
+    state: dict[str, Any] = await page.evaluate(
         """() => {
           const graph = document.querySelector('svg#provenance-graph');
           const all = (selector) => [...graph.querySelectorAll(selector)];

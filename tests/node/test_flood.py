@@ -32,7 +32,7 @@ from flood import (
 )
 from netfixture import LocalNetwork, local_network
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network, pytest.mark.slow]
 
 WINDOW_S = 6.0
 HONEST_INTERVAL_S = 0.05

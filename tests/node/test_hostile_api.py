@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -25,7 +26,7 @@ from netfixture import Single, single_node
 from consensus.codec import encode
 from contracts.tx import Transaction, encode_tx
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network]
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"
@@ -47,7 +48,7 @@ async def single(tmp_path: Path) -> AsyncIterator[Single]:
 
 async def post(
     http: aiohttp.ClientSession, url: str, body: bytes, content_type: str | None
-) -> tuple[int, dict[str, object]]:
+) -> tuple[int, dict[str, Any]]:
     headers = {"Content-Type": content_type} if content_type else {}
     async with http.post(url, data=body, headers=headers) as response:
         return response.status, await response.json()

@@ -23,8 +23,9 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -41,13 +42,15 @@ from node.runtime.peers import PendingHandshake, PendingHandshakes, hello_bytes
 from node.sdk.keys import load_identity
 from node.sdk.tls import client_context
 
+pytestmark = pytest.mark.network
+
 CHAIN = "provenet-local"
 LOOPS = ["uvloop", "asyncio"]
 # Upper bound on any one wait for the node to act; the node acts in milliseconds.
 WAIT_S = 10.0
 
 
-def run(scenario: Callable[[], Awaitable[None]], loop: str = "uvloop") -> None:
+def run(scenario: Callable[[], Coroutine[Any, Any, None]], loop: str = "uvloop") -> None:
     if loop == "uvloop":
         uvloop = pytest.importorskip("uvloop")
         uvloop.run(scenario())
@@ -252,7 +255,7 @@ def test_idle_slow_and_half_open_connections_are_closed_after_the_timeouts(
                 one_request_then_idle(port, context),
                 event_stream_stays(http, port, context),
             )
-        assert outcomes == [
+        assert list(outcomes) == [
             "closed: no TLS handshake",
             "closed: no request",
             "closed: request never completed",
@@ -490,8 +493,9 @@ def test_a_validator_links_and_commits_while_others_hold_handshakes_open(
         try:
             await asyncio.sleep(0.5)  # the holders are in place
             late = await start_node(config_of(directory, "v3"))
-            assert late.peers is not None
-            await wait_for(lambda: all(p["connected"] for p in late.peers.status().values()))
+            peers = late.peers
+            assert peers is not None
+            await wait_for(lambda: all(p["connected"] for p in peers.status().values()))
             receipt = await submit_to(directory, late, tls)
             assert receipt["status"] == "committed", receipt
             assert receipt["receipt"]["status"] == "ok", receipt
@@ -571,7 +575,7 @@ async def wait_for(condition: Callable[[], bool], timeout_s: float = WAIT_S * 2)
         await asyncio.sleep(0.05)
 
 
-async def submit_to(directory: Path, node: RunningNode, tls: bool) -> dict[str, object]:
+async def submit_to(directory: Path, node: RunningNode, tls: bool) -> dict[str, Any]:
     farm = load_identity(directory / "orgs" / "farm.key").signer
     tx = sign_tx(
         farm,

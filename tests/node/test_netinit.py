@@ -147,6 +147,7 @@ def _files(net: Path, name: str) -> tuple[Path, Path]:
     return net / "nodes" / name / "tls.pem", net / "nodes" / name / "tls.key"
 
 
+@pytest.mark.network
 def test_mutual_tls_accepts_a_node_of_the_network(net: Path) -> None:
     ca = net / "ca" / "ca.pem"
     server = server_context(ca, *_files(net, "v0"), require_client_cert=True)
@@ -154,6 +155,7 @@ def test_mutual_tls_accepts_a_node_of_the_network(net: Path) -> None:
     assert (server_cn, client_cn) == ("v1", "v0")
 
 
+@pytest.mark.network
 def test_mutual_tls_refuses_a_certificate_from_another_ca(net: Path, tmp_path: Path) -> None:
     ca = net / "ca" / "ca.pem"
     other_cert, other_key = make_ca(tmp_path / "other-ca")
@@ -168,12 +170,14 @@ def test_mutual_tls_refuses_a_certificate_from_another_ca(net: Path, tmp_path: P
     assert isinstance(client_result, ssl.SSLCertVerificationError)
 
 
+@pytest.mark.network
 def test_api_server_without_client_cert_serves_a_plain_client(net: Path) -> None:
     ca = net / "ca" / "ca.pem"
     server = server_context(ca, *_files(net, "v2"), require_client_cert=False)
     assert _handshake(server, client_context(ca)) == (None, "v2")
 
 
+@pytest.mark.network
 @pytest.mark.parametrize(
     ("suite", "accepted"),
     [
@@ -324,6 +328,8 @@ def test_down_kills_a_stubborn_node_and_never_a_stranger(tmp_path: Path) -> None
     finally:
         stubborn.kill()
         stubborn.wait()
+        if stubborn.stdout is not None:
+            stubborn.stdout.close()
 
 
 # ------------------------------------------------------------ file modes

@@ -13,20 +13,21 @@ import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from netfixture import LocalNetwork, local_network
 
 from consensus.codec import Ed25519Signer, decode, encode
-from contracts.tx import encode_tx, sign_tx, tx_id
+from contracts.tx import Transaction, encode_tx, sign_tx, tx_id
 from node.runtime.peers import CLOSE_BAD_DATA, CLOSE_POLICY, hello_bytes
 from node.runtime.tls import issue_node_cert, make_ca
 from node.sdk import ProvenetClient, TransactionRejected
 from node.sdk.keys import load_identity
 from node.sdk.tls import client_context
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network, pytest.mark.slow]
 
 CATCH_UP_TIMEOUT_S = 60
 VIEW_CHANGE_TIMEOUT_S = 45
@@ -68,9 +69,9 @@ async def sign_many(client: ProvenetClient, count: int, tag: str) -> list[object
 
 async def chain_of(
     network: LocalNetwork, http: aiohttp.ClientSession, name: str
-) -> dict[int, dict[str, object]]:
+) -> dict[int, dict[str, Any]]:
     """Every block a node holds, by height (hash and per-transaction results)."""
-    blocks: dict[int, dict[str, object]] = {}
+    blocks: dict[int, dict[str, Any]] = {}
     start = 1
     while True:
         url = f"{network.api_url(name)}/v1/blocks?from={start}&limit=100"
@@ -85,7 +86,7 @@ async def chain_of(
 
 async def wait_agreement(
     network: LocalNetwork, names: list[str], at_least: int = 0
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Wait until every named node reports one height (>= at_least) and one state root."""
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     async with aiohttp.ClientSession() as http:
@@ -232,7 +233,7 @@ async def test_sigkill_the_primary_under_load_then_a_backup(network: LocalNetwor
 
 async def post(
     network: LocalNetwork, http: aiohttp.ClientSession, body: bytes, content_type: str
-) -> tuple[int, dict[str, object], aiohttp.typedefs.LooseHeaders]:
+) -> tuple[int, dict[str, Any], aiohttp.typedefs.LooseHeaders]:
     url = f"{network.api_url('v1')}/v1/txs?wait=true&timeout_ms=20000"
     async with http.post(
         url, data=body, headers={"Content-Type": content_type}, ssl=network.ssl()
@@ -363,7 +364,7 @@ async def test_a_double_spend_loser_is_answered_409_nonce_used_whichever_way_it_
             ]
             targets = [names[round_index % 4], names[(round_index + 1) % 4]]
 
-            async def send(tx: object, name: str) -> tuple[int, dict[str, object]]:
+            async def send(tx: Transaction, name: str) -> tuple[int, dict[str, Any]]:
                 url = f"{network.api_url(name)}/v1/txs?wait=true&timeout_ms=20000"
                 headers = {"Content-Type": "application/msgpack"}
                 async with http.post(
@@ -410,7 +411,7 @@ async def test_a_loser_waiting_in_a_mempool_is_answered_409_when_the_winner_exec
                 )
             )
 
-        async def send(body: bytes, name: str) -> tuple[int, dict[str, object]]:
+        async def send(body: bytes, name: str) -> tuple[int, dict[str, Any]]:
             url = f"{network.api_url(name)}/v1/txs?wait=true&timeout_ms=20000"
             headers = {"Content-Type": "application/msgpack"}
             async with http.post(url, data=body, headers=headers, ssl=network.ssl()) as response:

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from ssl import SSLContext
 
 import aiohttp
 import pytest
@@ -28,7 +29,7 @@ from node.runtime.peers import CLOSE_POLICY
 from node.sdk.tls import client_context
 from node.sdk.transport import Transport
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network]
 
 FOLLOW_TIMEOUT_S = 30
 # The read timeout every visit to a hung source cost before the follower was pushed to.
@@ -62,6 +63,7 @@ async def wait_same_tip(network: LocalNetwork, node_names: list[str]) -> tuple[i
         await asyncio.sleep(0.1)
 
 
+@pytest.mark.slow
 async def test_the_observer_keeps_up_with_validators_under_load(network: LocalNetwork) -> None:
     observer = names(network, "observer")[0]
     lags: list[int] = []
@@ -139,7 +141,7 @@ def tamper_transaction(block: dict[str, object]) -> None:
 
 
 async def lying_proxy(
-    honest_url: str, ssl_context: object, lie: Callable[[dict[str, object]], None]
+    honest_url: str, ssl_context: SSLContext | bool, lie: Callable[[dict[str, object]], None]
 ) -> tuple[web.AppRunner, str]:
     """A validator's API that passes everything through but lies in every chain page."""
 
@@ -308,7 +310,7 @@ async def hanging_source() -> AsyncIterator[str]:
 @asynccontextmanager
 async def stream_proxy(
     honest_url: str,
-    ssl_context: object,
+    ssl_context: SSLContext | bool,
     rewrite: Callable[[dict[str, object]], None],
     serve_blocks: bool = True,
 ) -> AsyncIterator[str]:
@@ -356,7 +358,7 @@ def claim_a_height_never_certified(served: dict[str, object]) -> None:
     served["height"] = 1_000_000
     tip = served.get("tip")
     if isinstance(tip, dict):
-        header = dict(tip["header"])  # type: ignore[call-overload]
+        header = dict(tip["header"])
         header["height"] = 1_000_000
         served["tip"] = {**tip, "header": header}
 
@@ -550,11 +552,11 @@ async def test_a_chain_page_larger_than_one_network_chunk_is_read_whole(tmp_path
         follower = Follower(
             config,
             ValidatorSet((bytes(range(32)),)),
-            None,
-            None,
+            None,  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]
             NodeMetrics(),
             _tip(),
-            None,  # type: ignore[arg-type]
+            None,
         )
         source = PeerEntry(0, "v0", "", f"http://127.0.0.1:{port}")
         transport = Transport([source.api_url])

@@ -74,7 +74,8 @@ EXCLUDED_CHECKS = ("positive_data_acceptance",)
 
 
 def spec() -> dict[str, Any]:
-    return json.loads(SPEC_FILE.read_text())
+    document: dict[str, Any] = json.loads(SPEC_FILE.read_text())
+    return document
 
 
 # ---------------------------------------------------------------- the file
@@ -212,6 +213,7 @@ def _served_routes(node: RunningNode) -> set[tuple[str, str]]:
     return served
 
 
+@pytest.mark.network
 @pytest.mark.asyncio
 async def test_the_spec_lists_exactly_the_routes_a_node_serves(seeded: Seeded) -> None:
     described = {
@@ -221,6 +223,7 @@ async def test_the_spec_lists_exactly_the_routes_a_node_serves(seeded: Seeded) -
     assert served == described
 
 
+@pytest.mark.network
 @pytest.mark.asyncio
 async def test_a_node_serves_its_spec(seeded: Seeded) -> None:
     async with (
@@ -232,6 +235,7 @@ async def test_a_node_serves_its_spec(seeded: Seeded) -> None:
         assert await response.read() == SPEC_FILE.read_bytes()
 
 
+@pytest.mark.network
 @pytest.mark.asyncio
 async def test_a_405_names_the_methods_the_path_takes(seeded: Seeded) -> None:
     async with (
@@ -243,6 +247,7 @@ async def test_a_405_names_the_methods_the_path_takes(seeded: Seeded) -> None:
         assert set(response.headers.get("Allow", "").replace(" ", "").split(",")) >= {"GET"}
 
 
+@pytest.mark.network
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("path", "content_type", "body"),
@@ -387,6 +392,8 @@ async def _fuzz(seeded: Seeded, work: Path, passes: list[FuzzPass], timeout_s: i
         assert result.returncode == 0, f"schemathesis found problems:\n{result.output}"
 
 
+@pytest.mark.slow
+@pytest.mark.network
 @pytest.mark.asyncio
 async def test_schemathesis_finds_no_server_error_hang_or_spec_mismatch(
     seeded: Seeded, tmp_path: Path
@@ -400,6 +407,7 @@ async def test_schemathesis_finds_no_server_error_hang_or_spec_mismatch(
     await _fuzz(seeded, tmp_path / "fuzz", passes, DEFAULT_RUN_TIMEOUT_S)
 
 
+@pytest.mark.network
 @pytest.mark.api_fuzz
 @pytest.mark.skipif(
     not os.environ.get("PROVENET_API_FUZZ"), reason="set PROVENET_API_FUZZ=1 for the long API fuzz"

@@ -31,6 +31,8 @@ from node.ops.netinit import (
 )
 from node.runtime.config import load_node_config
 
+pytestmark = pytest.mark.network
+
 POLL_S = 0.1
 START_TIMEOUT_S = 30
 
@@ -88,13 +90,18 @@ async def _healthy(url: str) -> bool:
 
 def _run_node(config: Path, log: Path | None = None) -> subprocess.Popen[str]:
     output = subprocess.PIPE if log is None else log.open("w")
-    return subprocess.Popen(
-        [sys.executable, "-m", "node.ops.cli", "node", "run", "--config", str(config)],
-        cwd=REPO,
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "node.ops.cli", "node", "run", "--config", str(config)],
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    finally:
+        # The node writes to its own copy of the log file's descriptor.
+        if not isinstance(output, int):
+            output.close()
 
 
 async def _until(condition: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:

@@ -24,7 +24,7 @@ from node.sdk import ProvenetClient
 from node.sdk.genesis import load_genesis
 from node.sdk.keys import load_identity
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network]
 
 PENDING_FAILOVER_S = 0.5
 # The call's whole budget: far less than one of the old 30 s waits on one node.

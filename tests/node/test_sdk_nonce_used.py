@@ -22,7 +22,7 @@ from node.sdk.errors import ProvenetError
 from node.sdk.genesis import load_genesis
 from node.sdk.keys import load_identity
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network]
 
 
 class LyingFront:

@@ -52,10 +52,10 @@ class FakeNodes:
         return {"tx_id": "00", "status": "pending"}
 
 
-def client_on(nodes: FakeNodes) -> ProvenetClient:
+def client_on(nodes: FakeNodes | GapNodes) -> ProvenetClient:
     identity = Identity("farm", Ed25519Signer.from_seed(digest(b"farm")))
     client = ProvenetClient(NODES, identity, CHAIN, VALIDATORS)
-    client.transport.request = nodes.request  # type: ignore[method-assign]
+    client.transport.request = nodes.request  # type: ignore[method-assign,assignment]
     return client
 
 

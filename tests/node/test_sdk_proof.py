@@ -188,7 +188,8 @@ def test_a_wrong_index_or_path_is_refused() -> None:
 )
 def test_a_changed_header_field_breaks_the_certificate(field: str, value: object) -> None:
     # The forger also fixes block_hash, so only the certificate can catch it.
-    forged = replace(HEADER, **{field: value})
+    changed: dict[str, Any] = {field: value}
+    forged = replace(HEADER, **changed)
     proof = proof_json(0)
     proof["block"] = header_json(forged)
     proof["block_hash"] = forged.hash.hex()

@@ -18,7 +18,7 @@ from netfixture import serving
 
 from node.sdk.transport import MAX_CONNECTIONS_PER_NODE, Transport
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network]
 
 # Each answer takes this long: well inside the timeout, but four waves of
 # the pool one after another take longer than one timeout.

@@ -23,7 +23,7 @@ from node.runtime.engine import Engine
 from node.runtime.mempool import PoolEntry
 from node.sdk import ProvenetClient
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network]
 
 CALLS = 8
 # As in the incident: 715-722 (A) were proposed again after the view change,

@@ -19,7 +19,7 @@ from node.app import RunningNode, start_node
 from node.ops.netinit import init_network
 from node.runtime.config import load_node_config
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.network]
 
 
 @pytest_asyncio.fixture

@@ -39,7 +39,7 @@ def _block(payloads: list[bytes]) -> CommittedBlock:
 
 
 BLOCK = _block([b"tx one", b"tx two", b"tx three"])
-RECEIPTS = tuple(
+RECEIPTS: tuple[dict[str, object], ...] = tuple(
     {
         "tx_id": request.digest,
         "status": "ok",
