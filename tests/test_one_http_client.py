@@ -15,7 +15,7 @@ functions, and none may open HTTP or websocket connections of its own:
 
 The one exception besides the transport is the validators' peer links
 (node/runtime/peers.py): a mutually authenticated websocket between
-validators, not the client API.  Servers (node/runtime/listener.py,
+validators, not the client API.  Servers (node/runtime/listener/,
 node/api/) need no exception: they use aiohttp's server side only.
 """
 

@@ -389,7 +389,7 @@ def verify_bundle(
     """Check a bundle against a genesis file; return what it shows, or raise BundleError.
 
     No I/O: ``data`` is the file's bytes, ``genesis`` the loaded genesis.json
-    (``node.runtime.config.load_genesis``).  See the module docstring for every check.
+    (``node.sdk.genesis.load_genesis``).  See the module docstring for every check.
 
     >>> verdict = verify_bundle(Path("S-1.bundle").read_bytes(), load_genesis(Path("genesis.json")))
     >>> verdict.conflict_free
