@@ -259,30 +259,25 @@ def _write_org_keys(root: Path) -> dict[str, bytes]:
 
 def _node_entry(layout: _Layout, index: int) -> NodeEntry:
     """Validator ``index`` as network.json lists it: name v<index>, replica id <index>."""
-    api_scheme, peer_scheme = ("https", "wss") if layout.tls else ("http", "ws")
-    url_host = _url_host(layout.host(index))
-    name = f"v{index}"
-    return NodeEntry(
-        name=name,
-        role="validator",
-        replica_id=index,
-        org_id=validator_org(index),
-        api_url=f"{api_scheme}://{url_host}:{layout.api_port(index)}",
-        peer_url=f"{peer_scheme}://{url_host}:{layout.peer_port(index)}/peer",
-        config=layout.root / "nodes" / name / "config.json",
-    )
+    return _entry(layout, index, f"v{index}", "validator", index, validator_org(index))
 
 
 def _observer_entry(layout: _Layout, index: int, number: int) -> NodeEntry:
     """Observer ``number`` (a regulator's read-only node) on the ports after the validators'."""
+    return _entry(layout, index, f"o{number}", "observer", None, OBSERVER_ORG)
+
+
+def _entry(
+    layout: _Layout, index: int, name: str, role: str, replica_id: int | None, org_id: str
+) -> NodeEntry:
+    """The node on port slot ``index``: its URLs follow the layout's host and TLS choice."""
     api_scheme, peer_scheme = ("https", "wss") if layout.tls else ("http", "ws")
     url_host = _url_host(layout.host(index))
-    name = f"o{number}"
     return NodeEntry(
         name=name,
-        role="observer",
-        replica_id=None,
-        org_id=OBSERVER_ORG,
+        role=role,
+        replica_id=replica_id,
+        org_id=org_id,
         api_url=f"{api_scheme}://{url_host}:{layout.api_port(index)}",
         peer_url=f"{peer_scheme}://{url_host}:{layout.peer_port(index)}/peer",
         config=layout.root / "nodes" / name / "config.json",
