@@ -43,7 +43,7 @@ GENESIS_PARENT_HASH = b"\x00" * 32
 
 
 # A null batch (a view change's filler) carries an empty executed state root.
-_STATE_ROOT_SIZES = (0, DIGEST_SIZE)
+_RESULTS_ROOT_SIZES = (0, DIGEST_SIZE)
 _DIGEST_SIZES = (DIGEST_SIZE,)
 
 
@@ -59,7 +59,7 @@ class SignedHeader:
     requests_root: bytes
     request_count: int
     executed_height: int
-    executed_state_root: bytes
+    executed_results_root: bytes
 
     FIELDS: ClassVar[frozenset[str]] = frozenset(
         {
@@ -69,7 +69,7 @@ class SignedHeader:
             "requests_root",
             "request_count",
             "executed_height",
-            "executed_state_root",
+            "executed_results_root",
         }
     )
 
@@ -81,7 +81,7 @@ class SignedHeader:
             self.requests_root,
             self.request_count,
             self.executed_height,
-            self.executed_state_root,
+            self.executed_results_root,
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -93,7 +93,7 @@ class SignedHeader:
             "requests_root": self.requests_root,
             "request_count": self.request_count,
             "executed_height": self.executed_height,
-            "executed_state_root": self.executed_state_root,
+            "executed_results_root": self.executed_results_root,
         }
 
     @classmethod
@@ -107,7 +107,7 @@ class SignedHeader:
             requests_root=fields.blob("requests_root", _DIGEST_SIZES),
             request_count=fields.integer("request_count"),
             executed_height=fields.integer("executed_height"),
-            executed_state_root=fields.blob("executed_state_root", _STATE_ROOT_SIZES),
+            executed_results_root=fields.blob("executed_results_root", _RESULTS_ROOT_SIZES),
         )
 
 
@@ -121,7 +121,7 @@ class BlockHeader:
     requests_root: bytes
     request_count: int
     executed_height: int
-    executed_state_root: bytes
+    executed_results_root: bytes
 
     # Each field of the wire forms and its type (bytes travel as hex in JSON).
     FIELD_TYPES: ClassVar[dict[str, type]] = {
@@ -133,7 +133,7 @@ class BlockHeader:
         "requests_root": bytes,
         "request_count": int,
         "executed_height": int,
-        "executed_state_root": bytes,
+        "executed_results_root": bytes,
     }
     FIELDS: ClassVar[frozenset[str]] = frozenset(FIELD_TYPES)
 
@@ -147,7 +147,7 @@ class BlockHeader:
             requests_root=self.requests_root,
             request_count=self.request_count,
             executed_height=self.executed_height,
-            executed_state_root=self.executed_state_root,
+            executed_results_root=self.executed_results_root,
         )
 
     @cached_property
@@ -165,7 +165,7 @@ class BlockHeader:
             "requests_root": self.requests_root,
             "request_count": self.request_count,
             "executed_height": self.executed_height,
-            "executed_state_root": self.executed_state_root,
+            "executed_results_root": self.executed_results_root,
         }
 
     def to_json(self) -> dict[str, object]:
@@ -193,7 +193,7 @@ class BlockHeader:
             requests_root=fields.blob("requests_root", _DIGEST_SIZES),
             request_count=fields.integer("request_count"),
             executed_height=fields.integer("executed_height"),
-            executed_state_root=fields.blob("executed_state_root", _STATE_ROOT_SIZES),
+            executed_results_root=fields.blob("executed_results_root", _RESULTS_ROOT_SIZES),
         )
 
     @cached_property
@@ -208,11 +208,11 @@ class ChainTip:
     height: int
     block_hash: bytes
     time_ms: int
-    state_root: bytes
+    results_root: bytes
 
     @classmethod
-    def genesis(cls, state_root: bytes, time_ms: int = 0) -> ChainTip:
-        return cls(0, GENESIS_PARENT_HASH, time_ms, state_root)
+    def genesis(cls, results_root: bytes, time_ms: int = 0) -> ChainTip:
+        return cls(0, GENESIS_PARENT_HASH, time_ms, results_root)
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,7 @@ def derive_header(chain_id: str, batch: Batch, prev_hash: bytes, prev_time_ms: i
         requests_root=batch.requests_root,
         request_count=len(batch.requests),
         executed_height=batch.executed_height,
-        executed_state_root=batch.executed_state_root,
+        executed_results_root=batch.executed_results_root,
     )
 
 
@@ -286,5 +286,5 @@ def batch_of(block: CommittedBlock) -> Batch:
         block.requests,
         header.proposer_time_ms,
         header.executed_height,
-        header.executed_state_root,
+        header.executed_results_root,
     )

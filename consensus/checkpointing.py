@@ -57,10 +57,10 @@ def add_checkpoint(r: ReplicaState, checkpoint: Checkpoint, effects: list[Effect
         return False
     votes[checkpoint.sender] = checkpoint
     bound_checkpoint_votes(r, checkpoint.sender)
-    matching = [c for c in votes.values() if c.state_root == checkpoint.state_root]
+    matching = [c for c in votes.values() if c.results_root == checkpoint.results_root]
     if len(matching) >= r.validators.quorum:
         ordered = tuple(sorted(matching, key=lambda c: c.sender))
-        proof = CheckpointProof(checkpoint.height, checkpoint.state_root, ordered)
+        proof = CheckpointProof(checkpoint.height, checkpoint.results_root, ordered)
         return stabilize(r, proof, effects)
     if len(matching) >= r.validators.weak:
         raise_transfer_target(r, checkpoint.height)
@@ -99,7 +99,7 @@ def stabilize(r: ReplicaState, proof: CheckpointProof, effects: list[Effect]) ->
 
 def check_against_stable(r: ReplicaState) -> None:
     mine = r.executed_roots.get(r.stable.height)
-    if r.stable.height and mine is not None and mine != r.stable.state_root:
+    if r.stable.height and mine is not None and mine != r.stable.results_root:
         raise InvariantViolation(
             f"replica {r.me} executed height {r.stable.height} to a state root "
             "that differs from the stable checkpoint: its execution diverged"
@@ -210,7 +210,7 @@ def on_state_response(
         r.peer_heights[sender] = min(r.peer_heights.get(sender, 0), r.delivered.height)
 
 
-def on_executed(r: ReplicaState, height: int, state_root: bytes, effects: list[Effect]) -> bool:
+def on_executed(r: ReplicaState, height: int, results_root: bytes, effects: list[Effect]) -> bool:
     """Route EXECUTED: the host executed a delivered block.  Every
     ``checkpoint_interval`` heights this replica signs its CHECKPOINT.  True
     when that made a checkpoint stable (the caller replays the buffer)."""
@@ -220,13 +220,13 @@ def on_executed(r: ReplicaState, height: int, state_root: bytes, effects: list[E
             f"delivered {r.delivered.height}"
         )
     r.executed_height = height
-    r.executed_roots[height] = state_root
+    r.executed_roots[height] = results_root
     if height == r.delivered.height:
-        r.delivered = replace(r.delivered, state_root=state_root)
+        r.delivered = replace(r.delivered, results_root=results_root)
     window_moved = False
     if height % r.config.checkpoint_interval == 0:
-        checkpoint = Checkpoint(height, state_root, r.me)
-        r.guard("checkpoint", 0, height, state_root)
+        checkpoint = Checkpoint(height, results_root, r.me)
+        r.guard("checkpoint", 0, height, results_root)
         signed = sign(checkpoint, r.signer, r.config.chain_id)
         effects.append(Persist(VoteRecord(signed)))
         effects.append(Broadcast(signed))

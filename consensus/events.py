@@ -60,7 +60,7 @@ class Executed:
     """The host executed the block at ``height``; this is its state root."""
 
     height: int
-    state_root: bytes
+    results_root: bytes
 
 
 Event = Received | ClientRequest | Tick | Executed

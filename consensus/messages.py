@@ -61,7 +61,7 @@ def batch_digest_of(
     requests_root: bytes,
     request_count: int,
     executed_height: int,
-    executed_state_root: bytes,
+    executed_results_root: bytes,
 ) -> bytes:
     """The digest votes are cast on.  Shared by Batch and BlockHeader."""
     return digest_of(
@@ -71,7 +71,7 @@ def batch_digest_of(
             "requests_root": requests_root,
             "request_count": request_count,
             "executed_height": executed_height,
-            "executed_state_root": executed_state_root,
+            "executed_results_root": executed_results_root,
         }
     )
 
@@ -84,7 +84,7 @@ class Batch:
     requests: tuple[Request, ...]
     proposer_time_ms: int
     executed_height: int
-    executed_state_root: bytes
+    executed_results_root: bytes
 
     @classmethod
     def null(cls, height: int) -> Batch:
@@ -107,7 +107,7 @@ class Batch:
             self.requests_root,
             len(self.requests),
             self.executed_height,
-            self.executed_state_root,
+            self.executed_results_root,
         )
 
 
@@ -173,12 +173,12 @@ class Commit(Signed):
 class Checkpoint(Signed):
     DOMAIN: ClassVar[str] = "checkpoint"
     height: int
-    state_root: bytes
+    results_root: bytes
     sender: int
     signature: bytes = b""
 
     def body(self) -> object:
-        return [self.height, self.state_root, self.sender]
+        return [self.height, self.results_root, self.sender]
 
 
 @dataclass(frozen=True)
@@ -206,12 +206,12 @@ class CheckpointProof:
     """Quorum matching signed checkpoints: a stable checkpoint.  Height 0 needs none."""
 
     height: int
-    state_root: bytes
+    results_root: bytes
     checkpoints: tuple[Checkpoint, ...]
 
     @cached_property
     def ident(self) -> bytes:
-        return digest_of([self.height, self.state_root, [c.ident for c in self.checkpoints]])
+        return digest_of([self.height, self.results_root, [c.ident for c in self.checkpoints]])
 
 
 @dataclass(frozen=True)

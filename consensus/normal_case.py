@@ -131,8 +131,8 @@ def batch_problem(r: ReplicaState, batch: Batch, height: int) -> str | None:
     if not 0 <= batch.executed_height < height:
         return "executed_height"
     known_root = r.executed_roots.get(batch.executed_height)
-    if known_root is not None and known_root != batch.executed_state_root:
-        return "state_root_mismatch"
+    if known_root is not None and known_root != batch.executed_results_root:
+        return "results_root_mismatch"
     return None
 
 

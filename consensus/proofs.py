@@ -142,7 +142,7 @@ def checkpoint_proof_problem(proof: CheckpointProof, checker: Checker) -> str | 
         return None if not proof.checkpoints else "genesis checkpoint carries votes"
     signers: set[int] = set()
     for checkpoint in proof.checkpoints:
-        if checkpoint.height != proof.height or checkpoint.state_root != proof.state_root:
+        if checkpoint.height != proof.height or checkpoint.results_root != proof.results_root:
             return "checkpoint votes disagree"
         if not checker.validators.contains(checkpoint.sender) or checkpoint.sender in signers:
             return "checkpoint signer unknown or repeated"

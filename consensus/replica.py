@@ -144,8 +144,8 @@ class Replica(ReplicaState):
                 liveness.on_tick_while_active(self, effects)
             case Route.NEW_VIEW_TIMER, Tick():
                 liveness.on_tick_while_changing(self, effects)
-            case Route.EXECUTED, Executed(height=height, state_root=state_root):
-                if checkpointing.on_executed(self, height, state_root, effects):
+            case Route.EXECUTED, Executed(height=height, results_root=results_root):
+                if checkpointing.on_executed(self, height, results_root, effects):
                     view_change.replay_buffer(self, effects)
             case unrouted:
                 raise InvariantViolation(f"the route table sends {unrouted} nowhere")

@@ -78,7 +78,7 @@ def replay_vote(
                 else:
                     slot.commits[r.me], slot.sent_commit = vote, True
         case Checkpoint():
-            r.guard("checkpoint", 0, vote.height, vote.state_root)
+            r.guard("checkpoint", 0, vote.height, vote.results_root)
             if vote.height > r.stable.height:
                 r.checkpoint_votes.setdefault(vote.height, {})[r.me] = vote
         case ViewChange():

@@ -114,7 +114,7 @@ class ReplicaState:
         # Chain: what has been delivered and what has been executed.
         self.delivered = tip
         self.executed_height = tip.height
-        self.executed_roots: dict[int, bytes] = {tip.height: tip.state_root}
+        self.executed_roots: dict[int, bytes] = {tip.height: tip.results_root}
         # Request digests delivered within the dedup horizon, by height.
         self.recent: deque[tuple[int, tuple[bytes, ...]]] = deque()
         self.recent_digests: dict[bytes, int] = {}

@@ -105,7 +105,7 @@ REQUEST_HEADER_BYTES = 5
 # The deepest honest frame: NEW-VIEW > view_changes > VIEW-CHANGE > prepared
 # > certificate > PRE-PREPARE > batch > requests > payload.
 FRAME_MAX_DEPTH = 8
-# The longest key or type tag ("executed_state_root").
+# The longest key or type tag ("executed_results_root").
 FRAME_MAX_STR_LEN = 32
 # Widest map in a frame (STATUS: 8 fields).
 _MAX_FIELDS = 8
@@ -225,7 +225,7 @@ def _batch(batch: Batch) -> Fields:
         "requests": [_request(r) for r in batch.requests],
         "proposer_time_ms": batch.proposer_time_ms,
         "executed_height": batch.executed_height,
-        "executed_state_root": batch.executed_state_root,
+        "executed_results_root": batch.executed_results_root,
     }
 
 
@@ -239,7 +239,7 @@ def _certificate(certificate: PreparedCertificate) -> Fields:
 def _proof(proof: CheckpointProof) -> Fields:
     return {
         "height": proof.height,
-        "state_root": proof.state_root,
+        "results_root": proof.results_root,
         "checkpoints": [_message(c) for c in proof.checkpoints],
     }
 
@@ -253,7 +253,7 @@ def _message(message: Message) -> Fields:
             fields = {"t": "p" if isinstance(message, Prepare) else "c"}
             fields |= {"view": message.view, "height": message.height, "digest": message.digest}
         case Checkpoint():
-            fields = {"t": "cp", "height": message.height, "state_root": message.state_root}
+            fields = {"t": "cp", "height": message.height, "results_root": message.results_root}
         case ViewChange():
             fields = {"t": "vc", "new_view": message.new_view, "stable": _proof(message.stable)}
             fields["prepared"] = [_certificate(c) for c in message.prepared]
@@ -367,7 +367,7 @@ _EXPECTED: dict[str, set[str]] = {
     "pp": _COMMON | {"view", "height", "batch"},
     "p": _COMMON | {"view", "height", "digest"},
     "c": _COMMON | {"view", "height", "digest"},
-    "cp": _COMMON | {"height", "state_root"},
+    "cp": _COMMON | {"height", "results_root"},
     "vc": _COMMON | {"new_view", "stable", "prepared"},
     "nv": _COMMON | {"view", "view_changes", "pre_prepares"},
     "st": _COMMON | {"view", "view_active", "delivered_height", "stable_height", "suspect"},
@@ -384,7 +384,7 @@ def _payload(value: object, limits: WireLimits) -> Request:
 
 
 def _read_batch(value: object, limits: WireLimits) -> Batch:
-    fields = {"height", "requests", "proposer_time_ms", "executed_height", "executed_state_root"}
+    fields = {"height", "requests", "proposer_time_ms", "executed_height", "executed_results_root"}
     reader = _Reader(value, fields, limits)
     return Batch(
         height=reader.integer("height"),
@@ -393,7 +393,7 @@ def _read_batch(value: object, limits: WireLimits) -> Batch:
         ),
         proposer_time_ms=reader.integer("proposer_time_ms"),
         executed_height=reader.integer("executed_height"),
-        executed_state_root=reader.digest("executed_state_root"),
+        executed_results_root=reader.digest("executed_results_root"),
     )
 
 
@@ -405,10 +405,10 @@ def _typed(value: object, limits: WireLimits, kind: type[T]) -> T:
 
 
 def _read_proof(value: object, limits: WireLimits) -> CheckpointProof:
-    reader = _Reader(value, {"height", "state_root", "checkpoints"}, limits)
+    reader = _Reader(value, {"height", "results_root", "checkpoints"}, limits)
     return CheckpointProof(
         reader.integer("height"),
-        reader.digest("state_root"),
+        reader.digest("results_root"),
         reader.items("checkpoints", limits.max_validators, lambda v: _typed(v, limits, Checkpoint)),
     )
 
@@ -463,7 +463,7 @@ def _read_message(value: object, limits: WireLimits) -> Message:
         case "cp":
             return Checkpoint(
                 reader.integer("height"),
-                reader.digest("state_root"),
+                reader.digest("results_root"),
                 reader.sender(),
                 reader.signature(),
             )

@@ -20,8 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from consensus.codec import DIGEST_SIZE, FieldReader, ShapeError, digest_of
+from consensus.codec import DIGEST_SIZE, FieldReader, ShapeError
 from contracts.errors import ErrorCode
+from contracts.results import EMPTY_WRITES_DIGEST, receipt_leaf
 
 STATUS_OK = "ok"
 STATUS_REJECTED = "rejected"
@@ -76,9 +77,11 @@ class Receipt:
     message: str = ""
     events: tuple[Event, ...] = ()
     writes: int = 0
+    # SHA-256 over what the transaction wrote (contracts.results.writes_digest).
+    writes_digest: bytes = EMPTY_WRITES_DIGEST
 
     FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"tx_id", "status", "error", "message", "events", "writes"}
+        {"tx_id", "status", "error", "message", "events", "writes", "writes_digest"}
     )
 
     @property
@@ -93,6 +96,7 @@ class Receipt:
             "message": self.message,
             "events": [event.to_dict() for event in self.events],
             "writes": self.writes,
+            "writes_digest": self.writes_digest,
         }
 
     @classmethod
@@ -112,11 +116,13 @@ class Receipt:
                 Event.from_dict(event, f"{what}.events[{n}]") for n, event in enumerate(events)
             ),
             writes=fields.integer("writes"),
+            writes_digest=fields.blob("writes_digest", (DIGEST_SIZE,)),
         )
 
-    def digest(self) -> bytes:
-        """SHA-256 of the canonical receipt, for the block's receipt list."""
-        return digest_of(self.to_dict())
+    def leaf(self) -> bytes:
+        """This receipt's leaf in its height's receipts root (contracts.results)."""
+        code = None if self.error is None else str(self.error)
+        return receipt_leaf(self.tx_id, self.status, code, self.writes_digest)
 
 
 def _error_code(value: object, what: str) -> ErrorCode | None:

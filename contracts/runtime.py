@@ -53,6 +53,7 @@ from contracts.methods import dispatch
 from contracts.orgs import KeyRecord, Org, key_key, nonce_key, org_key
 from contracts.receipt import STATUS_OK, STATUS_REJECTED, BlockContext, Receipt
 from contracts.records import load, load_int
+from contracts.results import writes_digest
 from contracts.state import ReadableState, State, apply_writes
 from contracts.tx import Transaction, args_problem, encode_tx, signing_message
 
@@ -89,12 +90,28 @@ def execute(
     try:
         dispatch(call)
     except Rejected as refusal:
-        _consume_nonce(state, tx)
-        return Receipt(transaction_id, STATUS_REJECTED, refusal.code, refusal.message, (), 1)
+        nonce_write = _consume_nonce(state, tx)
+        return Receipt(
+            transaction_id,
+            STATUS_REJECTED,
+            refusal.code,
+            refusal.message,
+            (),
+            1,
+            writes_digest([nonce_write]),
+        )
     writes = buffer.writes()
     apply_writes(state, writes)
-    _consume_nonce(state, tx)
-    return Receipt(transaction_id, STATUS_OK, None, "", tuple(call.events), len(writes) + 1)
+    nonce_write = _consume_nonce(state, tx)
+    return Receipt(
+        transaction_id,
+        STATUS_OK,
+        None,
+        "",
+        tuple(call.events),
+        len(writes) + 1,
+        writes_digest([*writes, nonce_write]),
+    )
 
 
 def _admit(
@@ -129,5 +146,8 @@ def _admit(
     return record.org_id
 
 
-def _consume_nonce(state: State, tx: Transaction) -> None:
-    state.put(nonce_key(tx.sender), encode(tx.nonce + 1))
+def _consume_nonce(state: State, tx: Transaction) -> tuple[bytes, bytes]:
+    """Bump the sender's nonce; the write it made."""
+    write = (nonce_key(tx.sender), encode(tx.nonce + 1))
+    state.put(*write)
+    return write

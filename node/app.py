@@ -28,6 +28,7 @@ from consensus.events import Effect
 from consensus.replica import Replica
 from consensus.wire import record_from_wire
 from contracts.genesis import genesis_state
+from contracts.results import genesis_results
 from contracts.state import MemoryState
 from node.api import dashboard
 from node.api.bundle import bundle_routes
@@ -138,8 +139,11 @@ def _open_state(store: Store, network: NetworkGenesis) -> tuple[MemoryState, Cha
     if tip is None:
         if state.root() != genesis_root:
             raise StorageError("the stored state at height 0 is not the genesis state")
-        return state, ChainTip.genesis(genesis_root, network.genesis_time_ms)
-    return state, ChainTip(tip.height, tip.block_hash, tip.time_ms, state.root())
+        genesis = genesis_results(genesis_root)
+        return state, ChainTip.genesis(genesis.results_root, network.genesis_time_ms)
+    if state.root() != store.state_root_at(tip.height):
+        raise StorageError(f"the stored state is not the state after block {tip.height}")
+    return state, tip
 
 
 def _open_chain(config: NodeConfig) -> _Chain:
@@ -154,7 +158,9 @@ def _open_chain(config: NodeConfig) -> _Chain:
     metrics = NodeMetrics()
     metrics.height.set(tip.height)
     tx_cache = TxCache(config.limits.verified_cache_entries)
-    ledger = Ledger(store, state, ed25519_verify, tx_cache, network.genesis.limits)
+    ledger = Ledger(
+        store, state, ed25519_verify, tx_cache, network.genesis.limits, tip.results_root
+    )
     return _Chain(network, lock, store, tip, ledger, tx_cache, metrics)
 
 

@@ -60,7 +60,7 @@ def bench_core(batch_size: int, blocks: int, n: int = 4) -> dict[str, float]:
         )
         for i in range(n)
     ]
-    roots = [genesis.state_root] * n
+    roots = [genesis.results_root] * n
     delivered = [0] * n
     inbox: deque[tuple[int, object]] = deque()
 

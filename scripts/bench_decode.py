@@ -625,7 +625,7 @@ def honest(args: argparse.Namespace) -> dict[str, object]:
         "requests_root": b"\x00" * 32,
         "request_count": 512,
         "executed_height": 0,
-        "executed_state_root": b"",
+        "executed_results_root": b"",
     }
     page = encode(
         {

@@ -103,7 +103,7 @@ def conflicting_votes(adversary: Adversary, to: int | None, message: Message) ->
             adversary, message, sign(fake_commit, adversary.signer, adversary.chain_id)
         )
     if isinstance(message, Checkpoint) and to is None:
-        fake_root = replace(message, state_root=adversary.rng.randbytes(32), signature=b"")
+        fake_root = replace(message, results_root=adversary.rng.randbytes(32), signature=b"")
         return [(None, sign(fake_root, adversary.signer, adversary.chain_id))]
     return [(to, message)]
 

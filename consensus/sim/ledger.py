@@ -31,7 +31,7 @@ def vote_key(message: Message) -> tuple[VoteKey, bytes] | None:
         case PrePrepare():
             return ("pre-prepare", message.view, message.height), message.batch.digest
         case Checkpoint():
-            return ("checkpoint", 0, message.height), message.state_root
+            return ("checkpoint", 0, message.height), message.results_root
         case ViewChange():
             return ("view-change", message.new_view, 0), message.ident
         case NewView():

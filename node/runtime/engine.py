@@ -214,7 +214,7 @@ class Engine(ChainHost):
                     self._broadcast(message_to_wire(message))
                 case Deliver(block=block):
                     executed = self._execute(block)
-                    follow_ups.append(Executed(executed.height, executed.state_root))
+                    follow_ups.append(Executed(executed.height, executed.results_root))
                 case ServeBlocks(to=to, from_height=low, to_height=high):
                     self._serve_blocks(to, low, high)
                 case RequestDropped(reason=reason):

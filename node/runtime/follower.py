@@ -15,9 +15,10 @@ itself (:func:`check_block`)::
       block time) and its own batch
     a quorum of the genesis validators       bad_certificate
       committed exactly this header
-    the state root the block certifies for   state_root_mismatch
-      an earlier height is the one we got
-      by re-executing that height ourselves
+    the results root the block certifies     results_root_mismatch
+      for an earlier height (its receipts
+      and state root, contracts.results) is
+      the one we got by re-executing it
 
 An accepted block is executed through contracts/ and stored exactly as a
 validator stores it, so the observer serves the same read API.  A rejected
@@ -279,7 +280,7 @@ def _check_block(
         requests,
         header.proposer_time_ms,
         header.executed_height,
-        header.executed_state_root,
+        header.executed_results_root,
     )
     if derive_header(chain_id, batch, tip.block_hash, tip.time_ms) != header:
         raise BlockRejected("bad_chain_link", "the header does not follow this node's chain")
@@ -289,23 +290,23 @@ def _check_block(
     if problem is not None:
         raise BlockRejected("bad_certificate", problem)
     known = None if root_at is None else root_at.get(header.executed_height)
-    if header.executed_height > 0 and known is not None and known != header.executed_state_root:
+    if header.executed_height > 0 and known is not None and known != header.executed_results_root:
         raise BlockRejected(
-            "state_root_mismatch",
-            f"the block certifies a state root at height {header.executed_height} this node did not compute",
+            "results_root_mismatch",
+            f"the block certifies results at height {header.executed_height} this node did not compute",
         )
     return CommittedBlock(header, requests, certificate)
 
 
 class _StoredRoots(dict[int, bytes]):
-    """State roots by height, read from the store on demand."""
+    """Results roots by height, read from the store on demand."""
 
     def __init__(self, store: Store) -> None:
         super().__init__()
         self._store = store
 
     def get(self, height: int, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
-        root = self._store.state_root_at(height)
+        root = self._store.results_root_at(height)
         return default if root is None else root
 
 
@@ -578,7 +579,7 @@ class Follower(ChainHost):
             self._rejections_in_a_row = 0
             executed = self.execute_and_announce(block)
             self.tip = ChainTip(
-                executed.height, executed.block_hash, executed.time_ms, executed.state_root
+                executed.height, executed.block_hash, executed.time_ms, executed.results_root
             )
             applied += 1
         assert isinstance(page, dict)

@@ -31,6 +31,12 @@ from consensus.blocks import CommittedBlock
 from consensus.codec import DecodeError, Verifier
 from contracts.config import ContractLimits
 from contracts.receipt import STATUS_REJECTED, BlockContext
+from contracts.results import (
+    EMPTY_WRITES_DIGEST,
+    HeightResults,
+    receipt_leaf_of,
+    receipts_root,
+)
 from contracts.runtime import execute
 from contracts.state import MemoryState
 from contracts.tx import Transaction, decode_tx, verify_tx
@@ -90,11 +96,20 @@ class ExecutedBlock:
     height: int
     block_hash: bytes
     time_ms: int
-    state_root: bytes
+    results: HeightResults
     tx_ids: tuple[bytes, ...]
     receipts: tuple[dict[str, object], ...]
     # Senders whose nonce this block moved, for the mempool.
     senders: frozenset[bytes]
+
+    @property
+    def state_root(self) -> bytes:
+        return self.results.state_root
+
+    @property
+    def results_root(self) -> bytes:
+        """What consensus carries and certifies for this height."""
+        return self.results.results_root
 
 
 class Ledger:
@@ -107,9 +122,12 @@ class Ledger:
         verifier: Verifier,
         tx_cache: TxCache,
         limits: ContractLimits,
+        results_root: bytes,
     ) -> None:
         self.store = store
         self.state = state
+        # The results root of the last executed height (contracts.results).
+        self.results_root = results_root
         self._verifier = verifier
         self._tx_cache = tx_cache
         self._limits = limits
@@ -163,13 +181,19 @@ class Ledger:
             receipt = execute(tracking, tx, context, verifier)
             senders.add(tx.sender)
             receipts.append(receipt.to_dict())
-        state_root = self.state.root()
-        self.store.commit_block(block, receipts, positions, tracking.writes, state_root)
+        results = HeightResults(
+            header.height,
+            self.state.root(),
+            receipts_root([receipt_leaf_of(receipt) for receipt in receipts]),
+            self.results_root,
+        )
+        self.store.commit_block(block, receipts, positions, tracking.writes, results)
+        self.results_root = results.results_root
         return ExecutedBlock(
             height=header.height,
             block_hash=header.hash,
             time_ms=header.time_ms,
-            state_root=state_root,
+            results=results,
             tx_ids=tuple(request.digest for request in block.requests),
             receipts=tuple(receipts),
             senders=frozenset(senders),
@@ -188,4 +212,5 @@ def _result(tx_id: bytes, status: str, code: str, message: str) -> dict[str, obj
         "message": message,
         "events": [],
         "writes": 0,
+        "writes_digest": EMPTY_WRITES_DIGEST,
     }

@@ -33,6 +33,7 @@ from consensus.blocks import BlockHeader, ChainTip, CommittedBlock
 from consensus.codec import DecodeError, Limits, decode, encode
 from consensus.messages import Request
 from consensus.proofs import CommitCertificate
+from contracts.results import HeightResults, genesis_results
 from node.sdk.errors import ProvenetError
 
 # What this node wrote itself is read back without the counts that bound
@@ -48,7 +49,8 @@ OWN_RECORDS = Limits(
     max_containers=1 << 30,
 )
 
-SCHEMA_VERSION = 1
+# 2: blocks keep the receipts root and results root of their height (contracts.results).
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -61,7 +63,9 @@ CREATE TABLE IF NOT EXISTS blocks (
     digests BLOB NOT NULL,
     payloads BLOB NOT NULL,
     receipts BLOB NOT NULL,
-    state_root BLOB NOT NULL
+    state_root BLOB NOT NULL,
+    receipts_root BLOB NOT NULL,
+    results_root BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS txs (id BLOB PRIMARY KEY, height INTEGER NOT NULL, idx INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
@@ -175,14 +179,15 @@ class Store:
         receipts: list[dict[str, object]],
         new_tx_positions: list[tuple[bytes, int]],
         writes: dict[bytes, bytes | None],
-        state_root: bytes,
+        results: HeightResults,
     ) -> None:
-        """Store an executed block, its receipts, state writes and the state
-        root after it, atomically."""
+        """Store an executed block, its receipts, state writes and the roots
+        of its results (contracts.results), atomically."""
         header = block.header
+        assert results.height == header.height, "results stored under another height"
         with self._transaction():
             self._db.execute(
-                "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     header.height,
                     header.hash,
@@ -191,7 +196,9 @@ class Store:
                     b"".join(request.digest for request in block.requests),
                     encode([request.payload for request in block.requests]),
                     encode(receipts),
-                    state_root,
+                    results.state_root,
+                    results.receipts_root,
+                    results.results_root,
                 ),
             )
             self._db.executemany(
@@ -209,14 +216,12 @@ class Store:
 
     def tip(self) -> ChainTip | None:
         row = self._db.execute(
-            "SELECT height, hash, header FROM blocks ORDER BY height DESC LIMIT 1"
+            "SELECT height, hash, header, results_root FROM blocks ORDER BY height DESC LIMIT 1"
         ).fetchone()
         if row is None:
             return None
         header = header_from_dict(decode(row[2], OWN_RECORDS))
-        # The state root after this block is what the state table now holds; the
-        # caller computes it from the loaded state, so it is filled in there.
-        return ChainTip(row[0], row[1], header.time_ms, b"")
+        return ChainTip(row[0], row[1], header.time_ms, bytes(row[3]))
 
     def height(self) -> int:
         row = self._db.execute("SELECT MAX(height) FROM blocks").fetchone()
@@ -248,6 +253,35 @@ class Store:
             "SELECT state_root FROM blocks WHERE height = ?", (height,)
         ).fetchone()
         return None if row is None else bytes(row[0])
+
+    def results_root_at(self, height: int) -> bytes | None:
+        """The results root of block ``height`` (None if not stored)."""
+        row = self._db.execute(
+            "SELECT results_root FROM blocks WHERE height = ?", (height,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def results_at(self, height: int) -> HeightResults | None:
+        """What block ``height``'s results root is made of (None if not stored)."""
+        row = self._db.execute(
+            "SELECT state_root, receipts_root, results_root FROM blocks WHERE height = ?",
+            (height,),
+        ).fetchone()
+        if row is None:
+            return None
+        previous = self._genesis_results_root() if height == 1 else self.results_root_at(height - 1)
+        if previous is None:
+            raise StorageError(f"block {height - 1} is missing below stored block {height}")
+        results = HeightResults(height, bytes(row[0]), bytes(row[1]), previous)
+        if results.results_root != bytes(row[2]):
+            raise StorageError(f"stored results of block {height} do not hash to its root")
+        return results
+
+    def _genesis_results_root(self) -> bytes:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'genesis_root'").fetchone()
+        if row is None:
+            raise StorageError("the database is not bound to a chain")
+        return genesis_results(bytes(row[0])).results_root
 
     def tx_position(self, tx_id: bytes) -> tuple[int, int] | None:
         row = self._db.execute("SELECT height, idx FROM txs WHERE id = ?", (tx_id,)).fetchone()

@@ -14,7 +14,7 @@ one canonical msgpack map::
                   "path": [bytes, ...]}, ...]}
 
     SignedHeader = {"chain_id", "height", "proposer_time_ms", "requests_root",
-                    "request_count", "executed_height", "executed_state_root"}
+                    "request_count", "executed_height", "executed_results_root"}
     Commit       = {"view", "height", "digest", "sender", "signature"}
 
 Entries are the transactions of the asset's provenance in chain order

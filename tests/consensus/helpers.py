@@ -124,7 +124,7 @@ def request(name: str | int) -> Request:
     return Request.of(b"tx:%s" % str(name).encode())
 
 
-def state_root(height: int) -> bytes:
+def results_root(height: int) -> bytes:
     return digest(b"state after %d" % height)
 
 
@@ -313,7 +313,7 @@ class Node:
         return self.step(Tick(now_ms))
 
     def executed(self, height: int, root: bytes | None = None) -> list[Effect]:
-        return self.step(Executed(height, state_root(height) if root is None else root))
+        return self.step(Executed(height, results_root(height) if root is None else root))
 
 
 def node(i: int, config: ReplicaConfig | None = None, **kwargs: Any) -> Node:

@@ -40,7 +40,7 @@ headers = st.builds(
     request_count=INTS,
     executed_height=INTS,
     # A null batch (a view change's filler) carries an empty state root.
-    executed_state_root=st.one_of(st.just(b""), DIGESTS),
+    executed_results_root=st.one_of(st.just(b""), DIGESTS),
 )
 commits = st.builds(
     Commit,
@@ -100,7 +100,7 @@ def _header_json() -> dict[str, Any]:
         ({"chain_id": 7}, "header.chain_id"),
         ({"requests_root": "zz"}, "header.requests_root"),
         ({"prev_block_hash": "00" * 31}, "header.prev_block_hash"),
-        ({"executed_state_root": "00" * 16}, "header.executed_state_root"),
+        ({"executed_results_root": "00" * 16}, "header.executed_results_root"),
         ({"extra": 1}, "unknown ['extra']"),
     ],
 )

@@ -70,7 +70,7 @@ def test_a_certificate_does_not_transfer_to_a_tampered_header() -> None:
         ("request_count", 3),
         ("requests_root", b"z" * 32),
         ("proposer_time_ms", 1_001),
-        ("executed_state_root", b"s" * 32),
+        ("executed_results_root", b"s" * 32),
         ("height", 6),
     ]:
         changed: dict[str, Any] = {field: value}

@@ -43,10 +43,10 @@ from helpers import (
     prepare_votes,
     prepared_certificate,
     request,
+    results_root,
     sent,
     signed,
     signer,
-    state_root,
     suspicion,
     validator_set,
     view_change,
@@ -117,7 +117,7 @@ def accepted_at(target: Node, height: int) -> PrePrepare | None:
 
 def stabilize(target: Node, height: int, root: bytes | None = None) -> list[Effect]:
     """A quorum of other validators' checkpoints at ``height``."""
-    root = state_root(height) if root is None else root
+    root = results_root(height) if root is None else root
     senders = [s for s in range(target.replica.validators.n) if s != target.me]
     return target.receive(*(checkpoint(height, root, s) for s in senders[:3]))
 
@@ -326,32 +326,32 @@ def test_backup_refuses_a_proposer_time_before_the_previous_heights() -> None:
     ]
 
 
-def test_backup_checks_the_executed_state_root_of_a_batch_once_it_executed_that_height() -> None:
+def test_backup_checks_the_executed_results_root_of_a_batch_once_it_executed_that_height() -> None:
     backup = node(1)
     drive_committed(backup, 0, batch(1))
-    backup.executed(1, state_root(1))
-    lying = batch(2, executed_height=1, executed_root=state_root(999))
+    backup.executed(1, results_root(1))
+    lying = batch(2, executed_height=1, executed_root=results_root(999))
 
     assert backup.receive(pre_prepare(0, lying)) == []
-    assert backup.replica.dropped == {"bad_batch:state_root_mismatch": 1}
+    assert backup.replica.dropped == {"bad_batch:results_root_mismatch": 1}
 
-    honest = batch(2, request("h2 again"), executed_height=1, executed_root=state_root(1))
+    honest = batch(2, request("h2 again"), executed_height=1, executed_root=results_root(1))
     assert sent(backup.receive(pre_prepare(0, honest)), Prepare) == [
         prepare(0, 2, honest.digest, 1)
     ]
 
 
-def test_backup_takes_the_executed_state_root_of_a_height_it_has_not_executed_on_trust() -> None:
+def test_backup_takes_the_executed_results_root_of_a_height_it_has_not_executed_on_trust() -> None:
     backup = node(1)
     drive_committed(backup, 0, batch(1))  # delivered, but the host has not executed it yet
-    b = batch(2, executed_height=1, executed_root=state_root(999))
+    b = batch(2, executed_height=1, executed_root=results_root(999))
 
     assert sent(backup.receive(pre_prepare(0, b)), Prepare) == [prepare(0, 2, b.digest, 1)]
 
 
 def test_backup_refuses_an_executed_height_not_below_the_batch_height() -> None:
     backup = node(1)
-    b = batch(1, executed_height=1, executed_root=state_root(1))
+    b = batch(1, executed_height=1, executed_root=results_root(1))
 
     assert backup.receive(pre_prepare(0, b)) == []
     assert backup.replica.dropped == {"bad_batch:executed_height": 1}
@@ -455,7 +455,7 @@ def test_primary_keeps_several_heights_in_flight_inside_the_window_and_none_beyo
         primary.receive(*prepare_votes(primary, 0, proposal.batch))
         primary.receive(*commit_votes(primary, 0, proposal.batch))
         primary.executed(proposal.height)
-    effects = primary.receive(*(checkpoint(2, state_root(2), s) for s in (1, 2, 3)))
+    effects = primary.receive(*(checkpoint(2, results_root(2), s) for s in (1, 2, 3)))
 
     assert [(p.height, p.batch.requests) for p in sent(effects, PrePrepare)] == [
         (5, (request(4),)),
@@ -814,7 +814,7 @@ def test_view_change_carries_the_stable_checkpoint_proof_and_a_prepared_certific
     None
 ):
     backup = node(2, make_config(2, checkpoint_interval=2, window_size=8))
-    root2 = state_root(2)
+    root2 = results_root(2)
     for h in (1, 2):
         drive_committed(backup, 0, batch(h))
         backup.executed(h)
@@ -1040,7 +1040,9 @@ def test_backup_rejects_a_new_view_whose_O_carries_a_request_payload_not_matchin
 ):
     backup = node(3)
     forged = Request(b"pay the new primary", request("b").digest)
-    b2_forged = Batch(2, (forged,), B2.proposer_time_ms, B2.executed_height, B2.executed_state_root)
+    b2_forged = Batch(
+        2, (forged,), B2.proposer_time_ms, B2.executed_height, B2.executed_results_root
+    )
     assert b2_forged.digest == B2.digest  # the digest votes are cast on does not see payloads
     o = _signed_o([Batch.null(1), b2_forged, Batch.null(3), C4])
     nv = new_view(2, _view_changes_for_view_2(), pre_prepares=o)
@@ -1165,7 +1167,7 @@ def test_replica_persists_and_broadcasts_a_signed_checkpoint_after_executing_a_c
     assert backup.executed(1) == []  # not a multiple of checkpoint_interval = 2
     effects = backup.executed(2)
 
-    vote = checkpoint(2, state_root(2), 1)
+    vote = checkpoint(2, results_root(2), 1)
     assert effects == [Persist(VoteRecord(vote)), Broadcast(vote)]
 
 
@@ -1173,7 +1175,7 @@ def test_own_checkpoint_votes_are_offered_again_until_they_are_stable() -> None:
     backup = _committed_two()
     backup.executed(1)
     backup.executed(2)
-    vote = checkpoint(2, state_root(2), 1)
+    vote = checkpoint(2, results_root(2), 1)
 
     # Lost checkpoint votes would freeze the window for good: each heartbeat re-offers ours.
     later = backup.tick(T0 + 60_000)
@@ -1235,7 +1237,7 @@ def test_a_quorum_of_matching_checkpoints_makes_it_stable_and_drops_the_log_belo
     drive_prepared(backup, 0, b3)
     backup.executed(1)
     backup.executed(2)
-    root = state_root(2)
+    root = results_root(2)
 
     effects = backup.receive(checkpoint(2, root, 0))  # 2 of 3
     assert persisted(effects, StableCheckpointRecord) == []
@@ -1254,12 +1256,14 @@ def test_a_quorum_of_matching_checkpoints_makes_it_stable_and_drops_the_log_belo
     assert sent(backup.receive(pre_prepare(0, b6)), Prepare) == [prepare(0, 6, b6.digest, 1)]
 
 
-def test_checkpoints_with_different_state_roots_do_not_make_it_stable() -> None:
+def test_checkpoints_with_different_results_roots_do_not_make_it_stable() -> None:
     backup = _committed_two()
     backup.executed(1)
     backup.executed(2)
 
-    effects = backup.receive(checkpoint(2, state_root(999), 0), checkpoint(2, state_root(999), 3))
+    effects = backup.receive(
+        checkpoint(2, results_root(999), 0), checkpoint(2, results_root(999), 3)
+    )
 
     assert persisted(effects, StableCheckpointRecord) == []
     assert backup.replica.low_watermark == 0
@@ -1267,7 +1271,7 @@ def test_checkpoints_with_different_state_roots_do_not_make_it_stable() -> None:
 
 def test_f_plus_one_checkpoints_above_the_executed_height_send_a_state_request() -> None:
     backup = node(1, make_config(1, **SMALL_WINDOW))
-    root = state_root(4)
+    root = results_root(4)
 
     assert backup.receive(checkpoint(4, root, 2)) == []  # one could be lying
 
@@ -1281,7 +1285,7 @@ def test_f_plus_one_checkpoints_above_the_executed_height_send_a_state_request()
 
 def test_a_stable_checkpoint_above_the_executed_height_sends_a_state_request() -> None:
     backup = node(3, make_config(3, **SMALL_WINDOW))
-    proof = checkpoint_proof(4, state_root(4), [0, 1, 2])
+    proof = checkpoint_proof(4, results_root(4), [0, 1, 2])
     nv = new_view(1, [view_change(1, s, stable=proof) for s in (0, 1, 2)])
 
     effects = backup.receive(nv)
@@ -1377,7 +1381,7 @@ def test_state_transfer_end_to_end_from_checkpoints_to_delivery() -> None:
 
     assert_chain(delivered(effects), [1, 2])
     assert backup.executed(1) == []
-    assert sent(backup.executed(2), Checkpoint) == [checkpoint(2, state_root(2), 1)]
+    assert sent(backup.executed(2), Checkpoint) == [checkpoint(2, results_root(2), 1)]
 
 
 # ====================================================================== misbehaviour
@@ -1389,7 +1393,7 @@ def _bad_signature_messages() -> dict[str, object]:
         "pre-prepare": signed(PrePrepare(0, 1, batch(1), 0), by=3),
         "prepare": signed(Prepare(0, 1, d, 2), by=3),
         "commit": signed(Commit(0, 1, d, 2), by=3),
-        "checkpoint": signed(Checkpoint(8, state_root(8), 2), by=3),
+        "checkpoint": signed(Checkpoint(8, results_root(8), 2), by=3),
         "view-change": signed(ViewChange(1, GENESIS_PROOF, (), 2), by=3),
         "new-view": signed(NewView(2, (), (), 2), by=3),
         "status": signed(Status(5, True, 10, 8, 2), by=3),
@@ -1433,7 +1437,7 @@ def test_an_invalid_view_change_is_dropped_and_counted_never_raised() -> None:
     good = prepared_certificate(0, batch(1))
     too_few = PreparedCertificate(good.pre_prepare, good.prepares[:1])
     from_its_own_view = prepared_certificate(1, batch(1))
-    below_quorum_proof = checkpoint_proof(8, state_root(8), [0, 2])
+    below_quorum_proof = checkpoint_proof(8, results_root(8), [0, 2])
 
     effects = backup.receive(
         view_change(1, 2, prepared=[too_few]),
@@ -1460,7 +1464,7 @@ def test_a_pre_prepare_whose_batch_is_for_another_height_is_dropped_and_counted(
 def test_a_checkpoint_off_the_checkpoint_interval_is_dropped_and_counted() -> None:
     backup = node(1, make_config(1, **SMALL_WINDOW))
 
-    assert backup.receive(*(checkpoint(3, state_root(3), s) for s in (0, 2, 3))) == []
+    assert backup.receive(*(checkpoint(3, results_root(3), s) for s in (0, 2, 3))) == []
     assert backup.replica.dropped == {"checkpoint_off_interval": 3}
     assert backup.replica.low_watermark == 0
 

@@ -166,7 +166,7 @@ def alter_payload(block: Block, quorum: int) -> bool:
 def alter_state_root(block: Block, quorum: int) -> bool:
     """The state root the block certifies for an earlier height, changed."""
     header = dict(block["header"])  # type: ignore[call-overload]
-    header["executed_state_root"] = _flip_last(header["executed_state_root"])
+    header["executed_results_root"] = _flip_last(header["executed_results_root"])
     block["header"] = header
     return True
 

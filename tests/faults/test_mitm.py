@@ -39,7 +39,7 @@ TIP = ChainTip.genesis(digest(b"genesis"))
 def certified_block(certificate_size: int = 4) -> dict[str, Any]:
     """Height 1 after TIP with two transactions, committed by ``certificate_size`` validators."""
     requests = (Request.of(b"tx one"), Request.of(b"tx two"))
-    batch = Batch(1, requests, TIP.time_ms + 5, 0, TIP.state_root)
+    batch = Batch(1, requests, TIP.time_ms + 5, 0, TIP.results_root)
     header = derive_header(CHAIN, batch, TIP.block_hash, TIP.time_ms)
     commits = [
         sign(Commit(0, 1, header.batch_digest, sender), SIGNERS[sender], CHAIN)

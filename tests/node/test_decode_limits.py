@@ -97,7 +97,7 @@ def _page(blocks: int, payloads: int, payload_bytes: int) -> bytes:
         "requests_root": b"\x03" * 32,
         "request_count": payloads,
         "executed_height": 2**63 - 1,
-        "executed_state_root": b"\x04" * 32,
+        "executed_results_root": b"\x04" * 32,
     }
     block_payloads = [index.to_bytes(4, "big") * (payload_bytes // 4) for index in range(payloads)]
     block = {"header": header, "certificate": commits, "payloads": block_payloads}

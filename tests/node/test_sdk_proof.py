@@ -183,7 +183,7 @@ def test_a_wrong_index_or_path_is_refused() -> None:
         ("requests_root", digest(b"other root")),
         ("proposer_time_ms", 1_699_999_999_999),
         ("executed_height", 5),
-        ("executed_state_root", b"t" * 32),
+        ("executed_results_root", b"t" * 32),
     ],
 )
 def test_a_changed_header_field_breaks_the_certificate(field: str, value: object) -> None:

@@ -11,6 +11,7 @@ from consensus.codec import digest
 from consensus.events import ViewRecord
 from consensus.messages import Batch, Commit, Request
 from consensus.wire import record_from_wire, record_to_wire
+from contracts.results import HeightResults, genesis_results
 from node.runtime.storage import StorageError, Store
 
 GENESIS = [(b"a", b"1"), (b"b", b"2")]
@@ -44,7 +45,8 @@ def test_a_committed_block_comes_back_whole_with_its_writes_and_index(tmp_path: 
         {"tx_id": r.digest, "status": "ok"} for r in block.requests
     ]
     positions = [(r.digest, i) for i, r in enumerate(block.requests)]
-    store.commit_block(block, receipts, positions, {b"a": None, b"c": b"3"}, b"S" * 32)
+    results = HeightResults(1, b"S" * 32, b"T" * 32, genesis_results(b"R" * 32).results_root)
+    store.commit_block(block, receipts, positions, {b"a": None, b"c": b"3"}, results)
     store.close()
 
     reopened = Store(path)
@@ -55,9 +57,11 @@ def test_a_committed_block_comes_back_whole_with_its_writes_and_index(tmp_path: 
     assert sorted(reopened.load_state()) == [(b"b", b"2"), (b"c", b"3")]
     assert reopened.tx_position(block.requests[2].digest) == (1, 2)
     assert reopened.state_root_at(1) == b"S" * 32 and reopened.state_root_at(2) is None
+    assert reopened.results_at(1) == results and reopened.results_at(2) is None
     assert stored.digests == [r.digest for r in block.requests]
     tip = reopened.tip()
     assert tip is not None and (tip.height, tip.block_hash) == (1, block.header.hash)
+    assert tip.results_root == results.results_root
 
 
 def test_a_block_that_fails_to_store_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -66,7 +70,9 @@ def test_a_block_that_fails_to_store_leaves_nothing_behind(tmp_path: Path) -> No
     block = block_at(1, bytes(32))
     positions = [(block.requests[0].digest, 0), (block.requests[0].digest, 1)]  # duplicate id
     with pytest.raises(Exception, match="UNIQUE"):
-        store.commit_block(block, [], positions, {b"c": b"3"}, b"S" * 32)
+        store.commit_block(
+            block, [], positions, {b"c": b"3"}, HeightResults(1, b"S" * 32, b"T" * 32, b"U" * 32)
+        )
     assert store.block(1) is None and store.height() == 0
     assert sorted(store.load_state()) == GENESIS
 

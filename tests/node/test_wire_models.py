@@ -17,6 +17,7 @@ from consensus.merkle import inclusion_proof
 from consensus.messages import Batch, Commit, Request, sign
 from consensus.proofs import CommitCertificate
 from consensus.wire import message_to_wire
+from contracts.results import HeightResults
 from node.api.bundle import signed_header
 from node.runtime.storage import Store, StoredBlock
 from node.runtime.views import block_view, event_view, full_block_view, proof_view, to_json
@@ -120,7 +121,7 @@ def _header_map(header: BlockHeader) -> dict[str, object]:
         "requests_root": header.requests_root,
         "request_count": header.request_count,
         "executed_height": header.executed_height,
-        "executed_state_root": header.executed_state_root,
+        "executed_results_root": header.executed_results_root,
     }
 
 
@@ -177,7 +178,7 @@ def test_a_bundle_header_is_byte_for_byte_the_signed_fields() -> None:
         "requests_root": header.requests_root,
         "request_count": header.request_count,
         "executed_height": header.executed_height,
-        "executed_state_root": header.executed_state_root,
+        "executed_results_root": header.executed_results_root,
     }
     assert encode(signed_header(header)) == encode(expected)
 
@@ -185,7 +186,9 @@ def test_a_bundle_header_is_byte_for_byte_the_signed_fields() -> None:
 def test_the_stored_block_is_byte_for_byte_the_old_rows(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite")
     store.bind_chain(CHAIN, b"R" * 32, [])
-    store.commit_block(BLOCK, list(RECEIPTS), [], {}, b"S" * 32)
+    store.commit_block(
+        BLOCK, list(RECEIPTS), [], {}, HeightResults(1, b"S" * 32, b"T" * 32, b"U" * 32)
+    )
     row = store._db.execute("SELECT header, certificate FROM blocks").fetchone()
     assert row[0] == encode(_header_map(BLOCK.header))
     assert row[1] == encode([message_to_wire(c) for c in BLOCK.certificate])

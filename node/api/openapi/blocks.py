@@ -41,7 +41,7 @@ def header_schemas() -> dict[str, Schema]:
                 "requests_root": ref("Digest"),
                 "request_count": INT64,
                 "executed_height": INT64,
-                "executed_state_root": ref("Digest"),
+                "executed_results_root": ref("Digest"),
             }
         ),
         "SignedHeader": obj(
@@ -52,7 +52,7 @@ def header_schemas() -> dict[str, Schema]:
                 "requests_root": ref("Digest"),
                 "request_count": INT64,
                 "executed_height": INT64,
-                "executed_state_root": ref("Digest"),
+                "executed_results_root": ref("Digest"),
             },
             "The header fields a commit certificate covers (a bundle carries only these).",
         ),
