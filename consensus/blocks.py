@@ -96,10 +96,22 @@ class SignedHeader:
             "executed_results_root": self.executed_results_root,
         }
 
+    def to_json(self) -> dict[str, object]:
+        """The JSON form: the msgpack form with bytes as lowercase hex."""
+        return hex_fields(self.to_dict())
+
     @classmethod
     def from_dict(cls, value: object, what: str = "header") -> SignedHeader:
         """Read the msgpack form; :class:`~consensus.codec.ShapeError` if malformed."""
-        fields = FieldReader.of(value, cls.FIELDS, what)
+        return cls._read(FieldReader.of(value, cls.FIELDS, what))
+
+    @classmethod
+    def from_json(cls, value: object, what: str = "header") -> SignedHeader:
+        """Read the JSON form; :class:`~consensus.codec.ShapeError` if malformed."""
+        return cls._read(FieldReader.of(value, cls.FIELDS, what, hex_bytes=True))
+
+    @classmethod
+    def _read(cls, fields: FieldReader) -> SignedHeader:
         return cls(
             chain_id=fields.text("chain_id"),
             height=fields.integer("height"),

@@ -212,6 +212,11 @@ class NodeLimits:
     # within this long, or the connection is dropped and its slot freed: a
     # client that never reads would otherwise hold a stream for ever.
     chain_stream_send_timeout_ms: int = 5_000
+    # How far above a height the node looks for the block whose certificate
+    # certifies that height's results (node/runtime/certified.py).  The
+    # certifying block follows within the pipeline's depth; the bound keeps a
+    # proof request for an uncertified height from walking the whole chain.
+    results_anchor_search_heights: int = 1_024
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():

@@ -247,6 +247,16 @@ class Store:
         receipts = tuple(_as_dict(receipt) for receipt in _as_list(decode(row[4], OWN_RECORDS)))
         return StoredBlock(CommittedBlock(header, requests, certificate), row[0], receipts)
 
+    def certified_header(self, height: int) -> tuple[BlockHeader, CommitCertificate] | None:
+        """Block ``height``'s header and commit certificate, without its payloads."""
+        row = self._db.execute(
+            "SELECT header, certificate FROM blocks WHERE height = ?", (height,)
+        ).fetchone()
+        if row is None:
+            return None
+        header = header_from_dict(decode(row[0], OWN_RECORDS))
+        return header, _certificate(decode(row[1], OWN_RECORDS))
+
     def state_root_at(self, height: int) -> bytes | None:
         """The state root after executing block ``height`` (None if not stored)."""
         row = self._db.execute(
