@@ -25,8 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS: dict[str, frozenset[str]] = {
     "consensus": frozenset({"consensus"}),
     # The canonical encoder and signing helpers are the one part of consensus
-    # the contracts share; there are never two encoders.
-    "contracts": frozenset({"contracts", "consensus.codec"}),
+    # the contracts share (there are never two encoders), and its Merkle tree
+    # (a receipts root is one: contracts/results.py; never two tree shapes).
+    "contracts": frozenset({"contracts", "consensus.codec", "consensus.merkle"}),
     "node.sdk": frozenset({"consensus", "contracts", "node.sdk"}),
     "node.runtime": frozenset({"consensus", "contracts", "node.sdk", "node.runtime"}),
     "node.api": frozenset({"consensus", "contracts", "node.sdk", "node.runtime", "node.api"}),
