@@ -19,6 +19,7 @@ from aiohttp import web
 from netfixture import REPO, Single, serving, single_node
 
 from consensus.codec import decode
+from contracts.food_records import lot_key
 from contracts.orgs import org_key
 from contracts.stateroot import StateProof, verify_state_proof
 from contracts.tx import encode_tx
@@ -95,7 +96,7 @@ async def test_presence_and_absence_are_proven_and_the_watermark_rises(tmp_path:
         absent = await chain.while_waiting(client.prove_state(ABSENT))
         assert absent == ProvenState(ABSENT, None, absent.height)
         assert client.proven_height == absent.height >= present.height
-        lot = await chain.while_waiting(client.prove_state(b"f/lot/nudge-0"))
+        lot = await chain.while_waiting(client.prove_state(lot_key("nudge-0")))
         assert lot.value is not None
 
 
