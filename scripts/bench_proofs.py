@@ -89,7 +89,7 @@ def main() -> None:
     report = {
         "keys": args.keys,
         "value_bytes": args.value_bytes,
-        "build_s": round(build_s, 2),
+        "build_s": round(build_s, 3),
         "present": _measure(state, root, present),
         "absent": _measure(state, root, absent),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
