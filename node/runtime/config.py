@@ -217,6 +217,10 @@ class NodeLimits:
     # certifying block follows within the pipeline's depth; the bound keeps a
     # proof request for an uncertified height from walking the whole chain.
     results_anchor_search_heights: int = 1_024
+    # Longest state key GET /v1/state/{key} takes (as hex, twice as many
+    # digits); the contracts' keys are a prefix and an identifier or a
+    # public key's hex, well under it.
+    max_state_key_bytes: int = 1_024
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():
