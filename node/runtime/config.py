@@ -217,6 +217,15 @@ class NodeLimits:
     # certifying block follows within the pipeline's depth; the bound keeps a
     # proof request for an uncertified height from walking the whole chain.
     results_anchor_search_heights: int = 1_024
+    # A node whose results differ from the certified ones walks back from the
+    # height where it noticed to the first height it got wrong, fetching each
+    # height's certified results from a peer (node/runtime/divergence.py); at
+    # most this many heights, so a long divergence costs a bounded search.
+    divergence_search_heights: int = 256
+    # Rounds over every source to fetch the certified results that name the
+    # diverging transaction, a peer_backoff_max_ms pause between rounds; after
+    # them the node stays stopped and says the difference is not named.
+    divergence_fetch_rounds: int = 5
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():

@@ -9,7 +9,16 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from node.api.openapi import audit, blocks, dashboard, node, queries, records, transactions
+from node.api.openapi import (
+    audit,
+    blocks,
+    dashboard,
+    node,
+    queries,
+    records,
+    results,
+    transactions,
+)
 from node.api.openapi.common import Schema, error_response, scalar_schemas
 
 SPEC_NAME = "openapi.json"
@@ -46,6 +55,7 @@ def _schemas() -> dict[str, Schema]:
         **blocks.header_schemas(),
         **blocks.block_schemas(),
         **blocks.event_schemas(),
+        **results.results_schemas(),
         **transactions.submission_schemas(),
         **transactions.outcome_schemas(),
         **records.asset_schemas(),
@@ -63,6 +73,7 @@ def _paths() -> dict[str, Schema]:
     return {
         **transactions.submit_ops(),
         **blocks.block_ops(),
+        **results.results_ops(),
         **queries.query_ops(),
         **audit.audit_ops(),
         **node.node_ops(),
