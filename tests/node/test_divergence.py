@@ -128,7 +128,9 @@ def certified_answer(outcomes: list[ReceiptOutcome]) -> dict[str, Any]:
         "receipts": [o.to_dict() for o in outcomes],
         "anchor": anchor.to_dict(),
     }
-    return dict(to_json(answer))  # type: ignore[arg-type]
+    served = to_json(answer)
+    assert isinstance(served, dict)
+    return served
 
 
 def test_certified_results_verify_and_return_the_receipts() -> None:
@@ -197,7 +199,7 @@ def diverging_execute(targets: set[int]) -> Any:
         receipt = real(state, tx, context, verifier)
         inner = getattr(state, "inner", state)
         if id(inner) in targets and tx.args.get("lot_id") == DIVERGING_LOT:
-            return replace(receipt, status="rejected", error=DIVERGED_CODE)
+            return replace(receipt, status="rejected", error=DIVERGED_CODE)  # type: ignore[arg-type]
         return receipt
 
     return execute
