@@ -208,6 +208,7 @@ def _start_replica(
         backlog_bytes=lambda to: links_ref[0].backlog_bytes(to),
     )
     engine_ref.append(engine)
+    engine.client_ssl = peer_client_ssl
     engine.load_records(records)
     chain.metrics.watch_replica(lambda: dict(replica.dropped))
     names = {entry.replica_id: entry.name for entry in chain.network.validators}
@@ -384,6 +385,7 @@ def observer_status(
         "state_root": follower.ledger.state.root(),
         "following": follower.following(),
         "alerts": [alert.to_dict() for alert in follower.alerts],
+        "divergence": _divergence_view(follower),
         "mempool": {"size": 0},
         "validator_set": _validator_set_view(config, network),
     }
@@ -412,7 +414,14 @@ def node_status(
         "peers": peers.status(),
         "mempool": {"size": len(engine.mempool)},
         "validator_set": _validator_set_view(config, network),
+        "alerts": [alert.to_dict() for alert in engine.alerts],
+        "divergence": _divergence_view(engine),
     }
+
+
+def _divergence_view(host: Engine | Follower) -> dict[str, object] | None:
+    """Why the node stopped executing, or None while it runs."""
+    return None if host.divergence is None else host.divergence.to_dict()
 
 
 def _stored_hash(store: Store, height: int) -> bytes:

@@ -44,6 +44,7 @@ from node.api.ratelimit import (
     steps_cost,
 )
 from node.api.request_body import JSON_OR_MSGPACK, MSGPACK, media_type, parse_json, read_body
+from node.runtime import certified
 from node.runtime.certified import await_anchor
 from node.runtime.chain import ChainHost, Subscriber, now_ms
 from node.runtime.config import NodeLimits
@@ -56,6 +57,7 @@ from node.runtime.views import (
     receipt_view,
     to_json,
 )
+from node.sdk.certified_results import ReceiptOutcome
 from node.sdk.errors import status_of
 from node.sdk.transport import STREAM_PATH
 
@@ -314,6 +316,7 @@ class ClientApi:
             web.get("/v1/blocks/{height}", self.get_block),
             web.get("/v1/blocks", self.block_range),
             web.get("/v1/chain", self.chain_page),
+            web.get("/v1/results/{height}", self.get_results),
             web.get(STREAM_PATH, self.chain_stream),
             web.post("/v1/query", self.post_query),
             web.get("/v1/trace/{asset_id}", self.named_query("diamonds", "trace", "asset_id")),
@@ -579,6 +582,30 @@ class ClientApi:
         if stored is None:
             raise ApiError("not_found", f"no block at height {height}")
         return respond(request, block_view(stored))
+
+    async def get_results(self, request: web.Request) -> web.Response:
+        """A height's results, every receipt's outcome and the certificate that
+        certifies them (node/sdk/certified_results.py); ``wait=1`` waits up to
+        ``timeout_ms`` for that certificate when it is not stored yet."""
+        height = _path_int(request, "height")
+        timeout_ms = self._timeout_ms(request)
+        results = self.store.results_at(height) if 0 < height <= self.store.height() else None
+        stored = self.store.block(height) if results is not None else None
+        if results is None or stored is None:
+            raise ApiError("not_found", f"no executed block at height {height}")
+        search = self.limits.results_anchor_search_heights
+        anchor = certified.results_anchor(self.store, height, search)
+        if anchor is None and request.query.get("wait") in ("1", "true", "yes"):
+            anchor = await certified.await_anchor(self.engine, height, timeout_ms / 1000)
+        answer = {
+            "height": height,
+            "results": results.to_dict(),
+            "receipts": [
+                ReceiptOutcome.from_stored(receipt).to_dict() for receipt in stored.receipts
+            ],
+            "anchor": None if anchor is None else anchor.to_dict(),
+        }
+        return respond(request, answer)
 
     async def block_range(self, request: web.Request) -> web.Response:
         start = _query_int(request, "from", 1)

@@ -12,23 +12,47 @@ the mempool and the metrics hear about a block the same way.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from consensus.blocks import CommittedBlock
 from contracts.orgs import nonce_key
 from contracts.records import load_int
 from node.runtime.config import NodeConfig
+from node.runtime.divergence import Divergence
 from node.runtime.ledger import ExecutedBlock, Ledger
 from node.runtime.mempool import Dropped, Mempool, PoolEntry, Refused
 from node.runtime.metrics import NodeMetrics
 from node.runtime.storage import Store
 from node.runtime.views import event_view
 
+log = logging.getLogger("provenet.chain")
+
+MAX_ALERTS_KEPT = 100
+
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    validator: str
+    height: int
+    message: str
+    time_ms: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "validator": self.validator,
+            "height": self.height,
+            "message": self.message,
+            "time_ms": self.time_ms,
+        }
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,40 @@ class ChainHost:
         # time one is: what chain streams (node/api/chain_stream.py) wait on.
         self.latest_block: CommittedBlock | None = None
         self._block_stored = asyncio.Event()
+        self.alerts: deque[Alert] = deque(maxlen=MAX_ALERTS_KEPT)
+        # Set when this node's results differ from certified ones: it then
+        # executes nothing more (node/runtime/divergence.py).
+        self.divergence: Divergence | None = None
+
+    # ------------------------------------------------------------ divergence
+
+    def halt(self, divergence: Divergence) -> None:
+        """Stop executing (or say more about why it stopped): status, metrics, log."""
+        self.divergence = divergence
+        self.metrics.halted.set(1)
+        self.metrics.diverged.clear()
+        difference = divergence.difference
+        self.metrics.diverged.labels(
+            divergence.kind,
+            "" if divergence.tx_id is None else divergence.tx_id.hex(),
+            "" if difference is None or difference.own is None else difference.own.describe(),
+            ""
+            if difference is None or difference.certified is None
+            else difference.certified.describe(),
+        ).set(divergence.height)
+        last = self.alerts[-1] if self.alerts else None
+        if last is not None and last.kind == "execution_diverged":
+            self.alerts.pop()  # the same divergence, now said more precisely
+        self.alerts.append(
+            Alert(
+                "execution_diverged",
+                divergence.source,
+                divergence.height,
+                divergence.message,
+                now_ms(),
+            )
+        )
+        log.error("%s", divergence.message)
 
     def submit(self, entry: PoolEntry) -> PoolEntry:
         """Admit a checked transaction; a node that orders none refuses it."""
@@ -86,6 +144,7 @@ class ChainHost:
 
     def execute_and_announce(self, block: CommittedBlock) -> ExecutedBlock:
         """Execute and store ``block``, then tell everyone who is waiting."""
+        assert self.divergence is None, "a node whose execution diverged executes nothing"
         started = time.perf_counter()
         executed = self.ledger.execute_block(block)
         self.metrics.block_execute_seconds.observe(time.perf_counter() - started)

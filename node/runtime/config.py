@@ -221,6 +221,15 @@ class NodeLimits:
     # digits); the contracts' keys are a prefix and an identifier or a
     # public key's hex, well under it.
     max_state_key_bytes: int = 1_024
+    # A node whose results differ from the certified ones walks back from the
+    # height where it noticed to the first height it got wrong, fetching each
+    # height's certified results from a peer (node/runtime/divergence.py); at
+    # most this many heights, so a long divergence costs a bounded search.
+    divergence_search_heights: int = 256
+    # Rounds over every source to fetch the certified results that name the
+    # diverging transaction, a peer_backoff_max_ms pause between rounds; after
+    # them the node stays stopped and says the difference is not named.
+    divergence_fetch_rounds: int = 5
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():

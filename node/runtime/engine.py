@@ -25,6 +25,14 @@ Step/Ready):
 An ``InvariantViolation`` from the replica, or any exception while
 executing, stops the node: its durable state is consistent, and a restart
 recovers from it.
+
+One broken invariant is this node's own fault and named instead: a block
+delivered with its commit certificate (or a stable checkpoint) carrying a
+results root for a height this node executed to another root.  Then its
+execution diverged: the task stops stepping the replica and executing
+(before that block), names the first receipt it got wrong from a peer's
+certified results (node/runtime/divergence.py) and waits to be stopped,
+while the client API keeps serving reads and says why in ``/v1/status``.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections import deque
 from collections.abc import Callable
 
@@ -55,15 +64,17 @@ from consensus.events import (
     compact,
 )
 from consensus.messages import CertifiedBatch, ForwardedRequest, Message, Request, StateResponse
-from consensus.replica import Replica
+from consensus.replica import InvariantViolation, Replica
 from consensus.wire import message_to_wire, record_to_wire
 from contracts.tx import decode_tx
+from node.runtime import divergence
 from node.runtime.chain import ChainHost, now_ms
 from node.runtime.config import NodeConfig
 from node.runtime.ledger import ExecutedBlock, Ledger, TxCache
-from node.runtime.mempool import PoolEntry
+from node.runtime.mempool import PoolEntry, Refused
 from node.runtime.metrics import NodeMetrics
 from node.runtime.storage import Store
+from node.sdk.transport import RetryPolicy, Transport
 
 log = logging.getLogger("provenet.engine")
 
@@ -98,6 +109,9 @@ class Engine(ChainHost):
         self._wakeup = asyncio.Event()
         self._records: list[Record] = []
         self._stopped = False
+        # The TLS context to reach peers' client APIs (certified results when
+        # this node diverged); None: no TLS.
+        self.client_ssl: ssl.SSLContext | None = None
 
     # ------------------------------------------------------------ inputs
 
@@ -112,6 +126,8 @@ class Engine(ChainHost):
 
     def submit(self, entry: PoolEntry) -> PoolEntry:
         """Admit a checked transaction to the mempool (raises mempool.Refused)."""
+        if self.divergence is not None:
+            raise Refused("unavailable", f"this node stopped: {self.divergence.message}")
         held = self.mempool.admit(entry)
         if held is entry:
             self._dropped.pop(entry.tx_id, None)
@@ -155,8 +171,11 @@ class Engine(ChainHost):
 
     async def run(self, initial_effects: list[Effect]) -> None:
         try:
-            self._carry_out(initial_effects)
-            await self._loop()
+            try:
+                self._carry_out(initial_effects)
+                await self._loop()
+            except divergence.Diverged as diverged:
+                await self._stop_diverged(diverged)
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("replica task stopped")
@@ -196,7 +215,24 @@ class Engine(ChainHost):
         return max(1, self.limits.tick_interval_ms)
 
     def _step(self, event: Event) -> None:
-        self._carry_out(self.replica.step(event))
+        self._carry_out(self._replica_step(event))
+
+    def _replica_step(self, event: Event) -> list[Effect]:
+        """``Replica.step``; a stable checkpoint this node's results contradict
+        raises :class:`~node.runtime.divergence.Diverged` instead of the
+        replica's InvariantViolation (consensus/checkpointing.py)."""
+        try:
+            return self.replica.step(event)
+        except InvariantViolation:
+            stable = self.replica.stable
+            own = self.store.results_root_at(stable.height) if stable.height else None
+            if own is not None and own != stable.results_root:
+                raise divergence.Diverged(
+                    stable.height,
+                    f"a stable checkpoint at height {stable.height} carries results "
+                    "this node did not compute",
+                ) from None
+            raise
 
     def _carry_out(self, effects: list[Effect]) -> None:
         follow_ups: deque[Event] = deque()
@@ -221,7 +257,7 @@ class Engine(ChainHost):
                     self.metrics.submissions.labels(f"replica_{reason}").inc()
         self._persist(pending)
         while follow_ups:
-            self._carry_out(self.replica.step(follow_ups.popleft()))
+            self._carry_out(self._replica_step(follow_ups.popleft()))
 
     def _persist(self, pending: list[Record]) -> None:
         if not pending:
@@ -240,11 +276,54 @@ class Engine(ChainHost):
     # ------------------------------------------------------------ blocks
 
     def _execute(self, block: CommittedBlock) -> ExecutedBlock:
+        self._check_carried_results(block)
         executed = self.execute_and_announce(block)
         self.metrics.view.set(self.replica.view)
         for sender in executed.senders:
             self._release(sender)
         return executed
+
+    def _check_carried_results(self, block: CommittedBlock) -> None:
+        """A committed block's carried results root is certified by a quorum: if it
+        is not this node's own for that height, this node diverged (raises)."""
+        header = block.header
+        if header.executed_height == 0:
+            return
+        own = self.store.results_root_at(header.executed_height)
+        if own is not None and own != header.executed_results_root:
+            raise divergence.Diverged(
+                header.executed_height,
+                f"committed block {header.height} certifies results at height "
+                f"{header.executed_height} this node did not compute",
+            )
+
+    async def _stop_diverged(self, diverged: divergence.Diverged) -> None:
+        """Execute nothing more; name the first receipt that differs; wait to be stopped."""
+        self.halt(divergence.noticed(diverged.detected_height, diverged.reason))
+        sources = [divergence.Source(peer.name, peer.api_url) for peer in self.config.peers]
+        transport = Transport(
+            [source.api_url for source in sources],
+            self.client_ssl if self.client_ssl is not None else False,
+            timeout_s=self.limits.follow_request_timeout_ms / 1000,
+            connect_timeout_s=self.limits.follow_stall_timeout_ms / 1000,
+            retry=RetryPolicy(rounds=1),
+        )
+        try:
+            found = await divergence.diagnose(
+                self.store,
+                transport,
+                sources,
+                self.replica.validators,
+                self.config.chain_id,
+                diverged.detected_height,
+                self.limits,
+            )
+        finally:
+            await transport.close()
+        self.halt(found)
+        while not self._stopped:
+            await self._wakeup.wait()
+            self._wakeup.clear()
 
     def _serve_blocks(self, to: int, low: int, high: int) -> None:
         """Answer a state request with as many blocks as fit in half a frame.

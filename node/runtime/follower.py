@@ -15,8 +15,8 @@ itself (:func:`check_block`)::
       block time) and its own batch
     a quorum of the genesis validators       bad_certificate
       committed exactly this header
-    the results root the block certifies     results_root_mismatch
-      for an earlier height (its receipts
+    the results root the block certifies     (this node diverged:
+      for an earlier height (its receipts      it stops, see below)
       and state root, contracts.results) is
       the one we got by re-executing it
 
@@ -28,6 +28,12 @@ the next validator.  Sources are tried in turn: a validator that errors,
 lies or has nothing new hands over to the next, so one stopped or lying
 validator cannot stall the observer while another serves the chain.  After
 a restart the observer resumes from its own store.
+
+A block that passes every check but the last was certified by a quorum, so
+the fault is the observer's own: its execution diverged.  It stops
+following (it executes nothing more, and keeps serving reads), fetches the
+certified results from a source and names the first receipt it executed
+differently (node/runtime/divergence.py), in its status, metrics and log.
 """
 
 from __future__ import annotations
@@ -38,8 +44,6 @@ import enum
 import logging
 import ssl
 import time
-from collections import deque
-from dataclasses import dataclass
 
 import aiohttp
 
@@ -63,7 +67,8 @@ from consensus.wire import (
     REQUEST_HEADER_BYTES,
     WireLimits,
 )
-from node.runtime.chain import ChainHost, now_ms
+from node.runtime import divergence
+from node.runtime.chain import Alert, ChainHost, now_ms
 from node.runtime.config import NODE_CONSENSUS_DEFAULTS, NodeConfig, NodeLimits, PeerEntry
 from node.runtime.ledger import Ledger
 from node.runtime.metrics import NodeMetrics
@@ -80,8 +85,6 @@ from node.sdk.transport import (
 )
 
 log = logging.getLogger("provenet.follower")
-
-MAX_ALERTS_KEPT = 100
 
 # A COMMIT in a page's certificate is its wire bytes: one flat map of six
 # fields (13 values, about 170 bytes).
@@ -188,22 +191,13 @@ class BlockRejected(ProvenetError):
         self.kind = kind
 
 
-@dataclass(frozen=True)
-class Alert:
-    kind: str
-    validator: str
-    height: int
-    message: str
-    time_ms: int
+class ResultsDiverged(BlockRejected):
+    """A block certified by a quorum carries results this node did not compute:
+    its own execution diverged at ``executed_height`` (or below)."""
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "validator": self.validator,
-            "height": self.height,
-            "message": self.message,
-            "time_ms": self.time_ms,
-        }
+    def __init__(self, executed_height: int, message: str) -> None:
+        super().__init__("results_root_mismatch", message)
+        self.executed_height = executed_height
 
 
 # The header's fields and their types (the observer tests build hostile headers from it).
@@ -291,9 +285,10 @@ def _check_block(
         raise BlockRejected("bad_certificate", problem)
     known = None if root_at is None else root_at.get(header.executed_height)
     if header.executed_height > 0 and known is not None and known != header.executed_results_root:
-        raise BlockRejected(
-            "results_root_mismatch",
-            f"the block certifies results at height {header.executed_height} this node did not compute",
+        raise ResultsDiverged(
+            header.executed_height,
+            f"block {header.height} certifies results at height {header.executed_height} "
+            "this node did not compute",
         )
     return CommittedBlock(header, requests, certificate)
 
@@ -342,7 +337,7 @@ class Follower(ChainHost):
         self._client_ssl = client_ssl
         self._index = 0
         self._roots = _StoredRoots(store)
-        self.alerts: deque[Alert] = deque(maxlen=MAX_ALERTS_KEPT)
+        self._stop_requested = asyncio.Event()
         # The highest height a verified commit certificate has shown us, from
         # any source (a block we applied, or a source's tip), and who showed it.
         self._certified_height = tip.height
@@ -366,6 +361,7 @@ class Follower(ChainHost):
 
     def stop(self) -> None:
         self._stopped = True
+        self._stop_requested.set()
 
     @property
     def certified_height(self) -> int:
@@ -431,13 +427,35 @@ class Follower(ChainHost):
         )
 
     async def _follow_sources(self, transport: Transport) -> None:
-        while not self._stopped:
+        while not self._stopped and self.divergence is None:
             source = self.sources[self._index]
             outcome = await self._follow(transport, source)
+            if self.divergence is not None:
+                break
             if outcome is not _Outcome.APPLIED:
                 self._next_source(source)
             if outcome is _Outcome.NOTHING:
                 await asyncio.sleep(self._pause_s())
+        if self.divergence is not None and not self._stopped:
+            await self._name_divergence(transport, self.divergence.detected_height)
+            # Stopped for good: the node serves reads until it is told to stop.
+            await self._stop_requested.wait()
+
+    async def _name_divergence(self, transport: Transport, detected_height: int) -> None:
+        """Find the first receipt this observer got wrong, asking the source
+        that showed it first (node/runtime/divergence.py)."""
+        first = self._index
+        ordered = [*self.sources[first:], *self.sources[:first]]
+        found = await divergence.diagnose(
+            self.store,
+            transport,
+            [divergence.Source(s.name, s.api_url) for s in ordered],
+            self.validators,
+            self.config.chain_id,
+            detected_height,
+            self.limits,
+        )
+        self.halt(found)
 
     async def _follow(self, transport: Transport, source: PeerEntry) -> _Outcome:
         """One turn with ``source``: its block stream, or one polled page when it has none."""
@@ -572,6 +590,10 @@ class Follower(ChainHost):
                 block = check_block(
                     served, self.tip, self.config.chain_id, self.validators, self._roots
                 )
+            except ResultsDiverged as diverged:
+                # A quorum certified these results: the fault is this node's own.
+                self.halt(divergence.noticed(diverged.executed_height, diverged.message))
+                return applied, True
             except BlockRejected as rejected:
                 self._alert(rejected, source, self.tip.height + 1)
                 self._rejections_in_a_row += 1

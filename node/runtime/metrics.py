@@ -101,6 +101,22 @@ class NodeMetrics:
             ["validator", "reason"],
             registry=registry,
         )
+        # Set once this node's results differ from the certified ones
+        # (node/runtime/divergence.py): the value is the first differing
+        # height, the labels name the transaction and both outcomes.  A node
+        # stops at its first divergence, so there is at most one series.
+        self.diverged = Gauge(
+            "provenet_execution_diverged_height",
+            "First height at which this node's execution diverged from the certified results, "
+            "with the transaction and its outcome here and under the certificate",
+            ["kind", "tx_id", "own", "certified"],
+            registry=registry,
+        )
+        self.halted = Gauge(
+            "provenet_execution_halted",
+            "1 once this node stopped executing because its results diverged",
+            registry=registry,
+        )
 
     def watch_replica(self, read: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_ReplicaDrops(read))

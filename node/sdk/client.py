@@ -78,6 +78,7 @@ import aiohttp
 from consensus.codec import encode
 from consensus.quorum import ValidatorSet
 from contracts.tx import MAX_NONCE, Transaction, encode_tx, sign_tx, tx_id
+from node.sdk.certified_results import CertifiedResults, verify_results
 from node.sdk.errors import (
     ProofError,
     ProvenetError,
@@ -772,6 +773,22 @@ class ProvenetClient:
         for block in blocks if verify else ():
             verify_block(block, self.validators, self.chain_id)
         return blocks
+
+    async def results(
+        self, height: int, wait: bool = False, timeout_s: float = _WAIT_CHUNK_S
+    ) -> CertifiedResults:
+        """A height's results and every receipt's outcome, verified against the
+        validator set (node/sdk/certified_results.py); ProofError names what failed.
+
+        >>> certified = await client.results(7)
+        >>> [(r.tx_id.hex(), r.status, r.code) for r in certified.receipts]
+        """
+        params = _wait_params(timeout_s) if wait else None
+        answer = await self.transport.call(
+            "GET", f"/v1/results/{int(height)}", params=params,
+            wait_s=timeout_s if wait else 0.0,
+        )  # fmt: skip
+        return verify_results(answer, int(height), self.validators, self.chain_id)
 
     async def query(self, contract: str, name: str, args: dict[str, object]) -> Any:
         """A read-only contract query; returns its result.

@@ -52,7 +52,7 @@ CONTRACT_CODES_ANSWERED = {
 # Exceptions of node/ that are control flow inside one module, never shown
 # to a caller: they carry no code.
 # NodeFailed and its StreamRefused tell the transport's caller to try another node.
-INTERNAL_SIGNALS = {"NodeFailed", "StreamRefused", "HandshakeError", "_SlowReader"}
+INTERNAL_SIGNALS = {"NodeFailed", "StreamRefused", "HandshakeError", "_SlowReader", "Diverged"}
 
 
 def _literal(node_: ast.expr | None) -> str | None:

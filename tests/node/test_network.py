@@ -498,7 +498,9 @@ async def test_state_is_proven_present_and_absent_through_the_sdk(network: Local
     async with network.client("farm") as writer, network.client(node="v2") as reader:
         await writer.submit("food", "harvest", harvest_args(tag, 99))
         present = await _proven_while_committing(reader, writer, lot_key(f"{tag}-99"), tag)
-        assert present.value is not None and decode(present.value)["lot_id"] == f"{tag}-99"
+        assert present.value is not None
+        record = decode(present.value)
+        assert isinstance(record, dict) and record["lot_id"] == f"{tag}-99"
         org = await _proven_while_committing(reader, writer, org_key("miner"), tag + "b")
         assert org.value is not None and org.height >= present.height
         absent = await _proven_while_committing(reader, writer, lot_key(f"never-{tag}"), tag + "c")

@@ -231,7 +231,7 @@ async def test_an_observer_rejects_a_lying_validator_and_follows_the_honest_ones
         while observer.store.height() < target and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         assert observer.store.height() >= target
-        alerts = list(observer.engine.alerts)  # type: ignore[union-attr]
+        alerts = list(observer.engine.alerts)
         assert alerts and {a.kind for a in alerts} == {kind}
         assert {a.validator for a in alerts} == {"v1"}
         async with aiohttp.ClientSession() as http:
@@ -466,7 +466,7 @@ async def test_an_observer_leaves_a_live_source_that_withholds_what_others_certi
             await observer.stop()
     assert reached >= height
     assert behind is not None and behind >= 1
-    assert not observer.engine.alerts  # type: ignore[union-attr]
+    assert not observer.engine.alerts
 
 
 async def test_a_forged_block_pushed_on_a_stream_is_refused_with_an_alert(
@@ -483,7 +483,7 @@ async def test_a_forged_block_pushed_on_a_stream_is_refused_with_an_alert(
             deadline = time.monotonic() + FOLLOW_TIMEOUT_S
             while observer.store.height() < height and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            alerts = list(observer.engine.alerts)  # type: ignore[union-attr]
+            alerts = list(observer.engine.alerts)
             reached = (observer.store.height(), observer.engine.ledger.state.root().hex())
         finally:
             await observer.stop()

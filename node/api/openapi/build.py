@@ -16,6 +16,7 @@ from node.api.openapi import (
     node,
     queries,
     records,
+    results,
     state,
     transactions,
 )
@@ -55,6 +56,7 @@ def _schemas() -> dict[str, Schema]:
         **blocks.header_schemas(),
         **blocks.block_schemas(),
         **blocks.event_schemas(),
+        **results.results_schemas(),
         **transactions.submission_schemas(),
         **transactions.outcome_schemas(),
         **records.asset_schemas(),
@@ -73,6 +75,7 @@ def _paths() -> dict[str, Schema]:
     return {
         **transactions.submit_ops(),
         **blocks.block_ops(),
+        **results.results_ops(),
         **queries.query_ops(),
         **audit.audit_ops(),
         **node.node_ops(),

@@ -13,6 +13,7 @@ from node.api.openapi.common import (
     Schema,
     array,
     error_responses,
+    nullable,
     obj,
     ok,
     operation,
@@ -37,6 +38,21 @@ def _status_common() -> dict[str, Schema]:
         "state_root": ref("Digest"),
         "mempool": obj({"size": INT64}),
         "validator_set": ref("ValidatorSet"),
+        "alerts": array(
+            obj(
+                {
+                    "kind": STR,
+                    "validator": STR,
+                    "height": INT64,
+                    "message": STR,
+                    "time_ms": INT64,
+                }
+            ),
+            "What this node refused or found wrong, latest last: an observer's rejected "
+            "blocks (kind names the check, validator who served it) and "
+            "`execution_diverged` (validator: who served the certified results).",
+        ),
+        "divergence": nullable(ref("Divergence")),
     }
 
 
@@ -73,17 +89,6 @@ def _observer_status() -> Schema:
                     "lag_blocks": INT64,
                 }
             ),
-            "alerts": array(
-                obj(
-                    {
-                        "kind": STR,
-                        "validator": STR,
-                        "height": INT64,
-                        "message": STR,
-                        "time_ms": INT64,
-                    }
-                )
-            ),
         }
     )
 
@@ -106,6 +111,25 @@ def node_schemas() -> dict[str, Schema]:
             "oneOf": [_validator_status(), _observer_status()],
             "description": "A validator's or an observer's.",
         },
+        "Divergence": obj(
+            {
+                "height": INT64,
+                "detected_height": INT64,
+                "kind": {
+                    "type": "string",
+                    "enum": ["receipt", "state_root", "beyond_search", "unnamed"],
+                },
+                "source": STR,
+                "message": STR,
+                "tx_id": nullable(ref("Digest")),
+                "index": nullable(INT64),
+                "own": nullable(ref("ReceiptOutcome")),
+                "certified": nullable(ref("ReceiptOutcome")),
+            },
+            "Why this node stopped executing: its results at `height` differ from the "
+            "certified ones (node/runtime/divergence.py); `receipt` names the first "
+            "transaction it executed differently, with its own and the certified outcome.",
+        ),
         "Health": obj({"ok": {"const": True}, "node": STR, "height": INT64}),
     }
 
