@@ -17,7 +17,11 @@ honest replica has delivered every request or the liveness bound passes.
 The checker then reports agreement violations (two honest replicas with
 different blocks at one height), validity violations (a delivered request
 nobody submitted), liveness failures (a request some honest replica never
-delivered) and stranded replicas (an honest replica in a view fewer than
+delivered), uncarried results (after the run quiesces, a delivered height
+with requests whose results no delivered block's executed height covers,
+so no certificate certifies them: the carrier block is missing; not checked
+while a Byzantine replica is the primary, which can withhold it) and
+stranded replicas (an honest replica in a view fewer than
 f+1 honest replicas share, for longer than ``max_stranded_ms`` after the
 faults heal: it does not vote with the others, so the cluster runs without
 its spare fault tolerance).  A hash of every delivery event is the run's
@@ -392,6 +396,25 @@ class Cluster:
                 return False
         return True
 
+    def uncarried(self) -> list[str]:
+        """Honest replicas holding a height with requests that no delivered
+        block carries (none while a Byzantine replica leads their view)."""
+        found = []
+        for replica_id in self.honest():
+            host = self.hosts[replica_id]
+            if host.replica is None or self.validators.primary(host.replica.view) in (
+                self.plan.byzantine
+            ):
+                continue
+            carried = max((b.header.executed_height for b in host.blocks), default=0)
+            last = max((b.header.height for b in host.blocks if b.requests), default=0)
+            if last > carried:
+                found.append(
+                    f"uncarried: replica {replica_id} delivered height {last} with requests "
+                    f"but its blocks carry executed heights up to {carried} only"
+                )
+        return found
+
     def run(self) -> SimResult:
         self.schedule()
         deadline = self.config.heal_ms + self.config.liveness_bound_ms
@@ -406,7 +429,9 @@ class Cluster:
             if now >= next_check:
                 next_check = now + 100
                 stranded = self._check_stranded(now)
-                if self.stranded_failures or (self.delivered_everywhere() and not stranded):
+                if self.stranded_failures or (
+                    self.delivered_everywhere() and not self.uncarried() and not stranded
+                ):
                     break
         return self._result()
 
@@ -511,6 +536,8 @@ class Cluster:
             if missing or not host.up:
                 liveness.append(f"liveness: replica {replica_id} is missing {missing} requests")
         liveness.extend(self.stranded_failures)
+        if not liveness:
+            liveness.extend(self.uncarried())
         dropped: dict[str, int] = {}
         for host in self.hosts:
             if host.replica is not None:
