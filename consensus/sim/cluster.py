@@ -268,10 +268,15 @@ class Cluster:
             status_interval_ms=500,
         )
         sabotage = sabotage_for(self.config.broken, self.validators)
-        return SimHost(i, config, signer, verify, self._request_valid, sabotage)
+        return SimHost(i, config, signer, verify, lambda p: self._request_valid(i, p), sabotage)
 
-    def _request_valid(self, payload: bytes) -> bool:
-        return digest(payload) in self.submitted
+    def _request_valid(self, replica_id: int, payload: bytes) -> bool:
+        # Like a node's (node/runtime/engine.py): a request its own chain
+        # already holds is not valid again.
+        request_digest = digest(payload)
+        if request_digest in self.hosts[replica_id].delivered_digests:
+            return False
+        return request_digest in self.submitted
 
     # ------------------------------------------------------------ driving
 
@@ -494,7 +499,7 @@ class Cluster:
                 self._submit(now, request)
             case ("client", int(replica_id), Request() as request):
                 host = self.hosts[replica_id]
-                if not self._busy(host, now, item):
+                if not self._busy(host, now, item) and self._new_to(host, request):
                     self.feed(host, ClientRequest(request))
             case ("crash", int(replica_id), int(duration_ms)):
                 # A crash falls between two effects of a step, as SIGKILL
@@ -517,9 +522,19 @@ class Cluster:
             return
         for host in self.hosts:
             cut = self.plan.link_cut(now, -1, host.replica_id)
-            if not cut and not self._busy(host, now, ("client", host.replica_id, request)):
+            if cut or not self._new_to(host, request):
+                continue
+            if not self._busy(host, now, ("client", host.replica_id, request)):
                 self.feed(host, ClientRequest(request))
         self.scheduler.at(now + self.config.client_retry_ms, ("submit", request))
+
+    @staticmethod
+    def _new_to(host: SimHost, request: Request) -> bool:
+        """A node answers a transaction its chain holds from its store and
+        never hands it to its replica again (node/api/routes.py ``accept``):
+        a replica restarted from disk has forgotten which requests its chain
+        ordered, and would propose one again, for the others to refuse."""
+        return request.digest not in host.delivered_digests
 
     def _restart(self, now: int, replica_id: int) -> None:
         host = self.hosts[replica_id]
