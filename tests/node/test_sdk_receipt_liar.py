@@ -106,7 +106,7 @@ async def test_a_rejected_transaction_reported_ok_is_refused_and_honest_outcomes
             assert carrier["txs"] == []
             with pytest.raises(TransactionRejected) as refused:
                 await honest.submit("food", "harvest", lot, timeout_s=10.0)
-            rejected = refused.value.result
+            rejected: dict[str, Any] = refused.value.result
             assert rejected["status"] == "rejected" and rejected["code"] == "duplicate"
             assert rejected["certified_by"] > rejected["height"]
             # One node's whole answer, checked with the SDK's one call.
