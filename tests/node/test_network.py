@@ -446,7 +446,7 @@ async def test_outcomes_are_proven_ok_and_rejected_including_after_the_chain_goe
         assert ok["status"] == "ok" and ok["certified_by"] > ok["height"]
         with pytest.raises(TransactionRejected) as refused:
             await farm.submit("food", "harvest", lot)
-        rejected = refused.value.result
+        rejected: dict[str, Any] = refused.value.result
         assert (rejected["status"], rejected["code"]) == ("rejected", "duplicate")
         assert rejected["certified_by"] > rejected["height"]
         # Idle now: the carrier is an empty block, and it is the last one.
