@@ -220,6 +220,7 @@ def on_executed(r: ReplicaState, height: int, results_root: bytes, effects: list
             f"delivered {r.delivered.height}"
         )
     r.executed_height = height
+    r.executed_ms = r.now_ms
     r.executed_roots[height] = results_root
     if height == r.delivered.height:
         r.delivered = replace(r.delivered, results_root=results_root)

@@ -8,6 +8,22 @@ quorum-1 matching prepares from backups is prepared, records its prepared
 certificate and COMMITs; a quorum of matching commits gives the commit
 certificate.  Committed batches are delivered strictly in height order with
 the header the replica derives.
+
+Carrier blocks.  The results of height h are certified by the lowest later
+block whose batch carries an executed height >= h (contracts/results.py), so
+results are certified only when a later proposal carries them.  When the
+chain goes idle after a burst nothing would.  So a primary with nothing
+unproposed, every height it knows executed (for ``batch_timeout_ms``, in
+case a request comes to carry them instead) and room in the window proposes
+one EMPTY batch when some executed height with requests is carried by no
+batch it knows (``maybe_carry``).  A backup accepts an empty batch only when it may carry
+new results: its executed height lies above every executed height carried
+by the batches it knows at lower heights, and not every height in between is
+known to be empty (``carries_new_results``).  A faulty primary therefore
+cannot chain empty blocks that carry only each other; an honest carrier is
+never refused, since any height it carries with requests is one its backups
+either know to hold requests or do not know at all.  An empty carrier's own
+results need no carrier (it has no receipts), so the chain goes quiet again.
 """
 
 from __future__ import annotations
@@ -111,8 +127,10 @@ def batch_problem(r: ReplicaState, batch: Batch, height: int) -> str | None:
     """Why a fresh proposal for ``height`` must not be prepared, if it must not."""
     if batch.height != height:
         return "height"
-    if not 0 < len(batch.requests) <= r.config.max_batch_size:
+    if len(batch.requests) > r.config.max_batch_size:
         return "size"
+    if not batch.requests and not carries_new_results(r, batch.executed_height, height, True):
+        return "empty_carries_nothing"
     seen: set[bytes] = set()
     for request in batch.requests:
         if request.digest in seen or not request.well_formed():
@@ -134,6 +152,57 @@ def batch_problem(r: ReplicaState, batch: Batch, height: int) -> str | None:
     if known_root is not None and known_root != batch.executed_results_root:
         return "results_root_mismatch"
     return None
+
+
+def carried_below(r: ReplicaState, height: int) -> int:
+    """The highest executed height carried by a batch this replica knows
+    (delivered, or pre-prepared in this view) below ``height``."""
+    logged = [
+        slot.pre_prepare.batch.executed_height
+        for h, slot in r.log.items()
+        if h < height and slot.pre_prepare is not None
+    ]
+    return max([r.carried_height, *logged])
+
+
+def holds_requests(r: ReplicaState, height: int) -> bool | None:
+    """Whether the block at ``height`` holds requests; None when this replica
+    does not know (not delivered since it started, or forgotten, and not in
+    its log)."""
+    if height <= r.delivered.height:
+        if height < r.heights_known_from or height <= r.carried_height:
+            return None
+        return height in r.request_heights
+    slot = r.log.get(height)
+    if slot is None or slot.pre_prepare is None:
+        return None
+    return bool(slot.pre_prepare.batch.requests)
+
+
+def carries_new_results(r: ReplicaState, executed_height: int, height: int, unknown: bool) -> bool:
+    """Would a batch at ``height`` carrying ``executed_height`` carry results
+    of a height with requests that no batch below it carries?  ``unknown`` is
+    the answer for a height whose contents this replica does not know: a
+    backup gives the benefit of the doubt, a primary proposes only what it
+    knows to be needed."""
+    carried = carried_below(r, height)
+    if executed_height <= carried:
+        return False
+    # Heights above the delivered one are judged from the log (at most the
+    # window's worth, stopping at the first that decides); delivered ones
+    # from the bounded request_heights.
+    for h in range(max(carried + 1, r.delivered.height + 1), executed_height + 1):
+        known = holds_requests(r, h)
+        if known is None:
+            return unknown
+        if known:
+            return True
+    low, high = carried + 1, min(executed_height, r.delivered.height)
+    if low > high:
+        return False
+    if low < r.heights_known_from:
+        return unknown
+    return any(low <= h <= high for h in r.request_heights)
 
 
 def previous_time_ms(r: ReplicaState, height: int) -> int:
@@ -291,22 +360,42 @@ def maybe_propose(r: ReplicaState, effects: list[Effect]) -> None:
         full = len(r.unproposed) >= r.config.max_batch_size
         if not full and waited_ms < r.config.batch_timeout_ms:
             return
-        requests = take_batch(r)
-        batch = Batch(
-            r.next_height,
-            tuple(requests),
-            max(r.now_ms, previous_time_ms(r, r.next_height)),
-            r.executed_height,
-            r.executed_roots[r.executed_height],
-        )
-        proposal = sign(
-            PrePrepare(r.view, r.next_height, batch, r.me),
-            r.signer,
-            r.config.chain_id,
-        )
-        r.guard("pre-prepare", r.view, proposal.height, batch.digest)
-        accept_pre_prepare(r, proposal, effects)
-        effects.append(Broadcast(proposal))
+        propose(r, take_batch(r), effects)
+    maybe_carry(r, effects)
+
+
+def maybe_carry(r: ReplicaState, effects: list[Effect]) -> None:
+    """Propose the empty carrier batch when the chain has gone idle with
+    results that no proposal carries (see the module docstring).  Only once
+    every height this primary knows is executed, so that the one carrier
+    carries the last of a burst rather than one carrier per height."""
+    if r.unproposed or r.next_height > r.low_watermark + r.config.window_size:
+        return
+    if r.executed_height != r.next_height - 1:
+        return
+    if r.now_ms - r.executed_ms < r.config.batch_timeout_ms:
+        return
+    if carries_new_results(r, r.executed_height, r.next_height, False):
+        propose(r, [], effects)
+
+
+def propose(r: ReplicaState, requests: list[Request], effects: list[Effect]) -> None:
+    """Sign, log and broadcast our PRE-PREPARE of ``requests`` at the next height."""
+    batch = Batch(
+        r.next_height,
+        tuple(requests),
+        max(r.now_ms, previous_time_ms(r, r.next_height)),
+        r.executed_height,
+        r.executed_roots[r.executed_height],
+    )
+    proposal = sign(
+        PrePrepare(r.view, r.next_height, batch, r.me),
+        r.signer,
+        r.config.chain_id,
+    )
+    r.guard("pre-prepare", r.view, proposal.height, batch.digest)
+    accept_pre_prepare(r, proposal, effects)
+    effects.append(Broadcast(proposal))
 
 
 def deliver_ready(r: ReplicaState, effects: list[Effect]) -> None:
@@ -321,7 +410,21 @@ def deliver_ready(r: ReplicaState, effects: list[Effect]) -> None:
         )
         effects.append(Deliver(CommittedBlock(header, batch.requests, certified.certificate)))
         r.delivered = ChainTip(height, header.hash, header.time_ms, b"")
+        note_carried(r, height, batch)
         forget_delivered(r, height, batch)
+
+
+def note_carried(r: ReplicaState, height: int, batch: Batch) -> None:
+    """Remember what a delivered block carried and whether it held requests
+    (what carrier blocks are judged by), within bounds."""
+    r.carried_height = max(r.carried_height, batch.executed_height)
+    if batch.requests:
+        r.request_heights.append(height)
+    while r.request_heights and r.request_heights[0] <= r.carried_height:
+        r.request_heights.popleft()
+    while len(r.request_heights) > 2 * r.config.window_size:
+        # Forgotten heights count as unknown, never as empty.
+        r.heights_known_from = r.request_heights.popleft() + 1
 
 
 def forget_delivered(r: ReplicaState, height: int, batch: Batch) -> None:

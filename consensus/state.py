@@ -115,6 +115,22 @@ class ReplicaState:
         self.delivered = tip
         self.executed_height = tip.height
         self.executed_roots: dict[int, bytes] = {tip.height: tip.results_root}
+        # Carrier blocks: a height's results are certified only by a later
+        # proposal carrying an executed height at or above it, so when the
+        # chain goes idle the primary proposes one empty batch to carry the
+        # last results (normal_case.maybe_carry).  What a replica needs for
+        # that: the highest executed height a delivered block carried; the
+        # delivered heights above it that held requests (oldest first, at
+        # most ``2 * window_size``); and the first height it knows the
+        # contents of (it forgets those below its restart tip, and below any
+        # height it had to drop from ``request_heights``).
+        self.carried_height = 0
+        self.request_heights: deque[int] = deque()
+        self.heights_known_from = tip.height + 1
+        # When the last height was executed: the carrier waits batch_timeout_ms
+        # after it, as requests do, so that a request arriving just after a
+        # block carries its results instead of an empty block.
+        self.executed_ms = now_ms
         # Request digests delivered within the dedup horizon, by height.
         self.recent: deque[tuple[int, tuple[bytes, ...]]] = deque()
         self.recent_digests: dict[bytes, int] = {}

@@ -17,7 +17,11 @@ honest replica has delivered every request or the liveness bound passes.
 The checker then reports agreement violations (two honest replicas with
 different blocks at one height), validity violations (a delivered request
 nobody submitted), liveness failures (a request some honest replica never
-delivered) and stranded replicas (an honest replica in a view fewer than
+delivered), uncarried results (after the run quiesces, a delivered height
+with requests whose results no delivered block's executed height covers,
+so no certificate certifies them: the carrier block is missing; not checked
+while a Byzantine replica is the primary, which can withhold it) and
+stranded replicas (an honest replica in a view fewer than
 f+1 honest replicas share, for longer than ``max_stranded_ms`` after the
 faults heal: it does not vote with the others, so the cluster runs without
 its spare fault tolerance).  A hash of every delivery event is the run's
@@ -264,10 +268,15 @@ class Cluster:
             status_interval_ms=500,
         )
         sabotage = sabotage_for(self.config.broken, self.validators)
-        return SimHost(i, config, signer, verify, self._request_valid, sabotage)
+        return SimHost(i, config, signer, verify, lambda p: self._request_valid(i, p), sabotage)
 
-    def _request_valid(self, payload: bytes) -> bool:
-        return digest(payload) in self.submitted
+    def _request_valid(self, replica_id: int, payload: bytes) -> bool:
+        # Like a node's (node/runtime/engine.py): a request its own chain
+        # already holds is not valid again.
+        request_digest = digest(payload)
+        if request_digest in self.hosts[replica_id].delivered_digests:
+            return False
+        return request_digest in self.submitted
 
     # ------------------------------------------------------------ driving
 
@@ -392,6 +401,25 @@ class Cluster:
                 return False
         return True
 
+    def uncarried(self) -> list[str]:
+        """Honest replicas holding a height with requests that no delivered
+        block carries (none while a Byzantine replica leads their view)."""
+        found = []
+        for replica_id in self.honest():
+            host = self.hosts[replica_id]
+            if host.replica is None or self.validators.primary(host.replica.view) in (
+                self.plan.byzantine
+            ):
+                continue
+            carried = max((b.header.executed_height for b in host.blocks), default=0)
+            last = max((b.header.height for b in host.blocks if b.requests), default=0)
+            if last > carried:
+                found.append(
+                    f"uncarried: replica {replica_id} delivered height {last} with requests "
+                    f"but its blocks carry executed heights up to {carried} only"
+                )
+        return found
+
     def run(self) -> SimResult:
         self.schedule()
         deadline = self.config.heal_ms + self.config.liveness_bound_ms
@@ -406,7 +434,9 @@ class Cluster:
             if now >= next_check:
                 next_check = now + 100
                 stranded = self._check_stranded(now)
-                if self.stranded_failures or (self.delivered_everywhere() and not stranded):
+                if self.stranded_failures or (
+                    self.delivered_everywhere() and not self.uncarried() and not stranded
+                ):
                     break
         return self._result()
 
@@ -469,7 +499,7 @@ class Cluster:
                 self._submit(now, request)
             case ("client", int(replica_id), Request() as request):
                 host = self.hosts[replica_id]
-                if not self._busy(host, now, item):
+                if not self._busy(host, now, item) and self._new_to(host, request):
                     self.feed(host, ClientRequest(request))
             case ("crash", int(replica_id), int(duration_ms)):
                 # A crash falls between two effects of a step, as SIGKILL
@@ -492,9 +522,19 @@ class Cluster:
             return
         for host in self.hosts:
             cut = self.plan.link_cut(now, -1, host.replica_id)
-            if not cut and not self._busy(host, now, ("client", host.replica_id, request)):
+            if cut or not self._new_to(host, request):
+                continue
+            if not self._busy(host, now, ("client", host.replica_id, request)):
                 self.feed(host, ClientRequest(request))
         self.scheduler.at(now + self.config.client_retry_ms, ("submit", request))
+
+    @staticmethod
+    def _new_to(host: SimHost, request: Request) -> bool:
+        """A node answers a transaction its chain holds from its store and
+        never hands it to its replica again (node/api/routes.py ``accept``):
+        a replica restarted from disk has forgotten which requests its chain
+        ordered, and would propose one again, for the others to refuse."""
+        return request.digest not in host.delivered_digests
 
     def _restart(self, now: int, replica_id: int) -> None:
         host = self.hosts[replica_id]
@@ -511,6 +551,8 @@ class Cluster:
             if missing or not host.up:
                 liveness.append(f"liveness: replica {replica_id} is missing {missing} requests")
         liveness.extend(self.stranded_failures)
+        if not liveness:
+            liveness.extend(self.uncarried())
         dropped: dict[str, int] = {}
         for host in self.hosts:
             if host.replica is not None:

@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -45,7 +46,7 @@ from node.api.ratelimit import (
 )
 from node.api.request_body import JSON_OR_MSGPACK, MSGPACK, media_type, parse_json, read_body
 from node.runtime import certified
-from node.runtime.certified import await_anchor
+from node.runtime.certified import await_anchor, results_anchor
 from node.runtime.chain import ChainHost, Subscriber, now_ms
 from node.runtime.config import NodeLimits
 from node.runtime.listener.connections import address_key
@@ -54,6 +55,7 @@ from node.runtime.views import (
     block_view,
     event_view,
     proof_view,
+    receipt_proof_view,
     receipt_view,
     to_json,
 )
@@ -350,9 +352,8 @@ class ClientApi:
         payload = await self._read_payload(request)
         tx, status = self.accept(payload)
         tx_id = digest(payload)
-        if request.query.get("wait") in ("1", "true", "yes") and status["status"] == "pending":
-            await self.engine.wait_for(tx_id, timeout_ms / 1000)
-            status = self.tx_status(tx_id) or status
+        if request.query.get("wait") in ("1", "true", "yes"):
+            status = await self._wait_outcome(tx_id, status, timeout_ms)
             self._refuse_if_nonce_lost(tx, status)
         return respond(request, status, 202 if status["status"] == "pending" else 200)
 
@@ -520,6 +521,11 @@ class ClientApi:
                 "index": index,
                 "receipt": receipt_view(stored.receipts[index]),
                 "proof": proof_view(stored, index),
+                "receipt_proof": receipt_proof_view(
+                    stored,
+                    index,
+                    results_anchor(self.store, height, self.limits.results_anchor_search_heights),
+                ),
             }
         if self.engine.mempool.get(tx_id) is not None:
             return self._pending(tx_id)
@@ -540,6 +546,7 @@ class ClientApi:
                 "index": None,
                 "receipt": receipt,
                 "proof": None,
+                "receipt_proof": None,
             }
         return None
 
@@ -552,6 +559,7 @@ class ClientApi:
             "index": None,
             "receipt": None,
             "proof": None,
+            "receipt_proof": None,
         }
 
     def _timeout_ms(self, request: web.Request) -> int:
@@ -566,10 +574,27 @@ class ClientApi:
         status = self.tx_status(tx_id)
         if status is None:
             raise ApiError("not_found", "no such transaction on this node")
-        if request.query.get("wait") in ("1", "true", "yes") and status["status"] == "pending":
+        if request.query.get("wait") in ("1", "true", "yes"):
+            status = await self._wait_outcome(tx_id, status, timeout_ms)
+        return respond(request, status, 202 if status["status"] == "pending" else 200)
+
+    async def _wait_outcome(
+        self, tx_id: bytes, status: dict[str, object], timeout_ms: int
+    ) -> dict[str, object]:
+        """``wait=1``: within ``timeout_ms`` in all, wait for a pending
+        transaction to commit, then for the later block that certifies its
+        results (the anchor of its receipt proof); the status as it stands."""
+        deadline_s = time.monotonic() + timeout_ms / 1000
+        if status["status"] == "pending":
             await self.engine.wait_for(tx_id, timeout_ms / 1000)
             status = self.tx_status(tx_id) or status
-        return respond(request, status, 202 if status["status"] == "pending" else 200)
+        proof = status.get("receipt_proof")
+        height = status.get("height")
+        if isinstance(proof, dict) and proof["anchor"] is None and isinstance(height, int):
+            remaining_s = deadline_s - time.monotonic()
+            if remaining_s > 0 and await await_anchor(self.engine, height, remaining_s):
+                status = self.tx_status(tx_id) or status
+        return status
 
     async def latest_block(self, request: web.Request) -> web.Response:
         return self._block_response(request, self.store.height())

@@ -19,6 +19,9 @@ Bytes are written ``{"$bytes": "<hex>"}``.
 
 ``tx`` prints the verified receipt as JSON and exits 1 when the contract
 refused the transaction; every node error prints one line and exits 1.
+With the wait (the default) the receipt is proven, not only its inclusion:
+stderr says "ok: proven at height H by the certificate of block B" (or
+"rejected CODE: ..."), and a receipt that cannot be proven is an error.
 
 ``state`` reads one state key (its text, or its hex with ``--hex``) and
 prints its value (hex, and the decoded record when the value is canonical
@@ -241,9 +244,24 @@ async def _submit(client: ProvenetClient, args: argparse.Namespace) -> int:
             )
         except TransactionRejected as refusal:
             _dump(refusal.result)
+            _say_proven(refusal.result)
             return 1
     _dump(result)
+    _say_proven(result)
     return 0
+
+
+def _say_proven(result: dict[str, object]) -> None:
+    """One line for people, on stderr (stdout stays one JSON document): the
+    outcome and the certificate that proves it (node/sdk/receipt_proof.py)."""
+    if "certified_by" not in result:
+        return
+    code = f" {result['code']}" if result.get("code") else ""
+    _say(
+        f"{result['status']}{code}: proven at height {result['height']} "
+        f"by the certificate of block {result['certified_by']}",
+        sys.stderr,
+    )
 
 
 def _query(args: argparse.Namespace) -> int:

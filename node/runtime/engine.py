@@ -137,8 +137,13 @@ class Engine(ChainHost):
         return held
 
     def request_valid(self, payload: bytes) -> bool:
-        """The replica's check of a request it did not admit itself (decode + signature)."""
+        """The replica's check of a request it did not admit itself (decode +
+        signature, and not already on this node's chain: a replica restarted
+        from disk has forgotten which requests its chain ordered, and would
+        keep, and as primary propose again, one a peer forwards it)."""
         tx_id = digest(payload)
+        if self.store.has_tx(tx_id):
+            return False
         if self.mempool.get(tx_id) is not None or tx_id in self.tx_cache:
             return True
         try:

@@ -12,9 +12,12 @@ from consensus.blocks import BlockHeader
 from consensus.merkle import inclusion_proof
 from consensus.messages import Commit
 from consensus.proofs import CommitCertificate
+from contracts.results import receipt_leaf_of
 from node.runtime.storage import StoredBlock
 from node.sdk.chain_page import FullBlock
 from node.sdk.proof import TxProof
+from node.sdk.receipt_proof import ReceiptLeaf, ReceiptProof
+from node.sdk.results_proof import ResultsAnchor
 
 
 def to_json(value: object) -> object:
@@ -91,6 +94,22 @@ def proof_view(stored: StoredBlock, index: int) -> dict[str, object]:
         index=index,
         count=len(digests),
         path=tuple(inclusion_proof(digests, index)),
+    ).to_dict()
+
+
+def receipt_proof_view(
+    stored: StoredBlock, index: int, anchor: ResultsAnchor | None
+) -> dict[str, object]:
+    """Receipt ``index`` of a block as its height's receipts tree commits to
+    it, with its audit path and the anchor that certifies the tree's root
+    (None while no later block carries the height's results)."""
+    leaves = [receipt_leaf_of(receipt) for receipt in stored.receipts]
+    return ReceiptProof(
+        leaf=ReceiptLeaf.from_stored(stored.receipts[index]),
+        index=index,
+        count=len(leaves),
+        path=tuple(inclusion_proof(leaves, index)),
+        anchor=anchor,
     ).to_dict()
 
 

@@ -45,7 +45,15 @@ genesis.json), and a list of node API URLs.  It trusts no single node:
 * **Results are verified.**  A committed status carries a proof (header,
   commit certificate, Merkle path); the client checks it against the
   validator set (:mod:`node.sdk.proof`) before returning, and raises
-  :class:`~node.sdk.errors.ProofError` if it does not hold.
+  :class:`~node.sdk.errors.ProofError` if it does not hold.  The outcome
+  is proven too (:mod:`node.sdk.receipt_proof`): the receipt is a leaf
+  under the receipts root of its height, which a later block's certificate
+  certifies, and the receipt the node served must be that leaf.  No call
+  reports a receipt, ok or rejected, unless it is proven: while no later
+  block has carried the height's results the client asks again, for at
+  most ``proof_wait_s``, then raises ProofError ``unproven``.  Proofs are
+  checked against :meth:`ProvenetClient.validators_at`, the one place that
+  says which validator set is in force at a height.
 * **Events resume.**  :meth:`ProvenetClient.events` follows
   ``/v1/events`` and, when the socket closes or fails, reconnects (to the
   next node after a failure) from the last height it yielded plus one,
@@ -92,6 +100,7 @@ from node.sdk.keys import Identity, load_identity
 from node.sdk.network_file import read_network
 from node.sdk.nonces import NonceBook
 from node.sdk.proof import verify_block, verify_tx_proof
+from node.sdk.receipt_proof import check_receipt_proof, is_anchored
 from node.sdk.state_proof import ProvenState, verify_state_answer
 from node.sdk.tls import client_context
 from node.sdk.transport import (
@@ -136,6 +145,14 @@ _NONCE_UNUSED_CODES = frozenset(
 # the caller (the nonce is given back where it was not used), who decides
 # whether to send the call again.
 DEFAULT_RESIGN_ATTEMPTS = 5
+# How long a call asks again for the certificate of a committed
+# transaction's results (a later block carries them within a few blocks;
+# when the chain goes idle the primary proposes an empty block to carry
+# them) before it raises ProofError "unproven".
+DEFAULT_PROOF_WAIT_S = 10.0
+# The pause before asking again when a node answered at once without the
+# certificate (an honest node holds the request until it has it).
+_PROOF_RETRY_S = 0.1
 
 
 def _nonce_count(answer: object, name: str) -> int | None:
@@ -190,6 +207,12 @@ def _resigned_expiry(expiry_height: int | None, earlier_signatures: int) -> int 
     return base - earlier_signatures
 
 
+def _height_of(status: JSON) -> int:
+    """The height a status names (0 when it names none; its proof then fails)."""
+    height = status.get("height")
+    return height if type(height) is int else 0
+
+
 def _hex_id(value: bytes | str) -> str:
     return value.hex() if isinstance(value, bytes) else value
 
@@ -208,7 +231,10 @@ class ProvenetClient:
     ``resign_attempts`` bounds how often :meth:`submit` signs one call again
     (see "A sender is never wedged" above); ``pending_failover_s`` is how
     long a waiting call lets one node hold its transaction "pending" before
-    it asks (and, if need be, hands the transaction to) the next node.
+    it asks (and, if need be, hands the transaction to) the next node;
+    ``proof_wait_s`` is how long a call asks again for the certificate of a
+    committed transaction's results before it raises ProofError
+    ``unproven``.
 
     One client serves any number of concurrent calls; up to
     ``max_connections_per_node`` of them run against one node at once and
@@ -229,9 +255,13 @@ class ProvenetClient:
         max_connections_per_node: int = MAX_CONNECTIONS_PER_NODE,
         resign_attempts: int = DEFAULT_RESIGN_ATTEMPTS,
         pending_failover_s: float = DEFAULT_PENDING_FAILOVER_S,
+        proof_wait_s: float = DEFAULT_PROOF_WAIT_S,
     ) -> None:
         if not pending_failover_s > 0:
             raise ValueError("pending_failover_s must be positive")
+        if not proof_wait_s >= 0:
+            raise ValueError("proof_wait_s must not be negative")
+        self.proof_wait_s = proof_wait_s
         self.identity = identity
         self.chain_id = chain_id
         self.validators = validators
@@ -542,6 +572,7 @@ class ProvenetClient:
         status = await self._post_envelope(envelope, identifier, timeout_s if wait else None)
         if wait:
             status = await self._wait_committed(envelope, identifier, status, deadline)
+        status = await self._anchored(identifier, status)
         return self._result(identifier, status, raise_on_reject)
 
     def _settle(self, tx: Transaction, fate: str, code: str | None = None) -> None:
@@ -567,6 +598,7 @@ class ProvenetClient:
         deadline = asyncio.get_running_loop().time() + timeout_s
         status = await self._status_or_resend(envelope, identifier, 0.0)
         status = await self._wait_committed(envelope, identifier, status, deadline)
+        status = await self._anchored(identifier, status)
         return self._result(identifier, status, raise_on_reject)
 
     async def submit_many(self, txs: list[Transaction]) -> list[JSON]:
@@ -698,6 +730,36 @@ class ProvenetClient:
             )
         return _need_dict(answer, "transaction status")
 
+    async def _anchored(self, identifier: bytes, status: JSON) -> JSON:
+        """A committed status whose receipt proof has its anchor: while the
+        answer lacks it (no later block has carried the height's results
+        yet), ask again with ``wait``, for ``proof_wait_s`` in all.  The
+        answer is verified afterwards, whichever node gave it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.proof_wait_s
+        path = f"/v1/txs/{identifier.hex()}"
+        while status.get("status") == "committed" and not is_anchored(status):
+            remaining_s = deadline - loop.time()
+            if remaining_s <= 0:
+                break
+            wait_s = min(remaining_s, self._wait_chunk_s)
+            asked = loop.time()
+            answer = await self.transport.call(
+                "GET", path, params=_wait_params(wait_s), wait_s=wait_s
+            )
+            status = _need_dict(answer, "transaction status")
+            if not is_anchored(status) and loop.time() - asked < wait_s:
+                # Answered at once without it: do not hammer the node.
+                await asyncio.sleep(min(_PROOF_RETRY_S, max(0.0, deadline - loop.time())))
+        return status
+
+    def validators_at(self, height: int) -> ValidatorSet:
+        """The validator set in force at ``height``, which every certificate of
+        a block at that height is checked against.  The genesis set for now:
+        the one function to change when the set changes by governance."""
+        del height
+        return self.validators
+
     def _result(self, identifier: bytes, status: JSON, raise_on_reject: bool) -> JSON:
         state = status.get("status")
         if state == "dropped":
@@ -710,10 +772,14 @@ class ProvenetClient:
         return receipt
 
     def _verified_receipt(self, identifier: bytes, status: JSON) -> JSON:
-        """The receipt of a committed status whose proof holds, with its block's place."""
+        """The receipt of a committed status whose proofs hold (inclusion under
+        its block's certificate, receipt under the certificate of its
+        results), with its block's place and the block that certified it."""
         if status.get("tx_id") != identifier.hex():
             raise ProofError("malformed", "the status is for another transaction")
-        header = verify_tx_proof(identifier, status.get("proof"), self.validators, self.chain_id)
+        header = verify_tx_proof(
+            identifier, status.get("proof"), self.validators_at(_height_of(status)), self.chain_id
+        )
         proof = _need_dict(status["proof"], "proof")
         # Exact types: a JSON true or 1.0 equals 1 in Python but is no height.
         height, index = status.get("height"), status.get("index")
@@ -728,11 +794,15 @@ class ProvenetClient:
             or receipt.get("tx_id", identifier.hex()) != identifier.hex()
         ):
             raise ProofError("malformed", "a committed status needs this transaction's receipt")
+        proven = check_receipt_proof(identifier, status, header, self.validators_at, self.chain_id)
         return {
             **receipt,
+            "status": proven.status,
+            "code": proven.code,
             "height": header.height,
             "index": proof["index"],
             "block_hash": header.hash.hex(),
+            "certified_by": proven.certified_by,
         }
 
     # ---------------------------------------------------------------- reading
@@ -755,7 +825,9 @@ class ProvenetClient:
         )  # fmt: skip
         status = _need_dict(answer, "transaction status")
         if verify and status.get("status") == "committed":
-            self._verified_receipt(bytes.fromhex(_hex_id(identifier)), status)
+            tx = bytes.fromhex(_hex_id(identifier))
+            status = await self._anchored(tx, status)
+            self._verified_receipt(tx, status)
         return status
 
     async def block(self, height: int | str = "latest", verify: bool = True) -> JSON:
@@ -839,12 +911,6 @@ class ProvenetClient:
         )
         self.proven_height = max(self.proven_height, proven.height)
         return proven
-
-    def validators_at(self, height: int) -> ValidatorSet:
-        """The validator set whose certificates count at block ``height``: the
-        genesis set, until the set changes by governance (issue 12, item 6)."""
-        del height
-        return self.validators
 
     async def status(self) -> JSON:
         """The answering node's status (height, view, peers, mempool)."""

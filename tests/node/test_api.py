@@ -102,10 +102,12 @@ async def test_event_stream_replays_from_a_height_and_resumes(single: Single) ->
             status, _ = await submit(http, single, tx)
             assert status == 200
             ids.append(tx_id(tx).hex())
+        # Each block is followed by the empty one that carries its results
+        # (the submit waits for it): six frames, heights 1..6.
         async with http.ws_connect(f"{single.url}/v1/events?from_height=1") as ws:
-            frames = [json.loads((await ws.receive(timeout=10)).data) for _ in range(3)]
-        assert [f["height"] for f in frames] == [1, 2, 3]
-        assert [f["txs"][0]["tx_id"] for f in frames] == ids
+            frames = [json.loads((await ws.receive(timeout=10)).data) for _ in range(6)]
+        assert [f["height"] for f in frames] == [1, 2, 3, 4, 5, 6]
+        assert [t["tx_id"] for f in frames for t in f["txs"]] == ids
         last = frames[-1]["height"]
         fourth = single.harvest(3, "E3")
         async with http.ws_connect(f"{single.url}/v1/events?from_height={last + 1}") as ws:
@@ -148,7 +150,8 @@ async def test_metrics_count_what_the_node_did(single: Single) -> None:
         await submit(http, single, single.harvest(0, "P0"))
         async with http.get(f"{single.url}/metrics") as response:
             text = await response.text()
-    assert "provenet_height 1.0" in text
+    # Block 1 holds it, block 2 is the empty one that carries its results.
+    assert "provenet_height 2.0" in text
     assert 'provenet_transactions_executed_total{status="ok"} 1.0' in text
     assert 'provenet_submissions_total{outcome="accepted"} 1.0' in text
 
@@ -193,7 +196,8 @@ async def test_audit_views_show_a_sanction_and_what_it_tainted(single: Single) -
             failing = (await response.json())["result"]
         async with http.get(f"{single.url}/v1/audit/sanctions") as response:
             sanctions = (await response.json())["result"]["sanctions"]
-        async with http.get(f"{single.url}/v1/audit/activity?from=1&to=4") as response:
+        # Each step's block is followed by the empty one carrying its results.
+        async with http.get(f"{single.url}/v1/audit/activity?from=1&to=8") as response:
             activity = (await response.json())["result"]
     assert {a["asset_id"] for a in failing["assets"]} == {"P-A", "P-B"}
     assert {f["rule"] for a in failing["assets"] for f in a["failures"]} == {"mine_sanctioned"}

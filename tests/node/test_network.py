@@ -437,6 +437,31 @@ async def test_a_loser_waiting_in_a_mempool_is_answered_409_when_the_winner_exec
         assert committed[0] == 200 and committed[1]["receipt"]["status"] == "ok", committed
 
 
+async def test_outcomes_are_proven_ok_and_rejected_including_after_the_chain_goes_idle(
+    network: LocalNetwork,
+) -> None:
+    """Four validators: an ok and a rejected outcome each come back proven
+    under the certificate of a later block; the chain then goes idle, and
+    the last one's results are carried by one empty block."""
+    lot = harvest_args("proven", 0)
+    async with network.client("farm") as farm:
+        ok = await farm.submit("food", "harvest", lot)
+        assert ok["status"] == "ok" and ok["certified_by"] > ok["height"]
+        with pytest.raises(TransactionRejected) as refused:
+            await farm.submit("food", "harvest", lot)
+        rejected: dict[str, Any] = refused.value.result
+        assert (rejected["status"], rejected["code"]) == ("rejected", "duplicate")
+        assert rejected["certified_by"] > rejected["height"]
+        # Idle now: the carrier is an empty block, and it is the last one.
+        carrier = await farm.block(rejected["certified_by"])
+        assert carrier["txs"] == []
+        await asyncio.sleep(0.5)
+        latest = await farm.block("latest")
+        assert latest["height"] == rejected["certified_by"]
+        status = await farm.tx_status(rejected["tx_id"])
+        assert status["receipt_proof"]["anchor"]["header"]["height"] == carrier["height"]
+
+
 async def test_a_revoked_key_is_refused(network: LocalNetwork) -> None:
     second = Ed25519Signer.from_seed(b"grocer-second-key".ljust(32, b"\0"))
     async with network.client("grocer") as grocer:

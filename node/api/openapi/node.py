@@ -123,8 +123,8 @@ def node_schemas() -> dict[str, Schema]:
                 "message": STR,
                 "tx_id": nullable(ref("Digest")),
                 "index": nullable(INT64),
-                "own": nullable(ref("ReceiptOutcome")),
-                "certified": nullable(ref("ReceiptOutcome")),
+                "own": nullable(ref("ReceiptLeaf")),
+                "certified": nullable(ref("ReceiptLeaf")),
             },
             "Why this node stopped executing: its results at `height` differ from the "
             "certified ones (node/runtime/divergence.py); `receipt` names the first "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from node.api.openapi.common import (
     INT64,
-    STR,
     WHOLE,
     Schema,
     array,
@@ -20,7 +19,7 @@ from node.api.openapi.common import (
 
 
 def results_schemas() -> dict[str, Schema]:
-    """HeightResults, the anchor that certifies them, and one receipt's outcome."""
+    """HeightResults and the anchor that certifies them."""
     return {
         "HeightResults": obj(
             {
@@ -46,20 +45,11 @@ def results_schemas() -> dict[str, Schema]:
             "The commit certificate of the lowest later block whose header carries "
             "executed_height >= the height, and the links that roll the results chain to it.",
         ),
-        "ReceiptOutcome": obj(
-            {
-                "tx_id": ref("Digest"),
-                "status": STR,
-                "code": nullable(STR),
-                "writes_digest": ref("Digest"),
-            },
-            "What one receipt leaf commits to.",
-        ),
         "Results": obj(
             {
                 "height": INT64,
                 "results": ref("HeightResults"),
-                "receipts": array(ref("ReceiptOutcome"), "One per request of the block, in order."),
+                "receipts": array(ref("ReceiptLeaf"), "One per request of the block, in order."),
                 "anchor": nullable(ref("ResultsAnchor")),
             },
             "A height's results; `anchor` is null until a block certifying them is stored.",

@@ -46,23 +46,6 @@ def state_schemas() -> dict[str, Schema]:
             "at the key's leaf (the value is present), an empty slot (absent), or "
             "other_leaf: [path, value digest] of another key's leaf (absent).",
         ),
-        "ResultsAnchor": obj(
-            {
-                "results": obj(
-                    {
-                        "height": INT64,
-                        "state_root": ref("Digest"),
-                        "receipts_root": ref("Digest"),
-                        "previous_results_root": ref("Digest"),
-                    }
-                ),
-                "links": array(digest_pair, "[state_root, receipts_root] of each later height."),
-                "header": ref("SignedHeader"),
-                "certificate": array(ref("Commit")),
-            },
-            "The commit certificate that certifies one height's results "
-            "(node/sdk/results_proof.py).",
-        ),
         "StateValue": obj(
             {
                 "key": ref("Hex"),

@@ -29,8 +29,9 @@ from node.api.openapi.common import (
 _WAIT = query_param(
     "wait",
     {"type": "string"},
-    "`1`, `true` or `yes`: wait (up to timeout_ms) for a pending transaction to commit; "
-    "any other value does not wait.",
+    "`1`, `true` or `yes`: wait (up to timeout_ms in all) for a pending transaction to "
+    "commit, and then for the later block that certifies its results (the anchor of its "
+    "receipt_proof); any other value does not wait.",
 )
 _TIMEOUT = query_param(
     "timeout_ms",
@@ -109,6 +110,27 @@ def outcome_schemas() -> dict[str, Schema]:
             },
             "The block's commit certificate and the transaction's Merkle inclusion path.",
         ),
+        "ReceiptLeaf": obj(
+            {
+                "tx_id": ref("Digest"),
+                "status": {"type": "string", "description": "ok, rejected or duplicate"},
+                "code": nullable(STR),
+                "writes_digest": ref("Digest"),
+            },
+            "A receipt as its height's receipts tree commits to it (contracts.results).",
+        ),
+        "ReceiptProof": obj(
+            {
+                "leaf": ref("ReceiptLeaf"),
+                "index": INT64,
+                "count": INT64,
+                "path": array(ref("Digest"), "The leaf's audit path in the receipts tree."),
+                "anchor": nullable(ref("ResultsAnchor")),
+            },
+            "The receipt under its height's receipts root, and the anchor that certifies "
+            "that root; anchor is null while no later block carries the height's results "
+            "(node.sdk.receipt_proof).",
+        ),
         "TxStatus": obj(
             {
                 "tx_id": ref("Digest"),
@@ -117,6 +139,7 @@ def outcome_schemas() -> dict[str, Schema]:
                 "index": nullable(INT64),
                 "receipt": nullable(ref("Receipt")),
                 "proof": nullable(ref("Proof")),
+                "receipt_proof": nullable(ref("ReceiptProof")),
             }
         ),
         "BatchResults": obj(
