@@ -30,8 +30,9 @@ from contracts.admission import check_stateless
 from contracts.orgs import KeyRecord, key_key
 from contracts.queries import query
 from contracts.records import load
+from contracts.state import ReadableState
 from contracts.tx import Transaction, admission_codec_limits, encode_tx, tx_from_value
-from node.api import audit, chain_stream, openapi
+from node.api import audit, chain_stream, openapi, proven
 from node.api.errors import ApiError
 from node.api.ratelimit import (
     BucketConfig,
@@ -44,6 +45,7 @@ from node.api.ratelimit import (
     steps_cost,
 )
 from node.api.request_body import JSON_OR_MSGPACK, MSGPACK, media_type, parse_json, read_body
+from node.runtime.certified import await_anchor
 from node.runtime.chain import ChainHost, Subscriber, now_ms
 from node.runtime.config import NodeLimits
 from node.runtime.listener.connections import address_key
@@ -316,9 +318,7 @@ class ClientApi:
             web.get(STREAM_PATH, self.chain_stream),
             web.post("/v1/query", self.post_query),
             web.get("/v1/trace/{asset_id}", self.named_query("diamonds", "trace", "asset_id")),
-            web.get(
-                "/v1/compliance/{asset_id}", self.named_query("diamonds", "compliance", "asset_id")
-            ),
+            web.get("/v1/compliance/{asset_id}", self.compliance),
             web.get(
                 "/v1/recall_impact/{lot_id}", self.named_query("food", "recall_impact", "lot_id")
             ),
@@ -643,11 +643,40 @@ class ClientApi:
 
         return handler
 
+    async def compliance(self, request: web.Request) -> web.Response:
+        """A diamond's verdict; with ``prove=1`` also every read it depends on, proven
+        against the certified state root of one height (node/api/proven.py)."""
+        args: dict[str, object] = {"asset_id": request.match_info["asset_id"]}
+        if request.query.get("prove") not in ("1", "true", "yes"):
+            return respond(
+                request, {"result": self.run_query(request, "diamonds", "compliance", args)}
+            )
+        timeout_ms = self._timeout_ms(request)
+        # No await from here until the proofs are taken: state stays at `height`.
+        height = self.store.height()
+        verdict, reads = proven.record_and_prove(
+            self.engine.ledger.state,
+            lambda view: self.run_query(request, "diamonds", "compliance", args, view),
+            self.limits.max_proven_reads,
+        )
+        self.budget.charge_incurred(request, steps_cost(len(reads)))
+        anchor = await await_anchor(self.engine, height, timeout_ms / 1000)
+        if anchor is None:
+            raise ApiError("unavailable", f"height {height} is not certified yet; retry")
+        answer = {"verdict": verdict, "height": height, "reads": reads, "anchor": anchor.to_dict()}
+        return respond(request, answer)
+
     def run_query(
-        self, request: web.Request, contract: str, name: str, args: dict[str, object]
+        self,
+        request: web.Request,
+        contract: str,
+        name: str,
+        args: dict[str, object],
+        state: ReadableState | None = None,
     ) -> object:
         """Answer a query within the node's step cap; the client pays for the steps it took."""
-        answer = query(self.engine.ledger.state, contract, name, args, self.limits.max_query_steps)
+        view = self.engine.ledger.state if state is None else state
+        answer = query(view, contract, name, args, self.limits.max_query_steps)
         steps = answer["steps"]
         assert type(steps) is int, "a query's answer counts its steps"
         self.budget.charge_incurred(request, steps_cost(steps))

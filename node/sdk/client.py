@@ -78,6 +78,7 @@ import aiohttp
 from consensus.codec import encode
 from consensus.quorum import ValidatorSet
 from contracts.tx import MAX_NONCE, Transaction, encode_tx, sign_tx, tx_id
+from node.sdk.compliance_proof import verify_compliance
 from node.sdk.errors import (
     ProofError,
     ProvenetError,
@@ -787,6 +788,31 @@ class ProvenetClient:
         """The conflict-free verdict of a diamond, with every failing link."""
         answer = await self.transport.call("GET", f"/v1/compliance/{_segment(asset_id)}")
         return _need_dict(_unwrap(answer), "compliance")
+
+    async def verified_compliance(
+        self, asset_id: str, min_height: int | None = None, timeout_s: float = _WAIT_CHUNK_S
+    ) -> JSON:
+        """A diamond's verdict, trusting no node: every state read it depends on is
+        proven against one certified state root and the verdict is computed again
+        here (:mod:`node.sdk.compliance_proof`).  Returns ``{"verdict", "height",
+        "certified_by", "reads"}``; raises :class:`ProofError` naming the part that failed.
+
+        ``timeout_s`` bounds the wait for the certificate of the node's height;
+        ``min_height`` refuses (part ``stale``) a verdict as of a lower height.
+        """
+        params = {"prove": "1", "timeout_ms": str(max(1, int(timeout_s * 1000)))}
+        answer = await self.transport.call(
+            "GET", f"/v1/compliance/{_segment(asset_id)}", params=params, wait_s=timeout_s
+        )
+        return verify_compliance(
+            answer, asset_id, self.validators_at, self.chain_id, min_height=min_height
+        )
+
+    def validators_at(self, height: int) -> ValidatorSet:
+        """The validator set whose certificates count at block ``height``: the
+        genesis set, until the set changes by governance (issue 12, item 6)."""
+        del height
+        return self.validators
 
     async def recall_impact(self, lot_id: str) -> JSON:
         """Every lot downstream of a food lot, with who holds it now."""
