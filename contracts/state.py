@@ -25,7 +25,7 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-from contracts.stateroot import MerkleTrie
+from contracts.stateroot import MerkleTrie, StateProof
 
 
 class ReadableState(Protocol):
@@ -149,6 +149,14 @@ class MemoryState:
 
     def root(self) -> bytes:
         return self._trie.root()
+
+    def prove(self, key: bytes) -> StateProof:
+        """A proof of ``get(key)`` (a value or absence) under :meth:`root`.
+
+        See contracts.stateroot's "State proofs"; the caller reads the value
+        and the proof with no write in between.
+        """
+        return self._trie.prove(key)
 
 
 def apply_writes(state: State, writes: Iterable[tuple[bytes, bytes | None]]) -> None:

@@ -33,16 +33,49 @@ one level per sixteenfold growth), not with the size of the state.
 The tests check the incremental trie against a from-scratch computation
 of the same root over a full list of pairs, which shares no code path with
 it but the leaf hash (tests/contracts/snapshot_root.py).
+
+State proofs
+------------
+:meth:`MerkleTrie.prove` answers "what does ``key`` hold under this root"
+with a :class:`StateProof`: the internal nodes on the key's path from the
+top, each given as its non-empty children other than the one on the path
+(a 16-bit bitmap saying which slots they fill, then their hashes in slot
+order), and how the path ends.  The path ends at the first slot that is
+not an internal node, which is one of:
+
+* the key's own leaf: the key is present, and the verifier recomputes the
+  leaf hash from the key and the claimed value;
+* ``EMPTY``: the key is absent;
+* the leaf of another key, whose path shares the nibbles walked so far:
+  the key is absent, because a leaf stands for a subtree holding exactly
+  one pair, and every key whose path starts with those nibbles would be in
+  that subtree.  The proof carries that leaf's path and value digest.
+
+:func:`verify_state_proof` rebuilds the hashes from that end up to the top
+and compares the result with the root.  Soundness rests on SHA-256 alone,
+as the root's does: a proof that verifies for a wrong answer would give
+two different preimages of some node on the path.  The proof holds one
+level per internal node on the path (expected ``log16(n) + 1``) and at
+most 15 hashes per level, so its size and the time to check it grow with
+the logarithm of the state; :meth:`StateProof.from_dict` refuses more
+than 64 levels (a SHA-256 path has 64 nibbles), a level claiming 16
+siblings, or a sibling equal to ``EMPTY`` (an empty slot is only ever
+said with the bitmap, so each proof has one encoding).  The benchmark is
+scripts/bench_proofs.py.
 """
 
 from __future__ import annotations
 
-from consensus.codec import digest
+from dataclasses import dataclass
+from typing import ClassVar
+
+from consensus.codec import DIGEST_SIZE, FieldReader, ShapeError, digest, read_blob
 
 EMPTY = bytes(32)
 _LEAF_TAG = b"\x00"
 _NODE_TAG = b"\x01"
 _MAX_DEPTH = 64  # nibbles in a SHA-256 path
+_LEAF_HASH_AT = 64  # a leaf entry is path || value digest || leaf hash
 
 
 def key_path(key: bytes) -> bytes:
@@ -63,9 +96,12 @@ def _nibble(path: bytes, depth: int) -> int:
 class _Node:
     """An internal node.  A child is None, a leaf entry or a node.
 
-    A leaf entry is the 64 bytes ``path || leaf hash``: one bytes object is
-    a third of the memory of a small object holding the same two fields,
-    which matters at millions of keys.
+    A leaf entry is the 96 bytes ``path || value digest || leaf hash``: one
+    bytes object is a third of the memory of a small object holding the
+    same fields, which matters at millions of keys.  The value digest is
+    there for proofs of absence (which name another key's leaf); the leaf
+    hash is kept rather than recomputed so that rehashing a node costs one
+    SHA-256, not one per leaf child.
     """
 
     __slots__ = ("cached", "children")
@@ -90,7 +126,8 @@ class MerkleTrie:
     def set(self, key: bytes, value: bytes) -> None:
         """Record that ``key`` now holds ``value``."""
         path = key_path(key)
-        entry = path + leaf_hash(path, value)
+        value_digest = digest(value)
+        entry = path + value_digest + digest(_LEAF_TAG + path + value_digest)
         node = self._top
         depth = 0
         while True:
@@ -144,8 +181,17 @@ class MerkleTrie:
         if not present:
             return EMPTY
         if len(present) == 1 and isinstance(present[0], bytes):
-            return present[0][32:]
+            return present[0][_LEAF_HASH_AT:]
         return _hash_node(self._top)
+
+    def prove(self, key: bytes) -> StateProof:
+        """A proof of what ``key`` holds (or that it is absent) under :meth:`root`.
+
+        Costs one walk down the key's path; sibling hashes come from the
+        node caches (a node written since the last :meth:`root` is hashed
+        now and cached).
+        """
+        return _prove(self._top, key_path(key))
 
 
 def _split(existing: bytes, entry: bytes, depth: int) -> _Node:
@@ -186,8 +232,194 @@ def _hash_node(node: _Node) -> bytes:
         if child is None:
             parts.append(EMPTY)
         elif isinstance(child, bytes):
-            parts.append(child[32:])
+            parts.append(child[_LEAF_HASH_AT:])
         else:
             parts.append(_hash_node(child))
     node.cached = digest(b"".join(parts))
     return node.cached
+
+
+# --- State proofs -----------------------------------------------------------
+
+_FULL_BITMAP = 0xFFFF
+
+
+@dataclass(frozen=True)
+class ProofLevel:
+    """One internal node on a key's path: its other non-empty children.
+
+    Bit ``i`` of ``bitmap`` is set when slot ``i`` holds a child other than
+    the one on the path; ``siblings`` are those children's hashes in slot
+    order.
+    """
+
+    bitmap: int
+    siblings: tuple[bytes, ...]
+
+    def children(self, slot: int, on_path: bytes) -> bytes | None:
+        """The node's preimage with ``on_path`` at ``slot``; None if ``slot`` is taken."""
+        if self.bitmap >> slot & 1:
+            return None
+        parts = [_NODE_TAG]
+        remaining = iter(self.siblings)
+        for index in range(16):
+            if index == slot:
+                parts.append(on_path)
+            elif self.bitmap >> index & 1:
+                parts.append(next(remaining))
+            else:
+                parts.append(EMPTY)
+        return b"".join(parts)
+
+
+@dataclass(frozen=True)
+class StateProof:
+    """What a key holds under a state root (see "State proofs" above).
+
+    ``other_leaf`` is ``(path, value_digest)`` of the leaf of another key
+    that ends the path of an absent key, else None.
+    """
+
+    levels: tuple[ProofLevel, ...]
+    other_leaf: tuple[bytes, bytes] | None = None
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"levels", "other_leaf"})
+    MAX_LEVELS: ClassVar[int] = _MAX_DEPTH
+
+    def to_dict(self) -> dict[str, object]:
+        """The msgpack form: each level is ``[bitmap, concatenated sibling hashes]``."""
+        other = None if self.other_leaf is None else [self.other_leaf[0], self.other_leaf[1]]
+        return {
+            "levels": [[level.bitmap, b"".join(level.siblings)] for level in self.levels],
+            "other_leaf": other,
+        }
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON form: :meth:`to_dict` with bytes as lowercase hex."""
+        other = None if self.other_leaf is None else [part.hex() for part in self.other_leaf]
+        return {
+            "levels": [[level.bitmap, b"".join(level.siblings).hex()] for level in self.levels],
+            "other_leaf": other,
+        }
+
+    @classmethod
+    def from_dict(cls, value: object, what: str = "proof") -> StateProof:
+        return cls._read(FieldReader.of(value, cls.FIELDS, what))
+
+    @classmethod
+    def from_json(cls, value: object, what: str = "proof") -> StateProof:
+        return cls._read(FieldReader.of(value, cls.FIELDS, what, hex_bytes=True))
+
+    @classmethod
+    def _read(cls, fields: FieldReader) -> StateProof:
+        what, as_hex = fields.what, fields.hex_bytes
+        levels = fields.values["levels"]
+        if not isinstance(levels, list) or len(levels) > cls.MAX_LEVELS:
+            raise ShapeError(f"{what}.levels must be a list of at most {cls.MAX_LEVELS} levels")
+        other = fields.values["other_leaf"]
+        other_leaf = None
+        if other is not None:
+            if not isinstance(other, list) or len(other) != 2:
+                raise ShapeError(f"{what}.other_leaf must be null or [path, value_digest]")
+            other_leaf = (
+                read_blob(other[0], f"{what}.other_leaf[0]", (DIGEST_SIZE,), as_hex),
+                read_blob(other[1], f"{what}.other_leaf[1]", (DIGEST_SIZE,), as_hex),
+            )
+        return cls(
+            levels=tuple(
+                _read_level(level, f"{what}.levels[{n}]", as_hex) for n, level in enumerate(levels)
+            ),
+            other_leaf=other_leaf,
+        )
+
+
+def _read_level(value: object, what: str, as_hex: bool) -> ProofLevel:
+    if not isinstance(value, list) or len(value) != 2:
+        raise ShapeError(f"{what} must be [bitmap, sibling hashes]")
+    bitmap = value[0]
+    # bool is an int subclass; a decoded true is never a bitmap.
+    if type(bitmap) is not int or not 0 <= bitmap < _FULL_BITMAP:
+        raise ShapeError(f"{what}[0] must be a bitmap of at most 15 of 16 slots")
+    count = bitmap.bit_count()
+    joined = read_blob(value[1], f"{what}[1]", (count * DIGEST_SIZE,), as_hex)
+    siblings = tuple(joined[i : i + DIGEST_SIZE] for i in range(0, len(joined), DIGEST_SIZE))
+    if EMPTY in siblings:
+        raise ShapeError(f"{what}[1] lists an empty slot as a sibling")
+    return ProofLevel(bitmap, siblings)
+
+
+def verify_state_proof(root: bytes, key: bytes, value: bytes | None, proof: StateProof) -> bool:
+    """True when ``proof`` shows that, under ``root``, ``key`` holds ``value``.
+
+    ``value`` None claims that ``key`` is absent.  Never raises on a
+    well-typed proof: any mismatch is False.
+    """
+    path = key_path(key)
+    depth = len(proof.levels)
+    if depth > _MAX_DEPTH:
+        return False
+    if value is not None:
+        if proof.other_leaf is not None:
+            return False
+        node = leaf_hash(path, value)
+    elif proof.other_leaf is None:
+        node = EMPTY
+    else:
+        other_path, other_value_digest = proof.other_leaf
+        if other_path == path or not _shares_nibbles(other_path, path, depth):
+            return False
+        node = digest(_LEAF_TAG + other_path + other_value_digest)
+    for level_depth in range(depth - 1, -1, -1):
+        preimage = proof.levels[level_depth].children(_nibble(path, level_depth), node)
+        if preimage is None:
+            return False
+        node = digest(preimage)
+    return node == root
+
+
+def _shares_nibbles(first: bytes, second: bytes, count: int) -> bool:
+    """Whether two paths agree on their first ``count`` nibbles."""
+    whole = count >> 1
+    if first[:whole] != second[:whole]:
+        return False
+    return count % 2 == 0 or first[whole] >> 4 == second[whole] >> 4
+
+
+def _prove(top: _Node, path: bytes) -> StateProof:
+    """The proof for ``path`` in the trie under ``top`` (see MerkleTrie.prove)."""
+    present = [child for child in top.children if child is not None]
+    if not present:
+        return StateProof(())
+    if len(present) == 1 and isinstance(present[0], bytes):
+        return StateProof((), _other_leaf(present[0], path))
+    levels: list[ProofLevel] = []
+    node = top
+    depth = 0
+    while True:
+        slot = _nibble(path, depth)
+        levels.append(_level_of(node, slot))
+        child = node.children[slot]
+        if child is None:
+            return StateProof(tuple(levels))
+        if isinstance(child, bytes):
+            return StateProof(tuple(levels), _other_leaf(child, path))
+        node = child
+        depth += 1
+
+
+def _level_of(node: _Node, slot: int) -> ProofLevel:
+    bitmap = 0
+    siblings: list[bytes] = []
+    for index, child in enumerate(node.children):
+        if index == slot or child is None:
+            continue
+        bitmap |= 1 << index
+        siblings.append(child[_LEAF_HASH_AT:] if isinstance(child, bytes) else _hash_node(child))
+    return ProofLevel(bitmap, tuple(siblings))
+
+
+def _other_leaf(entry: bytes, path: bytes) -> tuple[bytes, bytes] | None:
+    """None when ``entry`` is the leaf of ``path`` itself, else its (path, value digest)."""
+    if entry[:32] == path:
+        return None
+    return entry[:32], entry[32:_LEAF_HASH_AT]
