@@ -45,7 +45,6 @@ from node.api.ratelimit import (
     steps_cost,
 )
 from node.api.request_body import JSON_OR_MSGPACK, MSGPACK, media_type, parse_json, read_body
-from node.runtime.certified import await_anchor
 from node.runtime.chain import ChainHost, Subscriber, now_ms
 from node.runtime.config import NodeLimits
 from node.runtime.listener.connections import address_key
@@ -647,23 +646,29 @@ class ClientApi:
         """A diamond's verdict; with ``prove=1`` also every read it depends on, proven
         against the certified state root of one height (node/api/proven.py)."""
         args: dict[str, object] = {"asset_id": request.match_info["asset_id"]}
+        timeout_ms = self._timeout_ms(request)
         if request.query.get("prove") not in ("1", "true", "yes"):
             return respond(
                 request, {"result": self.run_query(request, "diamonds", "compliance", args)}
             )
-        timeout_ms = self._timeout_ms(request)
         # No await from here until the proofs are taken: state stays at `height`.
-        height = self.store.height()
+        height, state = self.store.height(), self.engine.ledger.state
+        state_root = state.root()
         verdict, reads = proven.record_and_prove(
-            self.engine.ledger.state,
+            state,
             lambda view: self.run_query(request, "diamonds", "compliance", args, view),
             self.limits.max_proven_reads,
         )
         self.budget.charge_incurred(request, steps_cost(len(reads)))
-        anchor = await await_anchor(self.engine, height, timeout_ms / 1000)
+        anchor = await proven.anchor_state(self.engine, height, state_root, timeout_ms / 1000)
         if anchor is None:
             raise ApiError("unavailable", f"height {height} is not certified yet; retry")
-        answer = {"verdict": verdict, "height": height, "reads": reads, "anchor": anchor.to_dict()}
+        answer = {
+            "verdict": verdict,
+            "height": anchor.height,
+            "reads": reads,
+            "anchor": anchor.to_dict(),
+        }
         return respond(request, answer)
 
     def run_query(

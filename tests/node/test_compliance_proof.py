@@ -38,6 +38,7 @@ from contracts.orgs import sanction_key
 from contracts.queries import query
 from contracts.results import HeightResults, receipts_root
 from contracts.state import MemoryState, ReadableState
+from node.api.errors import ApiError
 from node.api.proven import record_and_prove
 from node.runtime.views import to_json
 from node.sdk import ProvenetClient
@@ -254,3 +255,11 @@ async def test_the_client_verifies_an_honest_node_and_names_a_lying_nodes_lie(
                 with pytest.raises(ProofError) as refused:
                     await client.verified_compliance("S1")
                 assert refused.value.part == part
+
+
+def test_a_verdict_that_reads_more_keys_than_the_node_proves_is_refused_cleanly(
+    sanctioned: tuple[MemoryState, MemoryState],
+) -> None:
+    with pytest.raises(ApiError) as refused:
+        record_and_prove(sanctioned[1], verdict_of, 5)
+    assert refused.value.code == "limit_exceeded"
