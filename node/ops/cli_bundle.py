@@ -2,7 +2,8 @@
 
     provenet bundle ASSET -o FILE (--net DIR | --node URL --genesis FILE [--ca FILE])
     provenet verify FILE --genesis GENESIS [--json]
-    provenet verify --compliance ASSET (--net DIR | --node URL --genesis FILE [--ca FILE]) [--json]
+    provenet verify --compliance ASSET [--min-height H] (--net DIR | --node URL --genesis FILE
+                    [--ca FILE]) [--json]
 
 ``bundle`` fetches the asset's bundle from a node (``GET /v1/bundle/ASSET``),
 checks it against the genesis before writing anything (a node that serves a
@@ -75,6 +76,12 @@ def add_bundle_commands(subparsers: SubParsers) -> None:
         "--compliance",
         metavar="ASSET",
         help="verify ASSET's verdict as served, with proofs, by a node",
+    )
+    verify.add_argument(
+        "--min-height",
+        type=int,
+        metavar="H",
+        help="with --compliance: refuse a verdict as of a height below H (a stale node)",
     )
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     add_connection(verify, signing=False, timeout_s=30.0)
@@ -171,7 +178,7 @@ def _verify_compliance(args: argparse.Namespace) -> int:
 
     async def fetch() -> dict[str, Any]:
         async with client:
-            return await client.verified_compliance(args.compliance)
+            return await client.verified_compliance(args.compliance, args.min_height)
 
     try:
         proven = asyncio.run(fetch())

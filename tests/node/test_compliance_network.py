@@ -35,11 +35,13 @@ def quiet(line: str) -> None:
     del line
 
 
-async def cli_verify(single: Single, stone: str, capsys: pytest.CaptureFixture[str]) -> str:
-    args = ["verify", "--compliance", stone, "--net", str(single.dir)]
+async def cli_verify(
+    single: Single, stone: str, capsys: pytest.CaptureFixture[str], *extra: str
+) -> str:
+    args = ["verify", "--compliance", stone, "--net", str(single.dir), *extra]
     exit_code = await asyncio.to_thread(provenet, args)
-    out = capsys.readouterr().out
-    return f"{exit_code}\n{out}"
+    captured = capsys.readouterr()
+    return f"{exit_code}\n{captured.out}{captured.err}"
 
 
 async def test_a_real_nodes_proven_verdict_verifies_before_and_after_a_sanction(
@@ -59,6 +61,8 @@ async def test_a_real_nodes_proven_verdict_verifies_before_and_after_a_sanction(
     assert printed.startswith("0\n")
     assert f"{stone}: conflict-free as of height" in printed
     assert "verified against the certificate of block" in printed
+    printed = await cli_verify(single, stone, capsys, "--min-height", str(clean["height"] + 1000))
+    assert printed.startswith("1\n") and "bad_proof: stale:" in printed
 
     async with client("regulator") as regulator:
         args = {"kind": "mine", "target": mine, "reason": "forced labour"}
