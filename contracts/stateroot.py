@@ -257,8 +257,11 @@ class ProofLevel:
     siblings: tuple[bytes, ...]
 
     def children(self, slot: int, on_path: bytes) -> bytes | None:
-        """The node's preimage with ``on_path`` at ``slot``; None if ``slot`` is taken."""
-        if self.bitmap >> slot & 1:
+        """The node's preimage with ``on_path`` at ``slot``; None if ``slot`` is
+        taken or the level is inconsistent (possible only for one built by hand)."""
+        if self.bitmap >> slot & 1 or not 0 <= self.bitmap < _FULL_BITMAP:
+            return None
+        if len(self.siblings) != self.bitmap.bit_count():
             return None
         parts = [_NODE_TAG]
         remaining = iter(self.siblings)

@@ -32,7 +32,7 @@ from contracts.queries import query
 from contracts.records import load
 from contracts.state import ReadableState
 from contracts.tx import Transaction, admission_codec_limits, encode_tx, tx_from_value
-from node.api import audit, chain_stream, openapi, proven
+from node.api import audit, chain_stream, openapi, proven, state_read
 from node.api.errors import ApiError
 from node.api.ratelimit import (
     BucketConfig,
@@ -45,6 +45,7 @@ from node.api.ratelimit import (
     steps_cost,
 )
 from node.api.request_body import JSON_OR_MSGPACK, MSGPACK, media_type, parse_json, read_body
+from node.runtime.certified import await_anchor
 from node.runtime.chain import ChainHost, Subscriber, now_ms
 from node.runtime.config import NodeLimits
 from node.runtime.listener.connections import address_key
@@ -325,6 +326,7 @@ class ClientApi:
             web.get("/v1/audit/sanctions", self.audit_sanctions),
             web.get("/v1/audit/activity", self.audit_activity),
             web.get("/v1/nonce/{sender}", self.get_nonce),
+            web.get("/v1/state/{key}", self.get_state),
             web.get("/v1/events", self.events),
             web.get("/v1/status", self.get_status),
             web.get("/v1/validators", self.get_validators),
@@ -785,6 +787,22 @@ class ClientApi:
                 "pending_next_nonce": self.engine.mempool.pending_next_nonce(sender),
             },
         )
+
+    async def get_state(self, request: web.Request) -> web.Response:
+        """One state key's value; with ``prove=1`` its proof and the anchor of
+        the height it is proven at (node/api/state_read.py)."""
+        key = state_read.parse_key(request.match_info["key"], self.limits.max_state_key_bytes)
+        prove = request.query.get("prove") in ("1", "true", "yes")
+        timeout_ms = self._timeout_ms(request)
+        # No await from reading the height to taking the proof: the state
+        # stays at that height.
+        answer = state_read.read_state(self.engine.ledger.state, self.store.height(), key, prove)
+        if prove:
+            height = answer["height"]
+            assert isinstance(height, int)
+            anchor = await await_anchor(self.engine, height, timeout_ms / 1000)
+            answer["anchor"] = None if anchor is None else anchor.to_dict()
+        return respond(request, answer)
 
     async def get_status(self, request: web.Request) -> web.Response:
         return respond(request, self._status())

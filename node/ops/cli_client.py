@@ -4,6 +4,7 @@
                 --key FILE [--ca FILE]) [--no-wait] [--timeout-s S] [--expiry-height H]
     provenet query CONTRACT NAME ARGS_JSON (--net DIR | --node URL --genesis FILE [--ca FILE])
     provenet trace ASSET (--net DIR | --node URL --genesis FILE [--ca FILE]) [--json]
+    provenet state KEY [--hex] [--prove [--min-height H]] (--net DIR | --node URL --genesis FILE)
     provenet demo diamonds|food (--net DIR | --node URL --genesis FILE [--ca FILE] [--keys DIR])
 
 With ``--net`` everything comes from the network directory (node URLs, CA,
@@ -18,18 +19,26 @@ Bytes are written ``{"$bytes": "<hex>"}``.
 
 ``tx`` prints the verified receipt as JSON and exits 1 when the contract
 refused the transaction; every node error prints one line and exits 1.
+
+``state`` reads one state key (its text, or its hex with ``--hex``) and
+prints its value (hex, and the decoded record when the value is canonical
+msgpack) or ``absent``; with ``--prove`` the value is checked against a
+certified state root (node/sdk/state_proof.py) and the last line says
+``proven at height H``; a proof that does not hold exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from consensus.codec import DecodeError, decode
 from contracts.tx import args_problem
 from node.ops import demo
 from node.sdk.client import DEFAULT_WAIT_S, ProvenetClient
@@ -59,6 +68,7 @@ def add_client_commands(subparsers: SubParsers) -> None:
     _add_tx(subparsers)
     _add_query(subparsers)
     _add_trace(subparsers)
+    _add_state(subparsers)
     _add_demo(subparsers)
 
 
@@ -109,6 +119,19 @@ def _add_trace(subparsers: SubParsers) -> None:
     parser.add_argument("--json", action="store_true", help="print the raw trace and verdict")
     add_connection(parser, signing=False)
     parser.set_defaults(handler=_trace)
+
+
+def _add_state(subparsers: SubParsers) -> None:
+    parser = subparsers.add_parser("state", help="one state key's value, proven on request")
+    # Not "key": that is the signing key file of the connection options.
+    parser.add_argument("state_key", metavar="KEY", help="the key as text (as hex with --hex)")
+    parser.add_argument("--hex", action="store_true", help="KEY is hex")
+    parser.add_argument("--prove", action="store_true",
+                        help="check the value against a certified state root")  # fmt: skip
+    parser.add_argument("--min-height", type=int, metavar="H",
+                        help="with --prove, refuse an answer as of a lower height")  # fmt: skip
+    add_connection(parser, signing=False)
+    parser.set_defaults(handler=_state)
 
 
 def _add_demo(subparsers: SubParsers) -> None:
@@ -247,6 +270,48 @@ async def _print_trace(client: ProvenetClient, args: argparse.Namespace) -> int:
     else:
         _say(format_trace(trace, compliance))
     return 0
+
+
+def _state(args: argparse.Namespace) -> int:
+    if args.hex:
+        try:
+            key = bytes.fromhex(args.state_key)
+        except ValueError:
+            raise ConfigError("--hex: KEY must be hex") from None
+    else:
+        key = args.state_key.encode()
+    return _run(_print_state(make_client(args), key, args))
+
+
+async def _print_state(client: ProvenetClient, key: bytes, args: argparse.Namespace) -> int:
+    async with client:
+        if args.prove:
+            proven = await client.prove_state(key, args.min_height)
+            value, footer = proven.value, f"proven at height {proven.height}"
+        else:
+            answer = await client.read_state(key)
+            raw = answer.get("value")
+            value = None if raw is None else bytes.fromhex(str(raw))
+            footer = f"as of height {answer.get('height')}, unproven"
+    _say(f"key {key!r}")
+    _say("absent" if value is None else f"value {value.hex()}")
+    if value is not None:
+        # Records are canonical msgpack; any other value is shown as hex only.
+        with contextlib.suppress(DecodeError):
+            _say(f"record {json.dumps(_hexed(decode(value)), sort_keys=True)}")
+    _say(footer)
+    return 0
+
+
+def _hexed(value: object) -> object:
+    """A decoded record for printing: bytes as hex."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {key: _hexed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_hexed(item) for item in value]
+    return value
 
 
 def _demo(args: argparse.Namespace) -> int:

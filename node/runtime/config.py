@@ -222,6 +222,10 @@ class NodeLimits:
     # upstream assets reads a few hundred keys, and the bound keeps one answer
     # (a proof is up to a few KiB) from growing with a pathological DAG.
     max_proven_reads: int = 4_096
+    # Longest state key GET /v1/state/{key} takes (as hex, twice as many
+    # digits); the contracts' keys are a prefix and an identifier or a
+    # public key's hex, well under it.
+    max_state_key_bytes: int = 1_024
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():

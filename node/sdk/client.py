@@ -92,6 +92,7 @@ from node.sdk.keys import Identity, load_identity
 from node.sdk.network_file import read_network
 from node.sdk.nonces import NonceBook
 from node.sdk.proof import verify_block, verify_tx_proof
+from node.sdk.state_proof import ProvenState, verify_state_answer
 from node.sdk.tls import client_context
 from node.sdk.transport import (
     MAX_CONNECTIONS_PER_NODE,
@@ -249,6 +250,9 @@ class ProvenetClient:
         # Checks, off the calls' path, of whether to leave the preferred node
         # (_wait_committed); at most max_connections_per_node at once.
         self._probes: set[asyncio.Task[None]] = set()
+        # The highest height prove_state has seen proven: no later answer
+        # may be older (node.sdk.state_proof, part "stale").
+        self.proven_height = 0
 
     # ---------------------------------------------------------------- building
 
@@ -798,26 +802,56 @@ class ProvenetClient:
         "certified_by", "reads"}``; raises :class:`ProofError` naming the part that failed.
 
         ``timeout_s`` bounds the wait for the certificate of the node's height;
-        ``min_height`` refuses (part ``stale``) a verdict as of a lower height.
+        a verdict as of a height below ``min_height``, or below the highest
+        height this client has already seen proven, is refused (part ``stale``).
         """
         params = {"prove": "1", "timeout_ms": str(max(1, int(timeout_s * 1000)))}
         answer = await self.transport.call(
             "GET", f"/v1/compliance/{_segment(asset_id)}", params=params, wait_s=timeout_s
         )
-        return verify_compliance(
-            answer, asset_id, self.validators_at, self.chain_id, min_height=min_height
+        floor = max(self.proven_height, min_height or 0)
+        proven = verify_compliance(answer, asset_id, self.validators_at, self.chain_id, floor)
+        height = proven["height"]
+        assert isinstance(height, int), "a verified verdict names its height"
+        self.proven_height = max(self.proven_height, height)
+        return proven
+
+    async def recall_impact(self, lot_id: str) -> JSON:
+        """Every lot downstream of a food lot, with who holds it now."""
+        answer = await self.transport.call("GET", f"/v1/recall_impact/{_segment(lot_id)}")
+        return _need_dict(_unwrap(answer), "recall impact")
+
+    async def read_state(self, key: bytes) -> JSON:
+        """``{"key", "value", "height"}`` of one state key, as one node says (unproven)."""
+        answer = await self.transport.call("GET", f"/v1/state/{key.hex()}")
+        return _need_dict(answer, "state")
+
+    async def prove_state(
+        self, key: bytes, min_height: int | None = None, timeout_s: float = _WAIT_CHUNK_S
+    ) -> ProvenState:
+        """What ``key`` holds (value None: absent), trusting no node: the node's
+        state proof is checked against a state root its commit certificate
+        certifies (:mod:`node.sdk.state_proof`).  Raises :class:`ProofError`
+        naming the part that failed: ``state``, ``unproven`` (no certificate
+        within ``timeout_s``), ``stale`` (as of a height below ``min_height``
+        or below the highest height this client has already seen proven).
+        """
+        params = {"prove": "1", "timeout_ms": str(max(1, int(timeout_s * 1000)))}
+        answer = await self.transport.call(
+            "GET", f"/v1/state/{key.hex()}", params=params, wait_s=timeout_s
         )
+        floor = max(self.proven_height, min_height or 0)
+        proven = verify_state_answer(
+            answer, key, self.validators_at, self.chain_id, min_height=floor
+        )
+        self.proven_height = max(self.proven_height, proven.height)
+        return proven
 
     def validators_at(self, height: int) -> ValidatorSet:
         """The validator set whose certificates count at block ``height``: the
         genesis set, until the set changes by governance (issue 12, item 6)."""
         del height
         return self.validators
-
-    async def recall_impact(self, lot_id: str) -> JSON:
-        """Every lot downstream of a food lot, with who holds it now."""
-        answer = await self.transport.call("GET", f"/v1/recall_impact/{_segment(lot_id)}")
-        return _need_dict(_unwrap(answer), "recall impact")
 
     async def status(self) -> JSON:
         """The answering node's status (height, view, peers, mempool)."""

@@ -273,3 +273,16 @@ def test_json_form_wants_hex() -> None:
         StateProof.from_json(proof.to_dict())
     with pytest.raises(ShapeError):
         StateProof.from_json({"levels": [[1, "zz" * 32]], "other_leaf": None})
+
+
+def test_a_hand_built_inconsistent_level_is_refused_not_raised() -> None:
+    state = MemoryState((b"k%d" % i, b"v") for i in range(24))
+    root = state.root()
+    proof = state.prove(b"k1")
+    top = proof.levels[0]
+    for broken in (
+        ProofLevel(top.bitmap, top.siblings[:-1]),
+        ProofLevel(top.bitmap, (*top.siblings, digest(b"x"))),
+        ProofLevel(top.bitmap | 1 << 16, top.siblings),
+    ):
+        assert not verify_state_proof(root, b"k1", b"v", StateProof((broken, *proof.levels[1:])))

@@ -20,11 +20,14 @@ import pytest
 from netfixture import LocalNetwork, local_network
 
 from consensus.codec import Ed25519Signer, decode, encode
+from contracts.food_records import lot_key
+from contracts.orgs import org_key
 from contracts.tx import Transaction, encode_tx, sign_tx, tx_id
 from node.runtime.peers import CLOSE_BAD_DATA, CLOSE_POLICY, hello_bytes
 from node.runtime.tls import issue_node_cert, make_ca
 from node.sdk import ProvenetClient, TransactionRejected
 from node.sdk.keys import load_identity
+from node.sdk.state_proof import ProvenState
 from node.sdk.tls import client_context
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.network, pytest.mark.slow]
@@ -474,6 +477,33 @@ async def test_a_revoked_key_is_refused(network: LocalNetwork) -> None:
         status, answer, _ = await post(network, http, encode_tx(revoked), "application/msgpack")
     assert (status, answer["error"]["code"]) == (403, "key_revoked")
     assert tx_id(revoked).hex() not in str(answer)
+
+
+async def _proven_while_committing(
+    reader: ProvenetClient, writer: ProvenetClient, key: bytes, tag: str
+) -> ProvenState:
+    """``reader.prove_state(key)``, committing harvests (at most 20) until it is
+    answered: a height is certified by a later block."""
+    task = asyncio.ensure_future(reader.prove_state(key, timeout_s=20))
+    for index in range(20):
+        done, _ = await asyncio.wait({task}, timeout=0.2)
+        if done:
+            break
+        await writer.submit("food", "harvest", harvest_args(tag, index))
+    return await task
+
+
+async def test_state_is_proven_present_and_absent_through_the_sdk(network: LocalNetwork) -> None:
+    tag = f"state-{time.time_ns()}"
+    async with network.client("farm") as writer, network.client(node="v2") as reader:
+        await writer.submit("food", "harvest", harvest_args(tag, 99))
+        present = await _proven_while_committing(reader, writer, lot_key(f"{tag}-99"), tag)
+        assert present.value is not None and decode(present.value)["lot_id"] == f"{tag}-99"
+        org = await _proven_while_committing(reader, writer, org_key("miner"), tag + "b")
+        assert org.value is not None and org.height >= present.height
+        absent = await _proven_while_committing(reader, writer, lot_key(f"never-{tag}"), tag + "c")
+        assert absent.value is None and absent.height >= org.height
+        assert reader.proven_height == absent.height
 
 
 # ---------------------------------------------------------------- peer links

@@ -9,7 +9,16 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from node.api.openapi import audit, blocks, dashboard, node, queries, records, transactions
+from node.api.openapi import (
+    audit,
+    blocks,
+    dashboard,
+    node,
+    queries,
+    records,
+    state,
+    transactions,
+)
 from node.api.openapi.common import Schema, error_response, scalar_schemas
 
 SPEC_NAME = "openapi.json"
@@ -55,6 +64,7 @@ def _schemas() -> dict[str, Schema]:
         **audit.audit_schemas(),
         **queries.bundle_schemas(),
         **node.node_schemas(),
+        **state.state_schemas(),
     }
 
 
@@ -67,6 +77,7 @@ def _paths() -> dict[str, Schema]:
         **audit.audit_ops(),
         **node.node_ops(),
         **dashboard.dashboard_ops(),
+        **state.state_ops(),
     }
 
 
