@@ -23,6 +23,12 @@ applies these rules, each reported as a failing link with the asset's id:
   revoked (checked for the diamond itself only);
 * ``trace_truncated``: the walk hit its limit, so cleanliness is unproven.
 
+The verdict reads state by point reads (``get``) only, never ``scan``: a
+light client recomputes it from the reads a node proves, one state proof
+per key (contracts/recorded_reads.py), and no point proof shows that a
+scan saw every key.  Keep it so (tests/contracts/test_recorded_reads.py
+fails on a scan).
+
 Sanctions and revocations are read as they stand now, so a sanction
 imposed after a stone was cut still taints the stone: that is what "taints
 everything downstream" means, with no write to any downstream record.

@@ -31,8 +31,9 @@ from contracts.admission import check_stateless
 from contracts.orgs import KeyRecord, key_key
 from contracts.queries import query
 from contracts.records import load
+from contracts.state import ReadableState
 from contracts.tx import Transaction, admission_codec_limits, encode_tx, tx_from_value
-from node.api import audit, chain_stream, openapi, state_read
+from node.api import audit, chain_stream, openapi, proven, state_read
 from node.api.errors import ApiError
 from node.api.ratelimit import (
     BucketConfig,
@@ -46,7 +47,7 @@ from node.api.ratelimit import (
 )
 from node.api.request_body import JSON_OR_MSGPACK, MSGPACK, media_type, parse_json, read_body
 from node.runtime import certified
-from node.runtime.certified import await_anchor, results_anchor
+from node.runtime.certified import anchor_state, await_anchor, results_anchor
 from node.runtime.chain import ChainHost, Subscriber, now_ms
 from node.runtime.config import NodeLimits
 from node.runtime.listener.connections import address_key
@@ -322,9 +323,7 @@ class ClientApi:
             web.get(STREAM_PATH, self.chain_stream),
             web.post("/v1/query", self.post_query),
             web.get("/v1/trace/{asset_id}", self.named_query("diamonds", "trace", "asset_id")),
-            web.get(
-                "/v1/compliance/{asset_id}", self.named_query("diamonds", "compliance", "asset_id")
-            ),
+            web.get("/v1/compliance/{asset_id}", self.compliance),
             web.get(
                 "/v1/recall_impact/{lot_id}", self.named_query("food", "recall_impact", "lot_id")
             ),
@@ -697,11 +696,46 @@ class ClientApi:
 
         return handler
 
+    async def compliance(self, request: web.Request) -> web.Response:
+        """A diamond's verdict; with ``prove=1`` also every read it depends on, proven
+        against the certified state root of one height (node/api/proven.py)."""
+        args: dict[str, object] = {"asset_id": request.match_info["asset_id"]}
+        timeout_ms = self._timeout_ms(request)
+        if request.query.get("prove") not in ("1", "true", "yes"):
+            return respond(
+                request, {"result": self.run_query(request, "diamonds", "compliance", args)}
+            )
+        # No await from here until the proofs are taken: state stays at `height`.
+        height, state = self.store.height(), self.engine.ledger.state
+        state_root = state.root()
+        verdict, reads = proven.record_and_prove(
+            state,
+            lambda view: self.run_query(request, "diamonds", "compliance", args, view),
+            self.limits.max_proven_reads,
+        )
+        self.budget.charge_incurred(request, steps_cost(len(reads)))
+        anchor = await anchor_state(self.engine, height, state_root, timeout_ms / 1000)
+        if anchor is None:
+            raise ApiError("unavailable", f"height {height} is not certified yet; retry")
+        answer = {
+            "verdict": verdict,
+            "height": anchor.height,
+            "reads": reads,
+            "anchor": anchor.to_dict(),
+        }
+        return respond(request, answer)
+
     def run_query(
-        self, request: web.Request, contract: str, name: str, args: dict[str, object]
+        self,
+        request: web.Request,
+        contract: str,
+        name: str,
+        args: dict[str, object],
+        state: ReadableState | None = None,
     ) -> object:
         """Answer a query within the node's step cap; the client pays for the steps it took."""
-        answer = query(self.engine.ledger.state, contract, name, args, self.limits.max_query_steps)
+        view = self.engine.ledger.state if state is None else state
+        answer = query(view, contract, name, args, self.limits.max_query_steps)
         steps = answer["steps"]
         assert type(steps) is int, "a query's answer counts its steps"
         self.budget.charge_incurred(request, steps_cost(steps))
@@ -818,8 +852,13 @@ class ClientApi:
         if prove:
             height = answer["height"]
             assert isinstance(height, int)
-            anchor = await await_anchor(self.engine, height, timeout_ms / 1000)
+            state_root = self.engine.ledger.state.root()
+            anchor = await anchor_state(self.engine, height, state_root, timeout_ms / 1000)
             answer["anchor"] = None if anchor is None else anchor.to_dict()
+            if anchor is not None:
+                # A quiet chain's proof is anchored at an earlier height with
+                # the same state (anchor_state): say that height.
+                answer["height"] = anchor.height
         return respond(request, answer)
 
     async def get_status(self, request: web.Request) -> web.Response:

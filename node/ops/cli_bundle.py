@@ -2,6 +2,8 @@
 
     provenet bundle ASSET -o FILE (--net DIR | --node URL --genesis FILE [--ca FILE])
     provenet verify FILE --genesis GENESIS [--json]
+    provenet verify --compliance ASSET [--min-height H] (--net DIR | --node URL --genesis FILE
+                    [--ca FILE]) [--json]
 
 ``bundle`` fetches the asset's bundle from a node (``GET /v1/bundle/ASSET``),
 checks it against the genesis before writing anything (a node that serves a
@@ -12,9 +14,16 @@ the exact bytes to FILE.
 the provenance, every Kimberley Process crossing and mine registration, and
 the conflict-free verdict; or one line naming the proof that failed.
 
-Exit codes of ``verify``: 0 the bundle verifies and the asset is
-conflict-free; 3 it verifies but the asset is not conflict-free; 1 a proof
-failed (or the file or genesis cannot be read).
+``verify --compliance`` asks one node, trusted for nothing, for the
+asset's verdict with every state read it depends on proven against one
+certified state root, recomputes the verdict here
+(node/sdk/compliance_proof.py) and prints it with the height it is as of
+and the block whose certificate it was verified against; or one line
+naming the proof that failed.
+
+Exit codes of ``verify``: 0 the bundle (or proven verdict) verifies and
+the asset is conflict-free; 3 it verifies but the asset is not
+conflict-free; 1 a proof failed (or the file or genesis cannot be read).
 """
 
 from __future__ import annotations
@@ -58,11 +67,24 @@ def add_bundle_commands(subparsers: SubParsers) -> None:
     bundle.set_defaults(handler=_bundle)
 
     verify = subparsers.add_parser(
-        "verify", help="check a provenance bundle offline against a genesis file"
+        "verify",
+        help="check a provenance bundle offline against a genesis file, or (--compliance) "
+        "a node's proven verdict",
     )
-    verify.add_argument("file", type=Path, metavar="FILE")
-    verify.add_argument("--genesis", type=Path, required=True, metavar="GENESIS")
+    verify.add_argument("file", type=Path, metavar="FILE", nargs="?")
+    verify.add_argument(
+        "--compliance",
+        metavar="ASSET",
+        help="verify ASSET's verdict as served, with proofs, by a node",
+    )
+    verify.add_argument(
+        "--min-height",
+        type=int,
+        metavar="H",
+        help="with --compliance: refuse a verdict as of a height below H (a stale node)",
+    )
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    add_connection(verify, signing=False, timeout_s=30.0)
     verify.set_defaults(handler=_verify)
 
 
@@ -119,6 +141,14 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    if args.compliance is not None:
+        if args.file is not None:
+            raise ConfigError("give FILE (a bundle) or --compliance ASSET, not both")
+        return _verify_compliance(args)
+    if args.file is None:
+        raise ConfigError("say what to verify: FILE (a bundle) or --compliance ASSET")
+    if args.genesis is None:
+        raise ConfigError("verify FILE needs --genesis GENESIS: the bundle is checked against it")
     genesis = load_genesis(args.genesis)
     data = args.file.read_bytes()
     try:
@@ -139,3 +169,44 @@ def _print_verdict(verdict: Verdict, as_json: bool) -> None:
         _say(json.dumps({"verified": True, **document}, indent=2, sort_keys=True))
     else:
         _say(verdict.format())
+
+
+def _verify_compliance(args: argparse.Namespace) -> int:
+    from node.ops.cli_client import make_client
+
+    client = make_client(args)
+
+    async def fetch() -> dict[str, Any]:
+        async with client:
+            return await client.verified_compliance(args.compliance, args.min_height)
+
+    try:
+        proven = asyncio.run(fetch())
+    except ProvenetError as error:
+        if args.json:
+            _say(json.dumps({"verified": False, "code": error.code, "message": error.message}))
+        _say(f"provenet: {args.compliance}'s verdict does not verify: {error}", sys.stderr)
+        return EXIT_FAILED
+    verdict = proven["verdict"]
+    assert isinstance(verdict, dict), "a verified verdict is a map"
+    if args.json:
+        _say(json.dumps({"verified": True, **proven}, indent=2, sort_keys=True))
+    else:
+        _say(format_proven_verdict(proven))
+    return EXIT_OK if verdict.get("conflict_free") is True else EXIT_NOT_CONFLICT_FREE
+
+
+def format_proven_verdict(proven: dict[str, Any]) -> str:
+    """The lines ``provenet verify --compliance`` prints."""
+    verdict = proven["verdict"]
+    state = "conflict-free" if verdict["conflict_free"] is True else "NOT conflict-free"
+    lines = [
+        f"{verdict['asset_id']}: {state} as of height {proven['height']} "
+        f"({verdict['assets_checked']} assets checked, {proven['reads']} state reads proven)"
+    ]
+    lines.extend(
+        f"  failed {failure['rule']} at {failure['asset_id']}: {failure['detail']}"
+        for failure in verdict["failures"]
+    )
+    lines.append(f"verified against the certificate of block {proven['certified_by']}")
+    return "\n".join(lines)

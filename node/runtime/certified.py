@@ -58,3 +58,30 @@ async def await_anchor(host: ChainHost, height: int, timeout_s: float) -> Result
             await asyncio.wait_for(stored.wait(), remaining_s)
         except TimeoutError:
             return results_anchor(host.store, height, search)
+
+
+async def anchor_state(
+    host: ChainHost, height: int, state_root: bytes, timeout_s: float
+) -> ResultsAnchor | None:
+    """The anchor of the highest height at or below ``height`` whose state root is
+    ``state_root`` and which is certified already; else ``height``'s, waiting up
+    to ``timeout_s`` for it.  None if it has not come by then.
+
+    Why not always ``height``: an empty carrier block's own results are never
+    carried by a later block (it has no receipts; consensus.normal_case), so
+    on an idle chain whose last block is a carrier, ``height`` would never be
+    certified.  But an empty block changes no state: every height just below
+    with the same state root holds exactly the state a proof taken now is
+    about, so a proof of the current state is anchored there.
+    """
+    current = host.store.results_at(height)
+    assert current is None or current.state_root == state_root, "the state is the stored height's"
+    search = host.limits.results_anchor_search_heights
+    for earlier in range(height, max(-1, height - search), -1):
+        results = host.store.results_at(earlier)
+        if results is None or results.state_root != state_root:
+            break
+        anchor = results_anchor(host.store, earlier, search)
+        if anchor is not None:
+            return anchor
+    return await await_anchor(host, height, timeout_s)

@@ -217,6 +217,11 @@ class NodeLimits:
     # certifying block follows within the pipeline's depth; the bound keeps a
     # proof request for an uncertified height from walking the whole chain.
     results_anchor_search_heights: int = 1_024
+    # Distinct state keys one proven answer (GET /v1/compliance/{id}?prove=1)
+    # may read, each sent with its state proof: a diamond with a few dozen
+    # upstream assets reads a few hundred keys, and the bound keeps one answer
+    # (a proof is up to a few KiB) from growing with a pathological DAG.
+    max_proven_reads: int = 4_096
     # Longest state key GET /v1/state/{key} takes (as hex, twice as many
     # digits); the contracts' keys are a prefix and an identifier or a
     # public key's hex, well under it.

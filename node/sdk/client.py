@@ -87,6 +87,7 @@ from consensus.codec import encode
 from consensus.quorum import ValidatorSet
 from contracts.tx import MAX_NONCE, Transaction, encode_tx, sign_tx, tx_id
 from node.sdk.certified_results import CertifiedResults, verify_results
+from node.sdk.compliance_proof import verify_compliance
 from node.sdk.errors import (
     ProofError,
     ProvenetError,
@@ -880,6 +881,29 @@ class ProvenetClient:
         """The conflict-free verdict of a diamond, with every failing link."""
         answer = await self.transport.call("GET", f"/v1/compliance/{_segment(asset_id)}")
         return _need_dict(_unwrap(answer), "compliance")
+
+    async def verified_compliance(
+        self, asset_id: str, min_height: int | None = None, timeout_s: float = _WAIT_CHUNK_S
+    ) -> JSON:
+        """A diamond's verdict, trusting no node: every state read it depends on is
+        proven against one certified state root and the verdict is computed again
+        here (:mod:`node.sdk.compliance_proof`).  Returns ``{"verdict", "height",
+        "certified_by", "reads"}``; raises :class:`ProofError` naming the part that failed.
+
+        ``timeout_s`` bounds the wait for the certificate of the node's height;
+        a verdict as of a height below ``min_height``, or below the highest
+        height this client has already seen proven, is refused (part ``stale``).
+        """
+        params = {"prove": "1", "timeout_ms": str(max(1, int(timeout_s * 1000)))}
+        answer = await self.transport.call(
+            "GET", f"/v1/compliance/{_segment(asset_id)}", params=params, wait_s=timeout_s
+        )
+        floor = max(self.proven_height, min_height or 0)
+        proven = verify_compliance(answer, asset_id, self.validators_at, self.chain_id, floor)
+        height = proven["height"]
+        assert isinstance(height, int), "a verified verdict names its height"
+        self.proven_height = max(self.proven_height, height)
+        return proven
 
     async def recall_impact(self, lot_id: str) -> JSON:
         """Every lot downstream of a food lot, with who holds it now."""

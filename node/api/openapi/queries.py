@@ -12,13 +12,16 @@ from node.api.openapi.common import (
     QUERY_404,
     STR,
     STRS,
+    WHOLE,
     Schema,
     array,
     error_responses,
+    nullable,
     obj,
     ok,
     operation,
     path_param,
+    query_param,
     ref,
     result_of,
 )
@@ -72,6 +75,36 @@ def provenance_schemas() -> dict[str, Schema]:
                 "assets_checked": INT64,
                 "truncated": BOOL,
             }
+        ),
+        "ProvenCompliance": obj(
+            {
+                "verdict": ref("Compliance"),
+                "height": INT64,
+                "reads": array(
+                    obj(
+                        {
+                            "key": ref("Hex"),
+                            "value": nullable(ref("Hex")),
+                            "proof": {
+                                "type": "object",
+                                "description": "The key's state proof (contracts/stateroot.py "
+                                "StateProof): of its value, or of its absence when value is null.",
+                            },
+                        }
+                    ),
+                    "Every state key the verdict read, in ascending key order.",
+                ),
+                "anchor": {
+                    "type": "object",
+                    "description": "The results anchor that certifies height's state root "
+                    "(node/sdk/results_proof.py ResultsAnchor): results, links, header, "
+                    "certificate.",
+                },
+            },
+            "A verdict with every state read it depends on, proven against the state root "
+            "of `height`, which `anchor` certifies.  A light client checks each proof, "
+            "recomputes the verdict with the contract code over the proven reads alone, and "
+            "compares (node/sdk/compliance_proof.py).",
         ),
         "RecallImpact": obj(
             {
@@ -168,6 +201,16 @@ def query_ops() -> dict[str, Schema]:
     named_errors = error_responses(
         ("invalid_argument", "limit_exceeded", "budget_exceeded", *QUERY_404)
     )
+    proven_errors = error_responses(
+        (
+            "invalid_argument",
+            "limit_exceeded",
+            "budget_exceeded",
+            "bad_request",
+            "unavailable",
+            *QUERY_404,
+        )
+    )
     asset = path_param("asset_id", ref("Identifier"), "A diamond asset's id.", "S-1")
     lot = path_param("lot_id", ref("Identifier"), "A food lot's id.", "W1")
     return {
@@ -185,9 +228,32 @@ def query_ops() -> dict[str, Schema]:
             "get": operation(
                 "compliance",
                 "queries",
-                "A diamond's compliance verdict",
-                {"200": ok(result_of("Compliance"), "The verdict."), **named_errors},
-                [asset],
+                "A diamond's compliance verdict, with proofs on request",
+                {
+                    "200": ok(
+                        {"oneOf": [result_of("Compliance"), ref("ProvenCompliance")]},
+                        "The verdict; with prove=1, a ProvenCompliance.",
+                    ),
+                    **proven_errors,
+                },
+                [
+                    asset,
+                    query_param(
+                        "prove",
+                        {"type": "string"},
+                        "`1`, `true` or `yes`: answer a ProvenCompliance, waiting (up to "
+                        "timeout_ms) for the certificate of the node's current height.",
+                    ),
+                    query_param(
+                        "timeout_ms",
+                        WHOLE,
+                        "How long prove may wait for the certificate, capped by the node's "
+                        "max_wait_ms (default 10000).",
+                    ),
+                ],
+                description="With prove=1: 400 `limit_exceeded` when the verdict reads more "
+                "keys than the node's max_proven_reads; 503 `unavailable` when the "
+                "certificate did not come within timeout_ms (retry).",
             )
         },
         "/v1/recall_impact/{lot_id}": {
