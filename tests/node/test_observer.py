@@ -145,19 +145,29 @@ async def lying_proxy(
 ) -> tuple[web.AppRunner, str]:
     """A validator's API that passes everything through but lies in every chain page."""
 
+    # One session for the proxy's life, closed with it: a session per request
+    # left TLS transports to be collected unclosed (a ResourceWarning).
+    sessions: list[aiohttp.ClientSession] = []
+
     async def chain(request: web.Request) -> web.Response:
-        async with aiohttp.ClientSession() as http:
-            url = f"{honest_url}/v1/chain?{request.query_string}"
-            async with http.get(
-                url, headers={"Accept": "application/msgpack"}, ssl=ssl_context
-            ) as response:
-                page = decode(await response.read())
+        if not sessions:
+            sessions.append(aiohttp.ClientSession())
+        url = f"{honest_url}/v1/chain?{request.query_string}"
+        async with sessions[0].get(
+            url, headers={"Accept": "application/msgpack"}, ssl=ssl_context
+        ) as response:
+            page = decode(await response.read())
         assert isinstance(page, dict)
         for block in page["blocks"]:
             lie(block)
         return web.Response(body=encode(page), content_type="application/msgpack")
 
+    async def close_session(app: web.Application) -> None:
+        for session in sessions:
+            await session.close()
+
     app = web.Application()
+    app.on_cleanup.append(close_session)
     app.add_routes([web.get("/v1/chain", chain)])
     runner = web.AppRunner(app)
     await runner.setup()
