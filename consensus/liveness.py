@@ -62,6 +62,7 @@ from consensus.checkpointing import (
 from consensus.events import Broadcast, Effect, Send
 from consensus.messages import ForwardedRequest, Status, sign
 from consensus.modes import Trigger
+from consensus.normal_case import resend_stuck_votes
 from consensus.state import ReplicaState
 from consensus.view_change import resend_new_view, start_view_change
 
@@ -114,6 +115,8 @@ def heartbeat(r: ReplicaState, effects: list[Effect]) -> None:
         # stable checkpoint) hands its waiting requests to the backups, so
         # their request timers depose it if it never catches up.
         share_waiting(r, effects)
+    if r.active:
+        resend_stuck_votes(r, effects)
     own_view_change = r.view_changes.get(r.me)
     resend = Broadcast(own_view_change) if own_view_change is not None else None
     if not r.active and resend is not None and resend not in effects:

@@ -182,9 +182,8 @@ def holds_requests(r: ReplicaState, height: int) -> bool | None:
 def carries_new_results(r: ReplicaState, executed_height: int, height: int, unknown: bool) -> bool:
     """Would a batch at ``height`` carrying ``executed_height`` carry results
     of a height with requests that no batch below it carries?  ``unknown`` is
-    the answer for a height whose contents this replica does not know: a
-    backup gives the benefit of the doubt, a primary proposes only what it
-    knows to be needed."""
+    the answer for a height whose contents this replica does not know (both
+    a backup and the primary, see maybe_carry, answer True)."""
     carried = carried_below(r, height)
     if executed_height <= carried:
         return False
@@ -375,7 +374,12 @@ def maybe_carry(r: ReplicaState, effects: list[Effect]) -> None:
         return
     if r.now_ms - r.executed_ms < r.config.batch_timeout_ms:
         return
-    if carries_new_results(r, r.executed_height, r.next_height, False):
+    # A height this primary does not know the contents of (below its restart
+    # tip) counts as needing a carrier: otherwise a cluster restarted between
+    # a block and its carrier would leave that block's results uncertified
+    # until the next request.  It costs at most one empty block per restart,
+    # since a delivered carrier raises carried_height past those heights.
+    if carries_new_results(r, r.executed_height, r.next_height, True):
         propose(r, [], effects)
 
 
@@ -396,6 +400,42 @@ def propose(r: ReplicaState, requests: list[Request], effects: list[Effect]) -> 
     r.guard("pre-prepare", r.view, proposal.height, batch.digest)
     accept_pre_prepare(r, proposal, effects)
     effects.append(Broadcast(proposal))
+
+
+def resend_stuck_votes(r: ReplicaState, effects: list[Effect]) -> None:
+    """PBFT's retransmission, for the one slot delivery waits on.
+
+    Called on every heartbeat.  When the lowest undelivered height was
+    pre-prepared in this view and is still not committed one heartbeat
+    later, re-broadcast this replica's own part of it (the PRE-PREPARE if
+    it is the primary's, its PREPARE and COMMIT).  Votes sent to a replica
+    that was down are lost; for a batch of requests the request timer
+    recovers (a new view re-proposes it), but an empty carrier batch
+    starts no timer, so without this it could wait for the next request.
+    Receivers drop what they already hold as duplicates.  Bounded: one
+    slot, at most three messages, per heartbeat.
+    """
+    height = r.delivered.height + 1
+    slot = r.log.get(height)
+    stuck = (
+        slot is not None
+        and slot.pre_prepare is not None
+        and slot.pre_prepare.view == r.view
+        and not slot.committed
+    )
+    if not stuck:
+        r.stuck_height = None
+        return
+    if r.stuck_height != height:
+        r.stuck_height = height
+        return
+    assert slot is not None and slot.pre_prepare is not None
+    own: list[PrePrepare | Prepare | Commit] = []
+    if slot.pre_prepare.sender == r.me:
+        own.append(slot.pre_prepare)
+    own.extend(vote for vote in (slot.prepares.get(r.me), slot.commits.get(r.me)) if vote)
+    effects.extend(Broadcast(message) for message in own)
+    r.dropped["resent_stuck_votes"] += 1
 
 
 def deliver_ready(r: ReplicaState, effects: list[Effect]) -> None:

@@ -125,6 +125,9 @@ class ReplicaState:
         # contents of (it forgets those below its restart tip, and below any
         # height it had to drop from ``request_heights``).
         self.carried_height = 0
+        # The lowest undelivered height found uncommitted at the last
+        # heartbeat (normal_case.resend_stuck_votes), or None.
+        self.stuck_height: int | None = None
         self.request_heights: deque[int] = deque()
         self.heights_known_from = tip.height + 1
         # When the last height was executed: the carrier waits batch_timeout_ms

@@ -141,3 +141,30 @@ def test_null_batches_of_a_new_view_are_delivered_and_carry_nothing() -> None:
     [carrier] = proposals(new_primary.tick(LATER))
     assert (carrier.height, carrier.batch.requests, carrier.batch.executed_height) == (3, (), 2)
     assert carrier.batch.executed_results_root == results_root(2)
+
+
+def test_a_stuck_slot_is_resent_at_heartbeats_so_a_carrier_with_lost_votes_commits() -> None:
+    """A carrier starts no request timer, so a vote lost on the way (a peer
+    was down) would strand it until the next request: on each heartbeat a
+    replica re-broadcasts its own part of the lowest undelivered slot."""
+    primary = node(0, make_config(0, max_batch_size=1))
+    [first] = proposals(primary.request(request("a")))
+    commit_own(primary, 0, first.batch)
+    primary.executed(1)
+    [carrier] = proposals(primary.tick(LATER))
+    # The backups' prepares are lost: nothing else happens until the heartbeats.
+    seen = primary.tick(LATER + 600)
+    assert proposals(seen) == []
+    resent = primary.tick(LATER + 1_200)
+    assert proposals(resent) == [carrier]
+    backup = node(1, make_config(1, max_batch_size=1))
+    drive_committed(backup, 0, first.batch)
+    backup.executed(1)
+    votes = backup.receive(carrier)
+    [prepare] = sent(votes, Prepare)
+    backup.tick(LATER + 600)
+    assert sent(backup.tick(LATER + 1_200), Prepare) == [prepare]
+    # Once committed, nothing more is re-sent.
+    assert len(delivered(commit_own(primary, 0, carrier.batch))) == 1
+    assert proposals(primary.tick(LATER + 1_800)) == []
+    assert proposals(primary.tick(LATER + 2_400)) == []
