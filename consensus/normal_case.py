@@ -403,23 +403,27 @@ def propose(r: ReplicaState, requests: list[Request], effects: list[Effect]) -> 
 
 
 def resend_stuck_votes(r: ReplicaState, effects: list[Effect]) -> None:
-    """PBFT's retransmission, for the one slot delivery waits on.
+    """Retransmission for an empty carrier batch that delivery waits on.
 
-    Called on every heartbeat.  When the lowest undelivered height was
-    pre-prepared in this view and is still not committed one heartbeat
-    later, re-broadcast this replica's own part of it (the PRE-PREPARE if
-    it is the primary's, its PREPARE and COMMIT).  Votes sent to a replica
-    that was down are lost; for a batch of requests the request timer
-    recovers (a new view re-proposes it), but an empty carrier batch
-    starts no timer, so without this it could wait for the next request.
-    Receivers drop what they already hold as duplicates.  Bounded: one
-    slot, at most three messages, per heartbeat.
+    Called on every heartbeat.  When the lowest undelivered height holds a
+    carrier pre-prepared in this view and is still not committed one
+    heartbeat later, re-broadcast this replica's own part of it (the
+    PRE-PREPARE if it is the primary's, its PREPARE and COMMIT).  Votes
+    sent to a replica that was down are lost; for a batch of requests the
+    request timer recovers (a new view re-proposes it), but a carrier
+    starts no timer, so without this it would wait for the next request.
+    Batches of requests are left to the timer, as before: re-sending their
+    votes too changes which view changes happen, and the simulator's seed
+    sweeps are tuned against the timer's behaviour.  Receivers drop what
+    they already hold as duplicates.  Bounded: one slot, at most three
+    messages, per heartbeat.
     """
     height = r.delivered.height + 1
     slot = r.log.get(height)
     stuck = (
         slot is not None
         and slot.pre_prepare is not None
+        and not slot.pre_prepare.batch.requests
         and slot.pre_prepare.view == r.view
         and not slot.committed
     )
