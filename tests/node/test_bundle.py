@@ -27,7 +27,7 @@ from netfixture import free_base_port
 
 from consensus.codec import decode, digest, encode
 from contracts.tx import decode_tx, encode_tx, sign_tx
-from node.api.bundle import UnknownAsset, build_bundle
+from node.api.bundle import UnknownAsset, build_bundle, prepare_bundle
 from node.app import start_node
 from node.ops.cli_bundle import add_bundle_commands
 from node.ops.demo import Cast
@@ -142,23 +142,23 @@ async def _build_chain(tmp: Path) -> Chain:
                 unknown_error = None
             except ProvenetError as error:
                 unknown_error = error
-        built = encode(build_bundle(node.store, node.engine.ledger.state, node.network, STONE))
+        built = encode(await build_bundle(node.engine, node.network, STONE, 10.0))
         cli_file = tmp / "stone.bundle"
         argv = ["bundle", STONE, "-o", str(cli_file), "--node", url, "--genesis", str(net / "genesis.json")]  # fmt: skip
         cli_output = await asyncio.to_thread(_capture, lambda: run_cli(*argv))
         for org, method, args in MERGED:
             await cast.step(org, "diamonds", method, args)
-        merged = encode(build_bundle(node.store, node.engine.ledger.state, node.network, "T1"))
+        merged = encode(await build_bundle(node.engine, node.network, "T1", 10.0))
         await cast.step(
             "regulator", "diamonds", "revoke_certificate",
             {"kind": "kp", "cert_id": "BW-KP-t2", "reason": "forged"},
         )  # fmt: skip
-        revoked = encode(build_bundle(node.store, node.engine.ledger.state, node.network, "T1"))
+        revoked = encode(await build_bundle(node.engine, node.network, "T1", 10.0))
         await cast.step(
             "regulator", "diamonds", "sanction",
             {"kind": "org", "target": "cutter", "reason": "laundering rough"},
         )  # fmt: skip
-        sanctioned = encode(build_bundle(node.store, node.engine.ledger.state, node.network, STONE))
+        sanctioned = encode(await build_bundle(node.engine, node.network, STONE, 10.0))
         online = await cast.client("leadfirm").compliance(STONE)
     finally:
         await cast.close()
@@ -271,7 +271,7 @@ def test_build_bundle_refuses_an_unknown_asset(chain: Chain) -> None:
 
     state = MemoryState(genesis_state(chain.network.genesis))
     with pytest.raises(UnknownAsset, match="no diamond asset S-9"):
-        build_bundle(None, state, chain.network, "S-9")  # type: ignore[arg-type]
+        prepare_bundle(None, state, chain.network, "S-9", 100)  # type: ignore[arg-type]
 
 
 def test_cli_verify_prints_the_provenance_and_the_verdict(
@@ -352,8 +352,9 @@ def test_a_changed_transaction_byte_fails_its_signature(chain: Chain) -> None:
     failure = _fails(encode(document), chain.network)
     assert failure.kind == "signature"
     assert f"entry {position} (diamonds.issue_kp_certificate" in str(failure)
-    # Flipped in place in the file, the same byte fails the same way.
-    at = chain.data.index(b"7102.31")
+    # Flipped in place in the file, the same byte fails the same way (the
+    # first 7102.31 in the file is in the certificate's record, a proven read).
+    at = chain.data.index(envelope) + envelope.index(b"7102.31")
     tampered = chain.data[:at] + b"7102.21" + chain.data[at + 7 :]
     assert _fails(tampered, chain.network).kind == "signature"
 
@@ -436,11 +437,13 @@ def test_an_unrelated_entry_or_another_asset_id_fails(chain: Chain) -> None:
     assert failure.kind == "unrelated_entry"
     assert "entry 6 (diamonds.transfer by cutter" in failure.message
     assert f"not part of the provenance of {SIBLING}" in failure.message
-    # The stone's grading cannot even replay there: the lab never held it.
+    # The stone's grading is signed by the lab, whose key the sibling's
+    # bundle does not prove (and the lab never held the sibling).
     sibling["entries"][-1] = stone["entries"][_entry_of(stone, "grade")]
     failure = _fails(encode(sibling), chain.network)
-    assert failure.kind == "missing_upstream_link"
-    assert "diamonds.grade by lab" in failure.message
+    assert failure.kind == "missing_read"
+    assert "entry 6 (diamonds.grade at block" in failure.message
+    assert "record b'm/key/" in failure.message
     # The stone's bundle renamed to its sibling: the stone's own steps do not belong.
     stone["asset_id"] = SIBLING
     assert _fails(encode(stone), chain.network).kind == "unrelated_entry"
