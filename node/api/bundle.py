@@ -167,9 +167,25 @@ def prepare_bundle(
         for height, index in positions
     }
 
-    def as_of_reads(view: ReadableState) -> None:
-        # What the offline check reads of the as-of state: the verdict's keys,
-        # and each signer's key record and organisation record.
+    reads = prove_as_of(state, asset_id, senders, max_reads)
+    return PreparedBundle(
+        asset_id=asset_id,
+        height=store.height(),
+        state_root=state.root(),
+        positions=tuple(positions),
+        reads=tuple(reads),
+    )
+
+
+def prove_as_of(
+    state: MemoryState, asset_id: str, senders: set[bytes], max_reads: int
+) -> list[dict[str, object]]:
+    """Every key the offline check reads of the as-of state, each with its
+    value (None: absent) and proof: the compliance verdict's reads, and each
+    sender's key record and organisation record.  Synchronous: the proofs
+    are of ``state`` as it is now."""
+
+    def read_all(view: ReadableState) -> None:
         verdict = query(view, "diamonds", "compliance", {"asset_id": asset_id})
         if not verdict["ok"]:
             raise BundleTooLarge(f"no verdict for {asset_id}: {verdict['message']}")
@@ -178,14 +194,8 @@ def prepare_bundle(
             assert record is not None, "every committed sender has a key record"
             view.get(org_key(record.org_id))
 
-    _, reads = record_and_prove(state, as_of_reads, max_reads)
-    return PreparedBundle(
-        asset_id=asset_id,
-        height=store.height(),
-        state_root=state.root(),
-        positions=tuple(positions),
-        reads=tuple(reads),
-    )
+    _, reads = record_and_prove(state, read_all, max_reads)
+    return reads
 
 
 def complete_bundle(
