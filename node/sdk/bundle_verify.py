@@ -175,17 +175,19 @@ READ_FIELDS = frozenset({"key", "value", "proof"})
 VALIDATOR_FIELDS = frozenset({"replica_id", "name", "org_id", "public_key"})
 # Bounds for reading a bundle file.  An entry is at least ~1,000 bytes with
 # one validator (an envelope of 150 or more, its id, a signed header of
-# seven fields and the receipt's anchor with its own header, then ~140 per
-# COMMIT twice and 34 per Merkle path digest) and holds about 80 values and
-# 13 containers, plus 11 values and 1 container per COMMIT; an as-of read
-# is about 300 bytes (a state proof of a few levels of up to 16 sibling
-# hashes) in some 10 values and 5 containers.  So an honest bundle holds
-# at most about one value per 12 bytes and one container per 60
-# (scripts/bench_decode.py measures a real one), and the bounds below
-# leave half as much again.  32 MiB is some 10,000 entries with four
-# validators (a provenance of a few thousand transactions is a few MB),
-# and the most a hostile file can cost to decode is then about 3 s and
-# 330 MiB (scripts/bench_decode.py).
+# seven fields, and its receipt proof: a leaf, an audit path and an anchor
+# with its own signed header) plus ~140 per COMMIT, twice, and 34 per
+# Merkle path digest; it holds about 80 values and 13 containers plus 11
+# values and 1 container per COMMIT.  An as-of read is its key, value and
+# state proof: measured, ~720 bytes in ~55 values and ~9 containers (the
+# upper levels of a proof are full: 16 sibling hashes, 512 bytes, in one
+# container).  So an honest bundle holds at most about one value per 12
+# bytes and one container per 100 (the 10-step stone of
+# tests/node/test_bundle.py: one per 22 and one per 115), and the bounds
+# below leave half as much again.  32 MiB is some 10,000 entries with four
+# validators (a provenance of a few thousand transactions is a few MB), and
+# the most a hostile file can cost to decode is then about 3 s and 330 MiB
+# (scripts/bench_decode.py; the limits are version 1's but the depth).
 # It nests 7 deep: bundle > entries > entry > receipt > anchor >
 # certificate > commit > field, and bundle > as_of > reads > read > proof >
 # levels > level > field.
@@ -197,7 +199,7 @@ BUNDLE_LIMITS = Limits(
     max_str_len=4096,
     max_bytes_len=1024 * 1024,
     max_objects=BUNDLE_MAX_BYTES // 8,
-    max_containers=BUNDLE_MAX_BYTES // 40,
+    max_containers=BUNDLE_MAX_BYTES // 64,
 )
 
 # What each kind of failure is called when printed.

@@ -339,7 +339,7 @@ def test_cli_verify_prints_the_provenance_and_the_verdict(
 ) -> None:
     assert run_cli("verify", str(chain.cli_file), "--genesis", str(chain.genesis_file)) == 0
     out = capsys.readouterr().out
-    assert f"Bundle for {STONE}" in out and "Offline verdict: CONFLICT-FREE" in out
+    assert f"Bundle for {STONE}" in out and "Offline verdict: CONFLICT-FREE as of block " in out
     for method in METHODS:
         assert f"diamonds.{method}" in out
     assert f"kp_crossing {CERT}" in out and "issued by kp-bw (KP authority of BW)" in out
@@ -551,9 +551,14 @@ def test_bundle_size_and_offline_verification_time(chain: Chain) -> None:
     for _ in range(runs):
         verify_bundle(chain.data, chain.network)
     elapsed_ms = (time.perf_counter() - started) * 1000 / runs
+    document = _document(chain)
+    as_of_bytes = len(encode(document["as_of"]))
+    receipts_bytes = sum(len(encode(entry["receipt"])) for entry in document["entries"])
     print(
         f"10-step stone: bundle {len(chain.data):,} bytes ({len(HISTORY)} transactions, "
-        f"1 validator), offline verification {elapsed_ms:.1f} ms"
+        f"1 validator; as-of point {as_of_bytes:,} bytes with {len(_reads(document))} proven "
+        f"reads, receipt proofs {receipts_bytes:,} bytes), offline verification "
+        f"{elapsed_ms:.1f} ms"
     )
     assert elapsed_ms < 1_000
 
