@@ -12,7 +12,9 @@ the exact bytes to FILE.
 
 ``verify`` needs no node: it checks FILE against GENESIS alone and prints
 the provenance, every Kimberley Process crossing and mine registration, and
-the conflict-free verdict; or one line naming the proof that failed.
+the conflict-free verdict with the height it is proven as of (and the
+block whose certificate proves it); or one line naming the proof that
+failed.
 
 ``verify --compliance`` asks one node, trusted for nothing, for the
 asset's verdict with every state read it depends on proven against one

@@ -15,7 +15,9 @@ needs only the network's genesis file::
 
 A bundle that does not verify raises :class:`BundleError`, whose ``kind``
 names the proof that failed (``validator_set``, ``signature``, ``tx_id``,
-``inclusion``, ``certificate``, ``missing_upstream_link``, ...).
+``inclusion``, ``certificate``, ``receipt``, ``state``, ``missing_read``,
+``signer``, ``missing_upstream_link``, ...).  ``verdict.as_of_height`` is
+the height the verdict is proven as of.
 """
 
 from __future__ import annotations

@@ -6,82 +6,120 @@ A provenance bundle (built by :mod:`node.api.bundle`, served at
 ``GET /v1/bundle/{asset}``, written by ``provenet bundle ASSET -o FILE``) is
 one canonical msgpack map::
 
-    {"format": "provenet-bundle", "version": 1, "chain_id": str, "asset_id": str,
+    {"format": "provenet-bundle", "version": 2, "chain_id": str, "asset_id": str,
      "validators": [{"replica_id", "name", "org_id", "public_key"}, ...],
-     "as_of": {"header": SignedHeader, "certificate": [Commit, ...]},
+     "as_of": {"height": int, "anchor": ResultsAnchor,
+               "reads": [{"key": bytes, "value": bytes or nil, "proof": StateProof}, ...]},
      "entries": [{"tx": envelope bytes, "tx_id": bytes, "header": SignedHeader,
                   "certificate": [Commit, ...], "index": int, "count": int,
-                  "path": [bytes, ...]}, ...]}
+                  "path": [bytes, ...], "receipt": ReceiptProof}, ...]}
 
-    SignedHeader = {"chain_id", "height", "proposer_time_ms", "requests_root",
-                    "request_count", "executed_height", "executed_results_root"}
-    Commit       = {"view", "height", "digest", "sender", "signature"}
+    SignedHeader  = {"chain_id", "height", "proposer_time_ms", "requests_root",
+                     "request_count", "executed_height", "executed_results_root"}
+    Commit        = {"view", "height", "digest", "sender", "signature"}
+    ResultsAnchor = {"results": {"height", "state_root", "receipts_root",
+                                 "previous_results_root"},
+                     "links": [[state_root, receipts_root], ...],
+                     "header": SignedHeader, "certificate": [Commit, ...]}
+    ReceiptProof  = {"leaf": {"tx_id", "status", "code", "writes_digest"},
+                     "index": int, "count": int, "path": [bytes, ...],
+                     "anchor": ResultsAnchor}
+    StateProof    = {"levels": [[bitmap, siblings], ...], "other_leaf": [path, digest] or nil}
 
-Entries are the transactions of the asset's provenance in chain order
-(height, then position in the block).  :func:`verify_bundle` checks, and
-raises :class:`BundleError` naming the first thing that fails:
+(node/sdk/results_proof.py, node/sdk/receipt_proof.py and
+contracts/stateroot.py define the three proofs.)  Entries are the
+transactions of the asset's provenance in chain order (height, then
+position in the block).  Version 1 bundles (no receipts, no as-of reads)
+are refused as ``format`` with a request to fetch the bundle again: they
+could not show that a transaction succeeded, nor that a sanction was not
+left out.  :func:`verify_bundle` checks, and raises :class:`BundleError`
+naming the first thing that fails:
 
 1. the file is exactly the canonical encoding of a map of that shape
-   (the decoder re-encodes and compares, so no byte can change unnoticed
+   (the decoder re-encodes and compares, and every proof is re-encoded
+   from what was read and compared again, so no byte can change unnoticed
    in the framing), and names the genesis file's chain;
 2. the validator set in the bundle is the genesis file's, entry for entry
    (``validator_set``): a bundle cannot bring its own validators;
-3. for every entry: the envelope decodes (``transaction``), its signature is
+3. the as-of point: its anchor's certificate holds a quorum of the genesis
+   validators and its results chain reaches ``as_of.height`` (``as_of``),
+   and every read's proof holds, for its value or for the key's absence,
+   against that height's certified state root (``state``);
+4. for every entry: the envelope decodes (``transaction``), its signature is
    its sender's (``signature``), its id is the SHA-256 of the envelope
    (``tx_id``), the id is leaf ``index`` of ``count`` under the header's
    requests root (``inclusion``), and a quorum of the genesis validators
-   signed COMMIT for that header's batch digest (``certificate``); the
-   sender's key belongs to an organisation of the genesis (``signer``);
-4. the transactions are replayed, in order, through the ledger's own
-   contract code (:func:`contracts.runtime.execute`) on the genesis state:
-   each must succeed exactly as it did on chain, so a dropped transaction
-   another depends on (an extraction, a mine's registration, a KP
-   certificate's issuance or shipment, an import, a transfer) or an
-   inserted refused transaction fails as ``missing_upstream_link``, naming
-   the entry and, in the rule pack's own words, the rule that refused it;
-   and the replay must create the asset;
-5. every entry is part of the asset's provenance as the rule pack itself
+   signed COMMIT for that header's batch digest (``certificate``); its
+   receipt is this transaction's, lies under the receipts root its anchor
+   certifies for the entry's height, and says ``ok`` (``receipt``: a
+   transaction the chain rejected is refused, with the code it was
+   rejected with); its sender's key record and organisation record are
+   among the as-of reads (``missing_read`` otherwise), and the key was
+   valid at the entry's height: ``valid_from_height <= height`` and not
+   revoked at or before it (``signer``).  Genesis keys go through the same
+   check, and a key governance added later verifies like any other;
+5. the transactions are replayed, in order, through the ledger's own
+   contract code (:func:`contracts.runtime.execute`) on the genesis state
+   (with each signer's proven key record, and the proven record of an
+   organisation genesis does not have): each must succeed exactly as it
+   did on chain, so a dropped transaction another depends on (an
+   extraction, a mine's registration, a KP certificate's issuance or
+   shipment, an import, a transfer) fails as ``missing_upstream_link``,
+   naming the entry and, in the rule pack's own words, the rule that
+   refused it; and the replay must create the asset;
+6. every entry is part of the asset's provenance as the rule pack itself
    defines it on the replayed state (query ``diamonds.provenance_scope``,
    contracts/diamond_scope.py, the same query the builder uses): an event
    of an asset in scope, or the transaction behind a record the verdict
    rests on (a mine's registration, a certificate's issuance, a sanction or
    revocation in force); anything else fails as ``unrelated_entry``, so a
    bundle cannot be passed off as another asset's;
-6. every semantic fact of the verdict is the rule pack's own answer on the
-   replayed state: the compliance verdict and trace (``diamonds.compliance``,
-   ``diamonds.trace``) and the check of every Kimberley Process crossing
-   (issued by the exporting country's KP authority, confirmed by the
-   importing one's) and every origin mine (registered by its country's KP
-   authority or a regulator) (``diamonds.attestations``).  This module keeps
-   no model of the diamond rules: what remains here is decoding within
-   limits, the proofs, the replay and rendering (:mod:`node.sdk.render`).
+7. the compliance verdict is computed again by the same contract code
+   (``diamonds.compliance``) over a :class:`~contracts.recorded_reads.ProvenState`
+   holding only the proven as-of reads: a key it reads that the bundle does
+   not prove fails as ``missing_read`` naming the key.  That verdict, as of
+   ``as_of.height``, is the one reported.  The trace and the check of every
+   Kimberley Process crossing and origin mine (``diamonds.trace``,
+   ``diamonds.attestations``) are the rule pack's answers on the replayed
+   state.  This module keeps no model of the diamond rules: what remains
+   here is decoding within limits, the proofs, the replay and rendering
+   (:mod:`node.sdk.render`).
 
 Why every byte counts: the framing is canonical; a transaction's bytes are
 covered by its sender's signature and its id; the id by the Merkle path; the
 header by the certificate (only the header fields the validators sign are
 carried: the previous block's hash and the derived block time are *not*
 covered by a certificate, so a bundle leaves them out and times shown are
-the proposer's signed time); every commit in a certificate is checked, not
-just a quorum of them; the validator list must equal the genesis file's;
-and the asset id must be the one the entries are the provenance of.
+the proposer's signed time); a receipt leaf by its path and the certified
+receipts root; a read by its state proof and the certified state root;
+every commit in a certificate is checked, not just a quorum of them; the
+validator list must equal the genesis file's; and the asset id must be the
+one the entries are the provenance of.
 
 What offline verification cannot see
 ------------------------------------
-A bundle proves that every transaction it holds was committed, and that
-together they form a valid history of the asset.  It cannot prove that
-nothing was left out: an honest builder adds every sanction, freeze or
-certificate revocation in force when it builds the bundle (and the replay
-applies them), but a dishonest one can omit such a transaction, or one that
-caused an included transaction to be refused on chain, and the bundle still
-verifies.  Proving absence needs proofs against a certified state root,
-which this format version does not carry.  So a bundle shows presence,
-never absence, and an auditor who must rule out a sanction asks a node it
-trusts (its own observer) for ``/v1/compliance``; nothing after the
-``as_of`` block is visible offline either.  Re-fetch the bundle, or ask a node
-for ``/v1/compliance``, for the current verdict.  Signers are authenticated
-against the genesis organisations: a key or organisation added later by
-governance makes the bundle fail as ``signer`` (this format version does not
-carry governance history).
+The verdict is proven as of ``as_of.height``, absence included: a sanction,
+freeze or certificate revocation in force at that height is among the
+reads the verdict depends on, so a builder that leaves it out (or proves
+it absent against another root) is caught, whether or not the bundle holds
+the transaction that recorded it.  What a bundle still cannot show:
+
+* anything after ``as_of.height``.  Re-fetch the bundle, or ask a node for
+  ``/v1/compliance?prove=1`` (``provenet verify --compliance``), for a
+  later verdict; an old bundle is valid, only out of date, and says which
+  height it is as of;
+* the trace and the crossing and mine checks are replayed from the
+  bundle's transactions, not proven from state: they show what the
+  transactions recorded, and a builder could omit a transaction that
+  changes only them (never the verdict, which is proven);
+* governance history: a signer's key and organisation are checked
+  through their records as of ``as_of.height`` (a key's validity heights
+  survive its revocation), and the replay applies an organisation's roles
+  as genesis had them (an organisation added later: as of
+  ``as_of.height``), so a role governance changed between genesis and an
+  entry can make a true history fail to replay;
+* the validators are the genesis file's: a bundle of a chain whose
+  validator set has changed since does not verify here.
 """
 
 from __future__ import annotations
@@ -108,38 +146,55 @@ from consensus.proofs import CommitCertificate
 from consensus.quorum import ValidatorSet
 from contracts.diamond_scope import AT_HEIGHT
 from contracts.errors import ErrorCode
-from contracts.genesis import GenesisOrg, genesis_state
-from contracts.orgs import nonce_key
+from contracts.genesis import genesis_state
+from contracts.orgs import KeyRecord, Org, key_key, nonce_key, org_key
 from contracts.queries import query
-from contracts.receipt import BlockContext, Event, Receipt
+from contracts.receipt import STATUS_OK, BlockContext, Event, Receipt
+from contracts.recorded_reads import ProvenState, UnprovenRead
+from contracts.records import record_from_bytes
 from contracts.runtime import execute
 from contracts.state import MemoryState
+from contracts.stateroot import StateProof, verify_state_proof
 from contracts.tx import Transaction, decode_tx, verify_tx
-from node.sdk.errors import ProvenetError
+from node.sdk.errors import ProofError, ProvenetError
 from node.sdk.genesis import NetworkGenesis
+from node.sdk.receipt_proof import ReceiptLeaf
+from node.sdk.results_proof import ResultsAnchor
 
 FORMAT = "provenet-bundle"
-VERSION = 1
+VERSION = 2
 TOP_FIELDS = frozenset(
     {"format", "version", "chain_id", "asset_id", "validators", "as_of", "entries"}
 )
-ENTRY_FIELDS = frozenset({"tx", "tx_id", "header", "certificate", "index", "count", "path"})
+ENTRY_FIELDS = frozenset(
+    {"tx", "tx_id", "header", "certificate", "index", "count", "path", "receipt"}
+)
+RECEIPT_FIELDS = frozenset({"leaf", "index", "count", "path", "anchor"})
+AS_OF_FIELDS = frozenset({"height", "anchor", "reads"})
+READ_FIELDS = frozenset({"key", "value", "proof"})
 VALIDATOR_FIELDS = frozenset({"replica_id", "name", "org_id", "public_key"})
-# Bounds for reading a bundle file.  An entry is at least ~420 bytes (an
-# envelope of 150 or more, its id, a signed header of seven fields) plus
-# ~140 per COMMIT and 34 per Merkle path digest, and holds 29 values and 4
-# containers plus 11 values and 1 container per COMMIT and 1 value per
-# digest: so an honest bundle holds at most one value per 12 bytes and one
-# container per 106 (whatever the number of validators), and the bounds
-# below leave half as much again.  32 MiB is some 22,000 entries with four
+# Bounds for reading a bundle file.  An entry is at least ~1,000 bytes with
+# one validator (an envelope of 150 or more, its id, a signed header of
+# seven fields, and its receipt proof: a leaf, an audit path and an anchor
+# with its own signed header) plus ~140 per COMMIT, twice, and 34 per
+# Merkle path digest; it holds about 80 values and 13 containers plus 11
+# values and 1 container per COMMIT.  An as-of read is its key, value and
+# state proof: measured, ~720 bytes in ~55 values and ~9 containers (the
+# upper levels of a proof are full: 16 sibling hashes, 512 bytes, in one
+# container).  So an honest bundle holds at most about one value per 12
+# bytes and one container per 100 (the 10-step stone of
+# tests/node/test_bundle.py: one per 22 and one per 115), and the bounds
+# below leave half as much again.  32 MiB is some 10,000 entries with four
 # validators (a provenance of a few thousand transactions is a few MB), and
 # the most a hostile file can cost to decode is then about 3 s and 330 MiB
-# (scripts/bench_decode.py).
-# It nests 5 deep: bundle > entries > entry > certificate > commit > field.
+# (scripts/bench_decode.py; the limits are version 1's but the depth).
+# It nests 7 deep: bundle > entries > entry > receipt > anchor >
+# certificate > commit > field, and bundle > as_of > reads > read > proof >
+# levels > level > field.
 BUNDLE_MAX_BYTES = 32 * 1024 * 1024
 BUNDLE_LIMITS = Limits(
     max_size_bytes=BUNDLE_MAX_BYTES,
-    max_depth=5,
+    max_depth=7,
     max_collection_len=65_536,
     max_str_len=4096,
     max_bytes_len=1024 * 1024,
@@ -158,7 +213,11 @@ KIND_TITLES = {
     "inclusion": "Merkle inclusion",
     "certificate": "commit certificate",
     "header": "block header",
-    "signer": "unknown signer",
+    "signer": "signer key not valid",
+    "receipt": "transaction outcome",
+    "as_of": "as-of certificate",
+    "state": "state proof",
+    "missing_read": "unproven read",
     "order": "entry order",
     "missing_upstream_link": "missing upstream link",
     "unrelated_entry": "unrelated entry",
@@ -227,17 +286,19 @@ class Check:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What a verified bundle shows: the provenance and the compliance verdict."""
+    """What a verified bundle shows: the provenance, and the verdict as of one certified height."""
 
     asset_id: str
     chain_id: str
     as_of_height: int
-    as_of_time_ms: int
+    certified_by: int  # the block whose certificate certifies the as-of height's results
+    as_of_time_ms: int  # the proposer's signed time of that block
     validators: int
     quorum: int
+    proven_reads: int  # state reads proven at the as-of height
     steps: tuple[Step, ...]
     trace: dict[str, Any]
-    compliance: dict[str, Any]
+    compliance: dict[str, Any]  # proven as of as_of_height
     checks: tuple[Check, ...] = field(default=())
 
     @property
@@ -249,9 +310,11 @@ class Verdict:
             "asset_id": self.asset_id,
             "chain_id": self.chain_id,
             "as_of_height": self.as_of_height,
+            "certified_by": self.certified_by,
             "as_of_time_ms": self.as_of_time_ms,
             "validators": self.validators,
             "quorum": self.quorum,
+            "proven_reads": self.proven_reads,
             "conflict_free": self.conflict_free,
             "steps": [step.to_dict() for step in self.steps],
             "checks": [check.to_dict() for check in self.checks],
@@ -265,9 +328,12 @@ class Verdict:
 
         lines = [
             f"Bundle for {self.asset_id} on chain {self.chain_id}: {len(self.steps)} transactions, "
-            "each signed by its sender, included in its block (Merkle proof) and committed by "
-            f"{self.quorum} of the {self.validators} genesis validators; "
-            f"chain as of block {self.as_of_height} ({block_time(self.as_of_time_ms)} UTC).",
+            "each signed by its sender with a key valid at its block, included in its block "
+            f"(Merkle proof), committed by {self.quorum} of the {self.validators} genesis "
+            "validators and proven to have succeeded (its receipt under certified results).",
+            f"As of block {self.as_of_height} (certified by block {self.certified_by}, "
+            f"{block_time(self.as_of_time_ms)} UTC): {self.proven_reads} state reads proven "
+            "against that block's certified state root.",
             "",
             "Transactions, oldest first:",
         ]
@@ -286,11 +352,13 @@ class Verdict:
         lines.extend(
             [
                 "",
-                f"Offline verdict: {verdict} (from the transactions in the bundle, "
-                f"committed up to block {self.as_of_height}).",
-                "A bundle proves what it holds, not what it leaves out: a sanction or revocation "
-                "the builder omitted, or recorded after that block, is not visible offline; "
-                "ask your own observer (/v1/compliance) to rule one out.",
+                f"Offline verdict: {verdict} as of block {self.as_of_height}.",
+                f"Proven as of block {self.as_of_height}: the compliance verdict (recomputed from "
+                "the proven reads, so a sanction, freeze or revocation in force then is seen "
+                "even if the bundle omits its transaction) and every signer's key.  Replayed "
+                "from the bundle's transactions: the steps, the trace and the checks above.",
+                f"Nothing after block {self.as_of_height} is visible offline: fetch the bundle "
+                "again, or ask a node (provenet verify --compliance), for a later verdict.",
             ]
         )
         return "\n".join(lines)
@@ -361,23 +429,46 @@ def _certificate(value: object, what: str) -> list[Commit]:
 
 
 @dataclass(frozen=True)
+class _Signer:
+    """An entry's sender as proven at the as-of height: its key and organisation records."""
+
+    org: Org
+    key_record: bytes  # the stored KeyRecord
+    org_record: bytes  # the stored Org
+
+
+@dataclass(frozen=True)
 class _Entry:
     position: int
     tx: Transaction
     tx_id: bytes
     header: SignedHeader
     index: int
-    org: GenesisOrg
+    signer: _Signer
 
     @property
     def height(self) -> int:
         return self.header.height
 
+    @property
+    def org_id(self) -> str:
+        return self.signer.org.org_id
+
     def describe(self) -> str:
         return (
-            f"entry {self.position} ({self.tx.contract}.{self.tx.method} by {self.org.org_id} "
+            f"entry {self.position} ({self.tx.contract}.{self.tx.method} by {self.org_id} "
             f"at block {self.height})"
         )
+
+
+@dataclass(frozen=True)
+class _AsOf:
+    """The certified as-of point: its height, the anchor, and the state its reads prove."""
+
+    height: int
+    anchor: ResultsAnchor
+    view: ProvenState
+    reads: int
 
 
 # ------------------------------------------------------------------ the check
@@ -392,19 +483,14 @@ def verify_bundle(
     (``node.sdk.genesis.load_genesis``).  See the module docstring for every check.
 
     >>> verdict = verify_bundle(Path("S-1.bundle").read_bytes(), load_genesis(Path("genesis.json")))
-    >>> verdict.conflict_free
-    True
+    >>> verdict.conflict_free, verdict.as_of_height
+    (True, 42)
     """
     try:
         document = decode(data, BUNDLE_LIMITS)
     except DecodeError as exc:
         raise _fail_format(f"not a canonical Provenet bundle ({exc})") from None
-    top = _map(document, TOP_FIELDS, "bundle")
-    # Exact types: in Python True == 1, so a version of true would pass `==`.
-    if not (_exact(top["format"], FORMAT) and _exact(top["version"], VERSION)):
-        raise _fail_format(
-            f"format {top['format']!r} version {top['version']!r}, expected {FORMAT!r} {VERSION}"
-        )
+    top = _top(document)
     chain_id = _str(top["chain_id"], "chain_id")
     if chain_id != genesis.chain_id:
         raise BundleError(
@@ -412,30 +498,44 @@ def verify_bundle(
         )
     asset_id = _str(top["asset_id"], "asset_id")
     validators = _check_validators(top["validators"], genesis)
-    as_of = _map(top["as_of"], frozenset({"header", "certificate"}), "as_of")
-    as_of_header = _header(as_of["header"], "as_of.header")
-    _check_certified(as_of_header, _certificate(as_of["certificate"], "as_of.certificate"),
-                     validators, chain_id, verify, "the as_of block")  # fmt: skip
-    signers = {key: org for org in genesis.genesis.organisations for key in org.keys}
+    as_of = _check_as_of(top["as_of"], validators, chain_id, verify)
     entries: list[_Entry] = []
     for position, raw in enumerate(_list(top["entries"], "entries")):
-        entry = _check_entry(position, raw, validators, chain_id, signers, genesis, verify)
+        entry = _check_entry(position, raw, validators, chain_id, as_of, genesis, verify)
         if entries and (entry.height, entry.index) <= (entries[-1].height, entries[-1].index):
             raise BundleError(
                 "order", f"{entry.describe()} is not after entry {position - 1} in chain order"
             )
         entries.append(entry)
-    if entries and entries[-1].height > as_of_header.height:
+    if entries and entries[-1].height > as_of.height:
         raise BundleError(
             "header",
-            f"{entries[-1].describe()} is later than the bundle's as_of block {as_of_header.height}",
+            f"{entries[-1].describe()} is later than the bundle's as-of height {as_of.height}",
         )
     if len({entry.tx_id for entry in entries}) != len(entries):
         raise BundleError("order", "a transaction appears twice")
     replayed = _replay(entries, genesis, verify)
     replayed.ask("asset", asset_id)
     _check_scope(asset_id, replayed)
-    return _verdict(asset_id, replayed, genesis, validators, as_of_header)
+    compliance = _proven_compliance(asset_id, as_of)
+    return _verdict(asset_id, replayed, genesis, validators, as_of, compliance)
+
+
+def _top(document: object) -> dict[str, Any]:
+    claimed = document if isinstance(document, dict) else {}
+    if _exact(claimed.get("format"), FORMAT) and _exact(claimed.get("version"), 1):
+        raise _fail_format(
+            "this is a version 1 bundle, which proves neither that its transactions "
+            "succeeded nor that no sanction or revocation was left out; fetch it again "
+            f"(provenet bundle ASSET -o FILE) to get version {VERSION}"
+        )
+    top = _map(document, TOP_FIELDS, "bundle")
+    # Exact types: in Python True == 1, so a version of true would pass `==`.
+    if not (_exact(top["format"], FORMAT) and _exact(top["version"], VERSION)):
+        raise _fail_format(
+            f"format {top['format']!r} version {top['version']!r}, expected {FORMAT!r} {VERSION}"
+        )
+    return top
 
 
 def _check_validators(value: object, genesis: NetworkGenesis) -> ValidatorSet:
@@ -496,12 +596,70 @@ def _check_certified(
         )
 
 
+def _canonical(read: object, raw: object, what: str) -> None:
+    """What was read must encode to exactly the bytes it was read from: a
+    reader that normalises (an empty code for none, say) would otherwise
+    leave a second encoding of the same proof that verifies."""
+    if encode(read) != encode(raw):
+        raise _fail_format(f"{what} is not in its canonical form")
+
+
+def _anchor(value: object, what: str) -> ResultsAnchor:
+    try:
+        anchor = ResultsAnchor.from_dict(value, what)
+    except ShapeError as exc:
+        raise _fail_format(str(exc)) from None
+    _canonical(anchor.to_dict(), value, what)
+    return anchor
+
+
+def _check_as_of(value: object, validators: ValidatorSet, chain_id: str, verify: Verifier) -> _AsOf:
+    data = _map(value, AS_OF_FIELDS, "as_of")
+    height = _int(data["height"], "as_of.height")
+    anchor = _anchor(data["anchor"], "as_of.anchor")
+    try:
+        results = anchor.verify(validators, chain_id, verify)
+    except ProofError as exc:
+        # A certificate is refused as one, wherever it is; a results chain that
+        # does not reach the certified root is the as-of point's own failure.
+        kind = {"certificate": "certificate", "chain_id": "chain"}.get(exc.part, "as_of")
+        raise BundleError(
+            kind, f"the as-of anchor is not certified by the genesis validators: {exc.message}"
+        ) from None
+    if results.height != height:
+        raise BundleError(
+            "as_of", f"the as-of anchor certifies height {results.height}, not {height}"
+        )
+    pairs: list[tuple[bytes, bytes | None]] = []
+    for n, item in enumerate(_list(data["reads"], "as_of.reads")):
+        what = f"as_of.reads[{n}]"
+        read = _map(item, READ_FIELDS, what)
+        key = _bytes(read["key"], f"{what}.key")
+        stored = None if read["value"] is None else _bytes(read["value"], f"{what}.value")
+        try:
+            proof = StateProof.from_dict(read["proof"], f"{what}.proof")
+        except (ShapeError, ValueError) as exc:
+            raise _fail_format(str(exc)) from None
+        _canonical(proof.to_dict(), read["proof"], f"{what}.proof")
+        if pairs and key <= pairs[-1][0]:
+            raise _fail_format(f"{what}: the reads are not in ascending key order")
+        if not verify_state_proof(results.state_root, key, stored, proof):
+            claim = "absence" if stored is None else "value"
+            raise BundleError(
+                "state",
+                f"the {claim} of key {key!r} does not verify against the certified state root "
+                f"of block {height}",
+            )
+        pairs.append((key, stored))
+    return _AsOf(height, anchor, ProvenState(pairs), len(pairs))
+
+
 def _check_entry(
     position: int,
     raw: object,
     validators: ValidatorSet,
     chain_id: str,
-    signers: dict[bytes, GenesisOrg],
+    as_of: _AsOf,
     genesis: NetworkGenesis,
     verify: Verifier,
 ) -> _Entry:
@@ -513,10 +671,7 @@ def _check_entry(
     certificate = _certificate(data["certificate"], f"{where}.certificate")
     index = _int(data["index"], f"{where}.index")
     count = _int(data["count"], f"{where}.count")
-    path = [
-        _bytes(item, f"{where}.path", (DIGEST_SIZE,))
-        for item in _list(data["path"], f"{where}.path")
-    ]
+    path = _digests(data["path"], f"{where}.path")
     what = f"entry {position} (block {header.height})"
     try:
         tx = decode_tx(envelope, genesis.genesis.limits)
@@ -546,12 +701,96 @@ def _check_entry(
             f"{what}: transaction {tx_id.hex()[:16]} is not request {index} under the block's requests root",
         )
     _check_certified(header, certificate, validators, chain_id, verify, what)
-    org = signers.get(tx.sender)
-    if org is None:
+    _check_receipt(data["receipt"], f"{where}.receipt", what, tx_id, header, validators, verify)
+    signer = _signer(as_of, tx.sender, header.height, what)
+    return _Entry(position, tx, tx_id, header, index, signer)
+
+
+def _digests(value: object, what: str) -> list[bytes]:
+    return [_bytes(item, what, (DIGEST_SIZE,)) for item in _list(value, what)]
+
+
+def _check_receipt(
+    value: object,
+    where: str,
+    what: str,
+    tx_id: bytes,
+    header: SignedHeader,
+    validators: ValidatorSet,
+    verify: Verifier,
+) -> None:
+    """The entry's receipt is its own, certified, and says the chain executed it."""
+    data = _map(value, RECEIPT_FIELDS, where)
+    try:
+        leaf = ReceiptLeaf.read(data["leaf"], f"{where}.leaf", hex_bytes=False)
+    except ShapeError as exc:
+        raise _fail_format(str(exc)) from None
+    _canonical(leaf.to_dict(), data["leaf"], f"{where}.leaf")
+    index = _int(data["index"], f"{where}.index")
+    count = _int(data["count"], f"{where}.count")
+    path = _digests(data["path"], f"{where}.path")
+    anchor = _anchor(data["anchor"], f"{where}.anchor")
+    try:
+        results = anchor.verify(validators, header.chain_id, verify)
+    except ProofError as exc:
         raise BundleError(
-            "signer", f"{what} is signed by key {tx.sender.hex()[:16]}, no genesis organisation's"
+            "receipt", f"{what}: the anchor of its receipt does not verify: {exc.message}"
+        ) from None
+    if results.height != header.height:
+        raise BundleError(
+            "receipt", f"{what}: its receipt's anchor certifies height {results.height}"
         )
-    return _Entry(position, tx, tx_id, header, index, org)
+    if leaf.tx_id != tx_id:
+        raise BundleError(
+            "receipt", f"{what}: the receipt proven is transaction {leaf.tx_id.hex()[:16]}'s"
+        )
+    if count != header.request_count or not verify_inclusion(
+        leaf.encoded, index, count, path, results.receipts_root
+    ):
+        raise BundleError(
+            "receipt",
+            f"{what}: the receipt is not leaf {index} of block {header.height}'s certified receipts",
+        )
+    if leaf.status != STATUS_OK:
+        raise BundleError(
+            "receipt",
+            f"{what}: the chain rejected it ({leaf.status}, {leaf.code}): it is no part of "
+            "any history",
+        )
+
+
+def _signer(as_of: _AsOf, sender: bytes, height: int, what: str) -> _Signer:
+    """The sender's key, valid at ``height`` by its record as of the as-of height."""
+    short = sender.hex()[:16]
+    try:
+        key_raw = as_of.view.get(key_key(sender))
+        if key_raw is None:
+            raise BundleError(
+                "signer",
+                f"{what} is signed by key {short}, which no organisation holds as of block "
+                f"{as_of.height} (proven absent)",
+            )
+        record = record_from_bytes(KeyRecord, key_raw)
+        org_raw = as_of.view.get(org_key(record.org_id))
+    except UnprovenRead as exc:
+        raise BundleError(
+            "missing_read",
+            f"{what}: the bundle does not prove the record {exc.key!r} of its signer "
+            f"(key {short}) as of block {as_of.height}",
+        ) from None
+    if org_raw is None:
+        raise BundleError(
+            "signer", f"{what}: key {short}'s organisation {record.org_id} is not a member"
+        )
+    revoked = record.revoked_from_height
+    if record.valid_from_height > height or (revoked is not None and revoked <= height):
+        until = "" if revoked is None else f", revoked from block {revoked}"
+        raise BundleError(
+            "signer",
+            f"{what} is signed by key {short} of {record.org_id}, valid from block "
+            f"{record.valid_from_height}{until}: not at block {height}",
+        )
+    return _Signer(record_from_bytes(Org, org_raw), key_raw, org_raw)
 
 
 # ------------------------------------------------------------------ replay
@@ -570,6 +809,12 @@ def _replay(entries: list[_Entry], genesis: NetworkGenesis, verify: Verifier) ->
         # so its nonce count is set to the one each transaction carries; the
         # chain already enforced the nonce order.
         replayed.state.put(nonce_key(tx.sender), encode(tx.nonce))
+        # Nor does it hold governance history: the sender's key is admitted by
+        # its record as proven at the as-of height (checked valid at this
+        # entry's height), and an organisation genesis lacks by its proven one.
+        replayed.state.put(key_key(tx.sender), entry.signer.key_record)
+        if replayed.state.get(org_key(entry.org_id)) is None:
+            replayed.state.put(org_key(entry.org_id), entry.signer.org_record)
         context = BlockContext(
             height=entry.height, time_ms=entry.header.proposer_time_ms, proposer=""
         )
@@ -578,7 +823,7 @@ def _replay(entries: list[_Entry], genesis: NetworkGenesis, verify: Verifier) ->
             raise _missing(
                 f"{entry.describe()} does not follow from the bundle's earlier transactions: "
                 f"the ledger's rules refuse it ({receipt.error}: {receipt.message}); a transaction "
-                "it depends on is missing from the bundle, or it was refused on chain"
+                "it depends on is missing from the bundle"
             )
         replayed.add(entry, receipt)
     return replayed
@@ -639,14 +884,35 @@ def _check_scope(asset_id: str, replayed: _Replayed) -> None:
 # ------------------------------------------------------------------ verdict
 
 
+def _proven_compliance(asset_id: str, as_of: _AsOf) -> dict[str, Any]:
+    """The pack's verdict recomputed over the reads proven at the as-of height only."""
+    try:
+        answer = query(as_of.view, "diamonds", "compliance", {"asset_id": asset_id})
+    except UnprovenRead as exc:
+        raise BundleError(
+            "missing_read",
+            f"the verdict as of block {as_of.height} reads key {exc.key!r}, which the bundle "
+            "does not prove",
+        ) from None
+    if not answer["ok"]:
+        raise BundleError(
+            "missing_read",
+            f"the proven reads as of block {as_of.height} give no verdict for {asset_id}: "
+            f"{answer['error']}: {answer['message']}",
+        )
+    result = answer["result"]
+    assert isinstance(result, dict), "a compliance answer is a map"
+    return result
+
+
 def _verdict(
     asset_id: str,
     replayed: _Replayed,
     genesis: NetworkGenesis,
     validators: ValidatorSet,
-    as_of: SignedHeader,
+    as_of: _AsOf,
+    compliance: dict[str, Any],
 ) -> Verdict:
-    compliance = replayed.ask("compliance", asset_id)
     trace = replayed.ask("trace", asset_id)
     steps = tuple(
         Step(
@@ -654,7 +920,7 @@ def _verdict(
             index=entry.index,
             time_ms=entry.header.proposer_time_ms,
             tx_id=entry.tx_id,
-            org_id=entry.org.org_id,
+            org_id=entry.org_id,
             contract=entry.tx.contract,
             method=entry.tx.method,
             args=dict(entry.tx.args),
@@ -665,9 +931,11 @@ def _verdict(
         asset_id=asset_id,
         chain_id=genesis.chain_id,
         as_of_height=as_of.height,
-        as_of_time_ms=as_of.proposer_time_ms,
+        certified_by=as_of.anchor.header.height,
+        as_of_time_ms=as_of.anchor.header.proposer_time_ms,
         validators=validators.n,
         quorum=validators.quorum,
+        proven_reads=as_of.reads,
         steps=steps,
         trace=trace,
         compliance=compliance,

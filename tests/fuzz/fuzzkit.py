@@ -49,14 +49,22 @@ from consensus.messages import (
     ViewChange,
     sign,
 )
+from consensus.proofs import CommitCertificate
 from consensus.quorum import ValidatorSet
 from consensus.wire import message_to_wire, record_to_wire
+from contracts.genesis import genesis_state
+from contracts.receipt import BlockContext
+from contracts.results import HeightResults, genesis_results, receipt_leaf_of, receipts_root
+from contracts.runtime import execute
+from contracts.state import MemoryState
 from contracts.tx import Transaction, encode_tx, sign_tx
-from node.api.bundle import commit_fields, signed_header
+from node.api.bundle import commit_fields, prove_as_of, signed_header
 from node.ops.netinit import init_network
 from node.runtime.views import commit_view, to_json
 from node.sdk.genesis import NetworkGenesis, load_genesis
 from node.sdk.keys import load_identity
+from node.sdk.receipt_proof import ReceiptLeaf
+from node.sdk.results_proof import ResultsAnchor
 
 FUZZ = bool(os.environ.get("PROVENET_FUZZ"))
 LONG_EXAMPLES = int(os.environ.get("PROVENET_FUZZ_EXAMPLES", "20000"))
@@ -90,6 +98,8 @@ class Block:
     batch: Batch
     certificate: tuple[Commit, ...]
     txs: tuple[Transaction, ...]
+    receipts: tuple[dict[str, object], ...]  # as the ledger stores them
+    results: HeightResults  # this height's results, carried by the next block
 
 
 @dataclass(frozen=True)
@@ -111,33 +121,42 @@ class Artefacts:
 
 
 def _chain(
-    chain_id: str, validators: tuple[Ed25519Signer, ...], orgs: dict[str, Ed25519Signer]
-) -> list[Block]:
-    """One block per step of HISTORY, each committed by every validator."""
+    chain_id: str,
+    validators: tuple[Ed25519Signer, ...],
+    orgs: dict[str, Ed25519Signer],
+    state: MemoryState,
+) -> tuple[list[Block], Block]:
+    """One block per step of HISTORY, each committed by every validator and
+    executed on ``state`` (the genesis state) as the ledger does; and an
+    empty carrier block after them that carries the last height's results."""
     blocks: list[Block] = []
     nonces: dict[str, int] = {}
     prev_hash, prev_time = GENESIS_PARENT_HASH, 0
-    for height, (org, method, args) in enumerate(HISTORY, start=1):
-        nonce = nonces.get(org, 0)
-        nonces[org] = nonce + 1
-        tx = sign_tx(
-            orgs[org],
-            chain_id=chain_id,
-            nonce=nonce,
-            contract="diamonds",
-            method=method,
-            args=args,
-        )
+    previous = genesis_results(state.root())
+    steps: list[tuple[str, str, dict[str, Any]] | None] = [*HISTORY, None]
+    for height, step in enumerate(steps, start=1):
+        txs: tuple[Transaction, ...] = ()
+        if step is not None:
+            org, method, args = step
+            nonce = nonces.get(org, 0)
+            nonces[org] = nonce + 1
+            txs = (sign_tx(orgs[org], chain_id=chain_id, nonce=nonce, contract="diamonds",
+                           method=method, args=args),)  # fmt: skip
         time_ms = 1_700_000_000_000 + height * 1_000
-        batch = Batch(height, (Request.of(encode_tx(tx)),), time_ms, height - 1, b"\x00" * 32)
+        requests = tuple(Request.of(encode_tx(tx)) for tx in txs)
+        batch = Batch(height, requests, time_ms, height - 1, previous.results_root)
         header = derive_header(chain_id, batch, prev_hash, prev_time)
         certificate = tuple(
             sign(Commit(0, height, batch.digest, sender), signer, chain_id)
             for sender, signer in enumerate(validators)
         )
-        blocks.append(Block(header, batch, certificate, (tx,)))
-        prev_hash, prev_time = header.hash, header.time_ms
-    return blocks
+        context = BlockContext(height=height, time_ms=header.time_ms, proposer="")
+        receipts = tuple(execute(state, tx, context).to_dict() for tx in txs)
+        leaves = [receipt_leaf_of(receipt) for receipt in receipts]
+        results = HeightResults(height, state.root(), receipts_root(leaves), previous.results_root)
+        blocks.append(Block(header, batch, certificate, txs, receipts, results))
+        prev_hash, prev_time, previous = header.hash, header.time_ms, results
+    return blocks[:-1], blocks[-1]
 
 
 def _frames(chain_id: str, signers: tuple[Ed25519Signer, ...], blocks: list[Block]) -> list[bytes]:
@@ -182,9 +201,21 @@ def _records(frames_source: list[Block], signer: Ed25519Signer, chain_id: str) -
     return [record_to_wire(record) for record in records]
 
 
-def _bundle(network: NetworkGenesis, blocks: list[Block]) -> bytes:
-    def entry(block: Block) -> dict[str, object]:
+def _anchor(block: Block, carrier: Block) -> ResultsAnchor:
+    """The anchor of ``block``'s height: the next block carries its results."""
+    return ResultsAnchor(
+        block.results, (), carrier.header.signed, CommitCertificate(carrier.certificate)
+    )
+
+
+def _bundle(
+    network: NetworkGenesis, blocks: list[Block], carrier: Block, state: MemoryState
+) -> bytes:
+    """The stone's bundle (format: node/sdk/bundle_verify.py), as a node builds it."""
+
+    def entry(block: Block, carried_by: Block) -> dict[str, object]:
         payload = block.batch.requests[0].payload
+        leaf = ReceiptLeaf.from_stored(block.receipts[0])
         return {
             "tx": payload,
             "tx_id": digest(payload),
@@ -193,13 +224,21 @@ def _bundle(network: NetworkGenesis, blocks: list[Block]) -> bytes:
             "index": 0,
             "count": 1,
             "path": inclusion_proof([digest(payload)], 0),
+            "receipt": {
+                "leaf": leaf.to_dict(),
+                "index": 0,
+                "count": 1,
+                "path": inclusion_proof([leaf.encoded], 0),
+                "anchor": _anchor(block, carried_by).to_dict(),
+            },
         }
 
-    tip = blocks[-1]
+    senders = {tx.sender for block in blocks for tx in block.txs}
+    last = blocks[-1]
     return encode(
         {
             "format": "provenet-bundle",
-            "version": 1,
+            "version": 2,
             "chain_id": network.chain_id,
             "asset_id": STONE,
             "validators": [
@@ -212,10 +251,14 @@ def _bundle(network: NetworkGenesis, blocks: list[Block]) -> bytes:
                 for v in sorted(network.validators, key=lambda v: v.replica_id)
             ],
             "as_of": {
-                "header": signed_header(tip.header),
-                "certificate": [commit_fields(commit) for commit in tip.certificate],
+                "height": last.results.height,
+                "anchor": _anchor(last, carrier).to_dict(),
+                "reads": prove_as_of(state, STONE, senders, 4_096),
             },
-            "entries": [entry(block) for block in blocks],
+            "entries": [
+                entry(block, carried_by)
+                for block, carried_by in zip(blocks, [*blocks[1:], carrier], strict=True)
+            ],
         }
     )
 
@@ -254,7 +297,8 @@ def build_artefacts(directory: Path) -> Artefacts:
         path.stem: load_identity(path).signer for path in sorted((directory / "orgs").glob("*.key"))
     }
     chain_id = network.chain_id
-    blocks = _chain(chain_id, signers, orgs)
+    state = MemoryState(genesis_state(network.genesis))
+    blocks, carrier = _chain(chain_id, signers, orgs, state)
     # GET /v1/chain's answer, as node/runtime/views.py full_block_view builds each block.
     page = encode(
         {
@@ -279,7 +323,7 @@ def build_artefacts(directory: Path) -> Artefacts:
         frames=tuple(_frames(chain_id, signers, blocks)),
         records=tuple(_records(blocks, signers[0], chain_id)),
         page=page,
-        bundle=_bundle(network, blocks),
+        bundle=_bundle(network, blocks, carrier, state),
         proofs=tuple(_proof(b) for b in blocks),
         block_answers=tuple(_block_answer(b) for b in blocks),
     )

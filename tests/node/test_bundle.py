@@ -25,20 +25,23 @@ from typing import Any
 import pytest
 from netfixture import free_base_port
 
-from consensus.codec import decode, digest, encode
+from consensus.codec import Ed25519Signer, decode, digest, encode
+from contracts.orgs import KeyRecord, key_key, sanction_key
+from contracts.records import record_from_bytes, record_to_bytes
 from contracts.tx import decode_tx, encode_tx, sign_tx
-from node.api.bundle import UnknownAsset, build_bundle
+from node.api.bundle import UnknownAsset, build_bundle, entry_of, prepare_bundle
 from node.app import start_node
 from node.ops.cli_bundle import add_bundle_commands
 from node.ops.demo import Cast
 from node.ops.netinit import init_network
+from node.runtime.certified import results_anchor
 from node.runtime.config import load_node_config
 from node.sdk.bundle import fetch_bundle, verify_bundle_file
 from node.sdk.bundle_verify import BundleError, Verdict, verify_bundle
 from node.sdk.client import ProvenetClient
 from node.sdk.errors import ProvenetError
 from node.sdk.genesis import NetworkGenesis, load_genesis
-from node.sdk.keys import load_identity
+from node.sdk.keys import Identity, load_identity
 
 pytestmark = pytest.mark.network
 
@@ -110,6 +113,11 @@ class Chain:
     cli_output: str
     unknown_error: ProvenetError | None
     online_compliance_after_sanction: dict[str, Any]
+    governed: bytes  # SIBLING's bundle: a transfer signed by a key governance added
+    governed_revoked: bytes  # the same after that key's revocation
+    governed_key: bytes  # that key
+    after_rejected: bytes  # SIBLING's bundle after a transfer the chain rejected
+    rejected_entry: dict[str, Any]  # that transfer as a bundle entry, with its proofs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -142,24 +150,26 @@ async def _build_chain(tmp: Path) -> Chain:
                 unknown_error = None
             except ProvenetError as error:
                 unknown_error = error
-        built = encode(build_bundle(node.store, node.engine.ledger.state, node.network, STONE))
+        built = encode(await build_bundle(node.engine, node.network, STONE, 10.0))
         cli_file = tmp / "stone.bundle"
         argv = ["bundle", STONE, "-o", str(cli_file), "--node", url, "--genesis", str(net / "genesis.json")]  # fmt: skip
         cli_output = await asyncio.to_thread(_capture, lambda: run_cli(*argv))
         for org, method, args in MERGED:
             await cast.step(org, "diamonds", method, args)
-        merged = encode(build_bundle(node.store, node.engine.ledger.state, node.network, "T1"))
+        merged = encode(await build_bundle(node.engine, node.network, "T1", 10.0))
         await cast.step(
             "regulator", "diamonds", "revoke_certificate",
             {"kind": "kp", "cert_id": "BW-KP-t2", "reason": "forged"},
         )  # fmt: skip
-        revoked = encode(build_bundle(node.store, node.engine.ledger.state, node.network, "T1"))
+        revoked = encode(await build_bundle(node.engine, node.network, "T1", 10.0))
+        governed, governed_revoked, governed_key = await _governed_key(node, cast, net)
         await cast.step(
             "regulator", "diamonds", "sanction",
             {"kind": "org", "target": "cutter", "reason": "laundering rough"},
         )  # fmt: skip
-        sanctioned = encode(build_bundle(node.store, node.engine.ledger.state, node.network, STONE))
+        sanctioned = encode(await build_bundle(node.engine, node.network, STONE, 10.0))
         online = await cast.client("leadfirm").compliance(STONE)
+        after_rejected, rejected_entry = await _rejected_transfer(node, cast)
     finally:
         await cast.close()
         await node.stop()
@@ -177,7 +187,57 @@ async def _build_chain(tmp: Path) -> Chain:
         cli_output=cli_output,
         unknown_error=unknown_error,
         online_compliance_after_sanction=online,
+        governed=governed,
+        governed_revoked=governed_revoked,
+        governed_key=governed_key,
+        after_rejected=after_rejected,
+        rejected_entry=rejected_entry,
     )
+
+
+async def _governed_key(node: Any, cast: Cast, net: Path) -> tuple[bytes, bytes, bytes]:
+    """Governance adds a second key to the cutter, which signs the sibling's
+    hand-over to the lab; then the cutter revokes that key.  The sibling's
+    bundle before and after the revocation, and the key."""
+    second = Ed25519Signer.from_seed(b"cutter-second-key".ljust(32, b"\0"))
+    proposal = await cast.step(
+        "cutter", "membership", "propose",
+        {"action": "add_key", "params": {"org_id": "cutter", "key": second.public_key}},
+    )  # fmt: skip
+    voters = [org.org_id for org in load_genesis(net / "genesis.json").genesis.organisations]
+    for org in voters:
+        if org == "cutter":
+            continue
+        answer = await cast.client(org).submit(
+            "membership", "vote", {"proposal_id": str(proposal["tx_id"])}, raise_on_reject=False
+        )
+        if answer["status"] != "ok":
+            break  # the proposal passed on an earlier vote and is closed
+    url = f"http://127.0.0.1:{node.config.api_port}"
+    signer = Identity("cutter", second)
+    async with ProvenetClient.from_url(url, signer, genesis_file=net / "genesis.json") as client:
+        await client.submit(
+            "diamonds", "transfer", {"asset_id": SIBLING, "to_org": "lab", "custody_only": True}
+        )
+    governed = encode(await build_bundle(node.engine, node.network, SIBLING, 10.0))
+    await cast.step("cutter", "membership", "revoke_own_key", {"key": second.public_key})
+    revoked = encode(await build_bundle(node.engine, node.network, SIBLING, 10.0))
+    return governed, revoked, second.public_key
+
+
+async def _rejected_transfer(node: Any, cast: Cast) -> tuple[bytes, dict[str, Any]]:
+    """A transfer of the sibling by the sanctioned cutter, which the chain
+    rejects; the sibling's bundle after it, and the transfer as an entry
+    with all its proofs."""
+    answer = await cast.client("cutter").submit(
+        "diamonds", "transfer", {"asset_id": SIBLING, "to_org": "leadfirm"}, raise_on_reject=False
+    )
+    assert answer["status"] == "rejected" and answer["code"] == "sanctioned", answer
+    after = encode(await build_bundle(node.engine, node.network, SIBLING, 10.0))
+    height, index = node.store.tx_position(bytes.fromhex(str(answer["tx_id"])))
+    anchor = results_anchor(node.store, height, 64)
+    assert anchor is not None
+    return after, entry_of(node.store.block(height), index, anchor)
 
 
 def _capture(work: Callable[[], int]) -> str:
@@ -271,7 +331,7 @@ def test_build_bundle_refuses_an_unknown_asset(chain: Chain) -> None:
 
     state = MemoryState(genesis_state(chain.network.genesis))
     with pytest.raises(UnknownAsset, match="no diamond asset S-9"):
-        build_bundle(None, state, chain.network, "S-9")  # type: ignore[arg-type]
+        prepare_bundle(None, state, chain.network, "S-9", 100)  # type: ignore[arg-type]
 
 
 def test_cli_verify_prints_the_provenance_and_the_verdict(
@@ -279,7 +339,7 @@ def test_cli_verify_prints_the_provenance_and_the_verdict(
 ) -> None:
     assert run_cli("verify", str(chain.cli_file), "--genesis", str(chain.genesis_file)) == 0
     out = capsys.readouterr().out
-    assert f"Bundle for {STONE}" in out and "Offline verdict: CONFLICT-FREE" in out
+    assert f"Bundle for {STONE}" in out and "Offline verdict: CONFLICT-FREE as of block " in out
     for method in METHODS:
         assert f"diamonds.{method}" in out
     assert f"kp_crossing {CERT}" in out and "issued by kp-bw (KP authority of BW)" in out
@@ -352,8 +412,9 @@ def test_a_changed_transaction_byte_fails_its_signature(chain: Chain) -> None:
     failure = _fails(encode(document), chain.network)
     assert failure.kind == "signature"
     assert f"entry {position} (diamonds.issue_kp_certificate" in str(failure)
-    # Flipped in place in the file, the same byte fails the same way.
-    at = chain.data.index(b"7102.31")
+    # Flipped in place in the file, the same byte fails the same way (the
+    # first 7102.31 in the file is in the certificate's record, a proven read).
+    at = chain.data.index(envelope) + envelope.index(b"7102.31")
     tampered = chain.data[:at] + b"7102.21" + chain.data[at + 7 :]
     assert _fails(tampered, chain.network).kind == "signature"
 
@@ -436,11 +497,13 @@ def test_an_unrelated_entry_or_another_asset_id_fails(chain: Chain) -> None:
     assert failure.kind == "unrelated_entry"
     assert "entry 6 (diamonds.transfer by cutter" in failure.message
     assert f"not part of the provenance of {SIBLING}" in failure.message
-    # The stone's grading cannot even replay there: the lab never held it.
+    # The stone's grading is signed by the lab, whose key the sibling's
+    # bundle does not prove (and the lab never held the sibling).
     sibling["entries"][-1] = stone["entries"][_entry_of(stone, "grade")]
     failure = _fails(encode(sibling), chain.network)
-    assert failure.kind == "missing_upstream_link"
-    assert "diamonds.grade by lab" in failure.message
+    assert failure.kind == "missing_read"
+    assert "entry 6 (diamonds.grade at block" in failure.message
+    assert "record b'm/key/" in failure.message
     # The stone's bundle renamed to its sibling: the stone's own steps do not belong.
     stone["asset_id"] = SIBLING
     assert _fails(encode(stone), chain.network).kind == "unrelated_entry"
@@ -488,9 +551,14 @@ def test_bundle_size_and_offline_verification_time(chain: Chain) -> None:
     for _ in range(runs):
         verify_bundle(chain.data, chain.network)
     elapsed_ms = (time.perf_counter() - started) * 1000 / runs
+    document = _document(chain)
+    as_of_bytes = len(encode(document["as_of"]))
+    receipts_bytes = sum(len(encode(entry["receipt"])) for entry in document["entries"])
     print(
         f"10-step stone: bundle {len(chain.data):,} bytes ({len(HISTORY)} transactions, "
-        f"1 validator), offline verification {elapsed_ms:.1f} ms"
+        f"1 validator; as-of point {as_of_bytes:,} bytes with {len(_reads(document))} proven "
+        f"reads, receipt proofs {receipts_bytes:,} bytes), offline verification "
+        f"{elapsed_ms:.1f} ms"
     )
     assert elapsed_ms < 1_000
 
@@ -566,3 +634,167 @@ def test_a_reordered_or_altered_transaction_is_refused(chain: Chain) -> None:
     # still does not cover it.
     document["entries"][position]["tx_id"] = digest(document["entries"][position]["tx"])
     assert _fails(encode(document), chain.network).kind == "inclusion"
+
+
+# ------------------------------------------------------------------ version 2: outcomes, absence, signers
+
+
+def _reads(document: dict[str, Any]) -> list[dict[str, Any]]:
+    reads: list[dict[str, Any]] = document["as_of"]["reads"]
+    return reads
+
+
+def _read_of(document: dict[str, Any], key: bytes) -> dict[str, Any]:
+    return next(read for read in _reads(document) if read["key"] == key)
+
+
+def _without_read(data: bytes, key: bytes) -> bytes:
+    document = decode(data)
+    assert isinstance(document, dict)
+    kept = [read for read in _reads(document) if read["key"] != key]
+    assert len(kept) == len(_reads(document)) - 1, f"no read of {key!r} to drop"
+    document["as_of"]["reads"] = kept
+    return encode(document)
+
+
+def test_the_verdict_and_every_entry_are_proven_as_of_one_certified_height(chain: Chain) -> None:
+    verdict = verify_bundle(chain.data, chain.network)
+    document = _document(chain)
+    assert document["version"] == 2
+    assert verdict.as_of_height == document["as_of"]["height"] >= verdict.steps[-1].height
+    assert verdict.certified_by > verdict.as_of_height
+    assert verdict.proven_reads == len(_reads(document))
+    for entry in document["entries"]:
+        assert entry["receipt"]["leaf"]["tx_id"] == entry["tx_id"]
+        assert entry["receipt"]["leaf"]["status"] == "ok"
+    text = verdict.format()
+    assert f"As of block {verdict.as_of_height} (certified by block {verdict.certified_by}" in text
+    assert f"Proven as of block {verdict.as_of_height}: the compliance verdict" in text
+
+
+def test_a_version_1_bundle_is_refused_with_a_request_to_fetch_it_again(chain: Chain) -> None:
+    document = _document(chain)
+    document["version"] = 1
+    failure = _fails(encode(document), chain.network)
+    assert failure.kind == "format"
+    assert "version 1 bundle" in failure.message and "fetch it again" in failure.message
+
+
+def test_a_transaction_the_chain_rejected_is_refused(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sanctioned cutter's transfer of the sibling was rejected on chain.
+    Presented in the sibling's bundle without the sanction's transaction, it
+    replays (as it did in version 1 bundles); its proven receipt refuses it."""
+    import node.sdk.bundle_verify as bundle_verify
+
+    forged = decode(chain.after_rejected)
+    assert isinstance(forged, dict)
+    del forged["entries"][_entry_of(forged, "sanction")]
+    forged["entries"].append(chain.rejected_entry)
+    failure = _fails(encode(forged), chain.network)
+    assert failure.kind == "receipt"
+    assert "the chain rejected it (rejected, sanctioned)" in failure.message
+    assert f"entry {len(forged['entries']) - 1} (diamonds.transfer" in failure.message
+    # Its receipt swapped for a successful transaction's: that one is proven
+    # at another height, and is another transaction's.
+    rejected = dict(chain.rejected_entry)
+    rejected["receipt"] = forged["entries"][-2]["receipt"]
+    forged["entries"][-1] = rejected
+    failure = _fails(encode(forged), chain.network)
+    assert failure.kind == "receipt" and "its receipt's anchor certifies height" in failure.message
+    # With its own anchor but the successful transaction's leaf and path.
+    rejected["receipt"] = {
+        **forged["entries"][-2]["receipt"],
+        "anchor": chain.rejected_entry["receipt"]["anchor"],
+    }
+    failure = _fails(encode(forged), chain.network)
+    assert failure.kind == "receipt" and "the receipt proven is transaction" in failure.message
+    # A leaf saying "ok" for the rejected transaction is not under the root.
+    ok_leaf = {**chain.rejected_entry["receipt"]["leaf"], "status": "ok", "code": None}
+    rejected["receipt"] = {**chain.rejected_entry["receipt"], "leaf": ok_leaf}
+    failure = _fails(encode(forged), chain.network)
+    assert failure.kind == "receipt" and "certified receipts" in failure.message
+    # Without the receipt check, the replay alone accepts it (the hole).
+    monkeypatch.setattr(bundle_verify, "_check_receipt", lambda *args: None)
+    assert verify_bundle(encode(forged), chain.network).steps[-1].method == "transfer"
+
+
+def test_an_omitted_sanction_read_is_missing_and_a_stale_absence_proof_fails(chain: Chain) -> None:
+    sanction = sanction_key("org", "cutter")
+    assert _read_of(decode(chain.sanctioned), sanction)["value"] is not None  # type: ignore[arg-type]
+    failure = _fails(_without_read(chain.sanctioned, sanction), chain.network)
+    assert failure.kind == "missing_read"
+    assert repr(sanction) in failure.message
+    # The sanction's absence, proven against the root of a height before it.
+    forged = decode(chain.sanctioned)
+    assert isinstance(forged, dict)
+    stale = _read_of(_document(chain), sanction)
+    assert stale["value"] is None
+    _read_of(forged, sanction).update(value=None, proof=stale["proof"])
+    failure = _fails(encode(forged), chain.network)
+    assert failure.kind == "state"
+    assert f"the absence of key {sanction!r} does not verify" in failure.message
+
+
+def test_a_sanction_left_out_of_the_entries_still_decides_the_verdict(chain: Chain) -> None:
+    """Absence is proven: dropping the sanction's transaction changes the
+    replay, not the verdict, which is recomputed from the proven reads."""
+    forged = decode(chain.sanctioned)
+    assert isinstance(forged, dict)
+    del forged["entries"][_entry_of(forged, "sanction")]
+    verdict = verify_bundle(encode(forged), chain.network)
+    assert "sanction" not in [step.method for step in verdict.steps]
+    assert not verdict.conflict_free
+    assert "org_sanctioned" in {f["rule"] for f in verdict.compliance["failures"]}
+
+
+def test_a_key_added_by_governance_signs_a_verifiable_history(chain: Chain) -> None:
+    for data in (chain.governed, chain.governed_revoked):
+        verdict = verify_bundle(data, chain.network)
+        assert verdict.asset_id == SIBLING
+        assert [step.method for step in verdict.steps] == [*METHODS[:6], "transfer"]
+        assert verdict.steps[-1].org_id == "cutter"
+    document = decode(chain.governed_revoked)
+    assert isinstance(document, dict)
+    record = record_from_bytes(KeyRecord, _read_of(document, key_key(chain.governed_key))["value"])
+    assert record.valid_from_height > 1 and record.revoked_from_height is not None
+    assert (
+        record.revoked_from_height > verify_bundle(chain.governed, chain.network).steps[-1].height
+    )
+
+
+def test_a_signer_whose_key_record_is_not_proven_is_refused(chain: Chain) -> None:
+    failure = _fails(
+        _without_read(chain.governed_revoked, key_key(chain.governed_key)), chain.network
+    )
+    assert failure.kind == "missing_read"
+    assert "entry 6 (diamonds.transfer" in failure.message
+    assert f"key {chain.governed_key.hex()[:16]}" in failure.message
+
+
+@pytest.mark.parametrize("signer", ["governed", "genesis"])
+def test_a_key_revoked_before_the_entry_is_refused_as_signer(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch, signer: str
+) -> None:
+    """The chain refuses a revoked key's transaction, so no true bundle holds
+    one; suppose a proof could be forged (the state proof check is switched
+    off): the key record's own heights still refuse the entry, whether
+    governance added the key or genesis did."""
+    import node.sdk.bundle_verify as bundle_verify
+
+    document = decode(chain.governed_revoked)
+    assert isinstance(document, dict)
+    position = 6 if signer == "governed" else _entry_of(document, "cut")
+    entry = document["entries"][position]
+    sender = decode_tx(entry["tx"]).sender
+    read = _read_of(document, key_key(sender))
+    record = record_from_bytes(KeyRecord, read["value"])
+    height = entry["header"]["height"]
+    forged = dataclasses.replace(record, revoked_from_height=height)
+    read["value"] = record_to_bytes(forged)
+    monkeypatch.setattr(bundle_verify, "verify_state_proof", lambda *args: True)
+    failure = _fails(encode(document), chain.network)
+    assert failure.kind == "signer"
+    assert f"entry {position} (diamonds." in failure.message
+    assert f"revoked from block {height}: not at block {height}" in failure.message

@@ -138,11 +138,30 @@ def bundle_schemas() -> dict[str, Schema]:
         "Bundle": obj(
             {
                 "format": {"const": "provenet-bundle"},
-                "version": {"type": "integer"},
+                "version": {"const": 2},
                 "chain_id": STR,
                 "asset_id": STR,
                 "validators": array(ref("Validator")),
-                "as_of": obj({"header": ref("SignedHeader"), "certificate": array(ref("Commit"))}),
+                "as_of": obj(
+                    {
+                        "height": INT64,
+                        "anchor": ref("ResultsAnchor"),
+                        "reads": array(
+                            obj(
+                                {
+                                    "key": ref("Hex"),
+                                    "value": nullable(ref("Hex")),
+                                    "proof": ref("StateProof"),
+                                }
+                            ),
+                            "Every state key the offline check reads, in ascending key order: "
+                            "the compliance verdict's reads and each signer's key and "
+                            "organisation records; value null: proven absent.",
+                        ),
+                    },
+                    "The certified point the verdict is proven at: anchor certifies "
+                    "height's state root, which every read's proof is checked against.",
+                ),
                 "entries": array(
                     obj(
                         {
@@ -153,12 +172,15 @@ def bundle_schemas() -> dict[str, Schema]:
                             "index": INT64,
                             "count": INT64,
                             "path": array(ref("Digest")),
+                            "receipt": ref("ReceiptProof"),
                         }
-                    )
+                    ),
+                    "Each transaction with its inclusion proof and its receipt proof "
+                    "(whose anchor is never null here).",
                 ),
             },
-            "A provenance bundle (format in node/sdk/bundle_verify.py); its canonical msgpack "
-            "is the file `provenet verify` checks offline.",
+            "A provenance bundle, version 2 (format in node/sdk/bundle_verify.py); its "
+            "canonical msgpack is the file `provenet verify` checks offline.",
         ),
     }
 
@@ -272,11 +294,30 @@ def query_ops() -> dict[str, Schema]:
                 "A diamond's provenance bundle",
                 {
                     "200": ok(ref("Bundle"), "The bundle (save the msgpack form as the file)."),
-                    **error_responses(("unknown_asset", "too_large")),
+                    **error_responses(
+                        (
+                            "bad_request",
+                            "unknown_asset",
+                            "too_large",
+                            "limit_exceeded",
+                            "unavailable",
+                        )
+                    ),
                 },
-                [asset],
+                [
+                    asset,
+                    query_param(
+                        "timeout_ms",
+                        WHOLE,
+                        "How long to wait for the certificate of the height the bundle is "
+                        "read at, capped by the node's max_wait_ms (default 10000).",
+                    ),
+                ],
                 description="413 `too_large` when the provenance has more assets than the "
-                "chain's max_trace_nodes, or finding it would read too many blocks.",
+                "chain's max_trace_nodes, or finding it would read too many blocks; 400 "
+                "`limit_exceeded` when its as-of point reads more keys than the node's "
+                "max_proven_reads; 503 `unavailable` when the certificate did not come "
+                "within timeout_ms (retry).",
             )
         },
     }
