@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from consensus.blocks import ChainTip
 from consensus.codec import Signer, Verifier
 from consensus.config import ReplicaConfig
+from consensus.epochs import ValidatorHistory
 from consensus.messages import (
     CertifiedBatch,
     Checkpoint,
@@ -31,6 +32,7 @@ from consensus.messages import (
 )
 from consensus.modes import InvariantViolation, Mode
 from consensus.proofs import Checker
+from consensus.quorum import ValidatorSet
 
 RequestValidator = Callable[[bytes], bool]
 ViewMessage = PrePrepare | Prepare | Commit
@@ -75,20 +77,23 @@ class ReplicaState:
         tip: ChainTip,
         now_ms: int = 0,
         sabotage: Sabotage | None = None,
+        history: ValidatorHistory | None = None,
     ) -> None:
-        if config.validators.key_of(config.replica_id) != signer.public_key:
+        # The validator set at every height this replica may still need
+        # (consensus.epochs), as the host knew it through its tip.
+        if history is None:
+            history = ValidatorHistory.genesis(config.validators, tip.height)
+        if history.through_height < tip.height:
+            raise ValueError("the validator history ends below the tip")
+        if history.members().get(config.replica_id) != signer.public_key:
             raise ValueError("the signer's key is not this replica's validator key")
         self.config = config
-        self.validators = config.validators
+        self.epochs = history
         self.me = config.replica_id
         self.signer = signer
+        self.verify = verify
         self.request_valid = request_valid
-        self.checker = Checker(config.validators, config.chain_id, verify)
         self.sabotage = sabotage or Sabotage()
-        # Votes that make a height prepared and committed.
-        self.vote_quorum = config.validators.quorum
-        if self.sabotage.vote_quorum is not None:
-            self.vote_quorum = self.sabotage.vote_quorum
         self.now_ms = now_ms
         self.dropped: Counter[str] = Counter()
         # View state.
@@ -155,6 +160,45 @@ class ReplicaState:
         self.proof_sent_ms: dict[int, int] = {}
         # View-stamped messages for a later view or beyond the window, per sender.
         self.buffer: dict[int, deque[tuple[int, ViewMessage]]] = {}
+
+    @property
+    def validators(self) -> ValidatorSet:
+        """The set in force for the whole window (low, low + W]: the one at
+        low + 1 (consensus.epochs: no window spans a change)."""
+        return self.epochs.set_at(self.low_watermark + 1)
+
+    @property
+    def checker(self) -> Checker:
+        return Checker(self.validators, self.config.chain_id, self.verify)
+
+    def checker_at(self, height: int) -> Checker:
+        return Checker(self.epochs.set_at(height), self.config.chain_id, self.verify)
+
+    @property
+    def vote_quorum(self) -> int:
+        """Votes that make a height prepared and committed."""
+        if self.sabotage.vote_quorum is not None:
+            return self.sabotage.vote_quorum
+        return self.validators.quorum
+
+    @property
+    def settled_height(self) -> int:
+        """The highest height whose validator set this replica knows for sure."""
+        return self.epochs.settled_through(self.config.window_size)
+
+    @property
+    def is_member(self) -> bool:
+        """Does this replica vote in the window's epoch?  A validator not yet
+        joined, or removed, orders nothing and only catches up."""
+        return self.validators.contains(self.me)
+
+    def in_window_epoch(self, height: int) -> bool:
+        """May ``height`` be ordered now: its set settled and the window's?
+        Heights past a change wait until the checkpoint before it is stable."""
+        if height > self.settled_height:
+            return False
+        change = self.epochs.next_change_after(self.low_watermark + 1)
+        return change is None or height < change
 
     @property
     def active(self) -> bool:
