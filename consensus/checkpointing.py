@@ -32,8 +32,8 @@ from consensus.messages import (
     sign,
 )
 from consensus.modes import InvariantViolation
-from consensus.quorum import ValidatorSet
 from consensus.normal_case import deliver_ready
+from consensus.quorum import ValidatorSet
 from consensus.state import ReplicaState
 
 

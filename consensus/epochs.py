@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import pairwise
 
 from consensus.quorum import ValidatorSet
 
@@ -74,7 +75,7 @@ class ValidatorHistory:
         if not self.epochs:
             raise ValueError("a validator history needs a first epoch")
         firsts = [epoch.first_height for epoch in self.epochs]
-        if firsts[0] < 0 or any(a >= b for a, b in zip(firsts, firsts[1:], strict=False)):
+        if firsts[0] < 0 or any(a >= b for a, b in pairwise(firsts)):
             raise ValueError("epochs start at increasing heights")
         keys: dict[int, bytes] = {}
         for epoch in self.epochs:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import pairwise
 
 from consensus.codec import PUBLIC_KEY_SIZE
 
@@ -40,7 +41,7 @@ class ValidatorSet:
             object.__setattr__(self, "ids", tuple(range(len(self.public_keys))))
         if len(self.ids) != len(self.public_keys):
             raise ValueError("a validator set needs one id per key")
-        if self.ids[0] < 0 or any(a >= b for a, b in zip(self.ids, self.ids[1:], strict=False)):
+        if self.ids[0] < 0 or any(a >= b for a, b in pairwise(self.ids)):
             raise ValueError("validator ids are non-negative and strictly increasing")
 
     @cached_property
