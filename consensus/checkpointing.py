@@ -110,6 +110,8 @@ def stabilize(r: ReplicaState, proof: CheckpointProof, effects: list[Effect]) ->
     may fit it now (the caller replays them: view_change.replay_buffer)."""
     if proof.height <= r.low_watermark or proof.height >= r.settled_height:
         return False
+    if r.epochs.epoch_start(proof.height + 1) != r.epochs.epoch_start(r.low_watermark + 1):
+        r.entered_epoch_by_checkpoint = True
     r.stable = proof
     effects.append(Persist(StableCheckpointRecord(proof)))
     low = proof.height
@@ -118,7 +120,8 @@ def stabilize(r: ReplicaState, proof: CheckpointProof, effects: list[Effect]) ->
             del table[height]
     for height in [h for h in r.executed_roots if h < low and h < r.executed_height]:
         del r.executed_roots[height]
-    r.epochs = r.epochs.pruned(min(low, r.delivered.height) + 1)
+    # Keep the set that signed this checkpoint: view changes carry its proof.
+    r.epochs = r.epochs.pruned(min(low, r.delivered.height))
     r.prune_sent()
     check_against_stable(r)
     raise_transfer_target(r, low)

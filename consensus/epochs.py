@@ -100,6 +100,15 @@ class ValidatorHistory:
             found = epoch.validators
         return found
 
+    def epoch_start(self, height: int) -> int:
+        """The first height of the epoch in force at ``height``."""
+        found = self.epochs[0].first_height
+        for epoch in self.epochs:
+            if epoch.first_height > height:
+                break
+            found = epoch.first_height
+        return found
+
     def next_change_after(self, height: int) -> int | None:
         """The first height above ``height`` where another set takes over."""
         for epoch in self.epochs:

@@ -117,7 +117,7 @@ class Replica(ReplicaState):
                 normal_case.hold(self, sender, item)
             case Route.CHECKPOINT, Checkpoint():
                 if checkpointing.on_checkpoint(self, item, effects):
-                    view_change.replay_buffer(self, effects)
+                    view_change.window_moved(self, effects)
             case Route.VIEW_CHANGE_OR_ANSWER, ViewChange():
                 view_change.on_view_change_while_active(self, item, effects)
             case Route.VIEW_CHANGE, ViewChange():
@@ -149,7 +149,7 @@ class Replica(ReplicaState):
                 height=height, results_root=results_root, validators=validators
             ):
                 if checkpointing.on_executed(self, height, results_root, validators, effects):
-                    view_change.replay_buffer(self, effects)
+                    view_change.window_moved(self, effects)
             case unrouted:
                 raise InvariantViolation(f"the route table sends {unrouted} nowhere")
 

@@ -104,6 +104,9 @@ class ReplicaState:
         self.view_change_deadline_ms: int | None = None
         self.view_changes: dict[int, ViewChange] = {}
         self.last_new_view: NewView | None = None
+        # A stable checkpoint moved the window into a new epoch, and no
+        # NEW-VIEW of that epoch has been entered since (view_change).
+        self.entered_epoch_by_checkpoint = False
         self.new_view_sent_ms: dict[int, int] = {}
         # The log of the current view and what survives views.
         self.log: dict[int, Slot] = {}

@@ -171,9 +171,13 @@ def checked_view_change_problem(
 def new_view_set(r: ReplicaState, stable_height: int) -> ValidatorSet | None:
     """The set a NEW-VIEW whose V proves ``stable_height`` is judged by here:
     the one in force for the window this replica will have once it enters the
-    view (None: not settled yet, we are behind)."""
+    view.  None when that is not settled yet (we are behind) or when the
+    NEW-VIEW belongs to an earlier epoch than our window: each epoch's views
+    start with a NEW-VIEW of its own set (Trigger.NEW_EPOCH)."""
     first = max(r.low_watermark, stable_height) + 1
     if first > r.settled_height:
+        return None
+    if r.epochs.epoch_start(stable_height + 1) != r.epochs.epoch_start(first):
         return None
     return r.epochs.set_at(first)
 
@@ -250,7 +254,7 @@ def new_view_problem(r: ReplicaState, new_view: NewView) -> str | None:
         return "view_change_quorum"
     validators = new_view_set(r, highest_stable(new_view.view_changes).height)
     if validators is None:
-        return "beyond_settled_validator_sets"
+        return "not_of_this_epoch_or_beyond_settled"
     if new_view.sender != validators.primary(view):
         return "not_from_primary"
     senders = {vc.sender for vc in new_view.view_changes}
@@ -297,6 +301,8 @@ def enter_view(
     r.in_flight = {}
     if stable.height > r.low_watermark:
         stabilize(r, stable, effects)
+    # This NEW-VIEW is of the epoch our window is in (new_view_set).
+    r.entered_epoch_by_checkpoint = False
     for pre_prepare in new_view.pre_prepares:
         if (
             r.is_member
@@ -351,6 +357,17 @@ def depose_equivocating_primary(
     effects.append(Broadcast(evidence.first))
     effects.append(Broadcast(evidence.second))
     start_view_change(r, r.view + 1, Trigger.EQUIVOCATION, effects)
+
+
+def window_moved(r: ReplicaState, effects: list[Effect]) -> None:
+    """A stable checkpoint moved the window.  If it moved into a new epoch,
+    start that epoch's first view (a validator of the set does); then offer
+    the buffered messages again."""
+    if r.entered_epoch_by_checkpoint:
+        r.entered_epoch_by_checkpoint = False
+        if r.is_member:
+            start_view_change(r, r.view + 1, Trigger.NEW_EPOCH, effects)
+    replay_buffer(r, effects)
 
 
 def replay_buffer(r: ReplicaState, effects: list[Effect]) -> None:
