@@ -34,7 +34,7 @@ the replica, not a peer's fault: ``next_mode`` raises
 ::
 
     ACTIVE --SUSPECTED / VIEW_CHANGES_ABOVE / EQUIVOCATION / NEW_EPOCH--> CHANGING (view + 1 or above)
-    CHANGING --SUSPECTED / VIEW_CHANGES_ABOVE / NEW_EPOCH--> CHANGING (a later view)
+    CHANGING --SUSPECTED / VIEW_CHANGES_ABOVE--> CHANGING (a later view)
     CHANGING --NEW_VIEW--> ACTIVE      ACTIVE --NEW_VIEW (of a later view)--> ACTIVE
 
 A restart does not transition: the mode comes back from the last
@@ -188,7 +188,6 @@ TRANSITION_ROWS: tuple[Transition, ...] = (
     Transition(Mode.CHANGING, Trigger.SUSPECTED, Mode.CHANGING),
     Transition(Mode.CHANGING, Trigger.VIEW_CHANGES_ABOVE, Mode.CHANGING),
     Transition(Mode.CHANGING, Trigger.NEW_VIEW, Mode.ACTIVE),
-    Transition(Mode.CHANGING, Trigger.NEW_EPOCH, Mode.CHANGING),
 )
 
 TRANSITIONS: Mapping[tuple[Mode, Trigger], Mode] = {

@@ -365,8 +365,14 @@ def window_moved(r: ReplicaState, effects: list[Effect]) -> None:
     the buffered messages again."""
     if r.entered_epoch_by_checkpoint:
         r.entered_epoch_by_checkpoint = False
-        if r.is_member:
+        # A replica changing views already waits for a NEW-VIEW, which it
+        # now judges by the new epoch's set (new_view_set); one that has just
+        # joined the set votes for that view now.
+        own = r.view_changes.get(r.me)
+        if r.is_member and r.active:
             start_view_change(r, r.view + 1, Trigger.NEW_EPOCH, effects)
+        elif r.is_member and (own is None or own.new_view != r.view):
+            send_view_change(r, effects)
     replay_buffer(r, effects)
 
 
