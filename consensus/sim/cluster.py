@@ -33,7 +33,7 @@ would in a real node's queue; that is how a saturated primary looks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from random import Random
 
 from consensus.blocks import ChainTip, CommittedBlock, batch_of, certificate_problem
@@ -684,6 +684,12 @@ class Cluster:
 
 # Reconfiguring runs use up to this many validators (ids 0..6).
 MAX_SIM_VALIDATORS = 7
+
+
+def reconfiguring(config: SimConfig) -> SimConfig:
+    """``config`` changing the validator set during the run, with a window
+    of two checkpoints so each change takes effect within a dozen heights."""
+    return replace(config, reconfigure=True, window_size=2 * config.checkpoint_interval)
 
 
 def reconfiguration_stages(seed: int) -> list[tuple[int, ...]]:
