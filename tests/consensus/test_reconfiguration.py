@@ -11,8 +11,15 @@ import pytest
 from consensus.blocks import ChainTip, certificate_problem
 from consensus.codec import ed25519_verify
 from consensus.epochs import Epoch, ValidatorHistory, effective_height
-from consensus.events import ClientRequest, Effect, Received, Tick
-from consensus.messages import Commit, Prepare, PrePrepare, ViewChange
+from consensus.events import (
+    ClientRequest,
+    Effect,
+    Received,
+    Record,
+    StableCheckpointRecord,
+    Tick,
+)
+from consensus.messages import CheckpointProof, Commit, Prepare, PrePrepare, ViewChange
 from consensus.modes import Mode
 from consensus.quorum import ValidatorSet
 from consensus.replica import Replica
@@ -213,6 +220,29 @@ def test_a_removed_validator_stops_voting_once_the_change_is_in_force() -> None:
     assert replica.active and replica.view == 0  # it does not even vote to change views
     effects = replica.step(Received(0, pre_prepare(0, batch(13))))
     assert not broadcasts(effects, Prepare) and 13 not in replica.log
+
+
+def test_a_replica_restarted_inside_a_new_epoch_without_its_first_view_starts_it() -> None:
+    # It crashed right after the checkpoint at 12 became stable (persisted),
+    # before the view change that starts the five validators' first view.
+    config = make_config(2, checkpoint_interval=K, window_size=W)
+    history = ValidatorHistory((Epoch(0, FOUR), Epoch(13, FIVE)), through_height=12)
+    tip = ChainTip(12, b"\x0c" * 32, T0, results_root(12))
+    proof = CheckpointProof(
+        12, results_root(12), tuple(checkpoint(12, results_root(12), s) for s in (0, 1, 2))
+    )
+    records: list[Record] = [StableCheckpointRecord(proof)]
+    replica, effects = Replica.restore(
+        config, signer(2), ed25519_verify, always_valid, tip, records, T0, None, history
+    )
+    assert replica.mode is Mode.CHANGING and replica.view == 1
+    assert [vc.new_view for vc in broadcasts(effects, ViewChange)] == [1]
+    # Without a change of set the same records restart it active in view 0.
+    fixed = ValidatorHistory.genesis(FOUR, 12)
+    replica, _ = Replica.restore(
+        config, signer(2), ed25519_verify, always_valid, tip, records, T0, None, fixed
+    )
+    assert replica.active and replica.view == 0
 
 
 # ---------------------------------------------------------------- the simulator
