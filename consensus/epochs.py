@@ -42,7 +42,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import pairwise
 
+from consensus.codec import FieldReader, ShapeError
 from consensus.quorum import ValidatorSet
+
+HISTORY_FIELDS = frozenset({"through_height", "epochs"})
+EPOCH_FIELDS = frozenset({"first_height", "ids", "keys"})
 
 
 def effective_height(decided_height: int, checkpoint_interval: int, window_size: int) -> int:
@@ -162,6 +166,27 @@ class ValidatorHistory:
         for epoch in self.epochs:
             found.update(epoch.validators.members())
         return found
+
+    @classmethod
+    def from_fields(cls, value: object) -> ValidatorHistory:
+        """Read :meth:`to_fields`' form; ``ShapeError`` (or ``ValueError`` for
+        an impossible history) if it is not one."""
+        fields = FieldReader.of(value, HISTORY_FIELDS, "validator history", hex_bytes=False)
+        through = fields.integer("through_height")
+        raw_epochs = fields.values["epochs"]
+        if not isinstance(raw_epochs, list) or not raw_epochs:
+            raise ShapeError("validator history epochs must be a non-empty list")
+        epochs = []
+        for n, item in enumerate(raw_epochs):
+            epoch = FieldReader.of(item, EPOCH_FIELDS, f"epochs[{n}]", hex_bytes=False)
+            ids, keys = epoch.values["ids"], epoch.values["keys"]
+            if not isinstance(ids, list) or not all(type(i) is int for i in ids):
+                raise ShapeError(f"epochs[{n}].ids must be a list of integers")
+            if not isinstance(keys, list) or not all(isinstance(k, bytes) for k in keys):
+                raise ShapeError(f"epochs[{n}].keys must be a list of keys")
+            validators = ValidatorSet(tuple(keys), tuple(ids))
+            epochs.append(Epoch(epoch.integer("first_height"), validators))
+        return cls(tuple(epochs), through)
 
     def to_fields(self) -> dict[str, object]:
         """A plain form for storage and the API (bytes stay bytes)."""

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from consensus.blocks import ChainTip, certificate_problem
-from consensus.codec import ed25519_verify
+from consensus.codec import ShapeError, ed25519_verify
 from consensus.epochs import Epoch, ValidatorHistory, effective_height
 from consensus.events import (
     ClientRequest,
@@ -309,3 +309,12 @@ def test_validator_set_changes_stay_safe_and_live_under_all_faults(first: int) -
 def test_soak_validator_set_changes() -> None:
     seeds = int(os.environ.get("PROVENET_SOAK_SEEDS", "5000")) // 5
     assert reconfiguring_failures(range(30_000, 30_000 + seeds)) == []
+
+
+def test_a_history_survives_its_stored_form_and_refuses_a_malformed_one() -> None:
+    history = ValidatorHistory((Epoch(0, FOUR), Epoch(13, keyed(0, 2, 4, 5))), 9)
+    assert ValidatorHistory.from_fields(history.to_fields()) == history
+    with pytest.raises(ShapeError):
+        ValidatorHistory.from_fields({"through_height": 9, "epochs": []})
+    with pytest.raises(ShapeError):
+        ValidatorHistory.from_fields({"through_height": 9, "epochs": [{"first_height": 0}]})
