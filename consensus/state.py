@@ -63,6 +63,9 @@ class Sabotage:
     # Vote VIEW-CHANGE on this replica's own suspicion, without waiting for f
     # others: safe, but it can end up alone in a higher view.
     depose_alone: bool = False
+    # Prepare and commit on the quorum of the configured (genesis) set even
+    # after the validator set changed.
+    stale_quorum: bool = False
 
 
 class ReplicaState:
@@ -182,6 +185,8 @@ class ReplicaState:
         """Votes that make a height prepared and committed."""
         if self.sabotage.vote_quorum is not None:
             return self.sabotage.vote_quorum
+        if self.sabotage.stale_quorum:
+            return self.config.validators.quorum
         return self.validators.quorum
 
     @property

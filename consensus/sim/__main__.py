@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--broken",
-        choices=["quorum", "new_view_check", "eager_view_change"],
+        choices=["quorum", "new_view_check", "eager_view_change", "stale_quorum"],
         help="run a deliberately broken replica",
     )
     parser.add_argument(

@@ -148,6 +148,9 @@ def sabotage_for(broken: str | None, validators: ValidatorSet) -> Sabotage:
             # VIEW-CHANGE at once, without waiting for f others to suspect
             # the primary too, so it can end up alone in a higher view.
             return Sabotage(depose_alone=True)
+        case "stale_quorum":
+            # Unsafe once the set grows: keeps the first set's quorum.
+            return Sabotage(stale_quorum=True)
     raise ValueError(f"no such broken replica: {broken}")
 
 

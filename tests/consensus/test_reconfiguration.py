@@ -288,6 +288,18 @@ def test_joined_validators_vote_and_removed_ones_stop_counting() -> None:
     assert seven_signers & {5, 6}
 
 
+@pytest.mark.slow
+@pytest.mark.no_cover
+def test_the_checker_reports_a_replica_that_keeps_the_first_sets_quorum() -> None:
+    # Under five and seven validators its 3-vote certificates are not quorums.
+    config = reconfiguring(
+        SimConfig(fake_signatures=True, broken="stale_quorum", liveness_bound_ms=5_000)
+    )
+    violations = run(0, config).safety_violations
+    assert any(v.startswith("certificate: ") and "quorum is 4" in v for v in violations)
+    assert run(0, reconfiguring(SimConfig(fake_signatures=True))).ok
+
+
 def test_a_reconfiguring_seed_replays_exactly() -> None:
     config = reconfiguring(SimConfig(faults=ALL_FAULTS, fake_signatures=True))
     first, second = run(7, config), run(7, config)
