@@ -92,6 +92,9 @@ class ReplicaState:
             raise ValueError("the signer's key is not this replica's validator key")
         self.config = config
         self.epochs = history
+        # (history, low watermark) -> (set of the window, next change): the
+        # hot path asks for both on every message.
+        self._window: tuple[ValidatorHistory, int, ValidatorSet, int | None] | None = None
         self.me = config.replica_id
         self.signer = signer
         self.verify = verify
@@ -167,11 +170,19 @@ class ReplicaState:
         # View-stamped messages for a later view or beyond the window, per sender.
         self.buffer: dict[int, deque[tuple[int, ViewMessage]]] = {}
 
+    def _window_epoch(self) -> tuple[ValidatorSet, int | None]:
+        low = self.low_watermark
+        cached = self._window
+        if cached is None or cached[0] is not self.epochs or cached[1] != low:
+            found = self.epochs.set_at(low + 1), self.epochs.next_change_after(low + 1)
+            cached = self._window = (self.epochs, low, *found)
+        return cached[2], cached[3]
+
     @property
     def validators(self) -> ValidatorSet:
         """The set in force for the whole window (low, low + W]: the one at
         low + 1 (consensus.epochs: no window spans a change)."""
-        return self.epochs.set_at(self.low_watermark + 1)
+        return self._window_epoch()[0]
 
     @property
     def checker(self) -> Checker:
@@ -203,9 +214,9 @@ class ReplicaState:
     def in_window_epoch(self, height: int) -> bool:
         """May ``height`` be ordered now: its set settled and the window's?
         Heights past a change wait until the checkpoint before it is stable."""
-        if height > self.settled_height:
+        if height > self.epochs.through_height + self.config.window_size + 1:
             return False
-        change = self.epochs.next_change_after(self.low_watermark + 1)
+        change = self._window_epoch()[1]
         return change is None or height < change
 
     @property
