@@ -33,6 +33,7 @@ from consensus.messages import (
 )
 from consensus.modes import InvariantViolation
 from consensus.normal_case import deliver_ready
+from consensus.quorum import ValidatorSet
 from consensus.state import ReplicaState
 
 
@@ -57,14 +58,40 @@ def add_checkpoint(r: ReplicaState, checkpoint: Checkpoint, effects: list[Effect
         return False
     votes[checkpoint.sender] = checkpoint
     bound_checkpoint_votes(r, checkpoint.sender)
-    matching = [c for c in votes.values() if c.results_root == checkpoint.results_root]
-    if len(matching) >= r.validators.quorum:
+    return count_checkpoint(r, checkpoint.height, checkpoint.results_root, effects)
+
+
+def count_checkpoint(
+    r: ReplicaState, height: int, results_root: bytes, effects: list[Effect]
+) -> bool:
+    """Count the votes for (height, results_root) of the validators in force
+    at ``height``; a quorum makes it stable once the set that follows it is
+    settled (consensus.epochs), f+1 say we are behind."""
+    validators = r.epochs.set_at(height)
+    matching = [
+        c
+        for c in r.checkpoint_votes.get(height, {}).values()
+        if c.results_root == results_root and validators.contains(c.sender)
+    ]
+    if len(matching) >= validators.quorum and height < r.settled_height:
         ordered = tuple(sorted(matching, key=lambda c: c.sender))
-        proof = CheckpointProof(checkpoint.height, checkpoint.results_root, ordered)
+        proof = CheckpointProof(height, results_root, ordered)
         return stabilize(r, proof, effects)
-    if len(matching) >= r.validators.weak:
-        raise_transfer_target(r, checkpoint.height)
+    if len(matching) >= validators.weak:
+        raise_transfer_target(r, height)
     return False
+
+
+def recount_settled_checkpoints(r: ReplicaState, effects: list[Effect]) -> bool:
+    """Checkpoints counted while their successor set was not yet settled
+    may be stable now.  True when the window moved."""
+    moved = False
+    for height in sorted(r.checkpoint_votes):
+        if r.low_watermark < height < r.settled_height:
+            roots = {c.results_root for c in r.checkpoint_votes.get(height, {}).values()}
+            for root in sorted(roots):
+                moved = count_checkpoint(r, height, root, effects) or moved
+    return moved
 
 
 def bound_checkpoint_votes(r: ReplicaState, sender: int) -> None:
@@ -81,8 +108,10 @@ def stabilize(r: ReplicaState, proof: CheckpointProof, effects: list[Effect]) ->
     """Adopt a stable checkpoint: move the window and drop the log and votes
     at or below it.  True when the window moved, so that buffered messages
     may fit it now (the caller replays them: view_change.replay_buffer)."""
-    if proof.height <= r.low_watermark:
+    if proof.height <= r.low_watermark or proof.height >= r.settled_height:
         return False
+    if r.epochs.epoch_start(proof.height + 1) != r.epochs.epoch_start(r.low_watermark + 1):
+        r.entered_epoch_by_checkpoint = True
     r.stable = proof
     effects.append(Persist(StableCheckpointRecord(proof)))
     low = proof.height
@@ -91,6 +120,8 @@ def stabilize(r: ReplicaState, proof: CheckpointProof, effects: list[Effect]) ->
             del table[height]
     for height in [h for h in r.executed_roots if h < low and h < r.executed_height]:
         del r.executed_roots[height]
+    # Keep the set that signed this checkpoint: view changes carry its proof.
+    r.epochs = r.epochs.pruned(min(low, r.delivered.height))
     r.prune_sent()
     check_against_stable(r)
     raise_transfer_target(r, low)
@@ -154,7 +185,7 @@ def maybe_fetch(r: ReplicaState, effects: list[Effect]) -> None:
         return
     peers = [
         p
-        for p in range(r.validators.n)
+        for p in sorted(r.epochs.members())
         if p != r.me and r.peer_heights.get(p, r.transfer_target) > r.delivered.height
     ]
     if not peers:
@@ -186,15 +217,17 @@ def on_state_response(
         height = certified.batch.height
         if height <= r.delivered.height or height in r.committed:
             continue
-        if height != r.delivered.height + 1:
+        if height != r.delivered.height + 1 or height > r.settled_height:
+            # Blocks past the settled height wait until execution tells
+            # which validators certify them.
             break
         problem = certificate_problem(
             height,
             certified.batch.digest,
             certified.certificate,
-            r.validators,
+            r.epochs.set_at(height),
             r.config.chain_id,
-            r.checker.verify,
+            r.verify,
         )
         if problem is not None or not all(r.well_formed() for r in certified.batch.requests):
             r.dropped["bad_state_response"] += 1
@@ -210,10 +243,18 @@ def on_state_response(
         r.peer_heights[sender] = min(r.peer_heights.get(sender, 0), r.delivered.height)
 
 
-def on_executed(r: ReplicaState, height: int, results_root: bytes, effects: list[Effect]) -> bool:
-    """Route EXECUTED: the host executed a delivered block.  Every
-    ``checkpoint_interval`` heights this replica signs its CHECKPOINT.  True
-    when that made a checkpoint stable (the caller replays the buffer)."""
+def on_executed(
+    r: ReplicaState,
+    height: int,
+    results_root: bytes,
+    validators: ValidatorSet | None,
+    effects: list[Effect],
+) -> bool:
+    """Route EXECUTED: the host executed a delivered block.  The validator
+    set in state after it may schedule a change (consensus.epochs).  Every
+    ``checkpoint_interval`` heights this replica, if the set in force there
+    holds it, signs its CHECKPOINT.  True when a checkpoint became stable
+    (the caller replays the buffer)."""
     if height != r.executed_height + 1 or height > r.delivered.height:
         raise ValueError(
             f"executed height {height} out of order: executed {r.executed_height}, "
@@ -222,16 +263,19 @@ def on_executed(r: ReplicaState, height: int, results_root: bytes, effects: list
     r.executed_height = height
     r.executed_ms = r.now_ms
     r.executed_roots[height] = results_root
+    r.epochs = r.epochs.observe(
+        height, validators, r.config.checkpoint_interval, r.config.window_size
+    )
     if height == r.delivered.height:
         r.delivered = replace(r.delivered, results_root=results_root)
-    window_moved = False
-    if height % r.config.checkpoint_interval == 0:
+    window_moved = recount_settled_checkpoints(r, effects)
+    if height % r.config.checkpoint_interval == 0 and r.epochs.set_at(height).contains(r.me):
         checkpoint = Checkpoint(height, results_root, r.me)
         r.guard("checkpoint", 0, height, results_root)
         signed = sign(checkpoint, r.signer, r.config.chain_id)
         effects.append(Persist(VoteRecord(signed)))
         effects.append(Broadcast(signed))
-        window_moved = add_checkpoint(r, signed, effects)
+        window_moved = add_checkpoint(r, signed, effects) or window_moved
     if height == r.stable.height:
         check_against_stable(r)
     return window_moved

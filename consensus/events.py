@@ -31,6 +31,7 @@ from consensus.messages import (
     SignedMessage,
     ViewChange,
 )
+from consensus.quorum import ValidatorSet
 
 # ---------------------------------------------------------------- events
 
@@ -57,10 +58,17 @@ class Tick:
 
 @dataclass(frozen=True)
 class Executed:
-    """The host executed the block at ``height``; this is its state root."""
+    """The host executed the block at ``height``; this is its results root.
+
+    ``validators`` is the validator set in state after that height, or None
+    when the host does not track one (the set then never changes).  A set
+    that differs from the latest known takes effect at the height
+    consensus.epochs computes.
+    """
 
     height: int
     results_root: bytes
+    validators: ValidatorSet | None = None
 
 
 Event = Received | ClientRequest | Tick | Executed

@@ -162,7 +162,7 @@ def request_timeout_ms(r: ReplicaState) -> int:
 def request_timer_expired(r: ReplicaState) -> bool:
     """Does this backup suspect the primary of its view?"""
     stalled_since_ms = r.stalled_since_ms()
-    if not r.active or r.is_primary or stalled_since_ms is None:
+    if not r.active or r.is_primary or not r.is_member or stalled_since_ms is None:
         return False
     _, oldest_ms = next(iter(r.waiting.values()))
     waited_ms = r.now_ms - oldest_ms
@@ -203,6 +203,7 @@ def maybe_depose(r: ReplicaState, effects: list[Effect]) -> None:
     others.update(p for p, vc in r.view_changes.items() if vc.new_view > r.view)
     others.update(p for p, (view, _) in r.peer_views.items() if view > r.view)
     others.discard(r.me)
+    others = {p for p in others if r.validators.contains(p)}
     if r.sabotage.depose_alone or 1 + len(others) >= r.validators.weak:
         start_view_change(r, r.view + 1, Trigger.SUSPECTED, effects)
 
@@ -212,6 +213,6 @@ def share_waiting(r: ReplicaState, effects: list[Effect]) -> None:
     multicasts on retry: a request that entered the cluster here alone
     then runs the other backups' timers too, and f+1 of them can suspect."""
     for request, _ in islice(r.waiting.values(), r.config.max_batch_size):
-        for peer in range(r.validators.n):
+        for peer in r.validators.ids:
             if peer != r.me:
                 effects.append(Send(peer, ForwardedRequest(request, r.me)))

@@ -33,7 +33,7 @@ the replica, not a peer's fault: ``next_mode`` raises
 
 ::
 
-    ACTIVE --SUSPECTED / VIEW_CHANGES_ABOVE / EQUIVOCATION--> CHANGING (view + 1 or above)
+    ACTIVE --SUSPECTED / VIEW_CHANGES_ABOVE / EQUIVOCATION / NEW_EPOCH--> CHANGING (view + 1 or above)
     CHANGING --SUSPECTED / VIEW_CHANGES_ABOVE--> CHANGING (a later view)
     CHANGING --NEW_VIEW--> ACTIVE      ACTIVE --NEW_VIEW (of a later view)--> ACTIVE
 
@@ -165,6 +165,11 @@ class Trigger(Enum):
     # A valid NEW-VIEW for our view or a later one: received, built by us as
     # the new primary, or found on disk after a crash.
     NEW_VIEW = "new_view"
+    # A stable checkpoint moved our window into a new validator set's epoch
+    # (consensus.epochs): every epoch's views start with a NEW-VIEW of that
+    # set, so that a validator joining or catching up can check the NEW-VIEW
+    # of the view it finds the others in.
+    NEW_EPOCH = "new_epoch"
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,7 @@ TRANSITION_ROWS: tuple[Transition, ...] = (
     Transition(Mode.ACTIVE, Trigger.VIEW_CHANGES_ABOVE, Mode.CHANGING),
     Transition(Mode.ACTIVE, Trigger.EQUIVOCATION, Mode.CHANGING),
     Transition(Mode.ACTIVE, Trigger.NEW_VIEW, Mode.ACTIVE),
+    Transition(Mode.ACTIVE, Trigger.NEW_EPOCH, Mode.CHANGING),
     Transition(Mode.CHANGING, Trigger.SUSPECTED, Mode.CHANGING),
     Transition(Mode.CHANGING, Trigger.VIEW_CHANGES_ABOVE, Mode.CHANGING),
     Transition(Mode.CHANGING, Trigger.NEW_VIEW, Mode.ACTIVE),

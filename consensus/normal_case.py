@@ -90,8 +90,17 @@ def order(
     primary equivocated (the caller deposes it)."""
     if is_stale(r, message):
         return None
-    if message.view > r.view or message.height > r.low_watermark + r.config.window_size:
+    if (
+        message.view > r.view
+        or message.height > r.low_watermark + r.config.window_size
+        or not (r.is_member and r.in_window_epoch(message.height))
+    ):
+        # Beyond the window, or past a change of validator set: kept until
+        # the window moves (consensus.epochs).
         r.buffer_message(sender, message)
+        return None
+    if not r.validators.contains(message.sender):
+        r.dropped["not_in_validator_set"] += 1
         return None
     match message:
         case PrePrepare():
@@ -353,7 +362,11 @@ def maybe_propose(r: ReplicaState, effects: list[Effect]) -> None:
         # A primary still catching up cannot tell which of its waiting
         # requests the stable part of the chain already holds.
         return
-    while r.unproposed and r.next_height <= r.low_watermark + r.config.window_size:
+    while (
+        r.unproposed
+        and r.next_height <= r.low_watermark + r.config.window_size
+        and r.in_window_epoch(r.next_height)
+    ):
         oldest = next(iter(r.unproposed))
         waited_ms = r.now_ms - r.waiting.get(oldest, (None, r.now_ms))[1]
         full = len(r.unproposed) >= r.config.max_batch_size

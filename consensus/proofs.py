@@ -18,6 +18,7 @@ COMMITs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from consensus.codec import (
@@ -191,21 +192,35 @@ def prepared_certificate_problem(
     return None
 
 
-def view_change_problem(view_change: ViewChange, window_size: int, checker: Checker) -> str | None:
+def view_change_problem(
+    view_change: ViewChange,
+    window_size: int,
+    checker: Checker,
+    at: Callable[[int], Checker] | None = None,
+) -> str | None:
+    """Why a VIEW-CHANGE is invalid, if it is.  ``checker`` holds the set its
+    sender votes in; ``at(height)`` the set in force at a height, which
+    signs the checkpoint proof (at its height) and the prepared certificates
+    (at the window's first height) when the validator set changes
+    (consensus.epochs); by default ``checker``'s set everywhere."""
     if not checker.signed_by_sender(view_change):
         return "bad view-change signature"
-    problem = checkpoint_proof_problem(view_change.stable, checker)
+    low = view_change.stable.height
+    stable_checker = checker if at is None else at(low)
+    problem = checkpoint_proof_problem(view_change.stable, stable_checker)
     if problem is not None:
         return problem
-    low = view_change.stable.height
+    window_checker = checker if at is None else at(low + 1)
     heights: set[int] = set()
     for certificate in view_change.prepared:
         if not low < certificate.height <= low + window_size:
             return "prepared certificate outside the sender's window"
         if certificate.height in heights:
             return "two prepared certificates for one height"
+        if at is not None and at(certificate.height).validators != window_checker.validators:
+            return "prepared certificate past a change of validator set"
         heights.add(certificate.height)
-        problem = prepared_certificate_problem(certificate, view_change.new_view, checker)
+        problem = prepared_certificate_problem(certificate, view_change.new_view, window_checker)
         if problem is not None:
             return problem
     return None

@@ -49,6 +49,7 @@ from consensus import checkpointing, liveness, normal_case, restore, view_change
 from consensus.blocks import ChainTip
 from consensus.codec import Signer, Verifier
 from consensus.config import ReplicaConfig
+from consensus.epochs import ValidatorHistory
 from consensus.events import ClientRequest, Effect, Event, Executed, Received, Record, Tick
 from consensus.messages import (
     Checkpoint,
@@ -116,7 +117,7 @@ class Replica(ReplicaState):
                 normal_case.hold(self, sender, item)
             case Route.CHECKPOINT, Checkpoint():
                 if checkpointing.on_checkpoint(self, item, effects):
-                    view_change.replay_buffer(self, effects)
+                    view_change.window_moved(self, effects)
             case Route.VIEW_CHANGE_OR_ANSWER, ViewChange():
                 view_change.on_view_change_while_active(self, item, effects)
             case Route.VIEW_CHANGE, ViewChange():
@@ -144,16 +145,18 @@ class Replica(ReplicaState):
                 liveness.on_tick_while_active(self, effects)
             case Route.NEW_VIEW_TIMER, Tick():
                 liveness.on_tick_while_changing(self, effects)
-            case Route.EXECUTED, Executed(height=height, results_root=results_root):
-                if checkpointing.on_executed(self, height, results_root, effects):
-                    view_change.replay_buffer(self, effects)
+            case Route.EXECUTED, Executed(
+                height=height, results_root=results_root, validators=validators
+            ):
+                if checkpointing.on_executed(self, height, results_root, validators, effects):
+                    view_change.window_moved(self, effects)
             case unrouted:
                 raise InvariantViolation(f"the route table sends {unrouted} nowhere")
 
     def _admit(self, sender: int, message: Message) -> bool:
         """What holds in every mode: a message from another validator; a signed
         one new to us, in its signer's name but not ours, signature valid."""
-        if not self.validators.contains(sender):
+        if sender not in self.epochs.members():
             self.dropped["not_a_validator"] += 1
             return False
         if sender == self.me:
@@ -191,11 +194,14 @@ class Replica(ReplicaState):
         return False
 
     def _authentic(self, message: SignedMessage) -> bool:
-        if not self.validators.contains(message.sender):
+        # Any validator of an epoch still kept may speak (a joining one asks
+        # for blocks, a leaving one's checkpoints still count); whether its
+        # vote counts is decided by the set in force where the vote applies.
+        key = self.epochs.members().get(message.sender)
+        if key is None:
             self.dropped["not_a_validator"] += 1
             return False
-        key = self.validators.key_of(message.sender)
-        if not signature_valid(message, key, self.config.chain_id, self.checker.verify):
+        if not signature_valid(message, key, self.config.chain_id, self.verify):
             self.dropped["bad_signature"] += 1
             return False
         return True
@@ -211,13 +217,16 @@ class Replica(ReplicaState):
         records: Iterable[Record],
         now_ms: int = 0,
         sabotage: Sabotage | None = None,
+        history: ValidatorHistory | None = None,
     ) -> tuple[Replica, list[Effect]]:
         """Rebuild a replica from what it persisted, and what it should re-send.
 
-        ``tip`` is the last block the host executed.  The returned effects
+        ``tip`` is the last block the host executed and ``history`` the
+        validator sets it knows through at least the tip (None: the set of
+        ``config`` forever).  The returned effects
         re-send, unchanged, the view change or proposals the replica had in
         flight, so the cluster hears them even if the crash swallowed them.
         """
-        replica = cls(config, signer, verify, request_valid, tip, now_ms, sabotage)
+        replica = cls(config, signer, verify, request_valid, tip, now_ms, sabotage, history)
         effects = restore.replay_records(replica, list(records))
         return replica, effects

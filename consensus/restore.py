@@ -27,10 +27,10 @@ from consensus.messages import (
     Prepare,
     ViewChange,
 )
-from consensus.modes import Mode
+from consensus.modes import Mode, Trigger
 from consensus.proofs import highest_stable
 from consensus.state import ReplicaState
-from consensus.view_change import enter_view, send_view_change
+from consensus.view_change import enter_view, send_view_change, start_view_change
 
 
 def replay_records(r: ReplicaState, records: list[Record]) -> list[Effect]:
@@ -119,9 +119,27 @@ def finish_restore(r: ReplicaState, my_view_change: ViewChange | None) -> list[E
         # The crash fell between recording the view and recording our
         # VIEW-CHANGE for it: none was sent, so sending one now is safe.
         send_view_change(r, effects)
+    elif not view_of_this_epoch(r):
+        # The crash fell between the stable checkpoint that moved the window
+        # into a new epoch and the view change that starts its first view
+        # (view_change.window_moved): start it now.
+        if r.is_member:
+            start_view_change(r, r.view + 1, Trigger.NEW_EPOCH, effects)
     elif r.is_primary:
         for height in sorted(r.log):
             slot = r.log[height]
             if slot.pre_prepare is not None and height > r.delivered.height:
                 effects.append(Broadcast(slot.pre_prepare))
     return effects
+
+
+def view_of_this_epoch(r: ReplicaState) -> bool:
+    """Was our view started in the epoch our window is in (consensus.epochs)?
+    View 0 starts with the genesis epoch; any other with its NEW-VIEW, which
+    the records always keep for the latest view."""
+    current = r.epochs.epoch_start(r.low_watermark + 1)
+    new_view = r.last_new_view
+    if new_view is not None and new_view.view == r.view:
+        stable = highest_stable(new_view.view_changes).height
+        return r.epochs.epoch_start(stable + 1) == current
+    return r.view == 0 and current == 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from consensus.blocks import ChainTip
 from consensus.codec import Signer, Verifier
 from consensus.config import ReplicaConfig
+from consensus.epochs import ValidatorHistory
 from consensus.messages import (
     CertifiedBatch,
     Checkpoint,
@@ -31,6 +32,7 @@ from consensus.messages import (
 )
 from consensus.modes import InvariantViolation, Mode
 from consensus.proofs import Checker
+from consensus.quorum import ValidatorSet
 
 RequestValidator = Callable[[bytes], bool]
 ViewMessage = PrePrepare | Prepare | Commit
@@ -61,6 +63,9 @@ class Sabotage:
     # Vote VIEW-CHANGE on this replica's own suspicion, without waiting for f
     # others: safe, but it can end up alone in a higher view.
     depose_alone: bool = False
+    # Prepare and commit on the quorum of the configured (genesis) set even
+    # after the validator set changed.
+    stale_quorum: bool = False
 
 
 class ReplicaState:
@@ -75,20 +80,26 @@ class ReplicaState:
         tip: ChainTip,
         now_ms: int = 0,
         sabotage: Sabotage | None = None,
+        history: ValidatorHistory | None = None,
     ) -> None:
-        if config.validators.key_of(config.replica_id) != signer.public_key:
+        # The validator set at every height this replica may still need
+        # (consensus.epochs), as the host knew it through its tip.
+        if history is None:
+            history = ValidatorHistory.genesis(config.validators, tip.height)
+        if history.through_height < tip.height:
+            raise ValueError("the validator history ends below the tip")
+        if history.members().get(config.replica_id) != signer.public_key:
             raise ValueError("the signer's key is not this replica's validator key")
         self.config = config
-        self.validators = config.validators
+        self.epochs = history
+        # (history, low watermark) -> (set of the window, next change): the
+        # hot path asks for both on every message.
+        self._window: tuple[ValidatorHistory, int, ValidatorSet, int | None] | None = None
         self.me = config.replica_id
         self.signer = signer
+        self.verify = verify
         self.request_valid = request_valid
-        self.checker = Checker(config.validators, config.chain_id, verify)
         self.sabotage = sabotage or Sabotage()
-        # Votes that make a height prepared and committed.
-        self.vote_quorum = config.validators.quorum
-        if self.sabotage.vote_quorum is not None:
-            self.vote_quorum = self.sabotage.vote_quorum
         self.now_ms = now_ms
         self.dropped: Counter[str] = Counter()
         # View state.
@@ -99,6 +110,9 @@ class ReplicaState:
         self.view_change_deadline_ms: int | None = None
         self.view_changes: dict[int, ViewChange] = {}
         self.last_new_view: NewView | None = None
+        # A stable checkpoint moved the window into a new epoch, and no
+        # NEW-VIEW of that epoch has been entered since (view_change).
+        self.entered_epoch_by_checkpoint = False
         self.new_view_sent_ms: dict[int, int] = {}
         # The log of the current view and what survives views.
         self.log: dict[int, Slot] = {}
@@ -174,6 +188,55 @@ class ReplicaState:
         self.proof_sent_ms: dict[int, int] = {}
         # View-stamped messages for a later view or beyond the window, per sender.
         self.buffer: dict[int, deque[tuple[int, ViewMessage]]] = {}
+
+    def _window_epoch(self) -> tuple[ValidatorSet, int | None]:
+        low = self.low_watermark
+        cached = self._window
+        if cached is None or cached[0] is not self.epochs or cached[1] != low:
+            found = self.epochs.set_at(low + 1), self.epochs.next_change_after(low + 1)
+            cached = self._window = (self.epochs, low, *found)
+        return cached[2], cached[3]
+
+    @property
+    def validators(self) -> ValidatorSet:
+        """The set in force for the whole window (low, low + W]: the one at
+        low + 1 (consensus.epochs: no window spans a change)."""
+        return self._window_epoch()[0]
+
+    @property
+    def checker(self) -> Checker:
+        return Checker(self.validators, self.config.chain_id, self.verify)
+
+    def checker_at(self, height: int) -> Checker:
+        return Checker(self.epochs.set_at(height), self.config.chain_id, self.verify)
+
+    @property
+    def vote_quorum(self) -> int:
+        """Votes that make a height prepared and committed."""
+        if self.sabotage.vote_quorum is not None:
+            return self.sabotage.vote_quorum
+        if self.sabotage.stale_quorum:
+            return self.config.validators.quorum
+        return self.validators.quorum
+
+    @property
+    def settled_height(self) -> int:
+        """The highest height whose validator set this replica knows for sure."""
+        return self.epochs.settled_through(self.config.window_size)
+
+    @property
+    def is_member(self) -> bool:
+        """Does this replica vote in the window's epoch?  A validator not yet
+        joined, or removed, orders nothing and only catches up."""
+        return self.validators.contains(self.me)
+
+    def in_window_epoch(self, height: int) -> bool:
+        """May ``height`` be ordered now: its set settled and the window's?
+        Heights past a change wait until the checkpoint before it is stable."""
+        if height > self.epochs.through_height + self.config.window_size + 1:
+            return False
+        change = self._window_epoch()[1]
+        return change is None or height < change
 
     @property
     def active(self) -> bool:

@@ -40,10 +40,12 @@ from consensus.messages import (
 from consensus.modes import Route, Trigger, next_mode, route
 from consensus.normal_case import Equivocation, accept_pre_prepare, hold, order
 from consensus.proofs import (
+    Checker,
     highest_stable,
     new_view_batches,
     view_change_problem,
 )
+from consensus.quorum import ValidatorSet
 from consensus.state import ReplicaState, ViewMessage
 
 
@@ -71,7 +73,11 @@ def start_view_change(
 
 
 def send_view_change(r: ReplicaState, effects: list[Effect]) -> None:
-    """Sign, persist and broadcast VIEW-CHANGE for the view we are changing to."""
+    """Sign, persist and broadcast VIEW-CHANGE for the view we are changing
+    to; a replica outside the set in force follows views but does not vote."""
+    if not r.is_member:
+        arm_view_change_timer(r)
+        return
     prepared = tuple(r.prepared_certs[h] for h in sorted(r.prepared_certs) if h > r.low_watermark)
     view_change = ViewChange(r.view, r.stable, prepared, r.me)
     signed = sign(view_change, r.signer, r.config.chain_id)
@@ -90,8 +96,13 @@ def arm_view_change_timer(r: ReplicaState) -> None:
     if r.active or r.view_change_deadline_ms is not None:
         return
     # A peer asking for a later view has given up on this one too.
-    voters = sum(1 for vc in r.view_changes.values() if vc.new_view >= r.view)
-    if voters >= r.validators.quorum:
+    validators = r.validators
+    voters = sum(
+        1
+        for vc in r.view_changes.values()
+        if vc.new_view >= r.view and validators.contains(vc.sender)
+    )
+    if voters >= validators.quorum:
         r.view_change_deadline_ms = r.now_ms + r.view_change_timeout_ms
 
 
@@ -121,28 +132,75 @@ def count_view_change(r: ReplicaState, view_change: ViewChange, effects: list[Ef
     if known is not None and known.new_view >= view_change.new_view:
         r.dropped["duplicate" if known == view_change else "stale"] += 1
         return
-    problem = view_change_problem(view_change, r.config.window_size, r.checker)
+    problem = checked_view_change_problem(r, view_change, roster_checker(r))
     if problem is not None:
         r.dropped["bad_view_change"] += 1
         return
     r.view_changes[sender] = view_change
-    higher = [vc.new_view for vc in r.view_changes.values() if vc.new_view > r.view]
+    validators = r.validators
+    higher = [
+        vc.new_view
+        for vc in r.view_changes.values()
+        if vc.new_view > r.view and validators.contains(vc.sender)
+    ]
     if len(higher) >= r.validators.weak:
         start_view_change(r, min(higher), Trigger.VIEW_CHANGES_ABOVE, effects)
     arm_view_change_timer(r)
     maybe_new_view(r, effects)
 
 
+def roster_checker(r: ReplicaState) -> Checker:
+    """Every validator this replica still knows, whatever its epoch: who may
+    sign a VIEW-CHANGE (whose vote counts is decided where it is counted)."""
+    members = r.epochs.members()
+    ids = tuple(sorted(members))
+    roster = ValidatorSet(tuple(members[i] for i in ids), ids)
+    return Checker(roster, r.config.chain_id, r.verify)
+
+
+def checked_view_change_problem(
+    r: ReplicaState, view_change: ViewChange, voters: Checker
+) -> str | None:
+    """view_change_problem with the sets in force at the heights it covers,
+    if this replica has settled them (else it cannot judge it yet)."""
+    if view_change.stable.height >= r.settled_height:
+        return "view change beyond the settled validator sets"
+    return view_change_problem(view_change, r.config.window_size, voters, r.checker_at)
+
+
+def new_view_set(r: ReplicaState, stable_height: int) -> ValidatorSet | None:
+    """The set a NEW-VIEW whose V proves ``stable_height`` is judged by here:
+    the one in force for the window this replica will have once it enters the
+    view.  None when that is not settled yet (we are behind) or when the
+    NEW-VIEW belongs to an earlier epoch than our window: each epoch's views
+    start with a NEW-VIEW of its own set (Trigger.NEW_EPOCH)."""
+    first = max(r.low_watermark, stable_height) + 1
+    if first > r.settled_height:
+        return None
+    if r.epochs.epoch_start(stable_height + 1) != r.epochs.epoch_start(first):
+        return None
+    return r.epochs.set_at(first)
+
+
 def maybe_new_view(r: ReplicaState, effects: list[Effect]) -> None:
-    if r.active or not r.is_primary:
+    if r.active:
         return
+    candidates = [vc for vc in r.view_changes.values() if vc.new_view == r.view]
+    if not candidates:
+        return
+    top = max(vc.stable.height for vc in candidates)
+    validators = new_view_set(r, top)
+    if validators is None or validators.primary(r.view) != r.me:
+        return
+    # The view change proving the highest checkpoint goes first, so that V
+    # proves it too and every replica judges V by the same set.
     voters = sorted(
-        (vc for vc in r.view_changes.values() if vc.new_view == r.view),
-        key=lambda vc: (vc.sender != r.me, vc.sender),
+        (vc for vc in candidates if validators.contains(vc.sender)),
+        key=lambda vc: (vc.stable.height != top, vc.sender != r.me, vc.sender),
     )
-    if len(voters) < r.validators.quorum:
+    if len(voters) < validators.quorum or voters[0].stable.height != top:
         return
-    chosen = tuple(voters[: r.validators.quorum])
+    chosen = tuple(voters[: validators.quorum])
     plan = new_view_batches(chosen)
     pre_prepares = tuple(
         sign(PrePrepare(r.view, b.height, b, r.me), r.signer, r.config.chain_id)
@@ -192,15 +250,25 @@ def take_new_view(r: ReplicaState, new_view: NewView, effects: list[Effect]) -> 
 def new_view_problem(r: ReplicaState, new_view: NewView) -> str | None:
     """Check V and recompute O, as PBFT requires of every backup."""
     view = new_view.view
-    if new_view.sender != r.validators.primary(view):
+    if not new_view.view_changes:
+        return "view_change_quorum"
+    validators = new_view_set(r, highest_stable(new_view.view_changes).height)
+    if validators is None:
+        return "not_of_this_epoch_or_beyond_settled"
+    if new_view.sender != validators.primary(view):
         return "not_from_primary"
     senders = {vc.sender for vc in new_view.view_changes}
-    if len(senders) != len(new_view.view_changes) or len(senders) < r.validators.quorum:
+    if (
+        len(senders) != len(new_view.view_changes)
+        or len(senders) < validators.quorum
+        or not all(validators.contains(sender) for sender in senders)
+    ):
         return "view_change_quorum"
+    voters = Checker(validators, r.config.chain_id, r.verify)
     for view_change in new_view.view_changes:
         if view_change.new_view != view:
             return "view_change_for_other_view"
-        if view_change_problem(view_change, r.config.window_size, r.checker):
+        if checked_view_change_problem(r, view_change, voters):
             return "invalid_view_change"
     plan = new_view_batches(new_view.view_changes)
     if len(plan.batches) != len(new_view.pre_prepares):
@@ -214,7 +282,7 @@ def new_view_problem(r: ReplicaState, new_view: NewView) -> str | None:
             # Equal batches, not just equal digests: a digest covers the
             # requests' digests, and the payloads must be the certified ones.
             return "pre_prepares_differ"
-        if not r.checker.signed_by_sender(pre_prepare):
+        if not voters.signed_by_sender(pre_prepare):
             return "bad_pre_prepare_signature"
     return None
 
@@ -233,8 +301,14 @@ def enter_view(
     r.in_flight = {}
     if stable.height > r.low_watermark:
         stabilize(r, stable, effects)
+    # This NEW-VIEW is of the epoch our window is in (new_view_set).
+    r.entered_epoch_by_checkpoint = False
     for pre_prepare in new_view.pre_prepares:
-        if pre_prepare.height > r.low_watermark:
+        if (
+            r.is_member
+            and pre_prepare.height > r.low_watermark
+            and r.in_window_epoch(pre_prepare.height)
+        ):
             accept_pre_prepare(r, pre_prepare, effects)
     # Only now is the view recorded as active: a crash before this line
     # restarts in the view change, and restore re-enters from the NEW-VIEW
@@ -283,6 +357,23 @@ def depose_equivocating_primary(
     effects.append(Broadcast(evidence.first))
     effects.append(Broadcast(evidence.second))
     start_view_change(r, r.view + 1, Trigger.EQUIVOCATION, effects)
+
+
+def window_moved(r: ReplicaState, effects: list[Effect]) -> None:
+    """A stable checkpoint moved the window.  If it moved into a new epoch,
+    start that epoch's first view (a validator of the set does); then offer
+    the buffered messages again."""
+    if r.entered_epoch_by_checkpoint:
+        r.entered_epoch_by_checkpoint = False
+        # A replica changing views already waits for a NEW-VIEW, which it
+        # now judges by the new epoch's set (new_view_set); one that has just
+        # joined the set votes for that view now.
+        own = r.view_changes.get(r.me)
+        if r.is_member and r.active:
+            start_view_change(r, r.view + 1, Trigger.NEW_EPOCH, effects)
+        elif r.is_member and (own is None or own.new_view != r.view):
+            send_view_change(r, effects)
+    replay_buffer(r, effects)
 
 
 def replay_buffer(r: ReplicaState, effects: list[Effect]) -> None:

@@ -52,6 +52,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_PROPOSAL = "unknown_proposal"
     PROPOSAL_CLOSED = "proposal_closed"
     ALREADY_VOTED = "already_voted"
+    UNKNOWN_VALIDATOR = "unknown_validator"
+    VALIDATOR_SET_TOO_SMALL = "validator_set_too_small"
+    VALIDATORS_NOT_GOVERNED = "validators_not_governed"
 
     # Assets, custody and the provenance DAG.
     UNKNOWN_ASSET = "unknown_asset"

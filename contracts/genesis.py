@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from contracts.args import check_country, check_id
 from contracts.config import CONFIG_KEY, ChainConfig, ContractLimits
 from contracts.errors import Rejected
+from contracts.membership_args import check_address
 from contracts.orgs import ROLES, SCOPES, KeyRecord, Org, key_key, org_key
 from contracts.records import record_to_bytes
+from contracts.validators import MAX_VALIDATORS, VALIDATORS_KEY, Validator, ValidatorSetRecord
 
 # Cutting typically keeps 30-50% of a rough stone's weight; 60% leaves
 # headroom for exceptional stones while refusing implausible claims.
@@ -37,6 +39,17 @@ class GenesisOrg:
 
 
 @dataclass(frozen=True, slots=True)
+class GenesisValidator:
+    """A founding validator (contracts.validators); ids follow the order given."""
+
+    org_id: str
+    public_key: bytes
+    tls_identity: str
+    peer_address: str
+    api_address: str
+
+
+@dataclass(frozen=True, slots=True)
 class Genesis:
     chain_id: str
     organisations: tuple[GenesisOrg, ...]
@@ -45,6 +58,9 @@ class Genesis:
     threshold_denominator: int = 3
     max_cutting_yield_bp: int = DEFAULT_MAX_CUTTING_YIELD_BP
     limits: ContractLimits = field(default_factory=ContractLimits)
+    # The founding validators, kept in state so that governance can change
+    # them; none leaves the set out of state (fixed by the node's config).
+    validators: tuple[GenesisValidator, ...] = ()
 
     def config(self) -> ChainConfig:
         return ChainConfig(
@@ -73,6 +89,13 @@ def genesis_state(genesis: Genesis) -> list[tuple[bytes, bytes]]:
         writes[org_key(org.org_id)] = record_to_bytes(org)
         for public_key in member.keys:
             writes[key_key(public_key)] = record_to_bytes(KeyRecord(org.org_id, 0, None))
+    if genesis.validators:
+        founding = tuple(
+            Validator(n, v.org_id, v.public_key, v.tls_identity, v.peer_address, v.api_address)
+            for n, v in enumerate(genesis.validators)
+        )
+        record = ValidatorSetRecord.of(len(founding), founding)
+        writes[VALIDATORS_KEY] = record_to_bytes(record)
     return sorted(writes.items())
 
 
@@ -97,6 +120,23 @@ def _validate(genesis: Genesis) -> None:
     seen_keys: set[bytes] = set()
     for member in genesis.organisations:
         _validate_member(member, seen_orgs, seen_keys)
+    _validate_validators(genesis.validators, seen_orgs)
+
+
+def _validate_validators(validators: tuple[GenesisValidator, ...], orgs: set[str]) -> None:
+    if len(validators) > MAX_VALIDATORS:
+        raise ValueError(f"genesis lists more than {MAX_VALIDATORS} validators")
+    keys = [v.public_key for v in validators]
+    if any(not isinstance(k, bytes) or len(k) != 32 for k in keys) or len(set(keys)) != len(keys):
+        raise ValueError("validator keys must be distinct 32-byte Ed25519 public keys")
+    for validator in validators:
+        if validator.org_id not in orgs:
+            raise ValueError(f"validator organisation {validator.org_id} is not a member")
+        try:
+            check_address(validator.peer_address, "peer_address")
+            check_address(validator.api_address, "api_address")
+        except Rejected as exc:
+            raise ValueError(exc.message) from None
 
 
 def _validate_member(member: GenesisOrg, seen_orgs: set[str], seen_keys: set[bytes]) -> None:

@@ -16,8 +16,10 @@ vote that reaches the threshold executes the action in the same
 transaction.  A sanctioned organisation may neither propose nor vote
 (``sanctioned``).
 
-Actions: ``add_org``, ``add_key``, ``rotate_key``, ``revoke_key`` and
-``set_roles``.  Their parameters are checked in full when proposed (a
+Actions: ``add_org``, ``add_key``, ``rotate_key``, ``revoke_key``,
+``set_roles``, ``add_validator`` and ``remove_validator`` (the validator set
+in state, contracts.validators; it orders blocks from the height
+consensus.epochs computes).  Their parameters are checked in full when proposed (a
 malformed proposal is refused outright) and again when they execute,
 because state may have moved on in between; an action that no longer
 applies marks the proposal ``failed`` with the reason, and the deciding
@@ -52,7 +54,9 @@ from contracts.membership_args import (
     ActionParams,
     AddKeyParams,
     AddOrgParams,
+    AddValidatorParams,
     ProposeArgs,
+    RemoveValidatorParams,
     RevokeKeyParams,
     RevokeOwnKeyArgs,
     RotateKeyParams,
@@ -71,6 +75,14 @@ from contracts.orgs import (
 )
 from contracts.records import load, record_from_bytes, save
 from contracts.state import ReadableState
+from contracts.validators import (
+    MAX_VALIDATORS,
+    MIN_VALIDATORS,
+    VALIDATORS_KEY,
+    Validator,
+    ValidatorSetRecord,
+    validator_set,
+)
 
 STATUS_OPEN = "open"
 
@@ -196,6 +208,10 @@ def apply_action(call: Call, params: ActionParams, dry_run: bool) -> None:
             _revoke_key(call, params, dry_run)
         case SetRolesParams():
             _set_roles(call, params, dry_run)
+        case AddValidatorParams():
+            _add_validator(call, params, dry_run)
+        case RemoveValidatorParams():
+            _remove_validator(call, params, dry_run)
 
 
 def _require_new_key(call: Call, public_key: bytes) -> None:
@@ -291,6 +307,66 @@ def _set_roles(call: Call, params: SetRolesParams, dry_run: bool) -> None:
         return
     save(call.store, org_key(org.org_id), replace(org, roles=roles, scopes=scopes))
     call.emit("roles_set", {"org_id": org.org_id, "roles": list(roles), "scopes": list(scopes)})
+
+
+def _governed_set(call: Call) -> ValidatorSetRecord:
+    record = validator_set(call.store)
+    if record is None:
+        raise Rejected(
+            ErrorCode.VALIDATORS_NOT_GOVERNED,
+            "this chain's genesis lists no validators: its set is fixed by configuration",
+        )
+    return record
+
+
+def _add_validator(call: Call, params: AddValidatorParams, dry_run: bool) -> None:
+    record = _governed_set(call)
+    get_org(call.store, params.org_id)
+    if record.find(params.key) is not None:
+        raise Rejected(
+            ErrorCode.DUPLICATE, f"key {params.key.hex()[:16]} is already a validator's key"
+        )
+    if len(record.ids) >= MAX_VALIDATORS:
+        raise Rejected(ErrorCode.LIMIT_EXCEEDED, f"the set already has {MAX_VALIDATORS} validators")
+    if dry_run:
+        return
+    added = Validator(
+        record.next_id,
+        params.org_id,
+        params.key,
+        params.tls_identity,
+        params.peer_address,
+        params.api_address,
+    )
+    updated = ValidatorSetRecord.of(record.next_id + 1, (*record.validators(), added))
+    save(call.store, VALIDATORS_KEY, updated)
+    call.emit(
+        "validator_added",
+        {"validator_id": added.validator_id, "org_id": added.org_id, "key": added.public_key},
+    )
+
+
+def _remove_validator(call: Call, params: RemoveValidatorParams, dry_run: bool) -> None:
+    record = _governed_set(call)
+    removed = record.find(params.key)
+    if removed is None:
+        raise Rejected(
+            ErrorCode.UNKNOWN_VALIDATOR, f"key {params.key.hex()[:16]} is not a validator's key"
+        )
+    if len(record.ids) - 1 < MIN_VALIDATORS:
+        raise Rejected(
+            ErrorCode.VALIDATOR_SET_TOO_SMALL,
+            f"removing it would leave {len(record.ids) - 1} validators; "
+            f"at least {MIN_VALIDATORS} keep one fault tolerated",
+        )
+    if dry_run:
+        return
+    kept = tuple(v for v in record.validators() if v.public_key != params.key)
+    save(call.store, VALIDATORS_KEY, ValidatorSetRecord.of(record.next_id, kept))
+    call.emit(
+        "validator_removed",
+        {"validator_id": removed.validator_id, "org_id": removed.org_id, "key": removed.public_key},
+    )
 
 
 def revoke_own_key(call: Call, args: RevokeOwnKeyArgs) -> None:

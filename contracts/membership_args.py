@@ -23,7 +23,17 @@ from contracts.args import Args, invalid
 from contracts.config import ContractLimits
 from contracts.orgs import ROLES, SCOPES
 
-ACTIONS = frozenset({"add_org", "add_key", "rotate_key", "revoke_key", "set_roles"})
+ACTIONS = frozenset(
+    {
+        "add_org",
+        "add_key",
+        "rotate_key",
+        "revoke_key",
+        "set_roles",
+        "add_validator",
+        "remove_validator",
+    }
+)
 MAX_KEYS_PER_ORG = 8
 
 
@@ -63,7 +73,29 @@ class SetRolesParams:
     scopes: tuple[str, ...]
 
 
-ActionParams = AddOrgParams | AddKeyParams | RotateKeyParams | RevokeKeyParams | SetRolesParams
+@dataclass(frozen=True, slots=True)
+class AddValidatorParams:
+    org_id: str
+    key: bytes  # the validator's consensus Ed25519 key
+    tls_identity: str  # its TLS certificate's fingerprint or CA-issued name
+    peer_address: str  # host:port of its peer (validator-to-validator) endpoint
+    api_address: str  # host:port of its client API
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveValidatorParams:
+    key: bytes
+
+
+ActionParams = (
+    AddOrgParams
+    | AddKeyParams
+    | RotateKeyParams
+    | RevokeKeyParams
+    | SetRolesParams
+    | AddValidatorParams
+    | RemoveValidatorParams
+)
 
 
 def _roles(params: Args) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -116,6 +148,32 @@ def _set_roles(params: Args) -> SetRolesParams:
     return SetRolesParams(org_id, roles, scopes)
 
 
+def check_address(value: str, name: str) -> str:
+    """A ``host:port`` address: a non-empty host without spaces, a port 1..65535."""
+    host, _, port = value.rpartition(":")
+    if not host or " " in value or not port.isdigit() or not 0 < int(port) < 65_536:
+        raise invalid(f"{name} must be host:port")
+    return value
+
+
+def _add_validator(params: Args) -> AddValidatorParams:
+    org_id = params.ident("org_id")
+    key = params.key("key")
+    tls_identity = params.text("tls_identity")
+    peer_address = check_address(params.text("peer_address"), "peer_address")
+    api_address = check_address(params.text("api_address"), "api_address")
+    params.done()
+    if not tls_identity:
+        raise invalid("tls_identity must not be empty")
+    return AddValidatorParams(org_id, key, tls_identity, peer_address, api_address)
+
+
+def _remove_validator(params: Args) -> RemoveValidatorParams:
+    parsed = RemoveValidatorParams(params.key("key"))
+    params.done()
+    return parsed
+
+
 def parse_action(action: str, params: Args) -> ActionParams:
     """The typed parameters of governance ``action`` (one of :data:`ACTIONS`)."""
     match action:
@@ -129,6 +187,10 @@ def parse_action(action: str, params: Args) -> ActionParams:
             return _revoke_key(params)
         case "set_roles":
             return _set_roles(params)
+        case "add_validator":
+            return _add_validator(params)
+        case "remove_validator":
+            return _remove_validator(params)
         case _:
             raise AssertionError(f"action {action} passed validation")
 

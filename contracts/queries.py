@@ -26,6 +26,7 @@ from contracts.membership import Proposal, proposal_key
 from contracts.orgs import KeyRecord, get_org, key_key, nonce_key
 from contracts.records import load, load_int
 from contracts.state import ReadableState
+from contracts.validators import validator_set
 
 
 def query(
@@ -85,6 +86,11 @@ def _membership(view: TxBuffer, name: str, args: Args) -> dict[str, object]:
             return asdict(record)
         case "nonce":
             return {"next_nonce": load_int(view, nonce_key(args.key("key")))}
+        case "validators":
+            validators = validator_set(view)
+            if validators is None:
+                raise Rejected(ErrorCode.VALIDATORS_NOT_GOVERNED, "no validator set in state")
+            return validators.to_fields()
         case "proposal":
             proposal = load(view, proposal_key(args.digest_hex("proposal_id")), Proposal)
             if proposal is None:

@@ -2,6 +2,7 @@
 
 python -m consensus.sim --seeds 300 --validators 4 --faults all
 python -m consensus.sim --seed 17 --validators 7 --faults drop,crash -v
+python -m consensus.sim --seeds 50 --reconfigure --fake-signatures
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from consensus.sim.cluster import SimConfig, SimResult, run
+from consensus.sim.cluster import SimConfig, SimResult, reconfiguring, run
 from consensus.sim.network import FAULT_KINDS
 
 
@@ -40,8 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--broken",
-        choices=["quorum", "new_view_check", "eager_view_change"],
+        choices=["quorum", "new_view_check", "eager_view_change", "stale_quorum"],
         help="run a deliberately broken replica",
+    )
+    parser.add_argument(
+        "--reconfigure",
+        action="store_true",
+        help="change the validator set by vote during the run: 4 -> 5 -> 7 -> 4 validators",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="a line for every seed")
     return parser
@@ -58,6 +64,8 @@ def replay_command(args: argparse.Namespace, seed: int) -> str:
         command += " --fake-signatures"
     if args.broken:
         command += f" --broken {args.broken}"
+    if args.reconfigure:
+        command += " --reconfigure"
     return command
 
 
@@ -79,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         fake_signatures=args.fake_signatures,
         broken=args.broken,
     )
+    if args.reconfigure:
+        if args.validators != 4:
+            build_parser().error("--reconfigure starts from 4 validators")
+        config = reconfiguring(config)
     seeds = (
         [args.seed]
         if args.seed is not None

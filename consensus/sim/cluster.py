@@ -37,10 +37,10 @@ would in a real node's queue; that is how a saturated primary looks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from random import Random
 
-from consensus.blocks import ChainTip, CommittedBlock, batch_of
+from consensus.blocks import ChainTip, CommittedBlock, batch_of, certificate_problem
 from consensus.codec import (
     CachingVerifier,
     Ed25519Signer,
@@ -52,6 +52,7 @@ from consensus.codec import (
     ed25519_verify,
 )
 from consensus.config import ReplicaConfig
+from consensus.epochs import ValidatorHistory
 from consensus.events import (
     Broadcast,
     ClientRequest,
@@ -110,6 +111,13 @@ class SimConfig:
     # An honest replica may be in a view of its own (fewer than f+1 honest
     # replicas share it) this long after the faults heal, and no longer.
     max_stranded_ms: int = 10_000
+    # Change the validator set by "governance" during the run: 4 -> 5 -> 7
+    # -> 4 validators (RECONFIGURATION_STAGES), each change filed once the
+    # previous one has taken effect (see Cluster._reconfigure).
+    reconfigure: bool = False
+    # While reconfiguring, a client request every this many ms keeps
+    # heights coming until the last set has ordered a few checkpoints.
+    filler_interval_ms: int = 60
 
 
 @dataclass
@@ -144,6 +152,9 @@ def sabotage_for(broken: str | None, validators: ValidatorSet) -> Sabotage:
             # VIEW-CHANGE at once, without waiting for f others to suspect
             # the primary too, so it can end up alone in a higher view.
             return Sabotage(depose_alone=True)
+        case "stale_quorum":
+            # Unsafe once the set grows: keeps the first set's quorum.
+            return Sabotage(stale_quorum=True)
     raise ValueError(f"no such broken replica: {broken}")
 
 
@@ -166,6 +177,11 @@ class SimHost:
     # Until when the host is busy (executing, or stopped by SIGSTOP).
     busy_until_ms: int = 0
     delivered_digests: set[bytes] = field(default_factory=set)
+    # The validator set in this host's state (reconfiguring runs only), and
+    # the history it implies, handed to the replica on every restart.
+    validator_ids: tuple[int, ...] | None = None
+    history: ValidatorHistory | None = None
+    started: bool = False
 
     def tip(self) -> ChainTip:
         if not self.blocks:
@@ -174,6 +190,7 @@ class SimHost:
         return ChainTip(header.height, header.hash, header.time_ms, self.roots[-1])
 
     def start(self, now_ms: int) -> list[Effect]:
+        self.started = True
         self.replica, effects = Replica.restore(
             self.config,
             self.signer,
@@ -183,6 +200,7 @@ class SimHost:
             self.records,
             now_ms,
             self.sabotage,
+            self.history,
         )
         return effects
 
@@ -199,6 +217,11 @@ class SimHost:
         self.delivered_digests.update(r.digest for r in block.requests)
         root = digest(self.roots[-1] + block.header.hash)
         self.roots.append(root)
+        if self.validator_ids is not None:
+            for request in block.requests:
+                ids = validator_ids_of(request.payload)
+                if ids is not None:
+                    self.validator_ids = ids
         return root
 
     def persist(self, record: Record) -> None:
@@ -217,6 +240,8 @@ class Cluster:
     """n hosts on one scheduler.  See the module docstring."""
 
     def __init__(self, seed: int, config: SimConfig) -> None:
+        if config.reconfigure and config.validators != 4:
+            raise ValueError("a reconfiguring run starts from 4 validators")
         self.seed = seed
         self.config = config
         self.scheduler = Scheduler()
@@ -227,15 +252,26 @@ class Cluster:
         self._trace = digest(b"trace" + seed.to_bytes(8, "big"))
         self._trace_parts: list[bytes] = []
         signers, verify = self._keys(seed)
-        validators = ValidatorSet(tuple(s.public_key for s in signers))
+        self.keys = [s.public_key for s in signers]
+        self.verify = verify
+        validators = ValidatorSet(tuple(self.keys[: config.validators]))
         self.validators = validators
         self.submitted: dict[bytes, Request] = {}
         self.first_delivery: dict[int, bytes] = {}
         self.safety_violations: list[str] = []
         self.ledger = VoteLedger()
-        self.hosts = [self._host(i, signers[i], verify) for i in range(config.validators)]
+        # Reconfiguring runs: the sets to go through, the next stage to file,
+        # and the history every honest execution agrees on (the checker's).
+        self.stages = reconfiguration_stages(seed) if config.reconfigure else []
+        self.next_stage = 1
+        self.awaiting_stage: int | None = None
+        # The first height each stage's set ordered (stage -> height).
+        self.in_force_from: dict[int, int] = {}
+        self.history = ValidatorHistory.genesis(validators)
+        self._sets: dict[tuple[int, ...], ValidatorSet] = {}
+        self.hosts = [self._host(i, signers[i], verify) for i in range(len(signers))]
         self.adversaries = {
-            r: Adversary(r, config.validators, signers[r], CHAIN_ID, Random(seed * 1_000 + r))
+            r: Adversary(r, len(signers), signers[r], CHAIN_ID, Random(seed * 1_000 + r))
             for r in self.plan.byzantine
         }
         self.crash_log: list[str] = []
@@ -244,7 +280,8 @@ class Cluster:
         self.stranded_failures: list[str] = []
 
     def _keys(self, seed: int) -> tuple[list[Signer], Verifier]:
-        seeds = [digest(b"sim-key" + bytes([i])) for i in range(self.config.validators)]
+        count = MAX_SIM_VALIDATORS if self.config.reconfigure else self.config.validators
+        seeds = [digest(b"sim-key" + bytes([i])) for i in range(count)]
         if self.config.fake_signatures:
             fakes = [FakeSigner(s) for s in seeds]
             return list(fakes), FakeVerifier(fakes)
@@ -252,9 +289,11 @@ class Cluster:
         return [_ed25519_signer(s) for s in seeds], CachingVerifier(ed25519_verify, 200_000)
 
     def _host(self, i: int, signer: Signer, verify: Verifier) -> SimHost:
+        # A validator that joins later is configured with the set it joins.
+        joining = not self.validators.contains(i)
         config = ReplicaConfig(
             chain_id=CHAIN_ID,
-            validators=self.validators,
+            validators=self.set_of(self._joined_set(i)) if joining else self.validators,
             replica_id=i,
             checkpoint_interval=self.config.checkpoint_interval,
             window_size=self.config.window_size,
@@ -268,7 +307,20 @@ class Cluster:
             status_interval_ms=500,
         )
         sabotage = sabotage_for(self.config.broken, self.validators)
-        return SimHost(i, config, signer, verify, lambda p: self._request_valid(i, p), sabotage)
+        host = SimHost(i, config, signer, verify, lambda p: self._request_valid(i, p), sabotage)
+        if self.config.reconfigure:
+            host.validator_ids = self.validators.ids
+            host.history = self.history
+        return host
+
+    def _joined_set(self, replica_id: int) -> tuple[int, ...]:
+        return next(stage for stage in self.stages if replica_id in stage)
+
+    def set_of(self, ids: tuple[int, ...]) -> ValidatorSet:
+        known = self._sets.get(ids)
+        if known is None:
+            known = self._sets[ids] = ValidatorSet(tuple(self.keys[i] for i in ids), ids)
+        return known
 
     def _request_valid(self, replica_id: int, payload: bytes) -> bool:
         # Like a node's (node/runtime/engine.py): a request its own chain
@@ -288,7 +340,15 @@ class Cluster:
         host.restart_after_ms = restart_after_ms
 
     def honest(self) -> list[int]:
-        return [h.replica_id for h in self.hosts if h.replica_id not in self.plan.byzantine]
+        """The honest replicas the checks hold to account: while reconfiguring,
+        those of the latest set (a removed validator is done, one not yet
+        joined is still catching up and is held to account once it joins)."""
+        members = self.history.latest.ids
+        return [r for r in members if r not in self.plan.byzantine]
+
+    def in_force(self) -> ValidatorSet:
+        """The set ordering the next height the cluster has not delivered."""
+        return self.history.set_at(max(self.first_delivery, default=0) + 1)
 
     def feed(self, host: SimHost, event: Event) -> None:
         if host.replica is None:
@@ -326,7 +386,12 @@ class Cluster:
                 self._charge(host, len(block.requests))
                 root = host.execute(block)
                 assert host.replica is not None
-                return host.replica.step(Executed(block.header.height, root))
+                height = block.header.height
+                if host.validator_ids is None:
+                    return host.replica.step(Executed(height, root))
+                validators = self.set_of(host.validator_ids)
+                self._observe(host, height, validators)
+                return host.replica.step(Executed(height, root, validators))
             case ServeBlocks(to=to, from_height=first, to_height=last):
                 self._send(host.replica_id, to, host.serve(first, last))
             case RequestDropped():
@@ -348,7 +413,7 @@ class Cluster:
             targets = (
                 [destination]
                 if destination is not None
-                else [r for r in range(self.config.validators) if r != sender]
+                else [r for r in range(len(self.hosts)) if r != sender]
             )
             for target in targets:
                 if self.plan.link_cut(now, sender, target):
@@ -363,6 +428,8 @@ class Cluster:
         )
         if replica_id in self.plan.byzantine:
             return
+        if self.config.reconfigure:
+            self._check_certificate(replica_id, block)
         for request in block.requests:
             if request.digest not in self.submitted:
                 self.safety_violations.append(
@@ -374,12 +441,84 @@ class Cluster:
                 f"agreement: replica {replica_id} delivered a different block at height {header.height}"
             )
 
+    # ------------------------------------------------------------ reconfiguration
+
+    def _observe(self, host: SimHost, height: int, validators: ValidatorSet) -> None:
+        """Host ``host`` executed ``height`` to ``validators`` in its state."""
+        interval, window = self.config.checkpoint_interval, self.config.window_size
+        assert host.history is not None
+        host.history = host.history.observe(height, validators, interval, window)
+        if host.replica_id in self.plan.byzantine or height <= self.history.through_height:
+            return
+        # The first honest execution of a height speaks for all (agreement
+        # is checked on its own): the checker's history, and the moment a
+        # joining validator's operator starts its node.
+        self.history = self.history.observe(height, validators, interval, window)
+        for replica_id in self.history.latest.ids:
+            joiner = self.hosts[replica_id]
+            if not joiner.started:
+                joiner.history = host.history
+                now = self.scheduler.now_ms
+                self.crash_log.append(f"{now}: validator {replica_id} starts, to join")
+                self._run_effects(joiner, joiner.start(now))
+                self.scheduler.at(now, ("tick", replica_id))
+
+    def _check_certificate(self, replica_id: int, block: CommittedBlock) -> None:
+        """Every delivered block is certified by the set in force at its height."""
+        height = block.header.height
+        validators = self.history.set_at(height)
+        problem = certificate_problem(
+            height,
+            block.header.batch_digest,
+            block.certificate,
+            validators,
+            CHAIN_ID,
+            self.verify,
+        )
+        if problem is not None:
+            self.safety_violations.append(
+                f"certificate: replica {replica_id} delivered height {height}, which the "
+                f"set in force there {validators.ids} does not certify: {problem}"
+            )
+        stage = self.awaiting_stage
+        if stage is not None and validators == self.set_of(self.stages[stage]):
+            self.in_force_from[stage] = height
+            self.awaiting_stage = None
+            if stage + 1 < len(self.stages):
+                delay_ms = self.rng.randint(0, 300)
+                self.scheduler.at(self.scheduler.now_ms + delay_ms, ("reconfigure", stage + 1))
+
+    def _file_stage(self, now: int, stage: int) -> None:
+        """Governance decides the next set: a request that sets it when executed."""
+        ids = ",".join(str(i) for i in self.stages[stage])
+        request = Request.of(f"validators {ids} stage {stage} seed {self.seed}".encode())
+        self.submitted[request.digest] = request
+        self.awaiting_stage = stage
+        self.crash_log.append(f"{now}: file validator set {self.stages[stage]}")
+        self._submit(now, request)
+
+    def reconfigured(self) -> bool:
+        """Every stage took effect and the last set ordered two checkpoints' worth."""
+        last = len(self.stages) - 1
+        if last < 1:
+            return True
+        first = self.in_force_from.get(last)
+        if first is None:
+            return False
+        reach = first + 2 * self.config.checkpoint_interval
+        return max(self.first_delivery, default=0) >= reach
+
     # ------------------------------------------------------------ the run
 
     def schedule(self) -> None:
         for host in self.hosts:
-            self._run_effects(host, host.start(0))
-            self.scheduler.at(0, ("tick", host.replica_id))
+            if self.validators.contains(host.replica_id):
+                self._run_effects(host, host.start(0))
+                self.scheduler.at(0, ("tick", host.replica_id))
+        if self.stages:
+            first_ms = self.rng.randint(0, self.config.heal_ms // 4)
+            self.scheduler.at(first_ms, ("reconfigure", 1))
+            self.scheduler.at(0, ("filler", 0))
         for i in range(self.config.requests):
             payload = f"seed {self.seed} request {i}".encode()
             request = Request.of(payload)
@@ -435,7 +574,10 @@ class Cluster:
                 next_check = now + 100
                 stranded = self._check_stranded(now)
                 if self.stranded_failures or (
-                    self.delivered_everywhere() and not self.uncarried() and not stranded
+                    self.delivered_everywhere()
+                    and not self.uncarried()
+                    and not stranded
+                    and self.reconfigured()
                 ):
                     break
         return self._result()
@@ -448,7 +590,7 @@ class Cluster:
         stranded = [
             h.replica_id
             for h in up
-            if h.replica is not None and views.count(h.replica.view) < self.validators.weak
+            if h.replica is not None and views.count(h.replica.view) < self.in_force().weak
         ]
         for replica_id in list(self.stranded_since_ms):
             if replica_id not in stranded:
@@ -512,13 +654,22 @@ class Cluster:
                     host.crash_after_effects = None
             case ("restart", int(replica_id)):
                 self._restart(now, replica_id)
+            case ("reconfigure", int(stage)):
+                self._file_stage(now, stage)
+            case ("filler", int(count)):
+                if not self.reconfigured():
+                    payload = f"seed {self.seed} filler {count}".encode()
+                    request = Request.of(payload)
+                    self.submitted[request.digest] = request
+                    self._submit(now, request)
+                    self.scheduler.at(now + self.config.filler_interval_ms, ("filler", count + 1))
 
     def _submit(self, now: int, request: Request) -> None:
         # A request reaching a busy host waits in its queue like a message.
         delivered_by = sum(
             1 for r in self.honest() if request.digest in self.hosts[r].delivered_digests
         )
-        if delivered_by >= self.validators.weak:
+        if delivered_by >= self.in_force().weak:
             return
         for host in self.hosts:
             cut = self.plan.link_cut(now, -1, host.replica_id)
@@ -553,6 +704,12 @@ class Cluster:
         liveness.extend(self.stranded_failures)
         if not liveness:
             liveness.extend(self.uncarried())
+        for stage in range(1, len(self.stages)):
+            if stage not in self.in_force_from:
+                liveness.append(
+                    f"liveness: validator set {self.stages[stage]} (stage {stage}) "
+                    "never ordered a block"
+                )
         dropped: dict[str, int] = {}
         for host in self.hosts:
             if host.replica is not None:
@@ -569,6 +726,31 @@ class Cluster:
             byzantine=dict(self.plan.byzantine),
             dropped=dropped,
         )
+
+
+# Reconfiguring runs use up to this many validators (ids 0..6).
+MAX_SIM_VALIDATORS = 7
+
+
+def reconfiguring(config: SimConfig) -> SimConfig:
+    """``config`` changing the validator set during the run, with a window
+    of two checkpoints so each change takes effect within a dozen heights."""
+    return replace(config, reconfigure=True, window_size=2 * config.checkpoint_interval)
+
+
+def reconfiguration_stages(seed: int) -> list[tuple[int, ...]]:
+    """The validator sets a reconfiguring run goes through: 4 -> 5 -> 7 -> 4,
+    the last four drawn from the seed (so genesis validators get removed too)."""
+    final = tuple(sorted(Random(seed ^ 0xC0FFEE).sample(range(MAX_SIM_VALIDATORS), 4)))
+    return [(0, 1, 2, 3), (0, 1, 2, 3, 4), (0, 1, 2, 3, 4, 5, 6), final]
+
+
+def validator_ids_of(payload: bytes) -> tuple[int, ...] | None:
+    """The set a governance request of the simulator decides, if it is one."""
+    if not payload.startswith(b"validators "):
+        return None
+    ids = payload.split(b" ")[1]
+    return tuple(int(part) for part in ids.split(b","))
 
 
 def _requests_to_check(message: object) -> int:
