@@ -164,15 +164,16 @@ def request_timer_expired(r: ReplicaState) -> bool:
     stalled_since_ms = r.stalled_since_ms()
     if not r.active or r.is_primary or not r.is_member or stalled_since_ms is None:
         return False
-    _, oldest_ms = next(iter(r.waiting.values()))
-    waited_ms = r.now_ms - oldest_ms
-    # A primary that executes others' requests but never this one is
-    # censoring it: progress elsewhere (or our lag) does not save it forever.
-    # Nor does a pause: it is not restarted on resume, or a host stalled
-    # for max_tick_gap_ms once per bound would never suspect (and a lone
-    # suspicion after a resume is no vote).
-    if waited_ms >= r.config.max_request_wait_ms:
-        return True
+    if r.waiting:
+        _, oldest_ms = next(iter(r.waiting.values()))
+        waited_ms = r.now_ms - oldest_ms
+        # A primary that executes others' requests but never this one is
+        # censoring it: progress elsewhere (or our lag) does not save it
+        # forever.  Nor does a pause: it is not restarted on resume, or a
+        # host stalled for max_tick_gap_ms once per bound would never
+        # suspect (and a lone suspicion after a resume is no vote).
+        if waited_ms >= r.config.max_request_wait_ms:
+            return True
     if catching_up(r):
         return False
     return r.now_ms - stalled_since_ms >= request_timeout_ms(r)

@@ -269,12 +269,25 @@ class ReplicaState:
         return slot
 
     def stalled_since_ms(self) -> int | None:
-        """Since when the oldest waiting request has seen no progress (None:
-        nothing waits)."""
-        if not self.waiting:
-            return None
-        _, oldest_ms = next(iter(self.waiting.values()))
-        return max(oldest_ms, self.resumed_ms, self.progress_ms)
+        """Since when the oldest waiting request, or results no block carries
+        yet, have seen no progress (None: nothing waits).
+
+        Executed results wait like a request: a primary that crashed (or
+        stays silent) right after a block holding requests would otherwise
+        never carry its results, and with no request waiting no timer would
+        ever depose it (normal_case.maybe_carry)."""
+        if self.waiting:
+            _, oldest_ms = next(iter(self.waiting.values()))
+            return max(oldest_ms, self.resumed_ms, self.progress_ms)
+        if self.awaits_carrier():
+            return max(self.resumed_ms, self.progress_ms)
+        return None
+
+    def awaits_carrier(self) -> bool:
+        """Has this replica executed a height holding requests whose results
+        no delivered block carries yet?  (``request_heights`` keeps exactly
+        the delivered heights with requests above ``carried_height``.)"""
+        return bool(self.request_heights) and self.request_heights[-1] <= self.executed_height
 
     def note_progress(self) -> None:
         """The cluster made progress: restart the request timer, and remember

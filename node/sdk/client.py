@@ -149,8 +149,10 @@ DEFAULT_RESIGN_ATTEMPTS = 5
 # How long a call asks again for the certificate of a committed
 # transaction's results (a later block carries them within a few blocks;
 # when the chain goes idle the primary proposes an empty block to carry
-# them) before it raises ProofError "unproven".
-DEFAULT_PROOF_WAIT_S = 10.0
+# them; when the primary fails right after the block, the backups depose
+# it and the next primary carries them, a view change later) before it
+# raises ProofError "unproven".
+DEFAULT_PROOF_WAIT_S = 30.0
 # The pause before asking again when a node answered at once without the
 # certificate (an honest node holds the request until it has it).
 _PROOF_RETRY_S = 0.1

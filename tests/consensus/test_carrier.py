@@ -24,7 +24,7 @@ from helpers import (
 
 from consensus.blocks import ChainTip
 from consensus.events import Effect
-from consensus.messages import Batch, NewView, Prepare, PrePrepare
+from consensus.messages import Batch, NewView, Prepare, PrePrepare, Status
 
 LATER = T0 + 1_000
 
@@ -168,3 +168,19 @@ def test_a_stuck_slot_is_resent_at_heartbeats_so_a_carrier_with_lost_votes_commi
     assert len(delivered(commit_own(primary, 0, carrier.batch))) == 1
     assert proposals(primary.tick(LATER + 1_800)) == []
     assert proposals(primary.tick(LATER + 2_400)) == []
+
+
+def test_a_backup_suspects_a_primary_that_leaves_executed_results_uncarried() -> None:
+    """A primary that dies right after a block of requests never carries its
+    results, and with no request waiting nothing else would depose it: the
+    uncarried results run the request timer as a waiting request does."""
+    config = make_config(1, max_batch_size=1)
+    backup = node(1, config)
+    [proposal] = proposals(node(0, make_config(0, max_batch_size=1)).request(request("a")))
+    drive_committed(backup, 0, proposal.batch)
+    backup.executed(1)
+    assert backup.replica.waiting == {}
+    quiet = backup.tick(T0 + config.request_timeout_ms // 2)
+    assert not any(status.suspect for status in sent(quiet, Status))
+    late = backup.tick(T0 + 2 * config.request_timeout_ms)
+    assert any(status.suspect for status in sent(late, Status))
