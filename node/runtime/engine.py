@@ -245,7 +245,18 @@ class Engine(ChainHost):
             raise
 
     def _carry_out(self, effects: list[Effect]) -> None:
+        """Carry out ``effects``, then tell the replica of each block executed,
+        in the order executed.  One queue for all of them: stepping an
+        ``Executed`` can deliver more blocks (a checkpoint moved the window,
+        or the validator history now settles heights held back), and their
+        ``Executed`` must wait behind those already queued, or the replica
+        hears of a height before the ones below it."""
         follow_ups: deque[Event] = deque()
+        self._apply(effects, follow_ups)
+        while follow_ups:
+            self._apply(self._replica_step(follow_ups.popleft()), follow_ups)
+
+    def _apply(self, effects: list[Effect], follow_ups: deque[Event]) -> None:
         pending: list[Record] = []
         for effect in effects:
             match effect:
@@ -268,8 +279,6 @@ class Engine(ChainHost):
                 case RequestDropped(reason=reason):
                     self.metrics.submissions.labels(f"replica_{reason}").inc()
         self._persist(pending)
-        while follow_ups:
-            self._carry_out(self._replica_step(follow_ups.popleft()))
 
     def _persist(self, pending: list[Record]) -> None:
         if not pending:

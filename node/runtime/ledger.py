@@ -155,6 +155,11 @@ class Ledger:
         self._limits = limits
 
     @property
+    def epoch_rules(self) -> EpochRules:
+        assert self._epoch_rules is not None, "only a governed chain has epoch rules"
+        return self._epoch_rules
+
+    @property
     def contract_limits(self) -> ContractLimits:
         return self._limits
 

@@ -1,11 +1,13 @@
 """Validator-set changes on a live network (node side of consensus.epochs).
 
-Four founding validators in this process order transactions while
+Four founding validators and an observer in this process; the validators order transactions while
 governance adds a fifth (which joins by following the chain as an observer
 until it has executed the decision, then restarts as a validator) and then
 removes a founder.  The new validator's commits appear in certificates, the
-removed one's stop counting, no acknowledged transaction is lost, and every
-node ends with the same set and state root.
+removed one's stop counting, a validator restarted in between restores the
+sets from its store, the observer checks every certificate against the set
+in force at its height, no acknowledged transaction is lost, and every node
+ends with the same set and state root.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def _prepare(net: Path) -> dict[str, Path]:
 
         _rewrite(path, founders_only)
         configs[f"v{n}"] = path
+    configs["o0"] = net / "nodes" / "o0" / "config.json"
+    _rewrite(configs["o0"], lambda document: document.update(consensus=CONSENSUS))
     observer = json.loads(configs["v4"].read_text())
     observer["role"] = "observer"
     del observer["replica_id"], observer["key_file"]
@@ -100,11 +104,26 @@ def _commit_senders(node: RunningNode, height: int) -> set[int]:
     return {commit.sender for commit in stored.block.certificate}
 
 
-async def _until(condition: Any, what: str) -> None:
+async def _until(condition: Any, what: str, nodes: dict[str, RunningNode] | None = None) -> None:
     deadline = time.monotonic() + STEP_TIMEOUT_S
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        assert time.monotonic() < deadline, f"timed out waiting until {what}: {_describe(nodes)}"
         await asyncio.sleep(0.05)
+
+
+def _describe(nodes: dict[str, RunningNode] | None) -> str:
+    """Each node's height, and each validator's view, mode and drops."""
+    if not nodes:
+        return ""
+    lines = []
+    for name, node in nodes.items():
+        line = f"{name}: height {node.store.height()}"
+        replica = getattr(node.engine, "replica", None)
+        if replica is not None:
+            line += f" view {replica.view} mode {replica.mode} dropped {dict(replica.dropped)}"
+            line += f" peers {node.peers.status() if node.peers else None}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 @pytest.mark.asyncio
@@ -113,7 +132,7 @@ async def test_governance_adds_then_removes_a_validator_under_load(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     net = tmp_path / "net"
-    init_network(net, 5, tls=False, base_port=free_base_port(5))
+    init_network(net, 5, tls=False, base_port=free_base_port(6), observers=1)
     configs = _prepare(net)
     v4_key = load_identity(net / "nodes" / "v4" / "node.key").public_key
     v3_key = load_identity(net / "nodes" / "v3" / "node.key").public_key
@@ -139,7 +158,7 @@ async def test_governance_adds_then_removes_a_validator_under_load(
                 acknowledged.append(bytes.fromhex(str(receipt["tx_id"])))
 
     try:
-        for name in ("v0", "v1", "v2", "v3", "v4-observer"):
+        for name in ("v0", "v1", "v2", "v3", "o0", "v4-observer"):
             nodes[name] = await start_node(load_node_config(configs[name]))
         load_task = asyncio.create_task(load())
 
@@ -181,13 +200,21 @@ async def test_governance_adds_then_removes_a_validator_under_load(
             )
             return bool(counted)
 
-        await _until(v4_counted, "a certificate counts v4's commit")
+        await _until(v4_counted, "a certificate counts v4's commit", nodes)
         first_counted_s = time.monotonic() - decided_s
-        print(
-            f"\nv4 added by the vote at height {added_at}; its set orders from "
-            f"{joins_at}; its first counted commit at height {counted[0]}, "
-            f"{first_counted_s:.2f} s after the deciding vote committed"
-        )
+        with capsys.disabled():
+            print(
+                f"\nv4 added by the vote at height {added_at}; its set orders from "
+                f"{joins_at}; its first counted commit at height {counted[0]}, "
+                f"{first_counted_s:.2f} s after the deciding vote committed"
+            )
+
+        # A validator restarted after the change restores the sets it knew.
+        await nodes.pop("v1").stop()
+        nodes["v1"] = await start_node(load_node_config(configs["v1"]))
+        restored, running = ledger("v1").history, ledger("v0").history
+        assert restored is not None and running is not None
+        assert restored.epochs == running.epochs
 
         # Remove v3: from its set's first height no certificate counts it.
         removed_at = await _decide(net, "remove_validator", {"key": v3_key}, validators_at)
@@ -204,7 +231,7 @@ async def test_governance_adds_then_removes_a_validator_under_load(
         await asyncio.wait_for(load_task, STEP_TIMEOUT_S)
 
         # Nothing acknowledged is lost; every current validator agrees.
-        current = ("v0", "v1", "v2", "v4")
+        current = ("v0", "v1", "v2", "v4", "o0")
         await _until(
             lambda: len({nodes[name].store.height() for name in current}) == 1,
             "the validators reach the same height",
