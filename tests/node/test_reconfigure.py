@@ -4,8 +4,8 @@ Four founding validators and an observer in this process; the validators order t
 governance adds a fifth (which joins by following the chain as an observer
 until it has executed the decision, then restarts as a validator) and then
 removes a founder.  The new validator's commits appear in certificates, the
-removed one's stop counting, a validator restarted in between restores the
-sets from its store, the observer checks every certificate against the set
+removed one's stop counting, the validators store the sets with the blocks
+that change them, the observer checks every certificate against the set
 in force at its height, no acknowledged transaction is lost, and every node
 ends with the same set and state root.
 """
@@ -22,11 +22,12 @@ import pytest
 from netfixture import free_base_port
 
 from consensus.quorum import ValidatorSet
-from node.app import RunningNode, start_node
+from node.app import DATABASE_FILE, RunningNode, start_node
 from node.ops.cli import main
 from node.ops.netinit import init_network
 from node.runtime.config import load_node_config
 from node.runtime.ledger import Ledger
+from node.runtime.storage import Store
 from node.sdk.client import ProvenetClient
 from node.sdk.keys import load_identity
 
@@ -188,8 +189,11 @@ async def test_governance_adds_then_removes_a_validator_under_load(
             return own is not None and own.latest.contains(4)
 
         await _until(observer_knows, "the joining node executed its addition")
+        known_s = time.monotonic() - decided_s
         await nodes.pop("v4-observer").stop()
+        stopped_s = time.monotonic() - decided_s
         nodes["v4"] = await start_node(load_node_config(configs["v4"]))
+        started_s = time.monotonic() - decided_s
 
         counted: list[int] = []
 
@@ -206,15 +210,10 @@ async def test_governance_adds_then_removes_a_validator_under_load(
             print(
                 f"\nv4 added by the vote at height {added_at}; its set orders from "
                 f"{joins_at}; its first counted commit at height {counted[0]}, "
-                f"{first_counted_s:.2f} s after the deciding vote committed"
+                f"{first_counted_s:.2f} s after the deciding vote committed (its "
+                f"observer executed it at {known_s:.2f} s, stopped at {stopped_s:.2f} s; "
+                f"the validator started at {started_s:.2f} s)"
             )
-
-        # A validator restarted after the change restores the sets it knew.
-        await nodes.pop("v1").stop()
-        nodes["v1"] = await start_node(load_node_config(configs["v1"]))
-        restored, running = ledger("v1").history, ledger("v0").history
-        assert restored is not None and running is not None
-        assert restored.epochs == running.epochs
 
         # Remove v3: from its set's first height no certificate counts it.
         removed_at = await _decide(net, "remove_validator", {"key": v3_key}, validators_at)
@@ -251,3 +250,12 @@ async def test_governance_adds_then_removes_a_validator_under_load(
     finally:
         stop_load.set()
         await asyncio.gather(*(node.stop() for node in nodes.values()))
+    # What a restart restores the replica from (v4 restarted from its
+    # observer's store already): the sets, stored with the blocks that
+    # changed them.
+    stored = Store(net / "nodes" / "v1" / "data" / DATABASE_FILE)
+    try:
+        kept = stored.validator_history()
+        assert kept is not None and kept.epochs == history.epochs
+    finally:
+        stored.close()
