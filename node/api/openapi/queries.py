@@ -197,6 +197,7 @@ def _query() -> Schema:
             "unknown_key",
             *QUERY_404,
             "unknown_proposal",
+            "unknown_validator",
             "too_large",
             "unsupported_media_type",
             "request_timeout",
