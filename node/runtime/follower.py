@@ -62,6 +62,7 @@ from consensus.proofs import NotACommit
 from consensus.quorum import ValidatorSet
 from consensus.wire import (
     DEFAULT_WIRE_LIMITS,
+    GOVERNED_MAX_VALIDATOR_ID,
     MARGIN_DEN,
     MARGIN_NUM,
     REQUEST_HEADER_BYTES,
@@ -100,6 +101,9 @@ COMMIT_LIMITS = WireLimits(
         max_containers=1,
     ),
     max_validators=DEFAULT_WIRE_LIMITS.max_validators,
+    # Any id: on a governed chain ids outgrow the set (never reused), and
+    # whether a signer counts is the certificate check's to say.
+    max_validator_id=GOVERNED_MAX_VALIDATOR_ID,
 )
 # Bytes of a block's header, of one COMMIT, and of a page's and a block's
 # keys and headers (upper bounds; the header is nine fields).
