@@ -498,7 +498,8 @@ def node_status(
     config: NodeConfig, network: NetworkGenesis, engine: Engine, peers: PeerLinks
 ) -> dict[str, object]:
     replica = engine.replica
-    validators = network.validator_set()
+    # The set of the replica's window: on a governed chain it changes.
+    validators = replica.validators
     store = engine.store
     executed = engine.last_executed
     height = store.height()
