@@ -82,6 +82,9 @@ class WireLimits:
 
     codec: Limits = RECORD_CODEC_LIMITS
     max_validators: int = 64
+    # The highest validator id a message may name.  Ids are never reused
+    # (consensus.quorum), so a governed chain's ids outgrow its set size.
+    max_validator_id: int = 63
     max_requests_per_batch: int = 4_096
     max_payload_bytes: int = 64 * 1024
     max_prepared_per_view_change: int = 1_024
@@ -89,6 +92,10 @@ class WireLimits:
 
 
 DEFAULT_WIRE_LIMITS = WireLimits()
+# On a chain whose validator set governance changes, ids are never reused, so
+# the highest id grows with every validator ever added; an id is one integer,
+# and membership (not this bound) decides whether its sender counts.
+GOVERNED_MAX_VALIDATOR_ID = 2**32 - 1
 
 # ---------------------------------------------------------------- sizing
 
@@ -133,7 +140,13 @@ class FrameBounds:
         return FrameBounds(self.size_bytes * count, self.objects * count, self.containers * count)
 
 
-def honest_frame_bounds(config: ReplicaConfig, max_payload_bytes: int) -> FrameBounds:
+def _quorum_of(n: int) -> int:
+    return (n + (n - 1) // 3) // 2 + 1
+
+
+def honest_frame_bounds(
+    config: ReplicaConfig, max_payload_bytes: int, max_validators: int = 0
+) -> FrameBounds:
     """The largest frame an honest replica under ``config`` sends.
 
     With n validators (q of them a quorum), a window of W heights, batches
@@ -155,9 +168,12 @@ def honest_frame_bounds(config: ReplicaConfig, max_payload_bytes: int) -> FrameB
     For the defaults of a node (n = 4, q = 3, W = 32, R = 512, B = 256 KiB,
     T = 16) a NEW-VIEW is at most 34 MB, 74,100 values and 1,000 containers,
     and a state response 4.3 MB and 9,300 values.
+
+    ``max_validators`` sizes for a set that may grow to that many (a chain
+    whose set governance changes); 0: the configured set.
     """
-    n = config.validators.n
-    quorum = config.validators.quorum
+    n = max(config.validators.n, max_validators)
+    quorum = _quorum_of(n)
     window = config.window_size
     requests = config.max_batch_size
     payload_bytes = max(config.max_batch_bytes, max_payload_bytes)
@@ -184,12 +200,19 @@ def frame_limits(
     config: ReplicaConfig,
     max_frame_bytes: int,
     max_payload_bytes: int = WireLimits.max_payload_bytes,
+    max_validators: int = 0,
+    max_validator_id: int = 0,
 ) -> WireLimits:
     """Decoding bounds for peer frames under ``config``: the honest maxima of
     :func:`honest_frame_bounds` plus half again, and never more bytes than
-    ``max_frame_bytes``; every list as long as the protocol lets it be."""
-    honest = honest_frame_bounds(config, max_payload_bytes)
-    n = config.validators.n
+    ``max_frame_bytes``; every list as long as the protocol lets it be.
+
+    A chain whose validator set changes passes the largest set it may have
+    (``max_validators``) and the highest id a validator may get
+    (``max_validator_id``); 0: the configured set, ids 0..n-1."""
+    honest = honest_frame_bounds(config, max_payload_bytes, max_validators)
+    n = max(config.validators.n, max_validators)
+    highest_id = max(config.validators.ids[-1], n - 1, max_validator_id)
     longest = max(
         config.max_batch_size, config.window_size, n, config.max_blocks_per_transfer, _MAX_FIELDS
     )
@@ -205,6 +228,7 @@ def frame_limits(
     return WireLimits(
         codec=codec,
         max_validators=n,
+        max_validator_id=highest_id,
         max_requests_per_batch=config.max_batch_size,
         max_payload_bytes=max_payload_bytes,
         max_prepared_per_view_change=config.window_size,
@@ -348,7 +372,7 @@ class _Reader:
         return value
 
     def sender(self) -> int:
-        return self.integer("sender", self.limits.max_validators - 1)
+        return self.integer("sender", self.limits.max_validator_id)
 
     def signature(self) -> bytes:
         return self.blob("signature", SIGNATURE_SIZE)

@@ -16,7 +16,7 @@ import fcntl
 import logging
 import signal
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -24,23 +24,28 @@ from aiohttp import web
 
 from consensus.blocks import ChainTip
 from consensus.codec import CachingVerifier, ed25519_verify
+from consensus.config import ReplicaConfig
+from consensus.epochs import ValidatorHistory
 from consensus.events import Effect
+from consensus.quorum import ValidatorSet
 from consensus.replica import Replica
-from consensus.wire import record_from_wire
+from consensus.wire import DEFAULT_WIRE_LIMITS, GOVERNED_MAX_VALIDATOR_ID, record_from_wire
 from contracts.genesis import genesis_state
 from contracts.results import genesis_results
 from contracts.state import MemoryState
+from contracts.validators import MAX_VALIDATORS, ValidatorSetRecord, validator_set
 from node.api import dashboard
 from node.api.bundle import bundle_routes
 from node.api.routes import ClientApi, error_middleware
 from node.runtime.chain import now_ms
 from node.runtime.config import (
     NodeConfig,
+    PeerEntry,
     load_node_config,
 )
 from node.runtime.engine import Engine
 from node.runtime.follower import Follower
-from node.runtime.ledger import Ledger, TxCache
+from node.runtime.ledger import EpochRules, Ledger, TxCache
 from node.runtime.listener.http_errors import SERVER_HEADER
 from node.runtime.listener.site import PortSpec, listen, raise_file_limit
 from node.runtime.metrics import NodeMetrics
@@ -159,9 +164,45 @@ def _open_chain(config: NodeConfig) -> _Chain:
     metrics.height.set(tip.height)
     tx_cache = TxCache(config.limits.verified_cache_entries)
     ledger = Ledger(
-        store, state, ed25519_verify, tx_cache, network.genesis.limits, tip.results_root
+        store,
+        state,
+        ed25519_verify,
+        tx_cache,
+        network.genesis.limits,
+        tip.results_root,
+        _validator_history(network, store, tip),
+        epoch_rules(config),
     )
     return _Chain(network, lock, store, tip, ledger, tx_cache, metrics)
+
+
+def epoch_rules(config: NodeConfig) -> EpochRules:
+    """The consensus settings that place a validator-set change; an observer
+    needs the validators' (the defaults unless its config names them)."""
+    return EpochRules(
+        int(config.consensus.get("checkpoint_interval", ReplicaConfig.checkpoint_interval)),
+        int(config.consensus.get("window_size", ReplicaConfig.window_size)),
+    )
+
+
+def _validator_history(
+    network: NetworkGenesis, store: Store, tip: ChainTip
+) -> ValidatorHistory | None:
+    """The validator sets by height through the tip, on a chain whose genesis
+    puts them under governance (None: the genesis.json set, fixed).  The store
+    keeps the history as of the last block that changed it; the blocks after
+    it changed nothing, so it holds through the tip."""
+    if not network.genesis.validators:
+        return None
+    founding = network.validator_set()
+    if tuple(v.public_key for v in network.genesis.validators) != founding.public_keys:
+        raise ConfigError(
+            "genesis: the governed validators (genesis.validators) must list the "
+            "validators' keys in replica id order"
+        )
+    stored = store.validator_history()
+    epochs = ValidatorHistory.genesis(founding).epochs if stored is None else stored.epochs
+    return ValidatorHistory(epochs, tip.height)
 
 
 async def start_node(config: NodeConfig) -> RunningNode:
@@ -171,13 +212,30 @@ async def start_node(config: NodeConfig) -> RunningNode:
     return await _start_validator(config)
 
 
+def _own_set(chain: _Chain, replica_id: int) -> ValidatorSet:
+    """The first validator set this node belongs to: the genesis set, or on a
+    governed chain the first set governance added it to (a joining validator
+    follows the chain as an observer until it has executed that decision)."""
+    history = chain.ledger.history
+    if history is not None:
+        for epoch in history.epochs:
+            if epoch.validators.contains(replica_id):
+                return epoch.validators
+        raise ConfigError(
+            f"validator {replica_id} is in no validator set this node has executed to "
+            f"(height {chain.tip.height}): follow the chain as an observer until "
+            "governance has added it"
+        )
+    return chain.network.validator_set()
+
+
 def _start_replica(
     config: NodeConfig, chain: _Chain, peer_client_ssl: ssl.SSLContext | None
 ) -> tuple[Engine, PeerLinks, list[Effect]]:
     """Restore the replica from its records and wire it to the peer links."""
-    validators = chain.network.validator_set()
-    replica_config = config.replica_config(validators)
     assert config.key_file is not None and config.replica_id is not None
+    validators = _own_set(chain, config.replica_id)
+    replica_config = config.replica_config(validators)
     signer = load_identity(config.key_file).signer
     if validators.key_of(config.replica_id) != signer.public_key:
         raise ConfigError(
@@ -186,7 +244,13 @@ def _start_replica(
     message_verifier = CachingVerifier(ed25519_verify, 65_536)
     engine_ref: list[Engine] = []
     links_ref: list[PeerLinks] = []
-    records = [record_from_wire(raw) for raw in chain.store.load_records()]
+    governed = chain.ledger.history is not None
+    record_limits = (
+        replace(DEFAULT_WIRE_LIMITS, max_validator_id=GOVERNED_MAX_VALIDATOR_ID)
+        if governed
+        else DEFAULT_WIRE_LIMITS
+    )
+    records = [record_from_wire(raw, record_limits) for raw in chain.store.load_records()]
     replica, initial_effects = Replica.restore(
         replica_config,
         signer,
@@ -195,6 +259,7 @@ def _start_replica(
         chain.tip,
         records,
         now_ms(),
+        history=chain.ledger.history,
     )
     engine = Engine(
         config,
@@ -223,9 +288,47 @@ def _start_replica(
         peer_client_ssl,
         tls_required=config.tls.enabled,
         consensus=replica_config,
+        max_validators=MAX_VALIDATORS if governed else 0,
     )
     links_ref.append(peers)
+    if governed:
+        tls = config.tls.enabled
+
+        def follow(history: ValidatorHistory) -> None:
+            record = validator_set(chain.ledger.state)
+            peers.set_members(
+                ValidatorSet(tuple(history.members().values()), tuple(history.members())),
+                _member_peers(history, record, tls, peers.peer_entries()),
+            )
+
+        engine.on_epochs = follow
+        follow(replica.epochs)
     return engine, peers, initial_effects
+
+
+def _member_peers(
+    history: ValidatorHistory,
+    record: ValidatorSetRecord | None,
+    tls: bool,
+    known: dict[int, PeerEntry],
+) -> dict[int, PeerEntry]:
+    """Where to reach each validator of a kept epoch: its addresses in the set
+    in state, else (a validator already removed) the link this node has."""
+    api_scheme, peer_scheme = ("https", "wss") if tls else ("http", "ws")
+    in_state = {} if record is None else {v.validator_id: v for v in record.validators()}
+    found: dict[int, PeerEntry] = {}
+    for validator_id in history.members():
+        validator = in_state.get(validator_id)
+        if validator is not None:
+            found[validator_id] = PeerEntry(
+                validator_id,
+                validator.tls_identity,
+                f"{peer_scheme}://{validator.peer_address}/peer",
+                f"{api_scheme}://{validator.api_address}",
+            )
+        elif validator_id in known:
+            found[validator_id] = known[validator_id]
+    return found
 
 
 async def _start_validator(config: NodeConfig) -> RunningNode:
@@ -395,7 +498,8 @@ def node_status(
     config: NodeConfig, network: NetworkGenesis, engine: Engine, peers: PeerLinks
 ) -> dict[str, object]:
     replica = engine.replica
-    validators = network.validator_set()
+    # The set of the replica's window: on a governed chain it changes.
+    validators = replica.validators
     store = engine.store
     executed = engine.last_executed
     height = store.height()

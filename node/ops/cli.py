@@ -29,6 +29,7 @@ from pathlib import Path
 from node.ops.catalog import CHAIN_ID, DEFAULT_BASE_PORT
 from node.ops.cli_bundle import add_bundle_commands
 from node.ops.cli_client import add_client_commands
+from node.ops.cli_validators import add_validator_commands
 from node.ops.netctl import DEFAULT_UP_TIMEOUT_S, NetError
 from node.sdk.keys import KeyFileError
 from node.sdk.schema import ConfigError
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_node_commands(commands)
     add_client_commands(commands)
     add_bundle_commands(commands)
+    add_validator_commands(commands)
     return parser
 
 

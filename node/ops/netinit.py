@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from consensus.codec import Ed25519Signer
 from contracts.genesis import Genesis, GenesisOrg, genesis_state
@@ -47,7 +48,12 @@ from node.sdk.files import (
     make_directory,
     write_file,
 )
-from node.sdk.genesis import NetworkGenesis, ValidatorEntry, genesis_to_json
+from node.sdk.genesis import (
+    NetworkGenesis,
+    ValidatorEntry,
+    genesis_to_json,
+    governed_validators,
+)
 from node.sdk.keys import Identity, save_identity
 from node.sdk.network_file import GENESIS_FILE, NETWORK_FILE, Network, NodeEntry, write_network
 
@@ -341,22 +347,29 @@ def _make_genesis(
         )
         for spec in ORGS.values()
     )
-    genesis = Genesis(
-        chain_id=chain_id, organisations=organisations, kp_participants=KP_PARTICIPANTS
-    )
-    try:
-        genesis_state(genesis)  # the contracts' own validation, so a bad genesis never lands
-    except ValueError as exc:
-        raise NetError(f"genesis would be invalid: {exc}") from None
+    # The validator set is governed (contracts/validators.py): each validator's
+    # addresses go into state, so that governance can add and remove them.
     validators = tuple(
         ValidatorEntry(
             replica_id=index,
             name=entry.name,
             org_id=entry.org_id,
             public_key=identity.public_key,
+            peer_address=urlsplit(entry.peer_url).netloc,
+            api_address=urlsplit(entry.api_url).netloc,
         )
         for index, (entry, identity) in enumerate(zip(nodes, node_keys, strict=True))
     )
+    genesis = Genesis(
+        chain_id=chain_id,
+        organisations=organisations,
+        kp_participants=KP_PARTICIPANTS,
+        validators=governed_validators(validators),
+    )
+    try:
+        genesis_state(genesis)  # the contracts' own validation, so a bad genesis never lands
+    except ValueError as exc:
+        raise NetError(f"genesis would be invalid: {exc}") from None
     return NetworkGenesis(genesis, validators, genesis_time_ms=int(time.time() * 1000))
 
 

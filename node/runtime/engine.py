@@ -46,6 +46,7 @@ from collections.abc import Callable
 
 from consensus.blocks import CommittedBlock, batch_of
 from consensus.codec import DecodeError, digest
+from consensus.epochs import ValidatorHistory
 from consensus.events import (
     Broadcast,
     ClientRequest,
@@ -112,6 +113,10 @@ class Engine(ChainHost):
         # The TLS context to reach peers' client APIs (certified results when
         # this node diverged); None: no TLS.
         self.client_ssl: ssl.SSLContext | None = None
+        # Told the replica's validator history whenever its epochs change (a
+        # set decided, or an old one pruned): the peer links follow it.
+        self.on_epochs: Callable[[ValidatorHistory], None] | None = None
+        self._epochs_seen = replica.epochs.epochs
 
     # ------------------------------------------------------------ inputs
 
@@ -240,7 +245,18 @@ class Engine(ChainHost):
             raise
 
     def _carry_out(self, effects: list[Effect]) -> None:
+        """Carry out ``effects``, then tell the replica of each block executed,
+        in the order executed.  One queue for all of them: stepping an
+        ``Executed`` can deliver more blocks (a checkpoint moved the window,
+        or the validator history now settles heights held back), and their
+        ``Executed`` must wait behind those already queued, or the replica
+        hears of a height before the ones below it."""
         follow_ups: deque[Event] = deque()
+        self._apply(effects, follow_ups)
+        while follow_ups:
+            self._apply(self._replica_step(follow_ups.popleft()), follow_ups)
+
+    def _apply(self, effects: list[Effect], follow_ups: deque[Event]) -> None:
         pending: list[Record] = []
         for effect in effects:
             match effect:
@@ -255,14 +271,14 @@ class Engine(ChainHost):
                     self._broadcast(message_to_wire(message))
                 case Deliver(block=block):
                     executed = self._execute(block)
-                    follow_ups.append(Executed(executed.height, executed.results_root))
+                    follow_ups.append(
+                        Executed(executed.height, executed.results_root, executed.validators)
+                    )
                 case ServeBlocks(to=to, from_height=low, to_height=high):
                     self._serve_blocks(to, low, high)
                 case RequestDropped(reason=reason):
                     self.metrics.submissions.labels(f"replica_{reason}").inc()
         self._persist(pending)
-        while follow_ups:
-            self._carry_out(self._replica_step(follow_ups.popleft()))
 
     def _persist(self, pending: list[Record]) -> None:
         if not pending:
@@ -366,3 +382,12 @@ class Engine(ChainHost):
         self.metrics.mempool_size.set(len(self.mempool))
         self.metrics.view.set(self.replica.view)
         self.drop_overflowed_subscribers()
+        self._follow_epochs()
+
+    def _follow_epochs(self) -> None:
+        history = self.replica.epochs
+        if history.epochs == self._epochs_seen:
+            return
+        self._epochs_seen = history.epochs
+        if self.on_epochs is not None:
+            self.on_epochs(history)

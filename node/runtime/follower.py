@@ -62,11 +62,13 @@ from consensus.proofs import NotACommit
 from consensus.quorum import ValidatorSet
 from consensus.wire import (
     DEFAULT_WIRE_LIMITS,
+    GOVERNED_MAX_VALIDATOR_ID,
     MARGIN_DEN,
     MARGIN_NUM,
     REQUEST_HEADER_BYTES,
     WireLimits,
 )
+from contracts.validators import MAX_VALIDATORS
 from node.runtime import divergence
 from node.runtime.chain import Alert, ChainHost, now_ms
 from node.runtime.config import NODE_CONSENSUS_DEFAULTS, NodeConfig, NodeLimits, PeerEntry
@@ -99,6 +101,9 @@ COMMIT_LIMITS = WireLimits(
         max_containers=1,
     ),
     max_validators=DEFAULT_WIRE_LIMITS.max_validators,
+    # Any id: on a governed chain ids outgrow the set (never reused), and
+    # whether a signer counts is the certificate check's to say.
+    max_validator_id=GOVERNED_MAX_VALIDATOR_ID,
 )
 # Bytes of a block's header, of one COMMIT, and of a page's and a block's
 # keys and headers (upper bounds; the header is nine fields).
@@ -345,8 +350,11 @@ class Follower(ChainHost):
         self._mode = ""
         self._rejections_in_a_row = 0
         self._stopped = False
-        self._page_limits = page_limits(config.limits, validators.n, config.consensus)
-        self._tip_limits = tip_limits(validators.n)
+        # A governed set may grow to MAX_VALIDATORS: size pages for that.
+        governed = getattr(ledger, "history", None) is not None
+        largest = max(validators.n, MAX_VALIDATORS) if governed else validators.n
+        self._page_limits = page_limits(config.limits, largest, config.consensus)
+        self._tip_limits = tip_limits(largest)
         self._stall_s = config.limits.follow_stall_timeout_ms / 1000
         self._request_s = config.limits.follow_request_timeout_ms / 1000
         # How soon to listen again to a source's tips after its stream ended.
@@ -354,6 +362,36 @@ class Follower(ChainHost):
             first_pause_s=self.limits.peer_backoff_min_ms / 1000,
             max_pause_s=self.limits.peer_backoff_max_ms / 1000,
         )
+
+    def validators_at(self, height: int) -> ValidatorSet:
+        """The set that certifies block ``height``: on a governed chain the one
+        this observer's own execution of the chain puts in force there
+        (consensus.epochs), else the genesis set."""
+        history = self.ledger.history
+        return self.validators if history is None else history.set_at(height)
+
+    def _maybe_a_later_set(self, header: BlockHeader, certificate: tuple[Commit, ...]) -> bool:
+        """Could a set not yet known here have signed this certificate, which
+        the known set refuses?  Only above the heights the executed chain
+        settles, and only if it names an unknown validator or every commit
+        is authentic and merely too few for the set known: a forged or
+        mismatched commit is a lie whatever the set."""
+        history = self.ledger.history
+        if history is None:
+            return False
+        if header.height <= history.settled_through(self.ledger.epoch_rules.window_size):
+            return False
+        members = history.members()
+        if any(commit.sender not in members for commit in certificate):
+            return True
+        signers = sorted({commit.sender for commit in certificate})
+        if not signers:
+            return False
+        those = ValidatorSet(tuple(members[i] for i in signers), tuple(signers))
+        problem = certificate_problem(
+            header.height, header.batch_digest, certificate, those, self.config.chain_id
+        )
+        return problem is None
 
     @property
     def source(self) -> str:
@@ -450,7 +488,7 @@ class Follower(ChainHost):
             self.store,
             transport,
             [divergence.Source(s.name, s.api_url) for s in ordered],
-            self.validators,
+            self.validators_at(detected_height),
             self.config.chain_id,
             detected_height,
             self.limits,
@@ -588,7 +626,11 @@ class Follower(ChainHost):
         for served in blocks:
             try:
                 block = check_block(
-                    served, self.tip, self.config.chain_id, self.validators, self._roots
+                    served,
+                    self.tip,
+                    self.config.chain_id,
+                    self.validators_at(self.tip.height + 1),
+                    self._roots,
                 )
             except ResultsDiverged as diverged:
                 # A quorum certified these results: the fault is this node's own.
@@ -632,9 +674,13 @@ class Follower(ChainHost):
                 header.height,
                 header.batch_digest,
                 certificate,
-                self.validators,
+                self.validators_at(header.height),
                 self.config.chain_id,
             )
+            if why is not None and self._maybe_a_later_set(header, certificate):
+                # Perhaps signed by a set decided in blocks not executed here
+                # yet: not believed, and not a lie either until they are.
+                return True
             if why is not None:
                 problem = BlockRejected("bad_certificate", f"tip at height {header.height}: {why}")
         if problem is not None:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 from consensus.blocks import CommittedBlock
 from consensus.codec import DecodeError, Verifier
+from consensus.epochs import ValidatorHistory
+from consensus.quorum import ValidatorSet
 from contracts.config import ContractLimits
 from contracts.receipt import STATUS_REJECTED, BlockContext
 from contracts.results import (
@@ -40,6 +42,7 @@ from contracts.results import (
 from contracts.runtime import execute
 from contracts.state import MemoryState
 from contracts.tx import Transaction, decode_tx, verify_tx
+from contracts.validators import VALIDATORS_KEY, validator_set
 from node.runtime.storage import Store
 
 STATUS_DUPLICATE = "duplicate"
@@ -92,6 +95,14 @@ class TrackingState:
 
 
 @dataclass(frozen=True)
+class EpochRules:
+    """What places a validator-set change (consensus.epochs.effective_height)."""
+
+    checkpoint_interval: int
+    window_size: int
+
+
+@dataclass(frozen=True)
 class ExecutedBlock:
     height: int
     block_hash: bytes
@@ -101,6 +112,10 @@ class ExecutedBlock:
     receipts: tuple[dict[str, object], ...]
     # Senders whose nonce this block moved, for the mempool.
     senders: frozenset[bytes]
+    # The validator set in state after this block when the block changed
+    # the record (contracts/validators.py), else None: what the replica is
+    # told in ``Executed``.
+    validators: ValidatorSet | None = None
 
     @property
     def state_root(self) -> bytes:
@@ -123,14 +138,26 @@ class Ledger:
         tx_cache: TxCache,
         limits: ContractLimits,
         results_root: bytes,
+        history: ValidatorHistory | None = None,
+        epoch_rules: EpochRules | None = None,
     ) -> None:
         self.store = store
+        # The validator set in force at every height executed here, on a
+        # chain whose set is governed (None: the configured set, fixed).  It
+        # is stored with the block that changes it, in the same transaction.
+        self.history = history
+        self._epoch_rules = epoch_rules
         self.state = state
         # The results root of the last executed height (contracts.results).
         self.results_root = results_root
         self._verifier = verifier
         self._tx_cache = tx_cache
         self._limits = limits
+
+    @property
+    def epoch_rules(self) -> EpochRules:
+        assert self._epoch_rules is not None, "only a governed chain has epoch rules"
+        return self._epoch_rules
 
     @property
     def contract_limits(self) -> ContractLimits:
@@ -187,8 +214,17 @@ class Ledger:
             receipts_root([receipt_leaf_of(receipt) for receipt in receipts]),
             self.results_root,
         )
-        self.store.commit_block(block, receipts, positions, tracking.writes, results)
+        validators, history = self._observe_validators(header.height, tracking.writes)
+        self.store.commit_block(
+            block,
+            receipts,
+            positions,
+            tracking.writes,
+            results,
+            history if self._changes_epochs(history) else None,
+        )
         self.results_root = results.results_root
+        self.history = history
         return ExecutedBlock(
             height=header.height,
             block_hash=header.hash,
@@ -197,7 +233,34 @@ class Ledger:
             tx_ids=tuple(request.digest for request in block.requests),
             receipts=tuple(receipts),
             senders=frozenset(senders),
+            validators=validators,
         )
+
+    def _changes_epochs(self, history: ValidatorHistory | None) -> bool:
+        return (
+            history is not None
+            and self.history is not None
+            and history.epochs != self.history.epochs
+        )
+
+    def _observe_validators(
+        self, height: int, writes: dict[bytes, bytes | None]
+    ) -> tuple[ValidatorSet | None, ValidatorHistory | None]:
+        """The set in state after ``height`` if this block wrote it, and the
+        history once that is observed."""
+        if self.history is None:
+            return None, None
+        validators = None
+        if VALIDATORS_KEY in writes:
+            record = validator_set(self.state)
+            assert record is not None, "governance never deletes the validator set"
+            validators = ValidatorSet(record.public_keys, record.ids)
+        assert self._epoch_rules is not None, "a governed chain needs its epoch rules"
+        rules = self._epoch_rules
+        history = self.history.observe(
+            height, validators, rules.checkpoint_interval, rules.window_size
+        )
+        return validators, history
 
 
 def _already_verified(public_key: bytes, message: bytes, signature: bytes) -> bool:

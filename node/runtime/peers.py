@@ -53,7 +53,7 @@ import random
 import ssl
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 from aiohttp import web
@@ -62,7 +62,12 @@ from consensus.codec import DecodeError, Limits, Signer, Verifier, decode, encod
 from consensus.config import ReplicaConfig
 from consensus.messages import ForwardedRequest, Message, StateResponse, signature_valid
 from consensus.quorum import ValidatorSet
-from consensus.wire import frame_limits, honest_frame_bounds, message_from_wire
+from consensus.wire import (
+    GOVERNED_MAX_VALIDATOR_ID,
+    frame_limits,
+    honest_frame_bounds,
+    message_from_wire,
+)
 from node.runtime.config import NodeLimits, PeerEntry
 from node.runtime.listener.connections import ByAddress, address_key
 from node.runtime.listener.port import mark_authenticated
@@ -262,6 +267,7 @@ class PeerLinks:
         client_ssl: ssl.SSLContext | None,
         tls_required: bool,
         consensus: ReplicaConfig,
+        max_validators: int = 0,
     ) -> None:
         self.identity = identity
         self.limits = limits
@@ -274,8 +280,17 @@ class PeerLinks:
         # network's consensus configuration needs (consensus/wire.py
         # honest_frame_bounds: a NEW-VIEW), in bytes, values and containers,
         # so a peer's frame costs at most about what an honest one does.
-        self._wire_limits = frame_limits(consensus, limits.max_frame_bytes)
+        # On a governed chain (max_validators > 0) they are sized for the
+        # largest set governance may make, and any validator id.
+        self._wire_limits = frame_limits(
+            consensus,
+            limits.max_frame_bytes,
+            max_validators=max_validators,
+            max_validator_id=GOVERNED_MAX_VALIDATOR_ID if max_validators else 0,
+        )
         self.max_frame_bytes = self._wire_limits.codec.max_size_bytes
+        # The warning is about the set configured now: a governed chain's
+        # largest set (64) would always exceed the default frame.
         honest_bytes = honest_frame_bounds(
             consensus, self._wire_limits.max_payload_bytes
         ).size_bytes
@@ -292,6 +307,9 @@ class PeerLinks:
             limits.max_pending_handshakes_per_address,
         )
         self._outbound = {peer.replica_id: _Outbound(peer, limits) for peer in peers}
+        self._link_tasks: dict[int, asyncio.Task[None]] = {}
+        # Authenticated inbound links by validator, to close when it leaves.
+        self._inbound: dict[int, set[web.WebSocketResponse]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._stopped = False
@@ -332,15 +350,51 @@ class PeerLinks:
         timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5)
         self._session = aiohttp.ClientSession(timeout=timeout)
         for link in self._outbound.values():
-            self._tasks.append(
-                asyncio.create_task(self._keep_linked(link), name=f"peer-{link.peer.name}")
-            )
+            self._dial(link)
+
+    def _dial(self, link: _Outbound) -> None:
+        task = asyncio.create_task(self._keep_linked(link), name=f"peer-{link.peer.name}")
+        self._link_tasks[link.peer.replica_id] = task
+
+    def peer_entries(self) -> dict[int, PeerEntry]:
+        """Every validator this node links to, by id."""
+        return {peer_id: link.peer for peer_id, link in self._outbound.items()}
+
+    def set_members(self, validators: ValidatorSet, peers: dict[int, PeerEntry]) -> None:
+        """The validators of every epoch still kept (consensus.epochs) and where
+        to reach each other one: dial the new ones, close every link to the
+        ones no longer kept, trust only these keys from now on."""
+        names = {**self.identity.names, **{i: peer.name for i, peer in peers.items()}}
+        self.identity = replace(
+            self.identity,
+            validators=validators,
+            names={i: names[i] for i in validators.ids if i in names},
+        )
+        for peer_id in list(self._outbound):
+            if peer_id not in peers:
+                del self._outbound[peer_id]
+                task = self._link_tasks.pop(peer_id, None)
+                if task is not None:
+                    task.cancel()
+                log.info("validator %d left the validator set: link closed", peer_id)
+        for peer_id in list(self._inbound):
+            if not validators.contains(peer_id):
+                for ws in self._inbound.pop(peer_id):
+                    self._tasks.append(asyncio.create_task(_close_leaver(ws)))
+        for peer_id, peer in peers.items():
+            if peer_id == self.identity.me or peer_id in self._outbound:
+                continue
+            link = self._outbound[peer_id] = _Outbound(peer, self.limits)
+            log.info("validator %d (%s) joined the validator set: dialling", peer_id, peer.name)
+            if self._session is not None and not self._stopped:
+                self._dial(link)
 
     async def stop(self) -> None:
         self._stopped = True
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._link_tasks.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 
@@ -426,7 +480,12 @@ class PeerLinks:
             self._pending.done(pending)
         # From now on strangers cannot evict this link (node/runtime/listener/).
         mark_authenticated(request, self.identity.names.get(peer_id, f"validator-{peer_id}"))
-        await self._receive_frames(ws, peer_id)
+        inbound = self._inbound.setdefault(peer_id, set())
+        inbound.add(ws)
+        try:
+            await self._receive_frames(ws, peer_id)
+        finally:
+            inbound.discard(ws)
         return ws
 
     def _pending_entry(self, request: web.Request) -> PendingHandshake:
@@ -532,6 +591,10 @@ def _handshake_failure(exc: Exception, pending: PendingHandshake) -> str:
     if isinstance(exc, ConnectionError):
         return "handshake_connection_lost"
     return str(exc)
+
+
+async def _close_leaver(ws: web.WebSocketResponse) -> None:
+    await ws.close(code=CLOSE_POLICY, message=b"not a validator")
 
 
 async def _drain(ws: aiohttp.ClientWebSocketResponse) -> None:

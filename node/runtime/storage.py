@@ -31,6 +31,7 @@ from pathlib import Path
 
 from consensus.blocks import BlockHeader, ChainTip, CommittedBlock
 from consensus.codec import DecodeError, Limits, decode, encode
+from consensus.epochs import ValidatorHistory
 from consensus.messages import Request
 from consensus.proofs import CommitCertificate
 from contracts.results import HeightResults, genesis_results
@@ -180,9 +181,11 @@ class Store:
         new_tx_positions: list[tuple[bytes, int]],
         writes: dict[bytes, bytes | None],
         results: HeightResults,
+        history: ValidatorHistory | None = None,
     ) -> None:
         """Store an executed block, its receipts, state writes and the roots
-        of its results (contracts.results), atomically."""
+        of its results (contracts.results), atomically; with ``history``
+        when the block changed the validator sets (consensus.epochs)."""
         header = block.header
         assert results.height == header.height, "results stored under another height"
         with self._transaction():
@@ -213,6 +216,23 @@ class Store:
                 "DELETE FROM state WHERE key = ?",
                 [(key,) for key, value in writes.items() if value is None],
             )
+            if history is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('validator_history', ?)",
+                    (encode(history.to_fields()),),
+                )
+
+    def validator_history(self) -> ValidatorHistory | None:
+        """The validator sets as of the last block that changed them (its
+        ``through_height`` is that block's; every later block left them as
+        they are), or None if no block changed them."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'validator_history'").fetchone()
+        if row is None:
+            return None
+        try:
+            return ValidatorHistory.from_fields(decode(row[0], OWN_RECORDS))
+        except (DecodeError, ValueError) as exc:
+            raise StorageError(f"stored validator history is corrupt: {exc}") from None
 
     def tip(self) -> ChainTip | None:
         row = self._db.execute(

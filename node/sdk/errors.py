@@ -56,6 +56,7 @@ HTTP_STATUS: dict[str, int] = {
     "unknown_org": 404,
     "unknown_certificate": 404,
     "unknown_proposal": 404,
+    # A governance removal naming a key not in the validator set.
     "unknown_validator": 404,
     "method_not_allowed": 405,
     "request_timeout": 408,

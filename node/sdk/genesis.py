@@ -31,12 +31,19 @@ from consensus.quorum import ValidatorSet
 from contracts.args import check_country, check_id
 from contracts.config import ContractLimits
 from contracts.errors import Rejected
-from contracts.genesis import DEFAULT_MAX_CUTTING_YIELD_BP, Genesis, GenesisOrg, genesis_state
+from contracts.genesis import (
+    DEFAULT_MAX_CUTTING_YIELD_BP,
+    Genesis,
+    GenesisOrg,
+    GenesisValidator,
+    genesis_state,
+)
 from contracts.orgs import ROLES, SCOPES
 from node.sdk.schema import (
     At,
     Check,
     ConfigError,
+    boolean,
     choice,
     hex_bytes,
     integer,
@@ -59,6 +66,12 @@ class ValidatorEntry:
     name: str
     org_id: str
     public_key: bytes
+    # Where its peers and clients reach it (host:port), and the name its TLS
+    # certificate carries (empty: ``name``): what a governed chain keeps in
+    # state (contracts/validators.py).
+    peer_address: str = ""
+    api_address: str = ""
+    tls_identity: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,10 +143,16 @@ VALIDATOR_SCHEMA = {
     "name": required(text),
     "org_id": required(identifier),
     "public_key": required(hex_bytes(PUBLIC_KEY_SIZE)),
+    "peer_address": optional(text, ""),
+    "api_address": optional(text, ""),
+    "tls_identity": optional(text, ""),
 }
 GENESIS_SCHEMA = {
     "chain_id": required(text),
     "genesis_time_ms": optional(integer(), 0),
+    # True: the validator set lives in state and changes by governance
+    # (contracts/validators.py); each validator then needs its addresses.
+    "governed_validators": optional(boolean, False),
     "validators": required(list_of(nested(VALIDATOR_SCHEMA), min_items=1)),
     "organisations": required(list_of(nested(ORGANISATION_SCHEMA), min_items=1)),
     "kp_participants": optional(list_of(_country), ()),
@@ -149,6 +168,8 @@ def load_genesis(path: Path) -> NetworkGenesis:
     _check_organisations(data["organisations"], at.key("organisations"))
     _check_validators(data["validators"], data["organisations"], at.key("validators"))
     numerator, denominator = data["threshold"]
+    validators = tuple(ValidatorEntry(**entry) for entry in data["validators"])
+    governed = _governed(validators, at) if data["governed_validators"] else ()
     genesis = Genesis(
         chain_id=data["chain_id"],
         organisations=tuple(GenesisOrg(**org) for org in data["organisations"]),
@@ -156,13 +177,38 @@ def load_genesis(path: Path) -> NetworkGenesis:
         threshold_numerator=numerator,
         threshold_denominator=denominator,
         max_cutting_yield_bp=data["max_cutting_yield_bp"],
+        validators=governed,
     )
     try:
         genesis_state(genesis)
     except ValueError as exc:  # a rule the checks above missed: still one line
         raise at.error(f"the contracts refuse this genesis: {exc}") from None
-    validators = tuple(ValidatorEntry(**entry) for entry in data["validators"])
     return NetworkGenesis(genesis, validators, data["genesis_time_ms"])
+
+
+def governed_validators(validators: tuple[ValidatorEntry, ...]) -> tuple[GenesisValidator, ...]:
+    """The founding validators as the contracts keep them, in replica id
+    order (the contracts number them in the order given)."""
+    return tuple(
+        GenesisValidator(
+            org_id=entry.org_id,
+            public_key=entry.public_key,
+            tls_identity=entry.tls_identity or entry.name,
+            peer_address=entry.peer_address,
+            api_address=entry.api_address,
+        )
+        for entry in sorted(validators, key=lambda entry: entry.replica_id)
+    )
+
+
+def _governed(validators: tuple[ValidatorEntry, ...], at: At) -> tuple[GenesisValidator, ...]:
+    for entry in validators:
+        if not entry.peer_address or not entry.api_address:
+            raise at.key("validators").error(
+                f"validator {entry.name}: governed_validators needs its peer_address "
+                "and api_address (host:port)"
+            )
+    return governed_validators(validators)
 
 
 def _check_organisations(orgs: tuple[dict[str, Any], ...], at: At) -> None:
@@ -211,15 +257,7 @@ def genesis_to_json(network: NetworkGenesis) -> dict[str, object]:
     return {
         "chain_id": genesis.chain_id,
         "genesis_time_ms": network.genesis_time_ms,
-        "validators": [
-            {
-                "replica_id": entry.replica_id,
-                "name": entry.name,
-                "org_id": entry.org_id,
-                "public_key": entry.public_key.hex(),
-            }
-            for entry in network.validators
-        ],
+        "validators": [_validator_to_json(entry) for entry in network.validators],
         "organisations": [
             {
                 "org_id": org.org_id,
@@ -234,4 +272,19 @@ def genesis_to_json(network: NetworkGenesis) -> dict[str, object]:
         "kp_participants": list(genesis.kp_participants),
         "threshold": [genesis.threshold_numerator, genesis.threshold_denominator],
         "max_cutting_yield_bp": genesis.max_cutting_yield_bp,
+        # Written only when set, so a fixed-set network's file is as it was.
+        **({"governed_validators": True} if genesis.validators else {}),
     }
+
+
+def _validator_to_json(entry: ValidatorEntry) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "replica_id": entry.replica_id,
+        "name": entry.name,
+        "org_id": entry.org_id,
+        "public_key": entry.public_key.hex(),
+    }
+    for key in ("peer_address", "api_address", "tls_identity"):
+        if getattr(entry, key):
+            fields[key] = getattr(entry, key)
+    return fields

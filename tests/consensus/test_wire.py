@@ -344,3 +344,20 @@ def test_a_persisted_new_view_larger_than_a_default_decode_reads_back() -> None:
     data = record_to_wire(record)
     assert len(data) > 16 * 1024 * 1024
     assert record_from_wire(data) == record
+
+
+def test_a_governed_chain_sizes_frames_for_its_largest_set_and_any_validator_id() -> None:
+    """A set that grows by governance needs frames for more validators than
+    it started with, and ids never reused go past n - 1."""
+    config = _config(4)
+    fixed = frame_limits(config, 1 << 30)
+    governed = frame_limits(config, 1 << 30, max_validators=64, max_validator_id=2**32 - 1)
+    assert fixed.max_validators == 4 and governed.max_validators == 64
+    assert governed.codec.max_objects > fixed.codec.max_objects
+    assert (
+        honest_frame_bounds(config, 4_096, 64).objects > honest_frame_bounds(config, 4_096).objects
+    )
+    joined = message_to_wire(Prepare(1, 2, b"d" * 32, 70, b"s" * 64))
+    with pytest.raises(DecodeError):
+        message_from_wire(joined, fixed)
+    assert message_from_wire(joined, governed).sender == 70
