@@ -43,8 +43,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
-from consensus.codec import DIGEST_SIZE, digest, digest_of, encode
+from consensus.codec import (
+    DIGEST_SIZE,
+    DecodeError,
+    FieldReader,
+    ShapeError,
+    decode,
+    digest,
+    digest_of,
+    encode,
+)
 from consensus.merkle import merkle_root
 
 RESULTS_TAG = "provenet/results/v1"
@@ -74,6 +84,80 @@ def receipt_leaf_of(receipt: dict[str, object]) -> bytes:
     assert code is None or isinstance(code, str)
     assert isinstance(writes, bytes)
     return receipt_leaf(tx_id, status, code, writes)
+
+
+# A status or an error code is a short identifier; longer is not a receipt.
+MAX_CODE_CHARS = 128
+
+
+@dataclass(frozen=True)
+class ReceiptLeaf:
+    """One transaction's outcome as its height's receipts tree commits to it:
+    the one model of a receipt leaf (receipt proofs, /v1/results, bundles,
+    divergence reports)."""
+
+    tx_id: bytes
+    status: str
+    code: str | None
+    writes_digest: bytes
+
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"tx_id", "status", "code", "writes_digest"})
+
+    @property
+    def encoded(self) -> bytes:
+        """The Merkle leaf (:func:`receipt_leaf`)."""
+        return receipt_leaf(self.tx_id, self.status, self.code, self.writes_digest)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "tx_id": self.tx_id,
+            "status": self.status,
+            "code": self.code,
+            "writes_digest": self.writes_digest,
+        }
+
+    def describe(self) -> str:
+        """``ok`` or ``rejected (code)``: how the transaction ended."""
+        return self.status if self.code is None else f"{self.status} ({self.code})"
+
+    @classmethod
+    def from_stored(cls, receipt: dict[str, object]) -> ReceiptLeaf:
+        """The leaf of a receipt in its stored form (``Receipt.to_dict``)."""
+        return cls.from_encoded(receipt_leaf_of(receipt))
+
+    @classmethod
+    def from_encoded(cls, leaf: bytes) -> ReceiptLeaf:
+        """Read an encoded leaf back; ShapeError if it is not one."""
+        try:
+            value = decode(leaf)
+        except DecodeError as exc:
+            raise ShapeError(f"not a receipt leaf: {exc}") from None
+        if not isinstance(value, list) or len(value) != 4:
+            raise ShapeError("a receipt leaf is [tx_id, status, code, writes_digest]")
+        tx_id, status, code, writes = value
+        if not (isinstance(tx_id, bytes) and isinstance(status, str) and isinstance(code, str)):
+            raise ShapeError("a receipt leaf is [tx_id, status, code, writes_digest]")
+        if not isinstance(writes, bytes):
+            raise ShapeError("a receipt leaf's writes digest is bytes")
+        return cls(tx_id, status, code or None, writes)
+
+    @classmethod
+    def read(cls, value: object, what: str, hex_bytes: bool) -> ReceiptLeaf:
+        """Read :meth:`to_dict`'s form (bytes as hex when ``hex_bytes``);
+        ShapeError if malformed."""
+        fields = FieldReader.of(value, cls.FIELDS, what, hex_bytes)
+        code = fields.values["code"]
+        if code is not None and (not isinstance(code, str) or not code):
+            raise ShapeError(f"{what}.code must be null or a non-empty string")
+        status = fields.text("status")
+        if len(status) > MAX_CODE_CHARS or (code is not None and len(code) > MAX_CODE_CHARS):
+            raise ShapeError(f"{what}: status and code are at most {MAX_CODE_CHARS} characters")
+        return cls(
+            tx_id=fields.blob("tx_id", (DIGEST_SIZE,)),
+            status=status,
+            code=code,
+            writes_digest=fields.blob("writes_digest", (DIGEST_SIZE,)),
+        )
 
 
 def receipts_root(leaves: Sequence[bytes]) -> bytes:

@@ -63,7 +63,7 @@ from contracts.orgs import KeyRecord, key_key, org_key
 from contracts.queries import query
 from contracts.receipt import STATUS_OK, Receipt
 from contracts.records import load
-from contracts.results import receipt_leaf_of
+from contracts.results import ReceiptLeaf, receipt_leaf_of
 from contracts.state import MemoryState, ReadableState
 from contracts.tx import decode_tx
 from node.api.errors import ApiError
@@ -72,7 +72,6 @@ from node.runtime.certified import anchor_state, results_anchor
 from node.runtime.storage import Store, StoredBlock
 from node.sdk.bundle_verify import FORMAT, VERSION
 from node.sdk.genesis import NetworkGenesis
-from node.sdk.receipt_proof import ReceiptLeaf
 from node.sdk.results_proof import ResultsAnchor
 
 if TYPE_CHECKING:

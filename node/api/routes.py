@@ -31,6 +31,7 @@ from contracts.admission import check_stateless
 from contracts.orgs import KeyRecord, key_key
 from contracts.queries import query
 from contracts.records import load
+from contracts.results import ReceiptLeaf
 from contracts.state import ReadableState
 from contracts.tx import Transaction, admission_codec_limits, encode_tx, tx_from_value
 from node.api import audit, chain_stream, openapi, proven, state_read
@@ -60,7 +61,6 @@ from node.runtime.views import (
     receipt_view,
     to_json,
 )
-from node.sdk.certified_results import ReceiptOutcome
 from node.sdk.errors import status_of
 from node.sdk.transport import STREAM_PATH
 
@@ -624,9 +624,7 @@ class ClientApi:
         answer = {
             "height": height,
             "results": results.to_dict(),
-            "receipts": [
-                ReceiptOutcome.from_stored(receipt).to_dict() for receipt in stored.receipts
-            ],
+            "receipts": [ReceiptLeaf.from_stored(receipt).to_dict() for receipt in stored.receipts],
             "anchor": None if anchor is None else anchor.to_dict(),
         }
         return respond(request, answer)

@@ -32,13 +32,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from consensus.quorum import ValidatorSet
-from contracts.results import receipt_leaf_of
+from contracts.results import ReceiptLeaf, receipt_leaf_of
 from node.runtime.config import NodeLimits
 from node.runtime.storage import Store
 from node.sdk.certified_results import (
     CertifiedResults,
     Difference,
-    ReceiptOutcome,
     first_difference,
     verify_linked_results,
     verify_results,
@@ -108,7 +107,7 @@ class Divergence:
         }
 
 
-def _outcome(outcome: ReceiptOutcome | None) -> dict[str, object] | None:
+def _outcome(outcome: ReceiptLeaf | None) -> dict[str, object] | None:
     return None if outcome is None else outcome.to_dict()
 
 

@@ -12,11 +12,11 @@ from consensus.blocks import BlockHeader
 from consensus.merkle import inclusion_proof
 from consensus.messages import Commit
 from consensus.proofs import CommitCertificate
-from contracts.results import receipt_leaf_of
+from contracts.results import ReceiptLeaf, receipt_leaf_of
 from node.runtime.storage import StoredBlock
 from node.sdk.chain_page import FullBlock
 from node.sdk.proof import TxProof
-from node.sdk.receipt_proof import ReceiptLeaf, ReceiptProof
+from node.sdk.receipt_proof import ReceiptProof
 from node.sdk.results_proof import ResultsAnchor
 
 

@@ -152,13 +152,13 @@ from contracts.queries import query
 from contracts.receipt import STATUS_OK, BlockContext, Event, Receipt
 from contracts.recorded_reads import ProvenState, UnprovenRead
 from contracts.records import record_from_bytes
+from contracts.results import ReceiptLeaf
 from contracts.runtime import execute
 from contracts.state import MemoryState
 from contracts.stateroot import StateProof, verify_state_proof
 from contracts.tx import Transaction, decode_tx, verify_tx
 from node.sdk.errors import ProofError, ProvenetError
 from node.sdk.genesis import NetworkGenesis
-from node.sdk.receipt_proof import ReceiptLeaf
 from node.sdk.results_proof import ResultsAnchor
 
 FORMAT = "provenet-bundle"

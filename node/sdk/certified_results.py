@@ -31,78 +31,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from consensus.codec import DIGEST_SIZE, DecodeError, FieldReader, ShapeError, decode
+from consensus.codec import FieldReader, ShapeError
 from consensus.quorum import ValidatorSet
-from contracts.results import HeightResults, receipt_leaf, receipt_leaf_of, receipts_root
+from contracts.results import HeightResults, ReceiptLeaf, receipts_root
 from node.sdk.errors import ProofError
 from node.sdk.results_proof import ResultsAnchor, results_from
 
-_OUTCOME_FIELDS = frozenset({"tx_id", "status", "code", "writes_digest"})
 _ANSWER_FIELDS = frozenset({"height", "results", "receipts", "anchor"})
-# A status or an error code is a short identifier; longer is not a receipt.
-_MAX_CODE_CHARS = 128
-
-
-@dataclass(frozen=True)
-class ReceiptOutcome:
-    """What a receipt leaf commits to: a transaction's id, status, code and writes."""
-
-    tx_id: bytes
-    status: str
-    code: str | None
-    writes_digest: bytes
-
-    def leaf(self) -> bytes:
-        return receipt_leaf(self.tx_id, self.status, self.code, self.writes_digest)
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "tx_id": self.tx_id,
-            "status": self.status,
-            "code": self.code,
-            "writes_digest": self.writes_digest,
-        }
-
-    def describe(self) -> str:
-        """``ok`` or ``rejected (code)``: how the transaction ended."""
-        return self.status if self.code is None else f"{self.status} ({self.code})"
-
-    @classmethod
-    def from_stored(cls, receipt: dict[str, object]) -> ReceiptOutcome:
-        """The outcome of a receipt as the node stores it (``Receipt.to_dict``)."""
-        return cls.from_leaf(receipt_leaf_of(receipt))
-
-    @classmethod
-    def from_leaf(cls, leaf: bytes) -> ReceiptOutcome:
-        """Read a receipt leaf back; ShapeError if it is not one."""
-        try:
-            value = decode(leaf)
-        except DecodeError as exc:
-            raise ShapeError(f"not a receipt leaf: {exc}") from None
-        if not isinstance(value, list) or len(value) != 4:
-            raise ShapeError("a receipt leaf is [tx_id, status, code, writes_digest]")
-        tx_id, status, code, writes = value
-        if not (isinstance(tx_id, bytes) and isinstance(status, str) and isinstance(code, str)):
-            raise ShapeError("a receipt leaf is [tx_id, status, code, writes_digest]")
-        if not isinstance(writes, bytes):
-            raise ShapeError("a receipt leaf's writes digest is bytes")
-        return cls(tx_id, status, code or None, writes)
-
-    @classmethod
-    def from_fields(cls, value: object, what: str, hex_bytes: bool) -> ReceiptOutcome:
-        fields = FieldReader.of(value, _OUTCOME_FIELDS, what, hex_bytes)
-        code = fields.values["code"]
-        if code is not None and (not isinstance(code, str) or not code):
-            raise ShapeError(f"{what}.code must be null or a non-empty string")
-        status = fields.text("status")
-        if len(status) > _MAX_CODE_CHARS or (code is not None and len(code) > _MAX_CODE_CHARS):
-            raise ShapeError(f"{what}: status and code are at most {_MAX_CODE_CHARS} characters")
-        return cls(
-            tx_id=fields.blob("tx_id", (DIGEST_SIZE,)),
-            status=status,
-            code=code,
-            writes_digest=fields.blob("writes_digest", (DIGEST_SIZE,)),
-        )
 
 
 @dataclass(frozen=True)
@@ -114,8 +49,8 @@ class Difference:
     """
 
     index: int
-    own: ReceiptOutcome | None
-    certified: ReceiptOutcome | None
+    own: ReceiptLeaf | None
+    certified: ReceiptLeaf | None
 
     @property
     def tx_id(self) -> bytes:
@@ -157,11 +92,11 @@ def first_difference(own: Sequence[bytes], certified: Sequence[bytes]) -> Differ
     return None
 
 
-def _outcome(leaf: bytes | None) -> ReceiptOutcome | None:
+def _outcome(leaf: bytes | None) -> ReceiptLeaf | None:
     if leaf is None:
         return None
     try:
-        return ReceiptOutcome.from_leaf(leaf)
+        return ReceiptLeaf.from_encoded(leaf)
     except ShapeError:
         return None
 
@@ -171,7 +106,7 @@ class CertifiedResults:
     """A height's results and receipts, verified; ``anchor`` None when linked."""
 
     results: HeightResults
-    receipts: tuple[ReceiptOutcome, ...]
+    receipts: tuple[ReceiptLeaf, ...]
     anchor: ResultsAnchor | None
 
     @property
@@ -179,7 +114,7 @@ class CertifiedResults:
         return self.results.height
 
     def leaves(self) -> list[bytes]:
-        return [receipt.leaf() for receipt in self.receipts]
+        return [receipt.encoded for receipt in self.receipts]
 
 
 @dataclass(frozen=True)
@@ -188,7 +123,7 @@ class ResultsAnswer:
 
     height: int
     results: HeightResults
-    receipts: tuple[ReceiptOutcome, ...]
+    receipts: tuple[ReceiptLeaf, ...]
     anchor: ResultsAnchor | None
 
 
@@ -204,8 +139,7 @@ def read_results(value: object, hex_bytes: bool = True) -> ResultsAnswer:
             height=fields.integer("height"),
             results=results_from(fields.values["results"], "results answer.results", hex_bytes),
             receipts=tuple(
-                ReceiptOutcome.from_fields(r, f"receipts[{n}]", hex_bytes)
-                for n, r in enumerate(receipts)
+                ReceiptLeaf.read(r, f"receipts[{n}]", hex_bytes) for n, r in enumerate(receipts)
             ),
             anchor=None
             if anchor is None
@@ -220,7 +154,7 @@ def _check_receipts(answer: ResultsAnswer, height: int) -> list[bytes]:
         raise ProofError(
             "results", f"asked for height {height}, the answer is for {answer.results.height}"
         )
-    leaves = [receipt.leaf() for receipt in answer.receipts]
+    leaves = [receipt.encoded for receipt in answer.receipts]
     if receipts_root(leaves) != answer.results.receipts_root:
         raise ProofError(
             "receipts", f"the receipts of height {height} do not hash to their receipts root"

@@ -49,57 +49,10 @@ from consensus.codec import (
 )
 from consensus.merkle import verify_inclusion
 from consensus.quorum import ValidatorSet
-from contracts.results import receipt_leaf
+from contracts.results import ReceiptLeaf
 from node.sdk.errors import ProofError
 from node.sdk.proof import verify_tx_proof
 from node.sdk.results_proof import ResultsAnchor, read_anchor
-
-
-@dataclass(frozen=True)
-class ReceiptLeaf:
-    """One transaction's outcome as the receipts tree commits to it."""
-
-    tx_id: bytes
-    status: str
-    code: str | None
-    writes_digest: bytes
-
-    FIELDS: ClassVar[frozenset[str]] = frozenset({"tx_id", "status", "code", "writes_digest"})
-
-    @property
-    def encoded(self) -> bytes:
-        """The Merkle leaf (contracts.results.receipt_leaf)."""
-        return receipt_leaf(self.tx_id, self.status, self.code, self.writes_digest)
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "tx_id": self.tx_id,
-            "status": self.status,
-            "code": self.code,
-            "writes_digest": self.writes_digest,
-        }
-
-    @classmethod
-    def from_stored(cls, receipt: dict[str, object]) -> ReceiptLeaf:
-        """The leaf of a receipt in its stored form (``Receipt.to_dict``)."""
-        tx_id, status, code = receipt["tx_id"], receipt["status"], receipt.get("error")
-        writes = receipt["writes_digest"]
-        assert isinstance(tx_id, bytes) and isinstance(status, str)
-        assert (code is None or isinstance(code, str)) and isinstance(writes, bytes)
-        return cls(tx_id, status, code or None, writes)
-
-    @classmethod
-    def read(cls, value: object, what: str, hex_bytes: bool) -> ReceiptLeaf:
-        fields = FieldReader.of(value, cls.FIELDS, what, hex_bytes)
-        code = fields.values["code"]
-        if code is not None and not isinstance(code, str):
-            raise ShapeError(f"{what}.code must be a string or null")
-        return cls(
-            tx_id=fields.blob("tx_id", (DIGEST_SIZE,)),
-            status=fields.text("status"),
-            code=code or None,
-            writes_digest=fields.blob("writes_digest", (DIGEST_SIZE,)),
-        )
 
 
 @dataclass(frozen=True)

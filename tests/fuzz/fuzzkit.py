@@ -54,7 +54,13 @@ from consensus.quorum import ValidatorSet
 from consensus.wire import message_to_wire, record_to_wire
 from contracts.genesis import genesis_state
 from contracts.receipt import BlockContext
-from contracts.results import HeightResults, genesis_results, receipt_leaf_of, receipts_root
+from contracts.results import (
+    HeightResults,
+    ReceiptLeaf,
+    genesis_results,
+    receipt_leaf_of,
+    receipts_root,
+)
 from contracts.runtime import execute
 from contracts.state import MemoryState
 from contracts.tx import Transaction, encode_tx, sign_tx
@@ -63,7 +69,6 @@ from node.ops.netinit import init_network
 from node.runtime.views import commit_view, to_json
 from node.sdk.genesis import NetworkGenesis, load_genesis
 from node.sdk.keys import load_identity
-from node.sdk.receipt_proof import ReceiptLeaf
 from node.sdk.results_proof import ResultsAnchor
 
 FUZZ = bool(os.environ.get("PROVENET_FUZZ"))

@@ -20,14 +20,13 @@ from consensus.codec import Ed25519Signer, digest
 from consensus.messages import Batch, Commit, sign
 from consensus.proofs import CommitCertificate
 from consensus.quorum import ValidatorSet
-from contracts.results import HeightResults, receipts_root
+from contracts.results import HeightResults, ReceiptLeaf, receipts_root
 from node.app import RunningNode, start_node
 from node.ops.netinit import init_network
 from node.runtime import ledger as ledger_module
 from node.runtime.config import load_node_config
 from node.runtime.views import to_json
 from node.sdk.certified_results import (
-    ReceiptOutcome,
     first_difference,
     verify_linked_results,
     verify_results,
@@ -41,12 +40,12 @@ SIGNERS = [Ed25519Signer.from_seed(digest(b"validator-%d" % i)) for i in range(4
 VALIDATORS = ValidatorSet(tuple(signer.public_key for signer in SIGNERS))
 
 
-def outcome(n: int, status: str = "ok", code: str | None = None) -> ReceiptOutcome:
-    return ReceiptOutcome(digest(b"tx-%d" % n), status, code, digest(b"writes-%d" % n))
+def outcome(n: int, status: str = "ok", code: str | None = None) -> ReceiptLeaf:
+    return ReceiptLeaf(digest(b"tx-%d" % n), status, code, digest(b"writes-%d" % n))
 
 
 OUTCOMES = [outcome(n) for n in range(5)]
-LEAVES = [o.leaf() for o in OUTCOMES]
+LEAVES = [o.encoded for o in OUTCOMES]
 
 
 # ---------------------------------------------------------------- first_difference
@@ -59,8 +58,8 @@ def test_identical_executions_have_no_difference() -> None:
 
 def test_the_first_differing_receipt_is_named_with_both_outcomes() -> None:
     own = list(LEAVES)
-    own[2] = outcome(2, "rejected", "insufficient_mass").leaf()
-    own[4] = outcome(4, "rejected", "other").leaf()  # a later difference is not the first
+    own[2] = outcome(2, "rejected", "insufficient_mass").encoded
+    own[4] = outcome(4, "rejected", "other").encoded  # a later difference is not the first
     found = first_difference(own, LEAVES)
     assert found is not None
     assert found.index == 2 and found.tx_id == OUTCOMES[2].tx_id
@@ -73,7 +72,7 @@ def test_the_first_differing_receipt_is_named_with_both_outcomes() -> None:
 
 def test_a_difference_in_writes_alone_is_named() -> None:
     own = list(LEAVES)
-    own[1] = ReceiptOutcome(OUTCOMES[1].tx_id, "ok", None, digest(b"else")).leaf()
+    own[1] = ReceiptLeaf(OUTCOMES[1].tx_id, "ok", None, digest(b"else")).encoded
     found = first_difference(own, LEAVES)
     assert found is not None and found.index == 1
     assert "wrote something else" in found.describe()
@@ -95,7 +94,7 @@ def test_a_leaf_that_is_not_a_receipt_still_counts_as_a_difference() -> None:
 
 def test_receipt_outcomes_round_trip_through_their_leaf() -> None:
     rejected = outcome(9, "rejected", "bad_nonce")
-    assert ReceiptOutcome.from_leaf(rejected.leaf()) == rejected
+    assert ReceiptLeaf.from_encoded(rejected.encoded) == rejected
     stored = {
         "tx_id": rejected.tx_id,
         "status": "rejected",
@@ -105,16 +104,16 @@ def test_receipt_outcomes_round_trip_through_their_leaf() -> None:
         "writes": 0,
         "writes_digest": rejected.writes_digest,
     }
-    assert ReceiptOutcome.from_stored(stored) == rejected
+    assert ReceiptLeaf.from_stored(stored) == rejected
 
 
 # ---------------------------------------------------------------- verify_results
 
 
-def certified_answer(outcomes: list[ReceiptOutcome]) -> dict[str, Any]:
+def certified_answer(outcomes: list[ReceiptLeaf]) -> dict[str, Any]:
     """GET /v1/results/5's JSON for a chain whose block 6 carries height 5's results."""
     results = HeightResults(
-        5, digest(b"state"), receipts_root([o.leaf() for o in outcomes]), digest(b"r4")
+        5, digest(b"state"), receipts_root([o.encoded for o in outcomes]), digest(b"r4")
     )
     batch = Batch(6, (), 1_700_000_000_000, 5, results.results_root)
     header = derive_header(CHAIN, batch, b"p" * 32, 1_699_999_999_000)
