@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from consensus.blocks import CommittedBlock
 from consensus.codec import DecodeError, Verifier
-from consensus.epochs import ValidatorHistory
+from consensus.epochs import EpochRules, ValidatorHistory
 from consensus.quorum import ValidatorSet
 from contracts.config import ContractLimits
 from contracts.receipt import STATUS_REJECTED, BlockContext
@@ -92,14 +92,6 @@ class TrackingState:
 
     def root(self) -> bytes:
         return self.inner.root()
-
-
-@dataclass(frozen=True)
-class EpochRules:
-    """What places a validator-set change (consensus.epochs.effective_height)."""
-
-    checkpoint_interval: int
-    window_size: int
 
 
 @dataclass(frozen=True)

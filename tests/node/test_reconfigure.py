@@ -49,6 +49,7 @@ def _prepare(net: Path) -> dict[str, Path]:
 
     def drop_v4(document: dict[str, Any]) -> None:
         document["validators"] = [v for v in document["validators"] if v["replica_id"] != 4]
+        document["epoch_rules"] = CONSENSUS
 
     _rewrite(net / "genesis.json", drop_v4)
     configs: dict[str, Path] = {}
