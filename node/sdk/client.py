@@ -76,6 +76,7 @@ import json
 import ssl
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -83,6 +84,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from consensus.blocks import BlockHeader
 from consensus.codec import encode
 from consensus.epochs import EpochRules, ValidatorHistory
 from consensus.quorum import ValidatorSet
@@ -793,6 +795,12 @@ class ProvenetClient:
             )
         return self._history.set_at(height)
 
+    def _block_signers(self, block: object) -> ValidatorSet:
+        """The set in force at a block answer's height (verify_block then
+        checks that height against the header's: a wrong one fails there)."""
+        height = block.get("height") if isinstance(block, dict) else None
+        return self.validators_at(height if type(height) is int else 0)
+
     @property
     def validator_history(self) -> ValidatorHistory | None:
         """The validator sets followed so far (None: a fixed set)."""
@@ -918,7 +926,9 @@ class ProvenetClient:
         """One block (header, certificate, transaction results); its certificate is checked."""
         answer = _need_dict(await self.transport.call("GET", f"/v1/blocks/{height}"), "block")
         if verify:
-            verify_block(answer, self.validators, self.chain_id)
+            await self._checked(
+                lambda: verify_block(answer, self._block_signers(answer), self.chain_id)
+            )
         return answer
 
     async def blocks(self, from_height: int, limit: int = 100, verify: bool = True) -> list[JSON]:
@@ -927,8 +937,11 @@ class ProvenetClient:
         answer = await self.transport.call("GET", "/v1/blocks", params=params)
         blocks = list(_need_dict(answer, "blocks").get("blocks", []))
         for block in blocks if verify else ():
-            verify_block(block, self.validators, self.chain_id)
+            await self._checked(partial(self._verify_block, block))
         return blocks
+
+    def _verify_block(self, block: object) -> BlockHeader:
+        return verify_block(block, self._block_signers(block), self.chain_id)
 
     async def results(
         self, height: int, wait: bool = False, timeout_s: float = _WAIT_CHUNK_S
@@ -944,7 +957,9 @@ class ProvenetClient:
             "GET", f"/v1/results/{int(height)}", params=params,
             wait_s=timeout_s if wait else 0.0,
         )  # fmt: skip
-        return verify_results(answer, int(height), self.validators, self.chain_id)
+        return await self._checked(
+            lambda: verify_results(answer, int(height), self.validators_at, self.chain_id)
+        )
 
     async def query(self, contract: str, name: str, args: dict[str, object]) -> Any:
         """A read-only contract query; returns its result.

@@ -83,6 +83,29 @@ def _client(net: Path, org: str, node: str) -> ProvenetClient:
     return ProvenetClient.from_network_dir(net, org_id=org, node=node)
 
 
+async def _block_with_the_added_validator(net: Path, height: int, added_id: int) -> None:
+    """A block whose certificate counts the added validator's commit verifies
+    for a client that followed the sets from genesis; a node that hides the
+    change adding it is caught: that certificate does not verify against the
+    set the client then holds."""
+    async with _client(net, "farm", "v1") as client:
+        block = await client.block(height)
+        assert added_id in {commit["sender"] for commit in block["certificate"]}
+    async with _client(net, "farm", "v1") as client:
+        honest = client.transport.call
+
+        async def hiding_call(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+            if path == "/v1/validators/history":
+                return {"changes": [], "more": False}
+            return await honest(method, path, *args, **kwargs)
+
+        client.transport.call = hiding_call  # type: ignore[method-assign]
+        with pytest.raises(ProofError) as refused:
+            await client.block(height)
+        assert refused.value.part == "certificate"
+        assert f"commit from unknown validator {added_id}" in str(refused.value)
+
+
 async def _forged_certificate_refused(net: Path, removed: Identity, removed_id: int) -> None:
     """A lying node answers a state proof whose anchor's certificate counts
     the removed validator's commit (signed by its real key, at a height after
@@ -246,6 +269,8 @@ async def test_governance_adds_then_removes_a_validator_under_load(
                 f"observer executed it at {known_s:.2f} s, stopped at {stopped_s:.2f} s; "
                 f"the validator started at {started_s:.2f} s)"
             )
+
+        await _block_with_the_added_validator(net, counted[0], 4)
 
         # Remove v3: from its set's first height no certificate counts it.
         removed_at = await _decide(net, "remove_validator", {"key": v3_key})
