@@ -38,6 +38,7 @@ from node.sdk.results_proof import ResultsAnchor
 
 # Small epochs, so a change takes effect a few blocks after its decision.
 CONSENSUS = {"checkpoint_interval": 4, "window_size": 8}
+HISTORY_PAGE = {"max_validator_changes_per_page": 1}
 VOTERS = ("miner", "bw-trader", "cutter", "kp-bw", "kp-be", "lab", "regulator")
 STEP_TIMEOUT_S = 60.0
 
@@ -64,6 +65,8 @@ def _prepare(net: Path) -> dict[str, Path]:
         def founders_only(document: dict[str, Any]) -> None:
             document["peers"] = [p for p in document["peers"] if p["replica_id"] != 4]
             document["consensus"] = CONSENSUS
+            # One change per page of GET /v1/validators/history: clients page.
+            document["limits"] = {**document.get("limits", {}), **HISTORY_PAGE}
 
         _rewrite(path, founders_only)
         configs[f"v{n}"] = path
@@ -284,6 +287,11 @@ async def test_governance_adds_then_removes_a_validator_under_load(
         for height in range(leaves_at, nodes["v0"].store.height() + 1):
             assert 3 not in _commit_senders(nodes["v0"], height), height
         await _forged_certificate_refused(net, v3, 3)
+        # A client follows the same sets as the validators, from genesis.
+        async with _client(net, "farm", "v1") as client:
+            await client.refresh_validators()
+            followed = client.validator_history
+            assert followed is not None and followed.epochs == history.epochs
         stop_load.set()
         await asyncio.wait_for(load_task, STEP_TIMEOUT_S)
 
