@@ -32,7 +32,7 @@ from node.runtime.config import load_node_config
 from node.runtime.ledger import Ledger
 from node.runtime.storage import Store
 from node.sdk.client import ProvenetClient
-from node.sdk.errors import ProofError
+from node.sdk.errors import ProofError, ProvenetError
 from node.sdk.keys import Identity, load_identity
 from node.sdk.results_proof import ResultsAnchor
 
@@ -292,6 +292,10 @@ async def test_governance_adds_then_removes_a_validator_under_load(
             await client.refresh_validators()
             followed = client.validator_history
             assert followed is not None and followed.epochs == history.epochs
+            with pytest.raises(ProvenetError) as refused:
+                path = "/v1/validators/history"
+                await client.transport.call("GET", path, params={"after": "-1"})
+            assert refused.value.code == "bad_request"
         stop_load.set()
         await asyncio.wait_for(load_task, STEP_TIMEOUT_S)
 
