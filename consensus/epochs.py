@@ -49,6 +49,16 @@ HISTORY_FIELDS = frozenset({"through_height", "epochs"})
 EPOCH_FIELDS = frozenset({"first_height", "ids", "keys"})
 
 
+@dataclass(frozen=True)
+class EpochRules:
+    """What places a validator-set change (:func:`effective_height`).  Chain-wide:
+    a governed chain's genesis.json names them, so that every node, observer
+    and light client computes the same set at every height."""
+
+    checkpoint_interval: int
+    window_size: int
+
+
 def effective_height(decided_height: int, checkpoint_interval: int, window_size: int) -> int:
     """The first height ordered by a set decided by executing ``decided_height``."""
     if decided_height < 0 or checkpoint_interval < 1 or window_size < 1:

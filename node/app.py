@@ -25,7 +25,7 @@ from aiohttp import web
 from consensus.blocks import ChainTip
 from consensus.codec import CachingVerifier, ed25519_verify
 from consensus.config import ReplicaConfig
-from consensus.epochs import ValidatorHistory
+from consensus.epochs import EpochRules, ValidatorHistory
 from consensus.events import Effect
 from consensus.quorum import ValidatorSet
 from consensus.replica import Replica
@@ -45,13 +45,13 @@ from node.runtime.config import (
 )
 from node.runtime.engine import Engine
 from node.runtime.follower import Follower
-from node.runtime.ledger import EpochRules, Ledger, TxCache
+from node.runtime.ledger import Ledger, TxCache
 from node.runtime.listener.http_errors import SERVER_HEADER
 from node.runtime.listener.site import PortSpec, listen, raise_file_limit
 from node.runtime.metrics import NodeMetrics
 from node.runtime.peers import CLOSE_POLICY, PeerIdentity, PeerLinks
 from node.runtime.storage import StorageError, Store
-from node.sdk.genesis import NetworkGenesis, load_genesis
+from node.sdk.genesis import DEFAULT_EPOCH_RULES, NetworkGenesis, load_genesis
 from node.sdk.keys import KeyFileError, load_identity
 from node.sdk.schema import ConfigError
 
@@ -157,6 +157,9 @@ def _open_chain(config: NodeConfig) -> _Chain:
         raise ConfigError(
             f"genesis is for chain {network.chain_id!r}, config says {config.chain_id!r}"
         )
+    # Before the data directory is touched: a node at odds with the chain's
+    # epoch rules does not start at all.
+    rules = epoch_rules(config, network)
     lock = _lock_data_dir(config.data_dir)
     store = Store(config.data_dir / DATABASE_FILE)
     state, tip = _open_state(store, network)
@@ -171,18 +174,34 @@ def _open_chain(config: NodeConfig) -> _Chain:
         network.genesis.limits,
         tip.results_root,
         _validator_history(network, store, tip),
-        epoch_rules(config),
+        rules,
     )
     return _Chain(network, lock, store, tip, ledger, tx_cache, metrics)
 
 
-def epoch_rules(config: NodeConfig) -> EpochRules:
-    """The consensus settings that place a validator-set change; an observer
-    needs the validators' (the defaults unless its config names them)."""
-    return EpochRules(
+def epoch_rules(config: NodeConfig, network: NetworkGenesis) -> EpochRules | None:
+    """The consensus settings that place a validator-set change, on a governed
+    chain (None: the set is fixed).  They are chain-wide, in genesis.json: a
+    node configured otherwise would place changes at other heights than its
+    peers (a fork of the validator set), so it refuses to start.  The node's
+    own values are its config's, else the replica defaults, as the replica
+    itself reads them."""
+    if not network.genesis.validators:
+        return None
+    rules = network.epoch_rules or DEFAULT_EPOCH_RULES
+    own = EpochRules(
         int(config.consensus.get("checkpoint_interval", ReplicaConfig.checkpoint_interval)),
         int(config.consensus.get("window_size", ReplicaConfig.window_size)),
     )
+    if own != rules:
+        raise ConfigError(
+            f"{config.path}: consensus checkpoint_interval {own.checkpoint_interval} and "
+            f"window_size {own.window_size} differ from genesis epoch_rules "
+            f"(checkpoint_interval {rules.checkpoint_interval}, window_size "
+            f"{rules.window_size}): they place validator-set changes, so every node of "
+            "the chain must use genesis's"
+        )
+    return rules
 
 
 def _validator_history(

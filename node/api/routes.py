@@ -34,6 +34,7 @@ from contracts.records import load
 from contracts.results import ReceiptLeaf
 from contracts.state import ReadableState
 from contracts.tx import Transaction, admission_codec_limits, encode_tx, tx_from_value
+from contracts.validators import VALIDATORS_KEY
 from node.api import audit, chain_stream, openapi, proven, state_read
 from node.api.errors import ApiError
 from node.api.ratelimit import (
@@ -335,6 +336,7 @@ class ClientApi:
             web.get("/v1/events", self.events),
             web.get("/v1/status", self.get_status),
             web.get("/v1/validators", self.get_validators),
+            web.get("/v1/validators/history", self.validator_history),
             web.get("/healthz", self.healthz),
             web.get("/metrics", self.metrics),
             web.get(openapi.OPENAPI_PATH, self.openapi_spec),
@@ -864,6 +866,34 @@ class ClientApi:
 
     async def get_validators(self, request: web.Request) -> web.Response:
         return respond(request, self._status()["validator_set"])
+
+    async def validator_history(self, request: web.Request) -> web.Response:
+        """Each write of the validator-set record above ``after``, in height
+        order, as a proven state answer at its height (the proof stored when
+        it was executed, node/runtime/storage.py ValidatorChange) with the
+        anchor certifying that height's state root, for light clients to
+        follow the set from genesis (node/sdk/validator_history.py).  A change
+        whose certifying block has not come yet ends the page (anchor null)."""
+        after = _query_int(request, "after", 0)
+        limit = self.limits.max_validator_changes_per_page
+        changes = self.store.validator_changes(after, limit + 1)
+        search = self.limits.results_anchor_search_heights
+        answers: list[dict[str, object]] = []
+        for change in changes[:limit]:
+            anchor = results_anchor(self.store, change.height, search)
+            answers.append(
+                {
+                    "key": VALIDATORS_KEY,
+                    "value": change.value,
+                    "height": change.height,
+                    "proof": change.proof,
+                    "anchor": None if anchor is None else anchor.to_dict(),
+                }
+            )
+            if anchor is None:
+                break
+        more = len(changes) > limit and len(answers) == limit
+        return respond(request, {"changes": answers, "more": more})
 
     async def healthz(self, request: web.Request) -> web.Response:
         if self.engine.fatal is not None:

@@ -49,6 +49,7 @@ from node.sdk.files import (
     write_file,
 )
 from node.sdk.genesis import (
+    DEFAULT_EPOCH_RULES,
     NetworkGenesis,
     ValidatorEntry,
     genesis_to_json,
@@ -370,7 +371,15 @@ def _make_genesis(
         genesis_state(genesis)  # the contracts' own validation, so a bad genesis never lands
     except ValueError as exc:
         raise NetError(f"genesis would be invalid: {exc}") from None
-    return NetworkGenesis(genesis, validators, genesis_time_ms=int(time.time() * 1000))
+    # The chain-wide epoch rules: the replica defaults every node's config
+    # starts from (an operator changing them edits genesis.json and every
+    # config.json alike, or the nodes refuse to start).
+    return NetworkGenesis(
+        genesis,
+        validators,
+        genesis_time_ms=int(time.time() * 1000),
+        epoch_rules=DEFAULT_EPOCH_RULES,
+    )
 
 
 # ------------------------------------------------------------ files

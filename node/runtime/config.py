@@ -235,6 +235,9 @@ class NodeLimits:
     # diverging transaction, a peer_backoff_max_ms pause between rounds; after
     # them the node stays stopped and says the difference is not named.
     divergence_fetch_rounds: int = 5
+    # Validator-set changes one GET /v1/validators/history answers (each with
+    # a state proof and an anchor); a client pages on with ``after``.
+    max_validator_changes_per_page: int = 16
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from consensus.blocks import CommittedBlock
 from consensus.codec import DecodeError, Verifier
-from consensus.epochs import ValidatorHistory
+from consensus.epochs import EpochRules, ValidatorHistory
 from consensus.quorum import ValidatorSet
 from contracts.config import ContractLimits
 from contracts.receipt import STATUS_REJECTED, BlockContext
@@ -43,7 +43,7 @@ from contracts.runtime import execute
 from contracts.state import MemoryState
 from contracts.tx import Transaction, decode_tx, verify_tx
 from contracts.validators import VALIDATORS_KEY, validator_set
-from node.runtime.storage import Store
+from node.runtime.storage import Store, ValidatorChange
 
 STATUS_DUPLICATE = "duplicate"
 CODE_MALFORMED_TX = "malformed_tx"
@@ -92,14 +92,6 @@ class TrackingState:
 
     def root(self) -> bytes:
         return self.inner.root()
-
-
-@dataclass(frozen=True)
-class EpochRules:
-    """What places a validator-set change (consensus.epochs.effective_height)."""
-
-    checkpoint_interval: int
-    window_size: int
 
 
 @dataclass(frozen=True)
@@ -222,6 +214,7 @@ class Ledger:
             tracking.writes,
             results,
             history if self._changes_epochs(history) else None,
+            self._validator_change(header.height, tracking.writes),
         )
         self.results_root = results.results_root
         self.history = history
@@ -235,6 +228,17 @@ class Ledger:
             senders=frozenset(senders),
             validators=validators,
         )
+
+    def _validator_change(
+        self, height: int, writes: dict[bytes, bytes | None]
+    ) -> ValidatorChange | None:
+        """The record's new value and its proof under this height's state
+        root, when a governed chain's block wrote it."""
+        if self.history is None or VALIDATORS_KEY not in writes:
+            return None
+        value = self.state.get(VALIDATORS_KEY)
+        assert value is not None, "governance never deletes the validator set"
+        return ValidatorChange(height, value, self.state.prove(VALIDATORS_KEY).to_dict())
 
     def _changes_epochs(self, history: ValidatorHistory | None) -> bool:
         return (

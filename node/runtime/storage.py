@@ -53,6 +53,20 @@ OWN_RECORDS = Limits(
 # 2: blocks keep the receipts root and results root of their height (contracts.results).
 SCHEMA_VERSION = 2
 
+
+@dataclass(frozen=True)
+class ValidatorChange:
+    """A block's write of the validator-set record (contracts/validators.py)
+    and its state proof, taken right after executing that block: a node can
+    prove only its current state, and light clients need every change from
+    genesis (GET /v1/validators/history).  One proof per change."""
+
+    height: int
+    value: bytes
+    # contracts.stateroot.StateProof.to_dict()
+    proof: dict[str, object]
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL);
@@ -70,6 +84,11 @@ CREATE TABLE IF NOT EXISTS blocks (
 );
 CREATE TABLE IF NOT EXISTS txs (id BLOB PRIMARY KEY, height INTEGER NOT NULL, idx INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS validator_changes (
+    height INTEGER PRIMARY KEY,
+    value BLOB NOT NULL,
+    proof BLOB NOT NULL
+);
 """
 
 
@@ -182,10 +201,12 @@ class Store:
         writes: dict[bytes, bytes | None],
         results: HeightResults,
         history: ValidatorHistory | None = None,
+        validator_change: ValidatorChange | None = None,
     ) -> None:
         """Store an executed block, its receipts, state writes and the roots
         of its results (contracts.results), atomically; with ``history``
-        when the block changed the validator sets (consensus.epochs)."""
+        when the block changed the validator sets (consensus.epochs), and
+        ``validator_change`` when it wrote the validator-set record."""
         header = block.header
         assert results.height == header.height, "results stored under another height"
         with self._transaction():
@@ -221,6 +242,27 @@ class Store:
                     "INSERT OR REPLACE INTO meta VALUES ('validator_history', ?)",
                     (encode(history.to_fields()),),
                 )
+            if validator_change is not None:
+                self._db.execute(
+                    "INSERT INTO validator_changes VALUES (?, ?, ?)",
+                    (header.height, validator_change.value, encode(validator_change.proof)),
+                )
+
+    def validator_changes(self, after_height: int, limit: int) -> list[ValidatorChange]:
+        """The first ``limit`` writes of the validator-set record above
+        ``after_height``, each with its state proof taken when it was made."""
+        rows = self._db.execute(
+            "SELECT height, value, proof FROM validator_changes WHERE height > ? "
+            "ORDER BY height LIMIT ?",
+            (after_height, limit),
+        ).fetchall()
+        changes = []
+        for height, value, proof in rows:
+            decoded = decode(proof, OWN_RECORDS)
+            if not isinstance(decoded, dict):
+                raise StorageError(f"stored validator-set proof at height {height} is corrupt")
+            changes.append(ValidatorChange(height, bytes(value), decoded))
+        return changes
 
     def validator_history(self) -> ValidatorHistory | None:
         """The validator sets as of the last block that changed them (its

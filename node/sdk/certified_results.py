@@ -28,7 +28,7 @@ to the certified receipts root), and the anchor's own (``chain_id``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from consensus.codec import FieldReader, ShapeError
@@ -165,15 +165,23 @@ def _check_receipts(answer: ResultsAnswer, height: int) -> list[bytes]:
 def verify_results(
     value: object,
     height: int,
-    validators: ValidatorSet,
+    validators: ValidatorSet | Callable[[int], ValidatorSet],
     chain_id: str,
     hex_bytes: bool = True,
 ) -> CertifiedResults:
-    """The certified results of ``height`` from an answer, or ProofError naming the part."""
+    """The certified results of ``height`` from an answer, or ProofError naming the part.
+
+    ``validators`` is the set, or a function giving the set in force at a
+    block's height (a governed chain's, node.sdk.client validators_at)."""
     answer = read_results(value, hex_bytes)
     if answer.anchor is None:
         raise ProofError("anchor", f"the results of height {height} are not certified yet")
-    certified = answer.anchor.verify(validators, chain_id)
+    signers = (
+        validators
+        if isinstance(validators, ValidatorSet)
+        else validators(answer.anchor.header.height)
+    )
+    certified = answer.anchor.verify(signers, chain_id)
     if certified != answer.results:
         raise ProofError("results", f"the answered results of height {height} are not anchored")
     _check_receipts(answer, height)

@@ -74,16 +74,19 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
+from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 
+from consensus.blocks import BlockHeader
 from consensus.codec import encode
+from consensus.epochs import EpochRules, ValidatorHistory
 from consensus.quorum import ValidatorSet
 from contracts.tx import MAX_NONCE, Transaction, encode_tx, sign_tx, tx_id
 from node.sdk.certified_results import CertifiedResults, verify_results
@@ -113,6 +116,7 @@ from node.sdk.transport import (
     Transport,
     describe_failure,
 )
+from node.sdk.validator_history import apply_changes
 
 JSON = dict[str, Any]
 
@@ -156,6 +160,10 @@ DEFAULT_PROOF_WAIT_S = 30.0
 # The pause before asking again when a node answered at once without the
 # certificate (an honest node holds the request until it has it).
 _PROOF_RETRY_S = 0.1
+# Pages of validator-set changes one refresh follows (each at most the
+# node's max_validator_changes_per_page): governance changes the set rarely.
+_MAX_HISTORY_PAGES = 1_000
+_T = TypeVar("_T")
 
 
 def _nonce_count(answer: object, name: str) -> int | None:
@@ -259,6 +267,7 @@ class ProvenetClient:
         resign_attempts: int = DEFAULT_RESIGN_ATTEMPTS,
         pending_failover_s: float = DEFAULT_PENDING_FAILOVER_S,
         proof_wait_s: float = DEFAULT_PROOF_WAIT_S,
+        epoch_rules: EpochRules | None = None,
     ) -> None:
         if not pending_failover_s > 0:
             raise ValueError("pending_failover_s must be positive")
@@ -286,6 +295,16 @@ class ProvenetClient:
         # The highest height prove_state has seen proven: no later answer
         # may be older (node.sdk.state_proof, part "stale").
         self.proven_height = 0
+        # On a governed chain (genesis epoch_rules), the validator sets
+        # followed from genesis (node.sdk.validator_history): refreshed when
+        # a proof needs a height beyond them or a certificate fails.
+        self.epoch_rules = epoch_rules
+        self._history = None if epoch_rules is None else ValidatorHistory.genesis(validators)
+        self._last_change_height = 0
+        self._followed_through = 0
+        self._wanted_height = 0
+        self._lenient = False
+        self._history_lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- building
 
@@ -321,6 +340,7 @@ class ProvenetClient:
             context,
             timeout_s,
             max_connections_per_node=max_connections_per_node,
+            epoch_rules=genesis.epoch_rules,
         )
 
     @classmethod
@@ -354,6 +374,7 @@ class ProvenetClient:
             context,
             timeout_s,
             max_connections_per_node=max_connections_per_node,
+            epoch_rules=genesis.epoch_rules,
         )
 
     async def __aenter__(self) -> ProvenetClient:
@@ -576,7 +597,7 @@ class ProvenetClient:
         if wait:
             status = await self._wait_committed(envelope, identifier, status, deadline)
         status = await self._anchored(identifier, status)
-        return self._result(identifier, status, raise_on_reject)
+        return await self._checked(lambda: self._result(identifier, status, raise_on_reject))
 
     def _settle(self, tx: Transaction, fate: str, code: str | None = None) -> None:
         """Book what a transaction's outcome (``code``: its error or refusal
@@ -602,7 +623,7 @@ class ProvenetClient:
         status = await self._status_or_resend(envelope, identifier, 0.0)
         status = await self._wait_committed(envelope, identifier, status, deadline)
         status = await self._anchored(identifier, status)
-        return self._result(identifier, status, raise_on_reject)
+        return await self._checked(lambda: self._result(identifier, status, raise_on_reject))
 
     async def submit_many(self, txs: list[Transaction]) -> list[JSON]:
         """Submit signed transactions in one request without waiting.
@@ -758,10 +779,77 @@ class ProvenetClient:
 
     def validators_at(self, height: int) -> ValidatorSet:
         """The validator set in force at ``height``, which every certificate of
-        a block at that height is checked against.  The genesis set for now:
-        the one function to change when the set changes by governance."""
-        del height
-        return self.validators
+        a block at that height is checked against: the genesis set, or on a
+        governed chain the set the followed history puts there.  A height
+        beyond what the client has followed raises ProofError
+        ``validator_history_behind``, which :meth:`_checked` answers by
+        following the history further and checking again."""
+        if self._history is None:
+            return self.validators
+        if height > self._followed_through and not self._lenient:
+            self._wanted_height = max(self._wanted_height, height)
+            raise ProofError(
+                "validator_history_behind",
+                f"height {height} is beyond the validator sets followed "
+                f"(through {self._followed_through}): refresh_validators() first",
+            )
+        return self._history.set_at(height)
+
+    def _block_signers(self, block: object) -> ValidatorSet:
+        """The set in force at a block answer's height (verify_block then
+        checks that height against the header's: a wrong one fails there)."""
+        height = block.get("height") if isinstance(block, dict) else None
+        return self.validators_at(height if type(height) is int else 0)
+
+    @property
+    def validator_history(self) -> ValidatorHistory | None:
+        """The validator sets followed so far (None: a fixed set)."""
+        return self._history
+
+    async def refresh_validators(self) -> ValidatorHistory | None:
+        """Follow the validator-set changes since the last one known
+        (``GET /v1/validators/history``), each checked under the sets already
+        trusted (node.sdk.validator_history); ProofError if a node lies."""
+        if self._history is None or self.epoch_rules is None:
+            return self._history
+        async with self._history_lock:
+            for _ in range(_MAX_HISTORY_PAGES):
+                params = {"after": str(self._last_change_height)}
+                answer = await self.transport.call("GET", "/v1/validators/history", params=params)
+                followed = apply_changes(
+                    self._history,
+                    self._last_change_height,
+                    answer,
+                    self.epoch_rules,
+                    self.chain_id,
+                )
+                self._history = followed.history
+                self._last_change_height = followed.last_change_height
+                if not followed.more:
+                    break
+            self._followed_through = max(self._followed_through, self._wanted_height)
+        return self._history
+
+    async def _checked(self, check: Callable[[], _T]) -> _T:
+        """``check()`` (a proof check reading :meth:`validators_at`), run again
+        once the validator history is followed further when it needed a later
+        height or a certificate failed (a signer this client does not know
+        yet: a set added since).  The second run's failure stands."""
+        if self._history is None:
+            return check()
+        try:
+            return check()
+        except ProofError as error:
+            if error.part not in ("certificate", "validator_history_behind"):
+                raise
+        await self.refresh_validators()
+        # No await from here to the end of check(): concurrent calls see the
+        # flag only within this one synchronous check.
+        self._lenient = True
+        try:
+            return check()
+        finally:
+            self._lenient = False
 
     def _result(self, identifier: bytes, status: JSON, raise_on_reject: bool) -> JSON:
         state = status.get("status")
@@ -830,14 +918,17 @@ class ProvenetClient:
         if verify and status.get("status") == "committed":
             tx = bytes.fromhex(_hex_id(identifier))
             status = await self._anchored(tx, status)
-            self._verified_receipt(tx, status)
+            checked = status
+            await self._checked(lambda: self._verified_receipt(tx, checked))
         return status
 
     async def block(self, height: int | str = "latest", verify: bool = True) -> JSON:
         """One block (header, certificate, transaction results); its certificate is checked."""
         answer = _need_dict(await self.transport.call("GET", f"/v1/blocks/{height}"), "block")
         if verify:
-            verify_block(answer, self.validators, self.chain_id)
+            await self._checked(
+                lambda: verify_block(answer, self._block_signers(answer), self.chain_id)
+            )
         return answer
 
     async def blocks(self, from_height: int, limit: int = 100, verify: bool = True) -> list[JSON]:
@@ -846,8 +937,11 @@ class ProvenetClient:
         answer = await self.transport.call("GET", "/v1/blocks", params=params)
         blocks = list(_need_dict(answer, "blocks").get("blocks", []))
         for block in blocks if verify else ():
-            verify_block(block, self.validators, self.chain_id)
+            await self._checked(partial(self._verify_block, block))
         return blocks
+
+    def _verify_block(self, block: object) -> BlockHeader:
+        return verify_block(block, self._block_signers(block), self.chain_id)
 
     async def results(
         self, height: int, wait: bool = False, timeout_s: float = _WAIT_CHUNK_S
@@ -863,7 +957,9 @@ class ProvenetClient:
             "GET", f"/v1/results/{int(height)}", params=params,
             wait_s=timeout_s if wait else 0.0,
         )  # fmt: skip
-        return verify_results(answer, int(height), self.validators, self.chain_id)
+        return await self._checked(
+            lambda: verify_results(answer, int(height), self.validators_at, self.chain_id)
+        )
 
     async def query(self, contract: str, name: str, args: dict[str, object]) -> Any:
         """A read-only contract query; returns its result.
@@ -901,7 +997,9 @@ class ProvenetClient:
             "GET", f"/v1/compliance/{_segment(asset_id)}", params=params, wait_s=timeout_s
         )
         floor = max(self.proven_height, min_height or 0)
-        proven = verify_compliance(answer, asset_id, self.validators_at, self.chain_id, floor)
+        proven = await self._checked(
+            lambda: verify_compliance(answer, asset_id, self.validators_at, self.chain_id, floor)
+        )
         height = proven["height"]
         assert isinstance(height, int), "a verified verdict names its height"
         self.proven_height = max(self.proven_height, height)
@@ -932,8 +1030,10 @@ class ProvenetClient:
             "GET", f"/v1/state/{key.hex()}", params=params, wait_s=timeout_s
         )
         floor = max(self.proven_height, min_height or 0)
-        proven = verify_state_answer(
-            answer, key, self.validators_at, self.chain_id, min_height=floor
+        proven = await self._checked(
+            lambda: verify_state_answer(
+                answer, key, self.validators_at, self.chain_id, min_height=floor
+            )
         )
         self.proven_height = max(self.proven_height, proven.height)
         return proven

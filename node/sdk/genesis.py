@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from consensus.codec import PUBLIC_KEY_SIZE
+from consensus.config import ReplicaConfig
+from consensus.epochs import EpochRules
 from consensus.quorum import ValidatorSet
 from contracts.args import check_country, check_id
 from contracts.config import ContractLimits
@@ -57,7 +59,14 @@ from node.sdk.schema import (
     unique,
 )
 
-__all__ = ["ConfigError", "NetworkGenesis", "ValidatorEntry", "genesis_to_json", "load_genesis"]
+__all__ = [
+    "DEFAULT_EPOCH_RULES",
+    "ConfigError",
+    "NetworkGenesis",
+    "ValidatorEntry",
+    "genesis_to_json",
+    "load_genesis",
+]
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,9 @@ class NetworkGenesis:
     genesis: Genesis
     validators: tuple[ValidatorEntry, ...]
     genesis_time_ms: int = 0
+    # What places a validator-set change, on a governed chain (None: the set
+    # is fixed).  Chain-wide, so no node's configuration can fork the set.
+    epoch_rules: EpochRules | None = None
 
     @property
     def chain_id(self) -> str:
@@ -147,12 +159,21 @@ VALIDATOR_SCHEMA = {
     "api_address": optional(text, ""),
     "tls_identity": optional(text, ""),
 }
+# A governed chain's epoch rules (consensus.epochs): every node's
+# consensus.checkpoint_interval and window_size must equal them.
+EPOCH_RULES_SCHEMA = {
+    "checkpoint_interval": required(integer(1)),
+    "window_size": required(integer(1)),
+}
+# What a governed genesis that names no epoch rules means: the replica defaults.
+DEFAULT_EPOCH_RULES = EpochRules(ReplicaConfig.checkpoint_interval, ReplicaConfig.window_size)
 GENESIS_SCHEMA = {
     "chain_id": required(text),
     "genesis_time_ms": optional(integer(), 0),
     # True: the validator set lives in state and changes by governance
     # (contracts/validators.py); each validator then needs its addresses.
     "governed_validators": optional(boolean, False),
+    "epoch_rules": optional(nested(EPOCH_RULES_SCHEMA), None),
     "validators": required(list_of(nested(VALIDATOR_SCHEMA), min_items=1)),
     "organisations": required(list_of(nested(ORGANISATION_SCHEMA), min_items=1)),
     "kp_participants": optional(list_of(_country), ()),
@@ -183,7 +204,23 @@ def load_genesis(path: Path) -> NetworkGenesis:
         genesis_state(genesis)
     except ValueError as exc:  # a rule the checks above missed: still one line
         raise at.error(f"the contracts refuse this genesis: {exc}") from None
-    return NetworkGenesis(genesis, validators, data["genesis_time_ms"])
+    rules = _epoch_rules(data["epoch_rules"], bool(governed), at.key("epoch_rules"))
+    return NetworkGenesis(genesis, validators, data["genesis_time_ms"], rules)
+
+
+def _epoch_rules(fields: dict[str, int] | None, governed: bool, at: At) -> EpochRules | None:
+    if not governed:
+        if fields is not None:
+            raise at.error("epoch_rules apply only with governed_validators: true")
+        return None
+    if fields is None:
+        return DEFAULT_EPOCH_RULES
+    rules = EpochRules(fields["checkpoint_interval"], fields["window_size"])
+    if rules.window_size % rules.checkpoint_interval:
+        raise at.key("window_size").expected(
+            "a multiple of checkpoint_interval (the replica's rule)", rules.window_size
+        )
+    return rules
 
 
 def governed_validators(validators: tuple[ValidatorEntry, ...]) -> tuple[GenesisValidator, ...]:
@@ -274,6 +311,16 @@ def genesis_to_json(network: NetworkGenesis) -> dict[str, object]:
         "max_cutting_yield_bp": genesis.max_cutting_yield_bp,
         # Written only when set, so a fixed-set network's file is as it was.
         **({"governed_validators": True} if genesis.validators else {}),
+        **(
+            {
+                "epoch_rules": {
+                    "checkpoint_interval": network.epoch_rules.checkpoint_interval,
+                    "window_size": network.epoch_rules.window_size,
+                }
+            }
+            if network.epoch_rules is not None
+            else {}
+        ),
     }
 
 

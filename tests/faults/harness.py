@@ -146,6 +146,9 @@ def now_s() -> float:
 Launcher = Callable[[NodeEntry], list[str]]
 
 
+_EPOCH_KEYS = ("checkpoint_interval", "window_size")
+
+
 class ProcessNetwork:
     """Every node of a network directory as its own ``provenet node run`` process."""
 
@@ -171,12 +174,22 @@ class ProcessNetwork:
         """``provenet net init`` a network under ``parent`` (ports outside the
         ephemeral range); ``limits``/``consensus`` override every node's config."""
         directory = init_local_network(parent, validators, observers, tls)
+        # The epoch rules are chain-wide (genesis.json epoch_rules): every
+        # node, observers too, must be configured with genesis's.
+        epoch = {k: v for k, v in (consensus or {}).items() if k in _EPOCH_KEYS}
+        if epoch:
+            genesis = directory / "genesis.json"
+            written = json.loads(genesis.read_text())
+            written["epoch_rules"] = {**written.get("epoch_rules", {}), **epoch}
+            epoch = written["epoch_rules"]
+            genesis.write_text(json.dumps(written, indent=2))
         if limits or consensus:
             for entry in read_network(directory).nodes:
                 document = json.loads(entry.config.read_text())
                 document["limits"] = {**document.get("limits", {}), **(limits or {})}
-                if consensus and entry.role == "validator":
-                    document["consensus"] = {**document.get("consensus", {}), **consensus}
+                own = consensus if entry.role == "validator" else epoch
+                if own:
+                    document["consensus"] = {**document.get("consensus", {}), **own, **epoch}
                 entry.config.write_text(json.dumps(document, indent=2))
         return cls(directory, launcher)
 

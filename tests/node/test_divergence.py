@@ -232,6 +232,11 @@ async def test_a_diverged_validator_and_observer_name_the_transaction_and_stop(
         config = json.loads(path.read_text())
         config["consensus"] = {"checkpoint_interval": checkpoint_interval}
         path.write_text(json.dumps(config))
+    # The epoch rules are chain-wide: genesis.json names the same.
+    genesis = tmp_path / "net" / "genesis.json"
+    document = json.loads(genesis.read_text())
+    document["epoch_rules"]["checkpoint_interval"] = checkpoint_interval
+    genesis.write_text(json.dumps(document))
     nodes: dict[str, RunningNode] = {}
     targets: set[int] = set()
     monkeypatch.setattr(ledger_module, "execute", diverging_execute(targets))

@@ -15,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from netfixture import free_base_port
 
-from consensus.quorum import ValidatorSet
+from consensus.messages import Commit, sign
+from consensus.proofs import CommitCertificate
+from contracts.validators import VALIDATORS_KEY
 from node.app import DATABASE_FILE, RunningNode, start_node
 from node.ops.cli import main
 from node.ops.netinit import init_network
@@ -29,10 +32,13 @@ from node.runtime.config import load_node_config
 from node.runtime.ledger import Ledger
 from node.runtime.storage import Store
 from node.sdk.client import ProvenetClient
-from node.sdk.keys import load_identity
+from node.sdk.errors import ProofError, ProvenetError
+from node.sdk.keys import Identity, load_identity
+from node.sdk.results_proof import ResultsAnchor
 
 # Small epochs, so a change takes effect a few blocks after its decision.
 CONSENSUS = {"checkpoint_interval": 4, "window_size": 8}
+HISTORY_PAGE = {"max_validator_changes_per_page": 1}
 VOTERS = ("miner", "bw-trader", "cutter", "kp-bw", "kp-be", "lab", "regulator")
 STEP_TIMEOUT_S = 60.0
 
@@ -49,6 +55,7 @@ def _prepare(net: Path) -> dict[str, Path]:
 
     def drop_v4(document: dict[str, Any]) -> None:
         document["validators"] = [v for v in document["validators"] if v["replica_id"] != 4]
+        document["epoch_rules"] = CONSENSUS
 
     _rewrite(net / "genesis.json", drop_v4)
     configs: dict[str, Path] = {}
@@ -58,6 +65,8 @@ def _prepare(net: Path) -> dict[str, Path]:
         def founders_only(document: dict[str, Any]) -> None:
             document["peers"] = [p for p in document["peers"] if p["replica_id"] != 4]
             document["consensus"] = CONSENSUS
+            # One change per page of GET /v1/validators/history: clients page.
+            document["limits"] = {**document.get("limits", {}), **HISTORY_PAGE}
 
         _rewrite(path, founders_only)
         configs[f"v{n}"] = path
@@ -71,20 +80,74 @@ def _prepare(net: Path) -> dict[str, Path]:
     return configs
 
 
-def _client(net: Path, org: str, node: str, validators_at: Any) -> ProvenetClient:
-    client = ProvenetClient.from_network_dir(net, org_id=org, node=node)
-    # The SDK still checks every certificate against the genesis set
-    # (ProvenetClient.validators_at); here it follows a validator's history.
-    client.validators_at = validators_at  # type: ignore[method-assign]
-    return client
+def _client(net: Path, org: str, node: str) -> ProvenetClient:
+    # The SDK follows the certified set changes from genesis on its own
+    # (GET /v1/validators/history, node.sdk.validator_history).
+    return ProvenetClient.from_network_dir(net, org_id=org, node=node)
 
 
-async def _decide(
-    net: Path, action: str, params: dict[str, object], sets: Any, cli_votes: int = 0
-) -> int:
+async def _block_with_the_added_validator(net: Path, height: int, added_id: int) -> None:
+    """A block whose certificate counts the added validator's commit verifies
+    for a client that followed the sets from genesis; a node that hides the
+    change adding it is caught: that certificate does not verify against the
+    set the client then holds."""
+    async with _client(net, "farm", "v1") as client:
+        block = await client.block(height)
+        assert added_id in {commit["sender"] for commit in block["certificate"]}
+    async with _client(net, "farm", "v1") as client:
+        honest = client.transport.call
+
+        async def hiding_call(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+            if path == "/v1/validators/history":
+                return {"changes": [], "more": False}
+            return await honest(method, path, *args, **kwargs)
+
+        client.transport.call = hiding_call  # type: ignore[method-assign]
+        with pytest.raises(ProofError) as refused:
+            await client.block(height)
+        assert refused.value.part == "certificate"
+        assert f"commit from unknown validator {added_id}" in str(refused.value)
+
+
+async def _forged_certificate_refused(net: Path, removed: Identity, removed_id: int) -> None:
+    """A lying node answers a state proof whose anchor's certificate counts
+    the removed validator's commit (signed by its real key, at a height after
+    its removal) in place of a current validator's: the SDK, following the
+    sets from genesis, refuses it, naming the certificate."""
+    async with _client(net, "farm", "v0") as client:
+        honest = client.transport.call
+
+        async def lying_call(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+            answer = await honest(method, path, *args, **kwargs)
+            if path.startswith("/v1/state/") and answer.get("anchor") is not None:
+                anchor = ResultsAnchor.from_json(answer["anchor"])
+                kept = anchor.certificate.commits[: len(anchor.certificate.commits) - 1]
+                template = kept[0]
+                forged = sign(
+                    Commit(template.view, template.height, template.digest, removed_id),
+                    removed.signer,
+                    client.chain_id,
+                )
+                swapped = replace(anchor, certificate=CommitCertificate((*kept, forged)))
+                answer = {**answer, "anchor": swapped.to_json()}
+            return answer
+
+        client.transport.call = lying_call  # type: ignore[method-assign]
+        with pytest.raises(ProofError) as refused:
+            await client.prove_state(VALIDATORS_KEY, timeout_s=STEP_TIMEOUT_S)
+        assert refused.value.part == "certificate"
+        assert f"commit from unknown validator {removed_id}" in str(refused.value)
+        history = client.validator_history
+        assert history is not None and not history.latest.contains(removed_id)
+        # The same answer, untouched, verifies: only the forgery was refused.
+        client.transport.call = honest  # type: ignore[method-assign]
+        await client.prove_state(VALIDATORS_KEY, timeout_s=STEP_TIMEOUT_S)
+
+
+async def _decide(net: Path, action: str, params: dict[str, object], cli_votes: int = 0) -> int:
     """Propose ``action`` and vote it through; the deciding vote's height.
     The first ``cli_votes`` votes go through ``provenet governance vote``."""
-    async with _client(net, "leadfirm", "v0", sets) as lead:
+    async with _client(net, "leadfirm", "v0") as lead:
         receipt = await lead.submit("membership", "propose", {"action": action, "params": params})
         events: list[dict[str, Any]] = receipt["events"]
         proposal_id = events[0]["attributes"]["proposal_id"]
@@ -93,7 +156,7 @@ async def _decide(
         assert await asyncio.to_thread(main, command) == 0
     height = 0
     for org in VOTERS[cli_votes:]:
-        async with _client(net, org, "v1", sets) as voter:
+        async with _client(net, org, "v1") as voter:
             voted = await voter.submit("membership", "vote", {"proposal_id": proposal_id})
             height = int(str(voted["height"]))
     return height
@@ -136,7 +199,8 @@ async def test_governance_adds_then_removes_a_validator_under_load(
     init_network(net, 5, tls=False, base_port=free_base_port(6), observers=1)
     configs = _prepare(net)
     v4_key = load_identity(net / "nodes" / "v4" / "node.key").public_key
-    v3_key = load_identity(net / "nodes" / "v3" / "node.key").public_key
+    v3 = load_identity(net / "nodes" / "v3" / "node.key")
+    v3_key = v3.public_key
     nodes: dict[str, RunningNode] = {}
     acknowledged: list[bytes] = []
     stop_load = asyncio.Event()
@@ -144,13 +208,8 @@ async def test_governance_adds_then_removes_a_validator_under_load(
     def ledger(name: str) -> Ledger:
         return nodes[name].engine.ledger
 
-    def validators_at(height: int) -> ValidatorSet:
-        history = ledger("v0").history
-        assert history is not None
-        return history.set_at(height)
-
     async def load() -> None:
-        async with _client(net, "farm", "v2", validators_at) as farm:
+        async with _client(net, "farm", "v2") as farm:
             n = 0
             while not stop_load.is_set():
                 n += 1
@@ -175,7 +234,6 @@ async def test_governance_adds_then_removes_a_validator_under_load(
                 "peer_address": f"127.0.0.1:{nodes['v0'].config.peer_port + 4}",
                 "api_address": f"127.0.0.1:{nodes['v0'].config.api_port + 4}",
             },
-            validators_at,
             cli_votes=1,
         )
         decided_s = time.monotonic()
@@ -215,8 +273,10 @@ async def test_governance_adds_then_removes_a_validator_under_load(
                 f"the validator started at {started_s:.2f} s)"
             )
 
+        await _block_with_the_added_validator(net, counted[0], 4)
+
         # Remove v3: from its set's first height no certificate counts it.
-        removed_at = await _decide(net, "remove_validator", {"key": v3_key}, validators_at)
+        removed_at = await _decide(net, "remove_validator", {"key": v3_key})
         history = ledger("v0").history
         assert history is not None and not history.latest.contains(3)
         leaves_at = history.epochs[-1].first_height
@@ -226,6 +286,16 @@ async def test_governance_adds_then_removes_a_validator_under_load(
         )
         for height in range(leaves_at, nodes["v0"].store.height() + 1):
             assert 3 not in _commit_senders(nodes["v0"], height), height
+        await _forged_certificate_refused(net, v3, 3)
+        # A client follows the same sets as the validators, from genesis.
+        async with _client(net, "farm", "v1") as client:
+            await client.refresh_validators()
+            followed = client.validator_history
+            assert followed is not None and followed.epochs == history.epochs
+            with pytest.raises(ProvenetError) as refused:
+                path = "/v1/validators/history"
+                await client.transport.call("GET", path, params={"after": "-1"})
+            assert refused.value.code == "bad_request"
         stop_load.set()
         await asyncio.wait_for(load_task, STEP_TIMEOUT_S)
 

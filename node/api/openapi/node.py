@@ -131,6 +131,15 @@ def node_schemas() -> dict[str, Schema]:
             "transaction it executed differently, with its own and the certified outcome.",
         ),
         "Health": obj({"ok": {"const": True}, "node": STR, "height": INT64}),
+        "ValidatorHistory": obj(
+            {"changes": array(ref("StateValue")), "more": BOOL},
+            "Each write of the validator-set record (key m/validators) above `after`, in "
+            "height order: its value at the height whose block wrote it, the state proof "
+            "taken when that block executed, and the anchor certifying that height's state "
+            "root (null, ending the page, while the certifying block has not come).  "
+            "`more`: later changes exist; ask again with after = the last height.  Empty "
+            "on a chain whose validator set is not governed.",
+        ),
     }
 
 
@@ -188,6 +197,26 @@ def node_ops() -> dict[str, Schema]:
                 "node",
                 "The validator set",
                 {"200": ok(ref("ValidatorSet"), "The set."), **error_responses(())},
+            )
+        },
+        "/v1/validators/history": {
+            "get": operation(
+                "validatorHistory",
+                "node",
+                "The validator-set changes since genesis, each proven and certified",
+                {
+                    "200": ok(ref("ValidatorHistory"), "The changes."),
+                    **error_responses(("bad_request",)),
+                },
+                [
+                    query_param(
+                        "after",
+                        WHOLE,
+                        "Only changes at heights above this one (default 0).  At most the "
+                        "node's max_validator_changes_per_page (16 by default) per answer.",
+                    ),
+                ],
+                description="400 `bad_request` when after is not a whole number.",
             )
         },
         "/healthz": {
