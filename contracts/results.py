@@ -164,6 +164,11 @@ def receipts_root(leaves: Sequence[bytes]) -> bytes:
     return merkle_root(list(leaves))
 
 
+_HEIGHT_RESULTS_FIELDS = frozenset(
+    {"height", "state_root", "receipts_root", "previous_results_root"}
+)
+
+
 @dataclass(frozen=True)
 class HeightResults:
     """What the results root of one height is made of."""
@@ -192,6 +197,18 @@ class HeightResults:
             "receipts_root": self.receipts_root,
             "previous_results_root": self.previous_results_root,
         }
+
+    @classmethod
+    def read(cls, value: object, what: str, hex_bytes: bool) -> HeightResults:
+        """Read :meth:`to_dict`'s form (bytes as hex when ``hex_bytes``);
+        ShapeError if malformed."""
+        fields = FieldReader.of(value, _HEIGHT_RESULTS_FIELDS, what, hex_bytes)
+        return cls(
+            height=fields.integer("height"),
+            state_root=fields.blob("state_root", (DIGEST_SIZE,)),
+            receipts_root=fields.blob("receipts_root", (DIGEST_SIZE,)),
+            previous_results_root=fields.blob("previous_results_root", (DIGEST_SIZE,)),
+        )
 
 
 def genesis_results(state_root: bytes) -> HeightResults:

@@ -110,10 +110,6 @@ class ExecutedBlock:
     validators: ValidatorSet | None = None
 
     @property
-    def state_root(self) -> bytes:
-        return self.results.state_root
-
-    @property
     def results_root(self) -> bytes:
         """What consensus carries and certifies for this height."""
         return self.results.results_root

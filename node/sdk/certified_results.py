@@ -35,7 +35,7 @@ from consensus.codec import FieldReader, ShapeError
 from consensus.quorum import ValidatorSet
 from contracts.results import HeightResults, ReceiptLeaf, receipts_root
 from node.sdk.errors import ProofError
-from node.sdk.results_proof import ResultsAnchor, results_from
+from node.sdk.results_proof import ResultsAnchor
 
 _ANSWER_FIELDS = frozenset({"height", "results", "receipts", "anchor"})
 
@@ -137,7 +137,9 @@ def read_results(value: object, hex_bytes: bool = True) -> ResultsAnswer:
         anchor = fields.values["anchor"]
         return ResultsAnswer(
             height=fields.integer("height"),
-            results=results_from(fields.values["results"], "results answer.results", hex_bytes),
+            results=HeightResults.read(
+                fields.values["results"], "results answer.results", hex_bytes
+            ),
             receipts=tuple(
                 ReceiptLeaf.read(r, f"receipts[{n}]", hex_bytes) for n, r in enumerate(receipts)
             ),

@@ -51,19 +51,6 @@ from node.sdk.errors import ProofError
 
 T = TypeVar("T")
 
-_RESULTS_FIELDS = frozenset({"height", "state_root", "receipts_root", "previous_results_root"})
-
-
-def results_from(value: object, what: str, hex_bytes: bool) -> HeightResults:
-    """Read :meth:`HeightResults.to_dict`'s form (bytes as hex when ``hex_bytes``)."""
-    fields = FieldReader.of(value, _RESULTS_FIELDS, what, hex_bytes)
-    return HeightResults(
-        height=fields.integer("height"),
-        state_root=fields.blob("state_root", (DIGEST_SIZE,)),
-        receipts_root=fields.blob("receipts_root", (DIGEST_SIZE,)),
-        previous_results_root=fields.blob("previous_results_root", (DIGEST_SIZE,)),
-    )
-
 
 @dataclass(frozen=True)
 class ResultsAnchor:
@@ -122,7 +109,7 @@ class ResultsAnchor:
             raise ShapeError(f"{what}.links must be a list")
         certificate = fields.values["certificate"]
         return cls(
-            results=results_from(fields.values["results"], f"{what}.results", as_hex),
+            results=HeightResults.read(fields.values["results"], f"{what}.results", as_hex),
             links=tuple(_link(link, f"{what}.links[{n}]", as_hex) for n, link in enumerate(links)),
             header=(SignedHeader.from_json if as_hex else SignedHeader.from_dict)(
                 fields.values["header"], f"{what}.header"
